@@ -1,0 +1,59 @@
+"""sendguard: a send guard for outbound e-mail that keeps the sender's reputation clean."""
+
+from sendguard._adapter import Adapter
+from sendguard._address import Address, normalize_address
+from sendguard._errors import (
+    ConfigurationError,
+    HeaderInjectionError,
+    InvalidAddressError,
+    MessageError,
+    NoRecipientsError,
+    SendGuardError,
+    StoreError,
+)
+from sendguard._guard import Guard
+from sendguard._memory import MemoryStore
+from sendguard._models import (
+    DeliveryStatus,
+    Envelope,
+    RecipientResult,
+    Reply,
+    SendResult,
+    Stage,
+    Suppression,
+)
+from sendguard._redis import RedisStore
+from sendguard._retry import RetryPolicy
+from sendguard._smtp import SMTPAdapter
+from sendguard._store import Quota, Store
+from sendguard._warmup import WarmupSchedule
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Adapter",
+    "Address",
+    "ConfigurationError",
+    "DeliveryStatus",
+    "Envelope",
+    "Guard",
+    "HeaderInjectionError",
+    "InvalidAddressError",
+    "MemoryStore",
+    "MessageError",
+    "NoRecipientsError",
+    "Quota",
+    "RecipientResult",
+    "RedisStore",
+    "Reply",
+    "RetryPolicy",
+    "SMTPAdapter",
+    "SendGuardError",
+    "SendResult",
+    "Stage",
+    "Store",
+    "StoreError",
+    "Suppression",
+    "WarmupSchedule",
+    "normalize_address",
+]

@@ -1,0 +1,39 @@
+"""The adapter protocol: one provider call per delivery, its answer per recipient."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Self
+
+from sendguard._models import Envelope, Reply
+
+__all__ = ["Adapter"]
+
+
+class Adapter(abc.ABC):
+    """Turns an :class:`Envelope` into one provider call and its answer into replies.
+
+    Adapters translate; the guard decides.  An adapter never retries, sleeps, suppresses or
+    touches the store, and reports network failures as replies without a code rather than
+    raising, so the guard can tell "never reached the server" from "the server said no".
+    """
+
+    @abc.abstractmethod
+    async def deliver(self, envelope: Envelope) -> Mapping[str, Reply]:
+        """Deliver *envelope*; return a reply for every one of its recipients (wire form)."""
+
+    async def aclose(self) -> None:  # noqa: B027 (optional hook, a no-op by default)
+        """Release connections."""
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()

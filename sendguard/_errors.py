@@ -1,0 +1,78 @@
+"""The exception tree of sendguard.
+
+Every exception sendguard raises derives from :class:`SendGuardError`::
+
+    SendGuardError
+    ├── ConfigurationError (ValueError)      options that cannot work together; never hidden
+    ├── MessageError (ValueError)            the message itself cannot be sent as given
+    │   ├── HeaderInjectionError             CR, LF or NUL in a header value (also when encoded)
+    │   ├── InvalidAddressError              an address that is not a valid e-mail address
+    │   └── NoRecipientsError                no envelope recipient at all
+    └── StoreError (ConnectionError)         the suppression store could not give a verdict
+
+Mixed delivery outcomes are not exceptions: :meth:`sendguard.Guard.send` returns a
+:class:`sendguard.SendResult` with one entry per recipient.  An exception means nothing could be
+attempted (or, for :class:`StoreError` raised after a send, that the outcome could not be
+recorded; its ``result`` then says what was delivered).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sendguard._models import SendResult
+
+__all__ = [
+    "ConfigurationError",
+    "HeaderInjectionError",
+    "InvalidAddressError",
+    "MessageError",
+    "NoRecipientsError",
+    "SendGuardError",
+    "StoreError",
+]
+
+
+class SendGuardError(Exception):
+    """Root of every exception sendguard raises."""
+
+
+class ConfigurationError(SendGuardError, ValueError):
+    """Options that cannot work; raised at construction, never hidden by ``fail_silently``."""
+
+
+class MessageError(SendGuardError, ValueError):
+    """The message cannot be sent as given; nothing was sent."""
+
+
+class HeaderInjectionError(MessageError):
+    """A header name or value holds CR, LF or NUL, directly or inside an RFC 2047 word."""
+
+    def __init__(self, message: str, *, header: str) -> None:
+        super().__init__(message)
+        self.header = header
+
+
+class InvalidAddressError(MessageError):
+    """An address that is not a syntactically valid e-mail address."""
+
+    def __init__(self, message: str, *, address: str) -> None:
+        super().__init__(message)
+        self.address = address
+
+
+class NoRecipientsError(MessageError):
+    """The message has no envelope recipient (no To, Cc or Bcc, and no ``recipients=``)."""
+
+
+class StoreError(SendGuardError, ConnectionError):
+    """The suppression store did not answer; without a verdict nothing is sent.
+
+    ``result`` is set when the store failed *after* a delivery, while recording its outcome:
+    it says which recipients were accepted, so the caller does not send them twice.
+    """
+
+    def __init__(self, message: str, *, result: SendResult | None = None) -> None:
+        super().__init__(message)
+        self.result = result

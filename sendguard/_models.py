@@ -1,0 +1,164 @@
+"""The values sendguard hands back: per-recipient results, suppressions, adapter replies."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.message import Message
+from enum import StrEnum
+from typing import Any
+
+__all__ = [
+    "DeliveryStatus",
+    "Envelope",
+    "RecipientResult",
+    "Reply",
+    "SendResult",
+    "Stage",
+    "Suppression",
+    "parse_enhanced_code",
+]
+
+_ENHANCED = re.compile(r"^\s*([245]\.\d{1,3}\.\d{1,3})(?!\.?\d)")
+
+
+def parse_enhanced_code(text: str) -> str | None:
+    """The RFC 3463 enhanced status code at the start of an SMTP reply text, if any."""
+    found = _ENHANCED.match(text)
+    return found.group(1) if found else None
+
+
+class DeliveryStatus(StrEnum):
+    """What happened to one recipient of one send."""
+
+    ACCEPTED = "accepted"
+    """The receiving server took responsibility for the message (250 after DATA)."""
+    SUPPRESSED = "suppressed"
+    """On the suppression list; not sent."""
+    INVALID = "invalid"
+    """Not a valid address; not sent."""
+    THROTTLED = "throttled"
+    """Over today's warmup quota for the sender domain; not sent, try again at ``retry_at``."""
+    REJECTED = "rejected"
+    """Permanently refused by the server (5xx)."""
+    DEFERRED = "deferred"
+    """Still failing temporarily after the retries, or delivery is uncertain; see ``detail``."""
+
+
+class Stage(StrEnum):
+    """Where in the SMTP transaction (or provider call) a reply was given."""
+
+    CONNECT = "connect"
+    MAIL = "mail"
+    RCPT = "rcpt"
+    DATA = "data"
+    """The DATA command or the message transfer, before the final dot was sent."""
+    DATA_END = "data_end"
+    """The reply to the final dot: the message was sent in full."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A server's answer concerning one recipient, as an adapter reports it.
+
+    ``code`` is ``None`` when there was no reply at all (connection refused or dropped,
+    timeout); ``text`` then says what happened.
+    """
+
+    code: int | None
+    text: str
+    stage: Stage
+    enhanced_code: str | None = None
+
+    @classmethod
+    def from_smtp(cls, code: int, text: str, stage: Stage) -> Reply:
+        """A reply with its enhanced status code parsed from *text*."""
+        return cls(code, text, stage, parse_enhanced_code(text))
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """One delivery an adapter is asked to make: ``data`` is the message exactly as sent."""
+
+    sender: str
+    recipients: tuple[str, ...]
+    message: Message
+    data: bytes
+    smtputf8: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientResult:
+    """The outcome of one send for one recipient."""
+
+    address: str
+    status: DeliveryStatus
+    reply_code: int | None = None
+    enhanced_code: str | None = None
+    detail: str = ""
+    attempts: int = 0
+    retry_at: datetime | None = None
+    suppressed: bool = False
+    """True when this send put the address on the suppression list."""
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    """The outcome of one send: one :class:`RecipientResult` per distinct recipient."""
+
+    sender: str
+    message_id: str | None
+    recipients: Mapping[str, RecipientResult]
+
+    def by_status(self, status: DeliveryStatus) -> list[str]:
+        """Addresses whose outcome was *status*, in envelope order."""
+        return [a for a, r in self.recipients.items() if r.status is status]
+
+    @property
+    def accepted(self) -> list[str]:
+        """Addresses the server accepted."""
+        return self.by_status(DeliveryStatus.ACCEPTED)
+
+
+@dataclass(frozen=True, slots=True)
+class Suppression:
+    """An entry of the suppression list: why this address is never sent to again."""
+
+    address: str
+    reason: str
+    reply_code: int | None = None
+    enhanced_code: str | None = None
+    detail: str = ""
+    source: str = "manual"
+    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def to_json(self) -> str:
+        """Serialize for a store (the address is the store's key and not repeated)."""
+        return json.dumps(
+            {
+                "reason": self.reason,
+                "reply_code": self.reply_code,
+                "enhanced_code": self.enhanced_code,
+                "detail": self.detail,
+                "source": self.source,
+                "created_at": self.created_at.isoformat(),
+            },
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_json(cls, address: str, data: str | bytes) -> Suppression:
+        """The inverse of :meth:`to_json`."""
+        raw: dict[str, Any] = json.loads(data)
+        return cls(
+            address=address,
+            reason=str(raw.get("reason", "")),
+            reply_code=raw.get("reply_code"),
+            enhanced_code=raw.get("enhanced_code"),
+            detail=str(raw.get("detail", "")),
+            source=str(raw.get("source", "")),
+            created_at=datetime.fromisoformat(raw["created_at"]),
+        )

@@ -1,0 +1,80 @@
+"""Backoff for temporary failures, built on tenacity, with an injectable clock and sleep."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TypeVar
+
+import tenacity
+
+from sendguard._errors import ConfigurationError
+
+__all__ = ["RetryPolicy"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetryPolicy:
+    """How temporary failures (4xx, dropped connections) are retried within one send.
+
+    Waits grow exponentially from ``initial_wait`` to at most ``max_wait`` seconds, with up to
+    ``jitter`` seconds of random spread so that many senders do not retry in step.  At most
+    ``attempts`` transactions are made (the first included), and no new attempt starts once
+    ``max_total`` seconds have passed since the first.  Recipients still failing then are
+    reported as deferred, with ``retry_at`` set ``defer_for`` seconds ahead: a greylisting
+    server typically wants several minutes.
+    """
+
+    attempts: int = 4
+    initial_wait: float = 1.0
+    max_wait: float = 30.0
+    jitter: float = 1.0
+    max_total: float = 120.0
+    defer_for: float = 900.0
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1:
+            raise ConfigurationError("RetryPolicy(attempts=...) must be at least 1 (no retry)")
+        for name in ("initial_wait", "max_wait", "jitter", "max_total", "defer_for"):
+            if getattr(self, name) < 0:
+                raise ConfigurationError(f"RetryPolicy({name}=...) must not be negative")
+        if self.max_wait < self.initial_wait:
+            raise ConfigurationError("RetryPolicy(max_wait=...) must be at least initial_wait")
+
+    @classmethod
+    def never(cls) -> RetryPolicy:
+        """One attempt only: temporary failures are deferred at once."""
+        return cls(attempts=1)
+
+    async def run(
+        self,
+        attempt: Callable[[], Awaitable[T]],
+        *,
+        should_retry: Callable[[T], bool],
+        clock: Callable[[], datetime],
+        sleep: Callable[[float], Awaitable[None]],
+    ) -> T:
+        """Call *attempt* until ``should_retry`` says no or the policy is spent; last result."""
+        started = clock()
+        budget = timedelta(seconds=self.max_total)
+
+        class out_of_time(tenacity.stop.stop_base):  # noqa: N801 (reads as a stop condition)
+            def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+                return clock() - started >= budget
+
+        retrying: tenacity.AsyncRetrying = tenacity.AsyncRetrying(
+            stop=tenacity.stop_after_attempt(self.attempts) | out_of_time(),
+            wait=tenacity.wait_exponential_jitter(
+                initial=self.initial_wait, max=self.max_wait, jitter=self.jitter
+            ),
+            retry=tenacity.retry_if_result(should_retry),
+            sleep=sleep,
+            # A spent policy hands back the last result: the caller reports it as deferred.
+            retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
+            reraise=True,
+        )
+        result: T = await retrying(attempt)
+        return result

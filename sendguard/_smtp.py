@@ -1,0 +1,224 @@
+"""Delivery over SMTP with aiosmtplib: a small pool of connections, every reply kept."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import ssl
+from collections.abc import Mapping
+
+import aiosmtplib
+
+from sendguard._adapter import Adapter
+from sendguard._errors import ConfigurationError
+from sendguard._models import Envelope, Reply, Stage
+
+__all__ = ["SMTPAdapter"]
+
+_LEADING_DOT = re.compile(rb"^\.", re.MULTILINE)
+_NETWORK_ERRORS = (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, OSError)
+
+
+class _StaleConnectionError(Exception):
+    """A pooled connection the server had already closed; retry on a fresh one."""
+
+
+class SMTPAdapter(Adapter):
+    """Delivers through one SMTP server, keeping up to ``pool_size`` connections open.
+
+    Each delivery is one transaction (MAIL, one RCPT per recipient, DATA) on a connection of
+    its own, and every RCPT reply is reported.  ``timeout`` bounds each command; the reply to
+    the final dot may take far longer (RFC 5321 section 4.5.3.2 suggests 10 minutes), which
+    ``data_timeout`` bounds.
+    """
+
+    def __init__(
+        self,
+        hostname: str = "localhost",
+        port: int | None = None,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        use_tls: bool = False,
+        start_tls: bool | None = None,
+        validate_certs: bool = True,
+        tls_context: ssl.SSLContext | None = None,
+        timeout: float = 60.0,
+        data_timeout: float = 600.0,
+        local_hostname: str | None = None,
+        pool_size: int = 4,
+    ) -> None:
+        if use_tls and start_tls:
+            raise ConfigurationError(
+                "use_tls=True (implicit TLS, port 465) and start_tls=True (STARTTLS, port 587) "
+                "exclude each other: choose one"
+            )
+        if (username is None) != (password is None):
+            raise ConfigurationError("give both username and password, or neither")
+        if pool_size < 1:
+            raise ConfigurationError("pool_size must be at least 1")
+        if timeout <= 0 or data_timeout <= 0:
+            raise ConfigurationError("timeout and data_timeout must be positive")
+        if port is None:
+            port = 465 if use_tls else 587 if start_tls else 25
+        self.hostname = hostname
+        self.port = port
+        self._options = {
+            "hostname": hostname,
+            "port": port,
+            "username": username,
+            "password": password,
+            "use_tls": use_tls,
+            "start_tls": start_tls,
+            "validate_certs": validate_certs,
+            "tls_context": tls_context,
+            "timeout": timeout,
+            "local_hostname": local_hostname,
+        }
+        self._data_timeout = data_timeout
+        self._slots = asyncio.Semaphore(pool_size)
+        self._idle: list[aiosmtplib.SMTP] = []
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"SMTPAdapter(hostname={self.hostname!r}, port={self.port})"
+
+    async def deliver(self, envelope: Envelope) -> Mapping[str, Reply]:
+        """See :meth:`Adapter.deliver`."""
+        async with self._slots:
+            while self._idle:
+                smtp = self._idle.pop()
+                if not smtp.is_connected:
+                    continue
+                try:
+                    return await self._transaction(smtp, envelope, reused=True)
+                except _StaleConnectionError:
+                    smtp.close()
+            smtp = aiosmtplib.SMTP(**self._options)  # type: ignore[arg-type]
+            try:
+                await smtp.connect()
+            except aiosmtplib.SMTPResponseException as exc:
+                smtp.close()
+                return _everyone(envelope, Reply.from_smtp(exc.code, exc.message, Stage.CONNECT))
+            except (aiosmtplib.SMTPException, OSError) as exc:
+                smtp.close()
+                return _everyone(envelope, Reply(None, _describe(exc), Stage.CONNECT))
+            return await self._transaction(smtp, envelope, reused=False)
+
+    async def _transaction(  # noqa: PLR0911 (one exit per way a transaction can end)
+        self, smtp: aiosmtplib.SMTP, envelope: Envelope, *, reused: bool
+    ) -> Mapping[str, Reply]:
+        replies: dict[str, Reply] = {}
+        accepted: list[str] = []
+        stage = Stage.MAIL
+        try:
+            encoding = "utf-8" if envelope.smtputf8 else "ascii"
+            options = self._mail_options(smtp, envelope)
+            if envelope.smtputf8 and "SMTPUTF8" not in options:
+                return _everyone(
+                    envelope,
+                    Reply(553, "5.6.7 server does not support SMTPUTF8", Stage.MAIL, "5.6.7"),
+                )
+            response = await smtp.execute_command(
+                b"MAIL",
+                b"FROM:<" + envelope.sender.encode(encoding) + b">",
+                *(o.encode("ascii") for o in options),
+            )
+            if response.code == 421 and reused:
+                # The server timed out this idle connection ("421 4.4.2 idle too long").
+                raise _StaleConnectionError(response.message)  # noqa: TRY301 (handled by deliver)
+            if response.code != 250:
+                await self._reset(smtp)
+                return _everyone(envelope, Reply.from_smtp(*response, Stage.MAIL))
+
+            stage = Stage.RCPT
+            for rcpt in envelope.recipients:
+                response = await smtp.execute_command(
+                    b"RCPT", b"TO:<" + rcpt.encode(encoding) + b">"
+                )
+                replies[rcpt] = Reply.from_smtp(*response, Stage.RCPT)
+                if response.code in (250, 251):
+                    accepted.append(rcpt)
+            if not accepted:
+                await self._reset(smtp)
+                return replies
+
+            stage = Stage.DATA
+            response = await smtp.execute_command(b"DATA")
+            if response.code != 354:
+                await self._reset(smtp)
+                return _update(replies, accepted, Reply.from_smtp(*response, Stage.DATA))
+            if smtp.protocol is None:
+                raise aiosmtplib.SMTPServerDisconnected("connection lost after DATA")  # noqa: TRY301
+            smtp.protocol.write(_LEADING_DOT.sub(b"..", _crlf_terminated(envelope.data)) + b".\r\n")
+            stage = Stage.DATA_END
+            response = await smtp.protocol.read_response(timeout=self._data_timeout)
+            _update(replies, accepted, Reply.from_smtp(*response, Stage.DATA_END))
+        except _NETWORK_ERRORS as exc:
+            smtp.close()
+            if reused and stage is Stage.MAIL:
+                raise _StaleConnectionError from exc
+            if stage is Stage.DATA_END:
+                detail = (
+                    f"delivery uncertain: no reply after the message was sent ({_describe(exc)})"
+                )
+                return _update(replies, accepted, Reply(None, detail, stage))
+            # The message was not complete, so nobody got it: every recipient not refused
+            # at RCPT (those accepted there included) is retried.
+            unsent = [r for r in envelope.recipients if r not in replies or r in accepted]
+            return _update(replies, unsent, Reply(None, _describe(exc), stage))
+        except BaseException:
+            smtp.close()
+            raise
+        self._idle.append(smtp)
+        return replies
+
+    @staticmethod
+    def _mail_options(smtp: aiosmtplib.SMTP, envelope: Envelope) -> list[str]:
+        options = []
+        if envelope.smtputf8 and smtp.supports_extension("smtputf8"):
+            options.append("SMTPUTF8")
+        if not envelope.data.isascii() and smtp.supports_extension("8bitmime"):
+            options.append("BODY=8BITMIME")
+        if smtp.supports_extension("size"):
+            options.append(f"SIZE={len(envelope.data)}")
+        return options
+
+    @staticmethod
+    async def _reset(smtp: aiosmtplib.SMTP) -> None:
+        # Leave the connection clean for the next transaction, or drop it.
+        try:
+            response = await smtp.execute_command(b"RSET")
+        except _NETWORK_ERRORS:
+            smtp.close()
+            raise
+        if response.code != 250:
+            smtp.close()
+
+    async def aclose(self) -> None:
+        """Say QUIT on every idle connection."""
+        self._closed = True
+        idle, self._idle = self._idle, []
+        for smtp in idle:
+            try:
+                await smtp.quit()
+            except (aiosmtplib.SMTPException, OSError):
+                smtp.close()
+
+
+def _crlf_terminated(data: bytes) -> bytes:
+    return data if data.endswith(b"\r\n") else data + b"\r\n"
+
+
+def _everyone(envelope: Envelope, reply: Reply) -> dict[str, Reply]:
+    return dict.fromkeys(envelope.recipients, reply)
+
+
+def _update(replies: dict[str, Reply], recipients: list[str], reply: Reply) -> dict[str, Reply]:
+    for rcpt in recipients:
+        replies[rcpt] = reply
+    return replies
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

@@ -1,0 +1,113 @@
+"""Warmup: how many recipients a new sending domain may reach per UTC day."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import math
+from collections.abc import Mapping
+
+from sendguard._errors import ConfigurationError
+
+__all__ = ["WarmupSchedule"]
+
+
+class WarmupSchedule:
+    """A daily cap per sender domain that ramps up from ``started_on`` (day 1).
+
+    Days are UTC calendar days.  Before ``started_on`` the cap of day 1 applies; after the
+    last day of the table the cap stays at the last value.  Caps never decrease.
+    """
+
+    __slots__ = ("_caps", "started_on")
+
+    def __init__(self, caps: list[int], *, started_on: dt.date) -> None:
+        if not caps:
+            raise ConfigurationError("a warmup schedule needs at least one day")
+        if any(c < 0 for c in caps):
+            raise ConfigurationError("warmup caps must not be negative")
+        if any(b < a for a, b in itertools.pairwise(caps)):
+            raise ConfigurationError("warmup caps must never decrease from one day to the next")
+        self._caps = tuple(caps)
+        self.started_on = started_on
+
+    @classmethod
+    def exponential(
+        cls, *, start: int, target: int, days: int, started_on: dt.date
+    ) -> WarmupSchedule:
+        """Grow by the same factor each day from *start* on day 1 to *target* on day *days*."""
+        cls._check_ramp(start, target, days)
+        if days == 1:
+            return cls([target], started_on=started_on)
+        factor = (target / start) ** (1 / (days - 1))
+        caps = [min(target, round(start * factor**i)) for i in range(days - 1)] + [target]
+        return cls(_monotonic(caps), started_on=started_on)
+
+    @classmethod
+    def linear(cls, *, start: int, target: int, days: int, started_on: dt.date) -> WarmupSchedule:
+        """Grow by the same number each day from *start* on day 1 to *target* on day *days*."""
+        cls._check_ramp(start, target, days)
+        if days == 1:
+            return cls([target], started_on=started_on)
+        step = (target - start) / (days - 1)
+        return cls(
+            [math.floor(start + step * i) for i in range(days - 1)] + [target],
+            started_on=started_on,
+        )
+
+    @classmethod
+    def from_table(cls, table: Mapping[int, int], *, started_on: dt.date) -> WarmupSchedule:
+        """Caps given per day number (1-based); a missing day keeps the previous day's cap."""
+        if not table or min(table) < 1:
+            raise ConfigurationError("a warmup table needs day numbers starting at 1")
+        if 1 not in table:
+            raise ConfigurationError("a warmup table must give the cap of day 1")
+        caps: list[int] = []
+        for day in range(1, max(table) + 1):
+            caps.append(table.get(day, caps[-1] if caps else 0))
+        return cls(caps, started_on=started_on)
+
+    @staticmethod
+    def _check_ramp(start: int, target: int, days: int) -> None:
+        if start < 1:
+            raise ConfigurationError("a warmup ramp must start at 1 or more per day")
+        if target < start:
+            raise ConfigurationError("a warmup ramp's target must be at least its start")
+        if days < 1:
+            raise ConfigurationError("a warmup ramp must last at least one day")
+
+    @property
+    def days(self) -> int:
+        """How many days the ramp lasts before the cap stays at its target."""
+        return len(self._caps)
+
+    def day_of(self, date: dt.date) -> int:
+        """The ramp day of *date* (1 on ``started_on``; earlier dates count as day 1)."""
+        return max(1, (date - self.started_on).days + 1)
+
+    def cap_for(self, day: int) -> int:
+        """The cap on ramp day *day* (1-based)."""
+        if day < 1:
+            raise ValueError("ramp days start at 1")
+        return self._caps[min(day, len(self._caps)) - 1]
+
+    def cap_on(self, date: dt.date) -> int:
+        """The cap on calendar day *date* (UTC)."""
+        return self.cap_for(self.day_of(date))
+
+    def table(self) -> list[tuple[int, int]]:
+        """``(day, cap)`` for every day of the ramp."""
+        return list(enumerate(self._caps, start=1))
+
+    def __repr__(self) -> str:
+        return (
+            f"WarmupSchedule(days={self.days}, start={self._caps[0]}, "
+            f"target={self._caps[-1]}, started_on={self.started_on.isoformat()})"
+        )
+
+
+def _monotonic(caps: list[int]) -> list[int]:
+    # Rounding can make two neighbouring days equal but never lower; keep it that way.
+    for i in range(1, len(caps)):
+        caps[i] = max(caps[i], caps[i - 1])
+    return caps

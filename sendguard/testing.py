@@ -1,0 +1,230 @@
+"""Helpers for testing code that sends through sendguard.
+
+* :class:`FakeClock`: a clock and a sleep that only move when told, for retries and warmup days.
+* :class:`ScriptedSMTPServer`: a real SMTP server (aiosmtpd) in the running event loop, scripted
+  per recipient ("this one gets 550 5.1.1, that one 451 4.7.1 then 250") and recording every
+  command and message it received.  Needs ``pip install 'sendguard[testing]'``.
+* :class:`RecordingAdapter`: an adapter that sends nothing, records each envelope and answers
+  with scripted replies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from types import TracebackType
+from typing import Any, Self
+
+from sendguard._adapter import Adapter
+from sendguard._models import Envelope, Reply, Stage
+
+__all__ = ["DROP", "FakeClock", "Received", "RecordingAdapter", "ScriptedSMTPServer"]
+
+DROP = "drop"
+"""A scripted reply that closes the connection instead of answering."""
+
+
+class FakeClock:
+    """A UTC clock that stands still until advanced; its :meth:`sleep` advances it instantly."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.now = start or datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
+        if self.now.utcoffset() is None:
+            raise ValueError("FakeClock needs a timezone-aware start")
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> datetime:
+        """The current fake time."""
+        return self.now
+
+    def advance(self, seconds: float = 0.0, **delta: float) -> None:
+        """Move the clock forward by *seconds* (and/or ``days=``, ``hours=``, ...)."""
+        self.now += timedelta(seconds=seconds, **delta)
+
+    async def sleep(self, seconds: float) -> None:
+        """Record the wait and advance the clock by it, without waiting."""
+        self.sleeps.append(seconds)
+        self.advance(seconds)
+
+
+@dataclass
+class Received:
+    """One message a :class:`ScriptedSMTPServer` received in full."""
+
+    mail_from: str
+    rcpt_tos: list[str]
+    data: bytes
+    dropped: bool = False
+    """True when the server was scripted to drop the connection instead of answering it."""
+
+    @property
+    def message(self) -> EmailMessage:
+        """The received message, parsed."""
+        return email.message_from_bytes(self.data, policy=email.policy.default)
+
+
+@dataclass
+class _Script:
+    replies: dict[str, list[str]] = field(default_factory=dict)
+    data: list[str] = field(default_factory=list)
+
+    def next_rcpt(self, address: str) -> str:
+        queue = self.replies.get(address.lower())
+        if not queue:
+            return "250 2.1.5 OK"
+        return queue.pop(0) if len(queue) > 1 else queue[0]
+
+    def next_data(self) -> str:
+        return self.data.pop(0) if self.data else "250 2.0.0 OK: queued"
+
+
+class ScriptedSMTPServer:
+    """A real aiosmtpd server on 127.0.0.1, in the running loop, answering as scripted.
+
+    Use as ``async with ScriptedSMTPServer() as server:``; ``server.port`` is its port.
+    """
+
+    def __init__(self, *, hostname: str = "127.0.0.1", smtputf8: bool = True) -> None:
+        self.hostname = hostname
+        self.port = 0
+        self.smtputf8 = smtputf8
+        self.received: list[Received] = []
+        self.rcpt_log: list[str] = []
+        """Every RCPT TO address the server was given, in order, whatever it answered."""
+        self.connections = 0
+        self._script = _Script()
+        self._server: asyncio.Server | None = None
+        self._sessions: list[Any] = []
+
+    def script(self, address: str, *replies: str) -> None:
+        """Answer RCPT TO *address* with *replies* in turn; the last one then repeats.
+
+        A reply is a full SMTP reply line such as ``"550 5.1.1 no such user"``, or
+        :data:`DROP` to close the connection without answering.
+        """
+        self._script.replies[address.lower()] = list(replies)
+
+    def script_data(self, *replies: str) -> None:
+        """Answer the next messages' final dot with *replies*, one each, then 250."""
+        self._script.data.extend(replies)
+
+    @property
+    def accepted(self) -> list[str]:
+        """Every recipient of every message received in full (dropped ones included)."""
+        return [r for m in self.received for r in m.rcpt_tos]
+
+    async def start(self) -> None:
+        """Listen on a free port."""
+        try:
+            from aiosmtpd.smtp import SMTP  # noqa: PLC0415 (optional dependency)
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            raise ImportError(
+                "ScriptedSMTPServer needs aiosmtpd: pip install 'sendguard[testing]'"
+            ) from exc
+        loop = asyncio.get_running_loop()
+
+        def protocol() -> Any:  # noqa: ANN401 (aiosmtpd is untyped)
+            self.connections += 1
+            session = SMTP(
+                _Handler(self),
+                hostname="sink.test",
+                enable_SMTPUTF8=self.smtputf8,
+                decode_data=False,
+                loop=loop,
+            )
+            self._sessions.append(session)
+            return session
+
+        self._server = await loop.create_server(protocol, self.hostname, 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        """Stop listening and close every connection."""
+        if self._server is not None:
+            self._server.close()
+            for session in self._sessions:
+                if session.transport is not None:
+                    session.transport.abort()
+            await self._server.wait_closed()
+            self._server = None
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+
+async def _drop(server: Any) -> str:  # noqa: ANN401 (aiosmtpd is untyped)
+    server.transport.abort()
+    # aiosmtpd cancels the session's task once the connection is lost: nothing is answered.
+    await asyncio.Event().wait()
+    return "421 unreachable"  # pragma: no cover
+
+
+class _Handler:
+    def __init__(self, owner: ScriptedSMTPServer) -> None:
+        self._owner = owner
+
+    async def handle_RCPT(  # noqa: N802 (aiosmtpd's hook name)
+        self,
+        server: Any,  # noqa: ANN401
+        session: Any,  # noqa: ANN401
+        envelope: Any,  # noqa: ANN401
+        address: str,
+        rcpt_options: list[str],
+    ) -> str:
+        self._owner.rcpt_log.append(address)
+        reply = self._owner._script.next_rcpt(address)
+        if reply == DROP:
+            return await _drop(server)
+        if reply.startswith("2"):
+            envelope.rcpt_tos.append(address)
+        return reply
+
+    async def handle_DATA(  # noqa: N802 (aiosmtpd's hook name)
+        self,
+        server: Any,  # noqa: ANN401
+        session: Any,  # noqa: ANN401
+        envelope: Any,  # noqa: ANN401
+    ) -> str:
+        reply = self._owner._script.next_data()
+        content = bytes(envelope.original_content or b"")
+        if reply == DROP or reply.startswith("2"):
+            self._owner.received.append(
+                Received(envelope.mail_from, list(envelope.rcpt_tos), content, reply == DROP)
+            )
+        if reply == DROP:
+            return await _drop(server)
+        return reply
+
+
+class RecordingAdapter(Adapter):
+    """Sends nothing: records each envelope and answers 250, or as scripted per recipient."""
+
+    def __init__(self, replies: Mapping[str, Sequence[Reply]] | None = None) -> None:
+        self.envelopes: list[Envelope] = []
+        self._replies = {k.lower(): list(v) for k, v in (replies or {}).items()}
+
+    async def deliver(self, envelope: Envelope) -> Mapping[str, Reply]:
+        """Record *envelope*; answer each recipient with its next scripted reply, else 250."""
+        self.envelopes.append(envelope)
+        answers = {}
+        for rcpt in envelope.recipients:
+            queue = self._replies.get(rcpt.lower())
+            if queue:
+                answers[rcpt] = queue.pop(0) if len(queue) > 1 else queue[0]
+            else:
+                answers[rcpt] = Reply(250, "2.0.0 OK", Stage.DATA_END, "2.0.0")
+        return answers
