@@ -1,0 +1,231 @@
+"""The ``sendguard`` command: manage the suppression list from a shell."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import sys
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, TextIO, TypeVar, cast
+
+import typer
+
+from sendguard._address import normalize_address
+from sendguard._errors import ConfigurationError, InvalidAddressError, StoreError
+from sendguard._models import Suppression
+from sendguard._redis import RedisStore
+from sendguard._store import Store
+
+__all__ = ["app", "main"]
+
+T = TypeVar("T")
+
+EXIT_NOT_FOUND = 1
+"""``check``: the address is not suppressed; ``add``/``import``: some input was refused."""
+EXIT_ERROR = 2
+
+app = typer.Typer(
+    name="sendguard",
+    help="Keep a sender's reputation clean: manage the shared suppression list.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+suppress_app = typer.Typer(
+    help="Add, remove, check, list, import and export suppressions.", no_args_is_help=True
+)
+app.add_typer(suppress_app, name="suppress")
+
+RedisURL = Annotated[
+    str,
+    typer.Option("--redis-url", envvar="SENDGUARD_REDIS_URL", help="Redis holding the list."),
+]
+Prefix = Annotated[
+    str, typer.Option("--prefix", envvar="SENDGUARD_PREFIX", help="Key prefix of the list.")
+]
+DEFAULT_URL = "redis://localhost:6379/0"
+CSV_FIELDS = ("address", "reason", "created_at")
+_BATCH = 1000
+
+
+def _fail(message: str, code: int = EXIT_ERROR) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def _run(redis_url: str, prefix: str, work: Callable[[Store], Awaitable[T]]) -> T:
+    async def go() -> T:
+        async with RedisStore.from_url(redis_url, prefix=prefix) as store:
+            return await work(store)
+
+    try:
+        return asyncio.run(go())
+    except (StoreError, ConfigurationError) as exc:
+        raise _fail(str(exc)) from exc
+
+
+@contextmanager
+def _open(path: str, mode: str) -> Iterator[TextIO]:
+    if path == "-":
+        yield sys.stdout if "w" in mode else sys.stdin
+        return
+    try:
+        with Path(path).open(mode, newline="", encoding="utf-8") as handle:
+            yield cast(TextIO, handle)
+    except OSError as exc:
+        raise _fail(f"cannot open {path}: {exc.strerror}") from exc
+
+
+def _key(address: str) -> str:
+    try:
+        return normalize_address(address).key
+    except InvalidAddressError as exc:
+        raise _fail(f"{address!r}: {exc}") from exc
+
+
+@suppress_app.command("add")
+def add(
+    addresses: Annotated[list[str], typer.Argument(help="Addresses to suppress.")],
+    reason: Annotated[str, typer.Option(help="Why they are suppressed.")] = "manual",
+    detail: Annotated[str, typer.Option(help="Free text kept with the entry.")] = "",
+    redis_url: RedisURL = DEFAULT_URL,
+    prefix: Prefix = "sendguard",
+) -> None:
+    """Suppress ADDRESSES (an existing entry is replaced)."""
+    keys = [_key(a) for a in addresses]
+    now = datetime.now(UTC)
+    entries = [Suppression(k, reason, detail=detail, source="cli", created_at=now) for k in keys]
+    _run(redis_url, prefix, lambda store: store.add(entries, replace=True))
+    for key in keys:
+        typer.echo(f"suppressed {key}")
+
+
+@suppress_app.command("remove")
+def remove(
+    addresses: Annotated[list[str], typer.Argument(help="Addresses to take off the list.")],
+    redis_url: RedisURL = DEFAULT_URL,
+    prefix: Prefix = "sendguard",
+) -> None:
+    """Take ADDRESSES off the suppression list."""
+    keys = [_key(a) for a in addresses]
+
+    async def work(store: Store) -> list[bool]:
+        return [await store.remove(k) for k in keys]
+
+    for key, removed in zip(keys, _run(redis_url, prefix, work), strict=True):
+        typer.echo(f"removed {key}" if removed else f"not suppressed {key}")
+
+
+@suppress_app.command("check")
+def check(
+    address: Annotated[str, typer.Argument(help="The address to look up.")],
+    redis_url: RedisURL = DEFAULT_URL,
+    prefix: Prefix = "sendguard",
+) -> None:
+    """Say whether ADDRESS is suppressed and why; exit 0 if it is, 1 if not."""
+    key = _key(address)
+    entry = _run(redis_url, prefix, lambda store: store.get(key))
+    if entry is None:
+        typer.echo(f"not suppressed {key}")
+        raise typer.Exit(EXIT_NOT_FOUND)
+    codes = " ".join(str(c) for c in (entry.reply_code, entry.enhanced_code) if c)
+    typer.echo(
+        f"suppressed {key} reason={entry.reason} source={entry.source} "
+        f"since={entry.created_at.isoformat()}" + (f" reply={codes}" if codes else "")
+    )
+
+
+async def _all(store: Store) -> list[Suppression]:
+    return [entry async for entry in store.scan()]
+
+
+@suppress_app.command("list")
+def list_(
+    redis_url: RedisURL = DEFAULT_URL,
+    prefix: Prefix = "sendguard",
+) -> None:
+    """List every suppressed address with its reason and date, sorted by address."""
+    entries = sorted(_run(redis_url, prefix, _all), key=lambda e: e.address)
+    for entry in entries:
+        typer.echo(f"{entry.address}\t{entry.reason}\t{entry.created_at.isoformat()}")
+    typer.echo(f"{len(entries)} suppressed", err=True)
+
+
+@suppress_app.command("export")
+def export(
+    file: Annotated[str, typer.Argument(help="CSV file to write, - for standard output.")] = "-",
+    redis_url: RedisURL = DEFAULT_URL,
+    prefix: Prefix = "sendguard",
+) -> None:
+    """Write the list as CSV: address,reason,created_at."""
+    entries = sorted(_run(redis_url, prefix, _all), key=lambda e: e.address)
+    with _open(file, "w") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(CSV_FIELDS)
+        writer.writerows((e.address, e.reason, e.created_at.isoformat()) for e in entries)
+    typer.echo(f"exported {len(entries)}", err=True)
+
+
+def _parse_row(row: list[str], now: datetime) -> Suppression:
+    if not row or not row[0].strip():
+        raise ValueError("no address")
+    if len(row) > len(CSV_FIELDS):
+        raise ValueError(f"{len(row)} fields, expected at most {len(CSV_FIELDS)}")
+    key = normalize_address(row[0]).key
+    reason = row[1].strip() if len(row) > 1 and row[1].strip() else "import"
+    created_at = now
+    if len(row) > 2 and row[2].strip():
+        try:
+            created_at = datetime.fromisoformat(row[2].strip())
+        except ValueError:
+            raise ValueError(f"created_at {row[2]!r} is not an ISO 8601 date") from None
+        if created_at.tzinfo is None:
+            created_at = created_at.replace(tzinfo=UTC)
+    return Suppression(key, reason, source="import", created_at=created_at)
+
+
+@suppress_app.command("import")
+def import_(
+    file: Annotated[str, typer.Argument(help="CSV file to read, - for standard input.")],
+    replace: Annotated[bool, typer.Option(help="Overwrite entries already listed.")] = False,
+    redis_url: RedisURL = DEFAULT_URL,
+    prefix: Prefix = "sendguard",
+) -> None:
+    """Read CSV rows address[,reason[,created_at]]; a header row is optional.
+
+    Bad rows are reported with their line numbers and skipped; good rows are imported.
+    Exits 1 if any row was bad.
+    """
+    now = datetime.now(UTC)
+    entries: list[Suppression] = []
+    bad = 0
+    with _open(file, "r") as handle:
+        for line, row in enumerate(csv.reader(handle), start=1):
+            if line == 1 and row and row[0].strip().lower() == "address":
+                continue
+            if not any(field.strip() for field in row):
+                continue
+            try:
+                entries.append(_parse_row(row, now))
+            except (ValueError, InvalidAddressError) as exc:
+                bad += 1
+                typer.echo(f"{file}:{line}: {exc}", err=True)
+
+    async def work(store: Store) -> int:
+        written = 0
+        for start in range(0, len(entries), _BATCH):
+            written += await store.add(entries[start : start + _BATCH], replace=replace)
+        return written
+
+    written = _run(redis_url, prefix, work)
+    skipped = len(entries) - written
+    typer.echo(f"imported {written}, already listed {skipped}, bad rows {bad}")
+    if bad:
+        raise typer.Exit(EXIT_NOT_FOUND)
+
+
+def main() -> None:
+    """Run the command line interface."""
+    app()
