@@ -20,8 +20,8 @@ T = TypeVar("T")
 class RetryPolicy:
     """How temporary failures (4xx, dropped connections) are retried within one send.
 
-    Waits grow exponentially from ``initial_wait`` to at most ``max_wait`` seconds, with up to
-    ``jitter`` seconds of random spread so that many senders do not retry in step.  At most
+    Waits double from ``initial_wait`` up to ``max_wait`` seconds, plus up to ``jitter``
+    seconds of random spread so that many senders do not retry in step.  At most
     ``attempts`` transactions are made (the first included), and no new attempt starts once
     ``max_total`` seconds have passed since the first.  Recipients still failing then are
     reported as deferred, with ``retry_at`` set ``defer_for`` seconds ahead: a greylisting
@@ -67,9 +67,8 @@ class RetryPolicy:
 
         retrying: tenacity.AsyncRetrying = tenacity.AsyncRetrying(
             stop=tenacity.stop_after_attempt(self.attempts) | out_of_time(),
-            wait=tenacity.wait_exponential_jitter(
-                initial=self.initial_wait, max=self.max_wait, jitter=self.jitter
-            ),
+            wait=tenacity.wait_exponential(multiplier=self.initial_wait, max=self.max_wait)
+            + tenacity.wait_random(0, self.jitter),
             retry=tenacity.retry_if_result(should_retry),
             sleep=sleep,
             # A spent policy hands back the last result: the caller reports it as deferred.

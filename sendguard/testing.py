@@ -64,8 +64,10 @@ class Received:
 
     @property
     def message(self) -> EmailMessage:
-        """The received message, parsed."""
-        return email.message_from_bytes(self.data, policy=email.policy.default)
+        """The received message, parsed (with line ends as Python writes them, LF)."""
+        return email.message_from_bytes(
+            self.data.replace(b"\r\n", b"\n"), policy=email.policy.default
+        )
 
 
 @dataclass

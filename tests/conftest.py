@@ -1,0 +1,170 @@
+"""Fixtures: a real redis-server, a real scripted SMTP server, a fake clock."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+import redis
+import structlog
+
+from sendguard import Guard, MemoryStore, RedisStore, RetryPolicy, SMTPAdapter, Store
+from sendguard.testing import FakeClock, ScriptedSMTPServer
+
+structlog.configure(
+    processors=[structlog.processors.add_log_level, structlog.processors.KeyValueRenderer()],
+    logger_factory=structlog.PrintLoggerFactory(),
+)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def spawn_redis(directory: Path, *extra: str) -> tuple[subprocess.Popen[bytes], int]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.fail("redis-server is not installed (apt-get install redis-server)")
+    port = free_port()
+    proc = subprocess.Popen(  # noqa: S603 (fixed arguments)
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(directory),
+            *extra,
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    client = redis.Redis(port=port)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                pytest.fail(f"redis-server did not start on port {port}")
+            time.sleep(0.02)
+    client.close()
+    return proc, port
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """REDIS_URL if set, else a redis-server of this test session's own."""
+    if url := os.environ.get("REDIS_URL"):
+        yield url
+        return
+    proc, port = spawn_redis(tmp_path_factory.mktemp("redis"))
+    yield f"redis://127.0.0.1:{port}/0"
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"test-{uuid.uuid4().hex[:12]}"
+
+
+@contextlib.asynccontextmanager
+async def scratch_redis_store(url: str, prefix: str) -> AsyncIterator[RedisStore]:
+    """A RedisStore under *prefix*, whose keys are deleted afterwards."""
+    store = RedisStore.from_url(url, prefix=prefix)
+    try:
+        yield store
+    finally:
+        await store.aclose()
+        client = redis.Redis.from_url(url)
+        keys = list(client.scan_iter(match=f"{{{prefix}}}*"))
+        if keys:
+            client.delete(*keys)
+        client.close()
+
+
+@pytest.fixture
+async def redis_store(redis_url: str, prefix: str) -> AsyncIterator[RedisStore]:
+    async with scratch_redis_store(redis_url, prefix) as store:
+        yield store
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def store(
+    request: pytest.FixtureRequest, redis_url: str, prefix: str
+) -> AsyncIterator[Store]:
+    """Each store implementation in turn: one test body, every store."""
+    if request.param == "memory":
+        yield MemoryStore()
+        return
+    async with scratch_redis_store(redis_url, prefix) as redis_store:
+        yield redis_store
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+async def smtp_server() -> AsyncIterator[ScriptedSMTPServer]:
+    async with ScriptedSMTPServer() as server:
+        yield server
+
+
+@pytest.fixture
+async def make_guard(
+    smtp_server: ScriptedSMTPServer, clock: FakeClock
+) -> AsyncIterator[Callable[..., Guard]]:
+    """Guards delivering to the scripted server, on the fake clock, closed after the test."""
+    made: list[Guard] = []
+
+    def make(**options: object) -> Guard:
+        options.setdefault("adapter", SMTPAdapter("127.0.0.1", smtp_server.port, timeout=5))
+        options.setdefault("retry", RetryPolicy(attempts=3, initial_wait=1, max_wait=10))
+        guard = Guard(clock=clock, sleep=clock.sleep, **options)  # type: ignore[arg-type]
+        made.append(guard)
+        return guard
+
+    yield make
+    for guard in made:
+        await guard.aclose()
+
+
+def message(
+    to: str | list[str] = "alice@example.com",
+    *,
+    cc: str | list[str] | None = None,
+    bcc: str | list[str] | None = None,
+    sender: str = "news@sender.example",
+    subject: str = "Hello",
+    body: str = "Hi there.\n",
+) -> EmailMessage:
+    """A plain text message."""
+    msg = EmailMessage()
+    msg["From"] = sender
+    for name, value in (("To", to), ("Cc", cc), ("Bcc", bcc)):
+        if value:
+            msg[name] = value if isinstance(value, str) else ", ".join(value)
+    msg["Subject"] = subject
+    msg.set_content(body)
+    return msg
