@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
+from aiosmtpd.smtp import SMTP
 from structlog.testing import capture_logs
 
 from sendguard import DeliveryStatus, Guard, RetryPolicy, SMTPAdapter, Stage
@@ -214,15 +216,11 @@ async def test_5xx_at_mail_from_rejects_everyone_without_suppressing(
             self,
             server: object,
             session: object,
-            envelope: object,  # noqa: N802
+            envelope: object,
             address: str,
             options: list[str],
         ) -> str:
             return "550 5.7.1 Sender address rejected: domain blacklisted"
-
-    from aiosmtpd.smtp import SMTP  # noqa: PLC0415
-
-    import asyncio  # noqa: PLC0415
 
     loop = asyncio.get_running_loop()
     server = await loop.create_server(lambda: SMTP(RefuseSender(), loop=loop), "127.0.0.1", 0)
@@ -257,7 +255,7 @@ async def test_pooled_connection_is_reused_and_a_stale_one_replaced(
     await guard.send(message("alice@example.com"))
     await guard.send(message("bob@example.com"))
     assert smtp_server.connections == 1
-    for session in smtp_server._sessions:  # noqa: SLF001 (the server drops idle clients)
+    for session in smtp_server._sessions:
         session.transport.abort()
     result = await guard.send(message("carol@example.com"))
     assert result.accepted == ["carol@example.com"]

@@ -142,7 +142,7 @@ async def test_injection_in_a_mime_part_header_is_refused(make_guard: Callable[.
     msg.add_attachment(b"data", maintype="application", subtype="octet-stream", filename="a.bin")
     part = next(p for p in msg.walk() if p.get_filename())
     part.replace_header("Content-Disposition", "attachment")
-    part._headers.append(("X-Evil", "a\r\nb"))  # type: ignore[attr-defined]  # noqa: SLF001
+    part._headers.append(("X-Evil", "a\r\nb"))  # type: ignore[attr-defined]
     with pytest.raises(HeaderInjectionError):
         await make_guard().send(msg)
 
