@@ -1,0 +1,134 @@
+"""The sendguard command line against a real Redis."""
+
+from __future__ import annotations
+
+import csv
+import io
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from sendguard._cli import app
+from tests.conftest import free_port
+
+Invoke = Callable[..., tuple[int, str, str]]
+
+
+@pytest.fixture
+def run(redis_store: object, redis_url: str, prefix: str) -> Invoke:
+    runner = CliRunner()
+
+    def invoke(*args: str, stdin: str | None = None) -> tuple[int, str, str]:
+        result = runner.invoke(
+            app,
+            ["suppress", *args],
+            input=stdin,
+            env={"SENDGUARD_REDIS_URL": redis_url, "SENDGUARD_PREFIX": prefix},
+        )
+        return result.exit_code, result.stdout, result.stderr
+
+    return invoke
+
+
+def test_add_check_remove(run: Invoke) -> None:
+    assert run("add", "Bob@Example.com", "carol@example.com", "--reason", "complaint") == (
+        0,
+        "suppressed bob@example.com\nsuppressed carol@example.com\n",
+        "",
+    )
+    code, out, _ = run("check", "BOB@example.COM")
+    assert code == 0
+    assert out.startswith("suppressed bob@example.com reason=complaint source=cli since=")
+    assert run("remove", "bob@example.com", "nobody@example.com")[:2] == (
+        0,
+        "removed bob@example.com\nnot suppressed nobody@example.com\n",
+    )
+    assert run("check", "bob@example.com")[:2] == (1, "not suppressed bob@example.com\n")
+
+
+def test_invalid_address_is_a_clear_error(run: Invoke) -> None:
+    code, out, err = run("add", "good@example.com", "not an address")
+    assert code == 2
+    assert "not an address" in err
+    assert run("check", "good@example.com")[0] == 1, "nothing is added when one is invalid"
+
+
+def test_import_reports_bad_rows_and_keeps_good_ones(run: Invoke, tmp_path: Path) -> None:
+    source = tmp_path / "list.csv"
+    source.write_text(
+        "address,reason,created_at\n"
+        "a@example.com,userunknown,2025-01-02T03:04:05+00:00\n"
+        "not-an-address,userunknown,\n"
+        "b@example.com,,\n"
+        "c@example.com,hardbounce,yesterday\n"
+        "\n"
+        "d@example.com,complaint,2025-06-01\n"
+        "e@example.com,x,2025-06-01,extra\n",
+        encoding="utf-8",
+    )
+    code, out, err = run("import", str(source))
+    assert code == 1
+    assert out == "imported 3, already listed 0, bad rows 3\n"
+    assert f"{source}:3:" in err
+    assert f"{source}:5:" in err
+    assert f"{source}:8:" in err
+    assert run("import", str(source))[1] == "imported 0, already listed 3, bad rows 3\n"
+
+    code, out, _ = run("export")
+    assert code == 0
+    rows = list(csv.reader(io.StringIO(out)))
+    assert rows == [
+        ["address", "reason", "created_at"],
+        ["a@example.com", "userunknown", "2025-01-02T03:04:05+00:00"],
+        ["b@example.com", "import", rows[2][2]],
+        ["d@example.com", "complaint", "2025-06-01T00:00:00+00:00"],
+    ]
+
+
+def test_export_then_import_round_trips(run: Invoke, tmp_path: Path) -> None:
+    run("add", "a@example.com", "b@example.com", "--reason", "manual")
+    target = tmp_path / "out.csv"
+    assert run("export", str(target))[0] == 0
+    run("remove", "a@example.com", "b@example.com")
+    assert run("import", str(target))[:2] == (0, "imported 2, already listed 0, bad rows 0\n")
+    assert "a@example.com\tmanual" in run("list")[1]
+
+
+def test_unreachable_redis_exits_non_zero_with_a_message() -> None:
+    result = CliRunner().invoke(
+        app,
+        ["suppress", "check", "a@example.com", "--redis-url", f"redis://127.0.0.1:{free_port()}/0"],
+    )
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: Redis get failed")
+
+
+def test_missing_file_exits_non_zero(run: Invoke) -> None:
+    code, _, err = run("import", "/nonexistent/list.csv")
+    assert code == 2
+    assert "cannot open /nonexistent/list.csv" in err
+
+
+def test_console_script_runs(redis_url: str, prefix: str) -> None:
+    done = subprocess.run(  # noqa: S603
+        [
+            sys.executable,
+            "-m",
+            "sendguard",
+            "suppress",
+            "check",
+            "x@example.com",
+            "--redis-url",
+            redis_url,
+            "--prefix",
+            prefix,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert (done.returncode, done.stdout) == (1, "not suppressed x@example.com\n")
