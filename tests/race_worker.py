@@ -14,7 +14,9 @@ from sendguard import Guard, RedisStore, RetryPolicy, SMTPAdapter, WarmupSchedul
 from tests.conftest import message
 
 
-async def main(redis_url: str, prefix: str, port: int, worker: int, count: int, cap: int) -> None:
+async def main(
+    redis_url: str, prefix: str, port: int, *, worker: int, count: int, cap: int
+) -> None:
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))
     today = dt.datetime.now(dt.UTC).date()
     async with Guard(
@@ -32,4 +34,4 @@ async def main(redis_url: str, prefix: str, port: int, worker: int, count: int, 
 
 if __name__ == "__main__":
     url, prefix, port, worker, count, cap = sys.argv[1:]
-    asyncio.run(main(url, prefix, int(port), int(worker), int(count), int(cap)))
+    asyncio.run(main(url, prefix, int(port), worker=int(worker), count=int(count), cap=int(cap)))

@@ -51,7 +51,7 @@ def test_add_check_remove(run: Invoke) -> None:
 
 
 def test_invalid_address_is_a_clear_error(run: Invoke) -> None:
-    code, out, err = run("add", "good@example.com", "not an address")
+    code, _, err = run("add", "good@example.com", "not an address")
     assert code == 2
     assert "not an address" in err
     assert run("check", "good@example.com")[0] == 1, "nothing is added when one is invalid"
