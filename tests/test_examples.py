@@ -1,0 +1,25 @@
+"""The examples run as a user would run them, and show what they promise."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_quickstart_suppresses_on_550_and_skips_on_the_second_send() -> None:
+    done = subprocess.run(  # noqa: S603
+        [sys.executable, "examples/quickstart.py"], cwd=ROOT, capture_output=True, text=True,
+        timeout=60, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    first, second = done.stdout.split("Second send")
+    assert "bob@example.com        rejected    550 5.1.1" in first
+    assert "[suppressed now]" in first
+    assert "carol@example.com      deferred    451 4.7.1" in first
+    assert "bob@example.com        suppressed" in second
+    rcpts = second.split("RCPT TO seen by the server:")[1].splitlines()[0]
+    assert "alice@example.com" in rcpts
+    assert "bob" not in rcpts.lower()
