@@ -58,8 +58,16 @@ def check_headers(message: Message) -> None:
 
 
 def _addresses(message: Message, *names: str) -> list[str]:
-    values = [str(v) for name in names for v in (message.get_all(name) or [])]
-    return [addr for _, addr in email.utils.getaddresses(values) if addr]
+    found: list[str] = []
+    for name in names:
+        for value in message.get_all(name) or ():
+            parsed = getattr(value, "addresses", None)
+            if parsed is not None:
+                # An EmailMessage header already parsed its addresses (groups flattened).
+                found.extend(a.addr_spec for a in parsed if a.addr_spec)
+            else:
+                found.extend(addr for _, addr in email.utils.getaddresses([str(value)]) if addr)
+    return found
 
 
 def envelope_recipients(message: Message) -> list[str]:

@@ -11,6 +11,7 @@ import redis.asyncio as aioredis
 import redis.exceptions
 from redis.commands.core import AsyncScript
 
+from sendguard._coalesce import Coalescer
 from sendguard._errors import ConfigurationError, StoreError
 from sendguard._models import Suppression
 from sendguard._store import Quota, Store, Verdicts
@@ -53,6 +54,7 @@ class RedisStore(Store):
         self._suppressed_key = f"{{{prefix}}}:suppressed"
         self._reserve: AsyncScript = client.register_script(_lua("reserve.lua"))
         self._settle: AsyncScript = client.register_script(_lua("settle.lua"))
+        self._reservations = Coalescer(self._reserve_batch)
 
     @classmethod
     def from_url(
@@ -76,17 +78,35 @@ class RedisStore(Store):
         return f"{{{self.prefix}}}:quota:{quota.sender_domain}:{quota.day.isoformat()}"
 
     async def reserve(self, keys: Sequence[str], quota: Quota | None) -> Verdicts:
-        """See :meth:`Store.reserve`: one script call, one round trip."""
-        cap = -1 if quota is None else quota.cap
+        """See :meth:`Store.reserve`: one script call, shared with concurrent sends."""
+        return await self._reservations.submit((keys, quota))
+
+    async def _reserve_batch(
+        self, requests: Sequence[tuple[Sequence[str], Quota | None]]
+    ) -> list[Verdicts]:
+        counters: dict[str, int] = {}
+        args: list[str | int] = [_COUNTER_TTL]
+        for keys, quota in requests:
+            index = 0
+            if quota is not None:
+                index = counters.setdefault(self._counter_key(quota), len(counters) + 2)
+            args += [index, quota.cap if quota is not None else -1, len(keys), *keys]
         with _store_errors("reserve"):
-            raw: list[Any] = await self._reserve(
-                keys=[self._suppressed_key, self._counter_key(quota)],
-                args=[cap, _COUNTER_TTL, *keys],
+            raw: list[Any] = await self._reserve(keys=[self._suppressed_key, *counters], args=args)
+        verdicts: list[Verdicts] = []
+        position = 0
+        for keys, _ in requests:
+            chunk = raw[position : position + len(keys)]
+            position += len(keys)
+            verdicts.append(
+                [
+                    Suppression.from_json(key, item)
+                    if isinstance(item, bytes | str)
+                    else bool(item)
+                    for key, item in zip(keys, chunk, strict=True)
+                ]
             )
-        return [
-            Suppression.from_json(key, item) if isinstance(item, bytes | str) else bool(item)
-            for key, item in zip(keys, raw, strict=True)
-        ]
+        return verdicts
 
     async def settle(
         self, quota: Quota | None, give_back: int, suppressions: Sequence[Suppression]
@@ -148,5 +168,6 @@ class RedisStore(Store):
 
     async def aclose(self) -> None:
         """Close the connection pool if this store created it."""
+        await self._reservations.aclose()
         if self._owns_client:
             await self._client.aclose()

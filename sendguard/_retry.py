@@ -59,14 +59,18 @@ class RetryPolicy:
     ) -> T:
         """Call *attempt* until ``should_retry`` says no or the policy is spent; last result."""
         started = clock()
+        first = await attempt()
+        if self.attempts == 1 or not should_retry(first):
+            return first  # the common case, without building a retry loop
         budget = timedelta(seconds=self.max_total)
+        replay = [first]
 
-        class out_of_time(tenacity.stop.stop_base):  # noqa: N801 (reads as a stop condition)
-            def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
-                return clock() - started >= budget
+        async def call() -> T:
+            # tenacity counts the attempt already made as its first one.
+            return replay.pop() if replay else await attempt()
 
         retrying: tenacity.AsyncRetrying = tenacity.AsyncRetrying(
-            stop=tenacity.stop_after_attempt(self.attempts) | out_of_time(),
+            stop=tenacity.stop_after_attempt(self.attempts) | _OutOfTime(clock, started, budget),
             wait=tenacity.wait_exponential(multiplier=self.initial_wait, max=self.max_wait)
             + tenacity.wait_random(0, self.jitter),
             retry=tenacity.retry_if_result(should_retry),
@@ -75,5 +79,17 @@ class RetryPolicy:
             retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
             reraise=True,
         )
-        result: T = await retrying(attempt)
+        result: T = await retrying(call)
         return result
+
+
+class _OutOfTime(tenacity.stop.stop_base):
+    """Stop once *budget* has passed on the injected clock since *started*."""
+
+    def __init__(self, clock: Callable[[], datetime], started: datetime, budget: timedelta) -> None:
+        self._clock = clock
+        self._started = started
+        self._budget = budget
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+        return self._clock() - self._started >= self._budget

@@ -10,9 +10,13 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_quickstart_suppresses_on_550_and_skips_on_the_second_send() -> None:
-    done = subprocess.run(  # noqa: S603
-        [sys.executable, "examples/quickstart.py"], cwd=ROOT, capture_output=True, text=True,
-        timeout=60, check=False,
+    done = subprocess.run(
+        [sys.executable, "examples/quickstart.py"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     first, second = done.stdout.split("Second send")
