@@ -1,0 +1,684 @@
+"""Classifying a rejection: which reason, and what the guard should do about it.
+
+The rules are data: a list of :class:`Rule` checked in order, first match wins.  The default
+table (:data:`DEFAULT_RULES`) has three layers:
+
+1. phrases in the reply text (``"blocked using zen.spamhaus.org"``, ``"mailbox full"``), most
+   specific first, because the words say more than the codes: many servers answer
+   ``550 5.1.1`` for a rate limit, or ``550 5.7.1`` for an unknown user;
+2. enhanced status codes (RFC 3463, RFC 7372, and provider codes such as Microsoft's 5.7.509
+   and 5.7.708), for replies whose words match nothing;
+3. bare reply codes, last.
+
+A :class:`Rules` object extends the table (``Rules(extra=[...])``, checked before the defaults)
+or replaces it.  Reasons use Sisimai's v5 vocabulary.  The action follows from the reason and
+whether the failure is permanent:
+
+* ``SUPPRESS``: a permanent fault of the address or its domain (userunknown, hostunknown,
+  hasmoved, notaccept, suppressed), and complaints (feedback);
+* ``PAUSE_SENDER``: the *sender* was refused (blocked, badreputation, authfailure, requireptr,
+  ratelimited, rejected, norelaying, securityerror, failedstarttls).  Never a suppression: the
+  address may be perfectly good;
+* ``FAIL``: this message was refused (content, size, virus, policy, filter) or a permanent
+  failure that says nothing certain about the address;
+* ``RETRY``: a temporary failure;
+* ``NONE``: nothing failed (delivered, an auto-reply).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+__all__ = [
+    "DEFAULT_RULES",
+    "REASONS",
+    "SOFT_REASONS",
+    "Action",
+    "Classification",
+    "Rule",
+    "Rules",
+    "classify",
+]
+
+REASONS = frozenset(
+    [
+        "userunknown",
+        "hostunknown",
+        "hasmoved",
+        "notaccept",
+        "filtered",
+        "mailboxfull",
+        "suspend",
+        "suppressed",
+        "rejected",
+        "authfailure",
+        "badreputation",
+        "blocked",
+        "spamdetected",
+        "virusdetected",
+        "policyviolation",
+        "securityerror",
+        "contenterror",
+        "notcompliantrfc",
+        "emailtoolarge",
+        "requireptr",
+        "ratelimited",
+        "norelaying",
+        "expired",
+        "networkerror",
+        "systemerror",
+        "systemfull",
+        "mailererror",
+        "failedstarttls",
+        "syntaxerror",
+        "feedback",
+        "vacation",
+        "delivered",
+        "onhold",
+        "undefined",
+    ]
+)
+"""Every reason :func:`classify` can return (Sisimai v5's vocabulary)."""
+
+HARD_REASONS = frozenset({"userunknown", "hostunknown", "hasmoved", "notaccept", "suppressed"})
+SENDER_REASONS = frozenset(
+    {
+        "blocked",
+        "badreputation",
+        "authfailure",
+        "requireptr",
+        "ratelimited",
+        "rejected",
+        "norelaying",
+        "securityerror",
+        "failedstarttls",
+    }
+)
+SOFT_REASONS = frozenset({"mailboxfull", "suspend", "expired", *HARD_REASONS})
+"""Failures counted toward soft-bounce escalation when they do not suppress at once."""
+_PERMANENT_BY_DEFAULT = HARD_REASONS | {"suspend", "filtered", "notcompliantrfc", "syntaxerror"}
+
+
+class Action(StrEnum):
+    """What the guard does after a classified reply."""
+
+    SUPPRESS = "suppress"
+    RETRY = "retry"
+    FAIL = "fail"
+    PAUSE_SENDER = "pause_sender"
+    NONE = "none"
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One line of the table: when every given condition holds, the reply has *reason*.
+
+    ``pattern`` is a regular expression searched (case-insensitively) in the reply text with
+    runs of white space folded to one space; ``codes`` are enhanced status codes, matched on
+    the subject and detail (``"x.1.1"`` matches 4.1.1 and 5.1.1, ``"5.7.509"`` only itself);
+    ``reply_codes`` are SMTP reply codes.
+    """
+
+    reason: str
+    pattern: str | None = None
+    codes: tuple[str, ...] = ()
+    reply_codes: tuple[int, ...] = ()
+    name: str = ""
+    _regex: re.Pattern[str] | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.reason not in REASONS:
+            raise ValueError(f"unknown reason {self.reason!r}; use one of {sorted(REASONS)}")
+        if self.pattern is None and not self.codes and not self.reply_codes:
+            raise ValueError("a rule needs a pattern, codes or reply_codes")
+        if self.pattern is not None:
+            object.__setattr__(self, "_regex", re.compile(self.pattern, re.IGNORECASE))
+        if not self.name:
+            what = self.pattern or ",".join(self.codes) or ",".join(map(str, self.reply_codes))
+            object.__setattr__(self, "name", f"{self.reason}: {what}")
+
+    def matches(self, text: str, enhanced: str | None, reply_code: int | None) -> bool:
+        """Whether this rule applies to a reply."""
+        if self.reply_codes and reply_code not in self.reply_codes:
+            return False
+        if self.codes and (
+            enhanced is None or not any(_code_matches(c, enhanced) for c in self.codes)
+        ):
+            return False
+        return self._regex is None or self._regex.search(text) is not None
+
+
+def _code_matches(rule_code: str, enhanced: str) -> bool:
+    if rule_code.startswith("x."):
+        return enhanced[1:] == rule_code[1:]
+    return enhanced == rule_code
+
+
+@dataclass(frozen=True, slots=True)
+class Classification:
+    """What a reply means: ``reason``, ``action``, and the rule that decided it (``rule``)."""
+
+    reason: str
+    action: Action
+    permanent: bool
+    reply_code: int | None
+    enhanced_code: str | None
+    rule: str
+    text: str = ""
+
+    @property
+    def soft(self) -> bool:
+        """A failure that counts toward soft-bounce escalation."""
+        return self.reason in SOFT_REASONS and self.action in (Action.RETRY, Action.FAIL)
+
+
+def _phrases(reason: str, *phrases: str) -> list[Rule]:
+    return [Rule(reason, p) for p in phrases]
+
+
+# -- layer 1: phrases ---------------------------------------------------------------------------
+# Order matters: sender-side and rate-limit phrases come first, since they are often sent with
+# recipient codes (550 5.1.1 "... has sent to too many recipients"); then the message-level
+# refusals; then the recipient's own state.
+_TEXT_RULES: list[Rule] = [
+    *_phrases(
+        "badreputation",
+        r"\[TSS0\d\]",
+        r"(?:poor|low|bad) (?:ip |domain |sender )?reputation",
+        r"unexpected volume or user complaints",
+        r"likely (?:suspicious|unsolicited) due to the very low reputation",
+        r"due to ip reputation",
+        r"rate limited due to (?:ip )?reputation",
+    ),
+    *_phrases(
+        "ratelimited",
+        r"too many (?:recipients|messages|connections|concurrent)",
+        r"(?:rate|connection|frequency|sending) limit(?:ed|s)? (?:exceeded|reached)?",
+        r"connection frequency limited",
+        r"unusual rate of",
+        r"temporarily rate limited",
+        r"exceeded (?:the )?(?:rate|sending|message) (?:limit|quota)",
+        r"try (?:again )?later.*(?:too many|volume)",
+        r"has sent to too many recipients",
+        r"throttl",
+    ),
+    *_phrases(
+        "notcompliantrfc",
+        r"multiple addresses in from",
+        r"duplicate header",
+        r"not (?:rfc|rfc ?5322|rfc ?2822) compliant",
+        r"does not comply with rfc",
+        r"bare (?:lf|cr|linefeed)",
+        r"missing (?:a )?(?:message-id|date|from) header",
+    ),
+    *_phrases(
+        "authfailure",
+        r"\bdmarc\b",
+        r"\bspf\b.*(?:fail|record|policy)",
+        r"(?:fail|failed|failing)\b.*\bspf\b",
+        r"\bdkim\b.*(?:fail|invalid|signature)",
+        r"unauthenticated (?:email|mail|sender)",
+        r"sender is unauthenticated",
+        r"authentication checks? failed",
+        r"does not pass (?:dmarc|spf|dkim)",
+        r"sender (?:domain )?(?:authentication|verification) (?:failed|required)",
+    ),
+    *_phrases(
+        "requireptr",
+        r"reverse dns",
+        r"\bptr\b (?:record|lookup)",
+        r"no ptr",
+        r"ip name lookup failed",
+        r"(?:cannot|could not|can't|unable to) (?:resolve|find) (?:your )?(?:hostname|host name)",
+        r"mismatches client ip",
+        r"client host .* (?:has no|without) (?:reverse|rdns|ptr)",
+    ),
+    *_phrases(
+        "blocked",
+        r"blocked using",
+        r"(?<!not )\b(?:listed|blacklisted|blocklisted|blocked) (?:at|in|on|by) ",
+        r"after (?:initial connection|ehlo|helo)\b",
+        r"(?:spamhaus|spamcop|barracuda|sorbs|surbl|uribl|proofpoint|dnsbl|rbl)\b",
+        r"client host (?:\[[^\]]*\] )?(?:rejected|blocked)",
+        r"(?:ip|host|address|addr)(?: address)? (?:is )?(?:blacklisted|blocklisted|blocked|banned|listed)",
+        r"banned sending ip",
+        r"blocked for spam",
+        r"ip(?: address)? source bloquee",
+        r"refused to talk to me",
+        r"(?:messages|mail|connections?) from [\d.:a-f]+ (?:weren't|were not|are not|is not)",
+        r"access denied\.{3}",
+        r"\bip=[\d.]+ .*\(bl\)",
+        r"open relay",
+        r"invalid ip for sending",
+        r"(?:your|sending|client) ip (?:address )?(?:has been |is )?(?:blocked|rejected|not allowed)",
+        r"not allowed to send from",
+        r"host network not allowed",
+    ),
+    *_phrases(
+        "norelaying",
+        r"relay(?:ing)? (?:access )?(?:denied|not permitted|prohibited|not allowed)",
+        r"no relaying",
+        r"unable to relay",
+        r"email address is not verified",
+        r"we do not relay",
+    ),
+    *_phrases(
+        "failedstarttls",
+        r"starttls",
+        r"does not support tls",
+        r"\btls (?:is )?required",
+        r"must issue a starttls",
+        r"(?:requires|required) (?:a )?secure connection",
+    ),
+    *_phrases(
+        "securityerror",
+        r"smtp authentication",
+        r"authentication required",
+        r"auth(?:entication)?required",
+        r"delivery not authorized",
+        r"not permitted to relay",
+        r"insecure",
+    ),
+    *_phrases(
+        "virusdetected",
+        r"\bvirus",
+        r"malware",
+        r"infected",
+        r"security polic(?:y|ies) - mc",
+        r"rejected due to security policies",
+    ),
+    *_phrases(
+        "spamdetected",
+        r"\bspam\b",
+        r"\bube\b",
+        r"unsolicited",
+        r"message content rejected",
+        r"content (?:rejected|filter)",
+        r"junk mail",
+        r"classified as bulk",
+    ),
+    *_phrases(
+        "emailtoolarge",
+        r"(?:message|mail|email)(?: size)? (?:is )?(?:too (?:big|large)|exceeds)",
+        r"message length exceeds",
+        r"size (?:exceeds|limit)",
+        r"exceeds (?:the )?(?:fixed |maximum |size )",
+        r"recipsizelimit",
+        r"too large for this recipient",
+    ),
+    *_phrases(
+        "contenterror",
+        r"headers? too (?:large|long)",
+        r"(?:illegal|invalid|bad) (?:mime|attachment|header|content)",
+    ),
+    *_phrases(
+        "policyviolation",
+        r"polic(?:y|ies) (?:reason|violation|rejection)",
+        r"for policy reasons",
+        r"denied by policy",
+        r"local policy",
+        r"message not allowed",
+        r"content presents a potential",
+        r"header error",
+    ),
+    *_phrases(
+        "mailboxfull",
+        r"mailbox (?:is )?(?:full|over ?quota|exceeds)",
+        r"(?:quota|storage quota|disk quota) (?:exceeded|full)",
+        r"over ?quota",
+        r"(?:inbox|mailbox|mailfolder|mail folder) is (?:full|out of storage)",
+        r"out of storage space",
+        r"user'?s? (?:mailbox|mailfolder) (?:is full|exceeds)",
+        r"not enough (?:disk )?space",
+        r"mailbox size limit",
+        r"insufficient (?:user )?(?:storage|quota)",
+    ),
+    *_phrases(
+        "systemfull",
+        r"insufficient (?:system )?(?:disk|storage)(?: space)?",
+        r"system (?:storage|disk) (?:full|exceeded)",
+        r"mail system full",
+    ),
+    *_phrases(
+        "suspend",
+        r"(?:account|mailbox|user|address)(?: has been| is)? (?:disabled|suspended|inactive|frozen|deactivated|discontinued|locked|blocked)",
+        r"disabled (?:recipient|account|mailbox|user)",
+        r"(?:account|compte)[^.]* (?:est )?bloque",
+        r"mailbox is frozen",
+        r"account (?:has been )?(?:disabled|discontinued|expired|terminated)",
+        r"not (?:an )?active (?:user|mailbox|account)",
+    ),
+    *_phrases(
+        "hasmoved",
+        r"no longer (?:on server|available|valid|with us|at this)",
+        r"has moved",
+        r"not our customer",
+        r"user (?:has )?moved",
+    ),
+    *_phrases(
+        "notaccept",
+        r"does not accept mail",
+        r"(?:not|doesn't|does not) (?:receive|accept) (?:e-?mail|mail|messages)",
+        r"no mx (?:found|record)",
+        r"null mx",
+        r"couldn't find a mail exchanger",
+        r"system not accepting network messages",
+    ),
+    *_phrases(
+        "hostunknown",
+        r"host or domain name not found",
+        r"dns lookup failure: host \S+ not found",
+    ),
+    *_phrases(
+        "networkerror",
+        r"name service error",
+        r"\bdns error\b",
+        r"not found, try again",
+        r"malformed or unexpected name server reply",
+        r"(?:hop count|too many hops|routing loop|mail loop)",
+    ),
+    *_phrases(
+        "hostunknown",
+        r"host(?: or domain name)? (?:unknown|not found)",
+        r"(?:no such|unknown|invalid|bad|illegal) (?:host|domain)",
+        r"domain (?:does not|doesn't) exist",
+        r"domain (?:name )?not found",
+        r"(?:host|domain)\S* (?:does not|doesn't) exist",
+        r"couldn't find any host named",
+        r"unrouteable (?:mail )?domain",
+        r"bad destination system address",
+        r"domain is not reachable",
+        r"nxdomain",
+        r"host or domain name not found",
+        r"illegal host/domain",
+        r"\b[a-z0-9-]+(?:\.[a-z0-9-]+)+ (?:does not|doesn't) exist",
+    ),
+    *_phrases(
+        "rejected",
+        r"sender (?:address )?(?:rejected|refused|denied|blocked|not allowed)",
+        r"domain of sender address",
+        r"(?:sender|from:?) (?:domain|address) (?:does not|doesn't) exist",
+        r"unroutable sender",
+        r"purported responsible address",
+        r"not a registered gateway user",
+        r"group you tried to contact",
+        r"(?:invalid|unknown|bad) sender",
+        r"sender was rejected",
+    ),
+    *_phrases(
+        "filtered",
+        r"refused due to recipient preferences",
+        r"message filtered",
+        r"only accepting mail from specific",
+        r"(?:rejected|blocked) by (?:the )?recipient(?! domain)",
+    ),
+    *_phrases(
+        "userunknown",
+        r"(?:user|mailbox|recipient|address|account|addressee)\S* (?:is )?(?:unknown|not found|not exist|does not exist|doesn't exist|not listed|invalid|unavailable|unrecognized)",
+        r"(?:unknown|invalid|no such|non-?existent|illegal|bad) (?:local )?(?:user|mailbox|recipient|address|account|addressee)",
+        r"no mailbox here",
+        r"user not (?:exist|local|found)",
+        r"recip(?:ient)?notfound",
+        r"recipnotfound",
+        r"not listed in (?:domino directory|public name)",
+        r"address (?:couldn't|could not) be found",
+        r"doesn't have an? \S+ account",
+        r"invalid final delivery userid",
+        r"recipient address rejected: (?:access denied|unknown|user unknown|undeliverable|invalid)",
+        r"address rejected",
+        r"mailbox unavailable",
+        r"invalid recipient",
+        r"unknown or illegal",
+        r"no such (?:user|person|mailbox)",
+        r"mailbox not (?:found|available)",
+        r"not a valid (?:mailbox|recipient|user)",
+    ),
+    *_phrases(
+        "expired",
+        r"(?:message|envelope|delivery) (?:has )?expired",
+        r"retry (?:timeout|time) exceeded",
+        r"(?:could not|unable to) (?:be )?deliver(?:ed)?(?: this message)? (?:for|in|after) ",
+        r"delivery (?:failed|attempts?) .*attempts?",
+        r"delivery failed \d+ attempts",
+        r"giving up",
+        r"in the queue too long",
+        r"has been delayed",
+        r"will be (?:retried|deleted from queue)",
+        r"did not accept our requests to connect",
+        r"connection timed out",
+        r"could not be delivered for",
+        r"unable to connect successfully",
+    ),
+    *_phrases(
+        "networkerror",
+        r"network error",
+        r"(?:unable|failed) to (?:establish|open) (?:an )?smtp connection",
+        r"host not reachable",
+        r"connection (?:refused|reset)",
+    ),
+    *_phrases(
+        "mailererror",
+        r"pipe to \|",
+        r"operating system error",
+        r"mailer error",
+        r"command (?:died|failed)",
+    ),
+    *_phrases(
+        "systemerror",
+        r"system error",
+        r"internal (?:server |system )?error",
+        r"queue file write error",
+        r"service (?:currently )?unavailable",
+        r"transaction failed",
+        r"could not load",
+        r"local (?:error|problem)",
+        r"duplicated message-id",
+        r"temporary local problem",
+    ),
+    *_phrases(
+        "syntaxerror",
+        r"syntax error",
+        r"improper sequence",
+        r"bad sequence of commands",
+        r"command (?:parameter )?not (?:implemented|recognized)",
+        r"malformed address",
+    ),
+    *_phrases("vacation", r"out of (?:the )?office", r"auto-?reply", r"on vacation"),
+]
+
+# -- layer 2: enhanced status codes (RFC 3463, RFC 7372, providers) -----------------------------
+_CODE_TABLE: list[tuple[str, tuple[str, ...]]] = [
+    (
+        "authfailure",
+        (
+            "5.7.509",
+            "5.7.515",
+            "x.7.20",
+            "x.7.21",
+            "x.7.22",
+            "x.7.23",
+            "x.7.24",
+            "x.7.26",
+            "x.7.29",
+        ),
+    ),
+    ("blocked", ("5.7.606", "5.7.511", "5.7.512", "5.7.708", "5.7.705")),
+    ("badreputation", ("4.7.650", "4.7.651", "4.7.652")),
+    ("ratelimited", ("x.7.28", "4.7.500", "x.4.7.500")),
+    ("requireptr", ("x.7.25",)),
+    ("failedstarttls", ("x.7.10", "x.7.11", "x.7.30")),
+    ("suspend", ("x.7.13", "x.2.1")),
+    ("hasmoved", ("x.1.6", "x.7.17", "x.7.18", "x.7.19")),
+    ("userunknown", ("x.1.1", "x.1.3", "x.1.10", "x.1.351", "x.1.4")),
+    ("hostunknown", ("x.1.2", "x.4.4")),
+    ("rejected", ("x.1.7", "x.1.8", "x.1.0", "x.7.27", "x.7.2")),
+    ("mailboxfull", ("x.2.2",)),
+    ("emailtoolarge", ("x.2.3", "x.3.4")),
+    ("filtered", ("x.2.0",)),
+    ("systemerror", ("x.2.4", "x.3.0", "x.3.5", "x.5.0")),
+    ("systemfull", ("x.3.1", "x.4.5")),
+    ("notaccept", ("x.3.2",)),
+    (
+        "contenterror",
+        (
+            "x.3.3",
+            "x.6.0",
+            "x.6.1",
+            "x.6.2",
+            "x.6.3",
+            "x.6.4",
+            "x.6.5",
+            "x.6.6",
+            "x.6.7",
+            "x.6.8",
+            "x.6.9",
+            "x.6.10",
+        ),
+    ),
+    ("networkerror", ("x.4.0", "x.4.3", "x.4.6", "x.4.312", "x.4.316")),
+    ("expired", ("x.4.1", "x.4.2", "x.4.7")),
+    ("syntaxerror", ("x.5.1", "x.5.2", "x.5.3", "x.5.4", "x.5.5", "x.5.6")),
+    ("policyviolation", ("x.7.9",)),
+    (
+        "securityerror",
+        (
+            "x.7.0",
+            "x.7.1",
+            "x.7.3",
+            "x.7.4",
+            "x.7.5",
+            "x.7.6",
+            "x.7.7",
+            "x.7.8",
+            "x.7.14",
+            "x.7.15",
+            "x.7.16",
+        ),
+    ),
+]
+_CODE_RULES = [
+    Rule(reason, codes=codes, name=f"{reason}: status {' '.join(codes)}")
+    for reason, codes in _CODE_TABLE
+]
+
+# -- layer 3: reply codes -----------------------------------------------------------------------
+_REPLY_RULES = [
+    Rule("delivered", reply_codes=(250, 251, 252), name="delivered: 2xx"),
+    Rule("blocked", reply_codes=(421,), name="blocked: 421 service not available"),
+    Rule("systemfull", reply_codes=(452,), name="systemfull: 452 insufficient storage"),
+    Rule("mailboxfull", reply_codes=(552,), name="mailboxfull: 552 storage exceeded"),
+    Rule("userunknown", reply_codes=(550, 551, 553), name="userunknown: bare 550/551/553"),
+    Rule("syntaxerror", reply_codes=(500, 501, 502, 503, 504), name="syntaxerror: 50x"),
+]
+
+DEFAULT_RULES: tuple[Rule, ...] = (*_TEXT_RULES, *_CODE_RULES, *_REPLY_RULES)
+"""The built-in table, in the order it is checked."""
+
+
+class Rules:
+    """A rule table: the user's ``extra`` rules first, then ``base`` (the defaults)."""
+
+    def __init__(self, extra: Iterable[Rule] = (), *, base: Sequence[Rule] = DEFAULT_RULES) -> None:
+        self.rules: tuple[Rule, ...] = (*extra, *base)
+
+    def first_match(self, text: str, enhanced: str | None, reply_code: int | None) -> Rule | None:
+        """The first rule that matches, if any."""
+        for rule in self.rules:
+            if rule.matches(text, enhanced, reply_code):
+                return rule
+        return None
+
+
+DEFAULT = Rules()
+
+_REPLY_AND_ENHANCED = re.compile(
+    r"(?<![\d.])([245]\d\d)[ -]+#?\(?([245]\.\d{1,3}\.\d{1,3})(?![\d.])"
+)
+_ENHANCED = re.compile(r"(?<![\d.])#?\(?([245]\.\d{1,3}\.\d{1,3})(?![\d.]*\d)")
+_REPLY = re.compile(r"(?:^|[\s<(#\[])([245][0-5]\d)(?=[\s\-:,)\]]|$)")
+_STAGE_HINTS = (
+    (re.compile(r"(?:in reply to|after|did not like our) (?:the )?mail from", re.I), "mail"),
+    (re.compile(r"(?:in reply to|after|did not like our) (?:the )?rcpt to", re.I), "rcpt"),
+    (
+        re.compile(
+            r"(?:in reply to|after) (?:the )?end of data|did not like our final data"
+            r"|failed after i sent the message",
+            re.I,
+        ),
+        "data",
+    ),
+)
+_SPACES = re.compile(r"\s+")
+
+
+def parse_codes(text: str) -> tuple[int | None, str | None]:
+    """The SMTP reply code and enhanced status code found in a reply or diagnostic text."""
+    found = _REPLY_AND_ENHANCED.search(text)
+    if found:
+        return int(found.group(1)), found.group(2)
+    enhanced = _ENHANCED.search(text)
+    reply = _REPLY.search(text)
+    return (int(reply.group(1)) if reply else None, enhanced.group(1) if enhanced else None)
+
+
+def _action(reason: str, permanent: bool) -> Action:
+    if reason in ("delivered", "vacation"):
+        return Action.NONE
+    if reason == "feedback":
+        return Action.SUPPRESS
+    if reason in SENDER_REASONS:
+        return Action.PAUSE_SENDER
+    if not permanent:
+        return Action.RETRY
+    if reason in HARD_REASONS:
+        return Action.SUPPRESS
+    return Action.FAIL
+
+
+def classify(
+    text: str = "",
+    *,
+    reply_code: int | None = None,
+    enhanced_code: str | None = None,
+    stage: str | None = None,
+    rules: Rules = DEFAULT,
+) -> Classification:
+    """Classify one SMTP reply or bounce diagnostic.
+
+    Codes not given are parsed from *text* (``"550 5.1.1 ..."``, ``"#5.1.1"``, ``"(5.7.1)"``).
+    *stage* (``"rcpt"``, ``"data"``, ...) is informational for now: a reply at MAIL FROM
+    refuses the sender, so recipient reasons given there become ``rejected``.
+    """
+    parsed_reply, parsed_enhanced = parse_codes(text)
+    if stage is None:
+        stage = next((name for regex, name in _STAGE_HINTS if regex.search(text)), None)
+    reply_code = reply_code if reply_code is not None else parsed_reply
+    enhanced_code = enhanced_code or parsed_enhanced
+    folded = _SPACES.sub(" ", text).strip()
+    direct_2xx = (
+        reply_code is not None and reply_code // 100 == 2 and folded.startswith(str(reply_code))
+    )
+    rule = None if direct_2xx else rules.first_match(folded, enhanced_code, reply_code)
+    reason = "delivered" if direct_2xx else rule.reason if rule else "onhold"
+    if stage == "mail" and reason in (*HARD_REASONS, "securityerror", "onhold", "syntaxerror"):
+        reason = "rejected"  # refused at MAIL FROM: it is the sender that was refused
+    elif stage in ("data", "data_end") and reason == "userunknown":
+        reason = "filtered"  # "unknown user" after the content was seen: a filter's answer
+    if reply_code is not None and reply_code // 100 in (4, 5):
+        permanent = reply_code // 100 == 5
+    elif enhanced_code is not None and enhanced_code[0] in "45":
+        permanent = enhanced_code[0] == "5"
+    else:
+        permanent = reason in _PERMANENT_BY_DEFAULT
+    return Classification(
+        reason=reason,
+        action=_action(reason, permanent),
+        permanent=permanent,
+        reply_code=reply_code,
+        enhanced_code=enhanced_code,
+        rule=rule.name if rule else ("a 2xx reply" if direct_2xx else "no rule matched"),
+        text=text,
+    )
