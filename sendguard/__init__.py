@@ -2,6 +2,15 @@
 
 from sendguard._adapter import Adapter
 from sendguard._address import Address, normalize_address
+from sendguard._classify import (
+    DEFAULT_RULES,
+    REASONS,
+    Action,
+    Classification,
+    Rule,
+    Rules,
+    classify,
+)
 from sendguard._errors import (
     ConfigurationError,
     HeaderInjectionError,
@@ -25,14 +34,30 @@ from sendguard._models import (
 from sendguard._redis import RedisStore
 from sendguard._retry import RetryPolicy
 from sendguard._smtp import SMTPAdapter
-from sendguard._store import Quota, Store
+from sendguard._store import (
+    Admission,
+    Admit,
+    Outcome,
+    Pause,
+    Quota,
+    Reservation,
+    Settled,
+    SoftBouncePolicy,
+    Store,
+)
 from sendguard._warmup import WarmupSchedule
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "DEFAULT_RULES",
+    "REASONS",
+    "Action",
     "Adapter",
     "Address",
+    "Admission",
+    "Admit",
+    "Classification",
     "ConfigurationError",
     "DeliveryStatus",
     "Envelope",
@@ -42,18 +67,26 @@ __all__ = [
     "MemoryStore",
     "MessageError",
     "NoRecipientsError",
+    "Outcome",
+    "Pause",
     "Quota",
     "RecipientResult",
     "RedisStore",
     "Reply",
+    "Reservation",
     "RetryPolicy",
+    "Rule",
+    "Rules",
     "SMTPAdapter",
     "SendGuardError",
     "SendResult",
+    "Settled",
+    "SoftBouncePolicy",
     "Stage",
     "Store",
     "StoreError",
     "Suppression",
     "WarmupSchedule",
+    "classify",
     "normalize_address",
 ]

@@ -18,7 +18,9 @@ whether the failure is permanent:
   hasmoved, notaccept, suppressed), and complaints (feedback);
 * ``PAUSE_SENDER``: the *sender* was refused (blocked, badreputation, authfailure, requireptr,
   ratelimited, rejected, norelaying, securityerror, failedstarttls).  Never a suppression: the
-  address may be perfectly good;
+  address may be perfectly good.  A temporary (4xx) refusal pauses only when it says so
+  outright (blocked, badreputation, ratelimited); other 4xx ones, greylisting included, are
+  retried;
 * ``FAIL``: this message was refused (content, size, virus, policy, filter) or a permanent
   failure that says nothing certain about the address;
 * ``RETRY``: a temporary failure;
@@ -97,6 +99,8 @@ SENDER_REASONS = frozenset(
         "failedstarttls",
     }
 )
+TRANSIENT_SENDER_REASONS = frozenset({"blocked", "badreputation", "ratelimited"})
+"""Sender-side reasons that pause the sender even when the refusal is temporary (4xx)."""
 SOFT_REASONS = frozenset({"mailboxfull", "suspend", "expired", *HARD_REASONS})
 """Failures counted toward soft-bounce escalation when they do not suppress at once."""
 _PERMANENT_BY_DEFAULT = HARD_REASONS | {"suspend", "filtered", "notcompliantrfc", "syntaxerror"}
@@ -184,6 +188,8 @@ def _phrases(reason: str, *phrases: str) -> list[Rule]:
 # recipient codes (550 5.1.1 "... has sent to too many recipients"); then the message-level
 # refusals; then the recipient's own state.
 _TEXT_RULES: list[Rule] = [
+    # Greylisting is a temporary answer to every new sender, not a verdict on anyone.
+    Rule("onhold", r"gr[ea]y ?list", name="onhold: greylisting"),
     *_phrases(
         "badreputation",
         r"\[TSS0\d\]",
@@ -248,7 +254,8 @@ _TEXT_RULES: list[Rule] = [
         r"blocked for spam",
         r"ip(?: address)? source bloquee",
         r"refused to talk to me",
-        r"(?:messages|mail|connections?) from [\d.:a-f]+ (?:weren't|were not|are not|is not)",
+        r"(?:messages|mail|connections?) from \[?[\d.:a-f]+\]? (?:weren't|were not|are not|is not)",
+        r"on our block ?list",
         r"access denied\.{3}",
         r"\bip=[\d.]+ .*\(bl\)",
         r"open relay",
@@ -629,7 +636,7 @@ def _action(reason: str, permanent: bool) -> Action:
         return Action.NONE
     if reason == "feedback":
         return Action.SUPPRESS
-    if reason in SENDER_REASONS:
+    if reason in SENDER_REASONS and (permanent or reason in TRANSIENT_SENDER_REASONS):
         return Action.PAUSE_SENDER
     if not permanent:
         return Action.RETRY

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, time, timedelta
 from email.message import Message
@@ -15,6 +15,7 @@ import structlog
 
 from sendguard._adapter import Adapter
 from sendguard._address import Address, normalize_address, redact
+from sendguard._classify import Classification, Rules
 from sendguard._errors import ConfigurationError, InvalidAddressError, NoRecipientsError, StoreError
 from sendguard._memory import MemoryStore
 from sendguard._message import check_headers, envelope_recipients, envelope_sender, serialize
@@ -27,10 +28,19 @@ from sendguard._models import (
     Stage,
     Suppression,
 )
-from sendguard._policy import Verdict, decide
+from sendguard._policy import Decision, decide
 from sendguard._retry import RetryPolicy
 from sendguard._smtp import SMTPAdapter
-from sendguard._store import Quota, Store
+from sendguard._store import (
+    Admission,
+    Admit,
+    Outcome,
+    Pause,
+    Quota,
+    Reservation,
+    SoftBouncePolicy,
+    Store,
+)
 from sendguard._warmup import WarmupSchedule
 
 __all__ = ["Guard"]
@@ -55,17 +65,41 @@ class _Delivery:
     pending: dict[str, Address]
     results: dict[str, RecipientResult] = field(default_factory=dict)
     attempts: dict[str, int] = field(default_factory=dict)
-    last: dict[str, Reply] = field(default_factory=dict)
-    suppress: dict[str, Reply] = field(default_factory=dict)
+    last: dict[str, tuple[Reply, Classification | None]] = field(default_factory=dict)
+    suppress: dict[str, Classification] = field(default_factory=dict)
+    soft: dict[str, Classification] = field(default_factory=dict)
+    pauses: dict[str, Pause] = field(default_factory=dict)
+    had_soft: list[str] = field(default_factory=list)
     uncertain: int = 0
+
+
+def _validate(wanted: Iterable[str]) -> tuple[dict[str, RecipientResult], dict[str, Address]]:
+    """Results for the invalid recipients, and the valid ones by key (first of duplicates)."""
+    results: dict[str, RecipientResult] = {}
+    valid: dict[str, Address] = {}
+    for raw in wanted:
+        try:
+            address = normalize_address(raw)
+        except InvalidAddressError as exc:
+            key = raw.strip()
+            results.setdefault(key, RecipientResult(key, DeliveryStatus.INVALID, detail=str(exc)))
+            continue
+        if address.key not in valid:
+            valid[address.key] = address
+            results[address.key] = RecipientResult(address.key, DeliveryStatus.DEFERRED)
+    return results, valid
 
 
 class Guard:
     """Stands between an application and its mail provider and keeps the sender's name clean.
 
     ``send`` validates every recipient, drops those on the suppression list, holds back those
-    over today's warmup quota, delivers to the rest through the adapter, retries temporary
-    failures with backoff, and suppresses addresses the receiving server says do not exist.
+    over today's warmup quota or toward a domain that refused the sender, delivers to the rest
+    through the adapter, retries temporary failures with backoff, and classifies every refusal
+    (:func:`sendguard.classify`): a dead address is suppressed, a refused sender is paused
+    toward that recipient domain for ``pause_for`` (``transient_pause_for`` when the refusal
+    was a 4xx, such as a rate limit), and soft bounces are counted until ``soft_bounce`` says
+    the address is as good as dead.
     """
 
     def __init__(
@@ -75,6 +109,10 @@ class Guard:
         store: Store | None = None,
         retry: RetryPolicy | None = None,
         warmup: WarmupSchedule | None = None,
+        rules: Rules | None = None,
+        pause_for: timedelta = timedelta(hours=1),
+        transient_pause_for: timedelta = timedelta(minutes=15),
+        soft_bounce: SoftBouncePolicy | None = None,
         on_store_error: Literal["raise", "send"] = "raise",
         redact_addresses: bool = True,
         clock: Clock = _utcnow,
@@ -86,10 +124,16 @@ class Guard:
             )
         if clock().utcoffset() is None:
             raise ConfigurationError("clock must return timezone-aware datetimes")
+        if min(pause_for, transient_pause_for) <= timedelta(0):
+            raise ConfigurationError("pause_for and transient_pause_for must be positive")
         self.adapter = adapter if adapter is not None else SMTPAdapter()
         self.store = store if store is not None else MemoryStore()
         self.retry = retry if retry is not None else RetryPolicy()
         self.warmup = warmup
+        self.rules = rules if rules is not None else Rules()
+        self.pause_for = pause_for
+        self.transient_pause_for = transient_pause_for
+        self.soft_bounce = soft_bounce if soft_bounce is not None else SoftBouncePolicy()
         self.on_store_error = on_store_error
         self._redact = redact if redact_addresses else str
         self._clock = clock
@@ -137,7 +181,7 @@ class Guard:
         return entry
 
     async def unsuppress(self, address: str) -> bool:
-        """Take *address* off the suppression list; False if it was not on it."""
+        """Take *address* off the suppression list (and forget its soft bounces)."""
         key = normalize_address(address).key
         removed = await self.store.remove(key)
         self._log.info("sendguard.unsuppressed", recipient=self._redact(key), removed=removed)
@@ -150,6 +194,22 @@ class Guard:
     async def suppression(self, address: str) -> Suppression | None:
         """The suppression entry of *address*, if it is on the list."""
         return await self.store.get(normalize_address(address).key)
+
+    async def soft_bounces(self, address: str) -> int:
+        """How many soft bounces *address* has on record since its last delivery."""
+        return await self.store.soft_bounces(normalize_address(address).key)
+
+    # -- pauses --------------------------------------------------------------------------------
+
+    async def pauses(self, sender_domain: str) -> list[Pause]:
+        """The pauses of *sender_domain* (one per recipient domain) in force now."""
+        return await self.store.pauses(sender_domain.lower(), self._clock())
+
+    async def resume(self, sender_domain: str) -> int:
+        """Lift every pause of *sender_domain* now; how many were lifted."""
+        lifted = await self.store.resume(sender_domain.lower())
+        self._log.info("sendguard.resumed", sender_domain=sender_domain.lower(), lifted=lifted)
+        return lifted
 
     # -- sending -------------------------------------------------------------------------------
 
@@ -178,41 +238,28 @@ class Guard:
             raise NoRecipientsError("the message has no recipients (To, Cc, Bcc or recipients=)")
 
         now = self._clock()
-        results: dict[str, RecipientResult] = {}
-        valid: dict[str, Address] = {}
-        for raw in wanted:
-            try:
-                address = normalize_address(raw)
-            except InvalidAddressError as exc:
-                key = raw.strip()
-                results.setdefault(
-                    key, RecipientResult(key, DeliveryStatus.INVALID, detail=str(exc))
-                )
-                continue
-            if address.key not in valid:
-                valid[address.key] = address
-                results[address.key] = RecipientResult(address.key, DeliveryStatus.DEFERRED)
-
+        results, valid = _validate(wanted)
         quota = self._quota(envelope_from, now)
-        verdicts = await self._reserve(list(valid), quota)
-        if verdicts is None:
+        admissions = await self._reserve(
+            Reservation(
+                keys=list(valid),
+                now=now,
+                quota=quota,
+                sender_domain=envelope_from.domain,
+                domains=[a.domain for a in valid.values()],
+            )
+        )
+        if admissions is None:
             quota = None  # the store is down and on_store_error="send": nothing was reserved
         state = _Delivery(sender=envelope_from, pending={})
-        for key, verdict in zip(valid, verdicts or [True] * len(valid), strict=True):
-            if isinstance(verdict, Suppression):
-                results[key] = RecipientResult(
-                    key, DeliveryStatus.SUPPRESSED, detail=f"suppressed: {verdict.reason}"
-                )
-            elif verdict:
+        clear = [Admission(Admit.CLEAR)] * len(valid)
+        for key, admission in zip(valid, admissions or clear, strict=True):
+            if admission.verdict is Admit.CLEAR:
                 state.pending[key] = valid[key]
+                if admission.soft:
+                    state.had_soft.append(key)
             else:
-                results[key] = RecipientResult(
-                    key,
-                    DeliveryStatus.THROTTLED,
-                    detail=f"warmup cap of {quota.cap if quota else 0} for {envelope_from.domain} "
-                    "reached for today",
-                    retry_at=_next_midnight(now),
-                )
+                results[key] = self._held(key, admission, quota, now)
         reserved = len(state.pending) if quota is not None else 0
 
         message_id: str | None = None
@@ -230,12 +277,42 @@ class Guard:
         result = SendResult(sender=envelope_from.key, message_id=message_id, recipients=results)
         # Quota stays spent for what was accepted, and for what may have been (no reply to
         # the final dot); everything else reserved is given back.
-        give_back = reserved - len(result.accepted) - state.uncertain
-        for key in await self._settle(result, quota, give_back, state):
+        outcome = Outcome(
+            now=self._clock(),
+            quota=quota,
+            give_back=reserved - len(result.accepted) - state.uncertain if quota else 0,
+            suppressions=[self._entry(key, found, "smtp") for key, found in state.suppress.items()],
+            soft_failures=[self._entry(key, found, "smtp") for key, found in state.soft.items()],
+            soft_resets=[k for k in state.had_soft if results[k].status is DeliveryStatus.ACCEPTED],
+            pauses=list(state.pauses.values()),
+            soft_policy=self.soft_bounce,
+        )
+        for key in await self._settle(result, outcome):
             results[key] = replace(results[key], suppressed=True)
+        for pause in state.pauses.values():
+            self._log_pause(pause)
         for rr in results.values():
             self._log_result(rr, message_id)
         return result
+
+    def _held(
+        self, key: str, admission: Admission, quota: Quota | None, now: datetime
+    ) -> RecipientResult:
+        """The result of a recipient the store did not clear for delivery."""
+        if admission.verdict is Admit.PAUSED:
+            return self._paused(key, admission.pause, attempts=0)
+        if admission.verdict is Admit.SUPPRESSED:
+            reason = admission.suppression.reason if admission.suppression else "listed"
+            return RecipientResult(
+                key, DeliveryStatus.SUPPRESSED, detail=f"suppressed: {reason}", reason=reason
+            )
+        return RecipientResult(
+            key,
+            DeliveryStatus.THROTTLED,
+            detail=f"warmup cap of {quota.cap if quota else 0} for "
+            f"{quota.sender_domain if quota else 'the sender'} reached for today",
+            retry_at=_next_midnight(now),
+        )
 
     def _quota(self, sender: Address, now: datetime) -> Quota | None:
         if self.warmup is None:
@@ -243,13 +320,11 @@ class Guard:
         today = now.astimezone(UTC).date()
         return Quota(sender.domain, today, self.warmup.cap_on(today))
 
-    async def _reserve(
-        self, keys: Sequence[str], quota: Quota | None
-    ) -> list[Suppression | bool] | None:
-        if not keys:
+    async def _reserve(self, request: Reservation) -> list[Admission] | None:
+        if not request.keys:
             return []
         try:
-            return await self.store.reserve(keys, quota)
+            return await self.store.reserve(request)
         except StoreError as exc:
             if self.on_store_error == "raise":
                 raise
@@ -278,17 +353,32 @@ class Guard:
                 reply = replies.get(address.wire) or Reply(
                     None, f"{self.adapter!r} gave no reply for this recipient", Stage.RCPT
                 )
-                state.attempts[key] = state.attempts.get(key, 0) + 1
-                state.last[key] = reply
-                verdict = decide(reply)
-                if verdict is Verdict.RETRY:
-                    retry[key] = address
-                    continue
-                state.results[key] = self._final(key, reply, verdict, state.attempts[key])
-                if verdict is Verdict.SUPPRESS:
-                    state.suppress[key] = reply
-                elif verdict is Verdict.UNCERTAIN:
-                    state.uncertain += 1
+                attempts = state.attempts[key] = state.attempts.get(key, 0) + 1
+                decision, found = decide(reply, self.rules)
+                state.last[key] = (reply, found)
+                if decision is Decision.PAUSE and found is not None:
+                    pause = state.pauses.setdefault(
+                        address.domain, self._pause(state.sender, address.domain, found)
+                    )
+                    state.results[key] = (
+                        self._final(key, reply, found, DeliveryStatus.REJECTED, attempts)
+                        if found.permanent
+                        else self._paused(key, pause, attempts, reply, found)
+                    )
+                elif decision is Decision.RETRY:
+                    if address.domain in state.pauses:  # refused the sender meanwhile
+                        pause = state.pauses[address.domain]
+                        state.results[key] = self._paused(key, pause, attempts, reply, found)
+                    else:
+                        retry[key] = address
+                else:
+                    state.results[key] = self._final(key, reply, found, _STATUS[decision], attempts)
+                    if decision is Decision.SUPPRESS and found is not None:
+                        state.suppress[key] = found
+                    elif decision is Decision.UNCERTAIN:
+                        state.uncertain += 1
+                    elif found is not None and found.soft:
+                        state.soft[key] = found
             if retry:
                 self._log.info(
                     "sendguard.retry",
@@ -301,77 +391,129 @@ class Guard:
         await self.retry.run(attempt, should_retry=bool, clock=self._clock, sleep=self._sleep)
         retry_at = self._clock() + timedelta(seconds=self.retry.defer_for)
         for key in state.pending:
-            reply = state.last[key]
-            state.results[key] = RecipientResult(
-                key,
-                DeliveryStatus.DEFERRED,
-                reply_code=reply.code,
-                enhanced_code=reply.enhanced_code,
-                detail=reply.text,
-                attempts=state.attempts[key],
+            reply, found = state.last[key]
+            state.results[key] = replace(
+                self._final(key, reply, found, DeliveryStatus.DEFERRED, state.attempts[key]),
                 retry_at=retry_at,
             )
+            if found is not None and found.soft:
+                state.soft[key] = found
 
-    def _final(self, key: str, reply: Reply, verdict: Verdict, attempts: int) -> RecipientResult:
-        status = {
-            Verdict.ACCEPT: DeliveryStatus.ACCEPTED,
-            Verdict.REJECT: DeliveryStatus.REJECTED,
-            Verdict.SUPPRESS: DeliveryStatus.REJECTED,
-            Verdict.UNCERTAIN: DeliveryStatus.DEFERRED,
-        }[verdict]
+    def _pause(self, sender: Address, recipient_domain: str, found: Classification) -> Pause:
+        return Pause(
+            sender_domain=sender.domain,
+            recipient_domain=recipient_domain,
+            until=self._clock() + (self.pause_for if found.permanent else self.transient_pause_for),
+            reason=found.reason,
+            detail=found.text,
+        )
+
+    @staticmethod
+    def _final(
+        key: str,
+        reply: Reply,
+        found: Classification | None,
+        status: DeliveryStatus,
+        attempts: int,
+    ) -> RecipientResult:
         return RecipientResult(
             key,
             status,
             reply_code=reply.code,
-            enhanced_code=reply.enhanced_code,
+            enhanced_code=reply.enhanced_code or (found.enhanced_code if found else None),
             detail=reply.text,
             attempts=attempts,
+            reason=found.reason if found is not None and status is not _ACCEPTED else "",
         )
 
-    async def _settle(
-        self, result: SendResult, quota: Quota | None, give_back: int, state: _Delivery
-    ) -> list[str]:
-        """Record the outcome in one store call; the keys this send newly suppressed."""
-        entries = [
-            Suppression(
-                address=key,
-                reason="userunknown",
-                reply_code=reply.code,
-                enhanced_code=reply.enhanced_code,
-                detail=reply.text,
-                source="smtp",
-                created_at=self._clock(),
-            )
-            for key, reply in state.suppress.items()
-        ]
-        give_back = give_back if quota is not None else 0
-        if not entries and give_back <= 0:
+    @staticmethod
+    def _paused(
+        key: str,
+        pause: Pause | None,
+        attempts: int,
+        reply: Reply | None = None,
+        found: Classification | None = None,
+    ) -> RecipientResult:
+        until = pause.until if pause is not None else None
+        why = pause.reason if pause is not None else "paused"
+        return RecipientResult(
+            key,
+            DeliveryStatus.PAUSED,
+            reply_code=reply.code if reply else None,
+            enhanced_code=reply.enhanced_code if reply else None,
+            detail=reply.text
+            if reply
+            else f"sender paused toward {pause.recipient_domain if pause else 'this domain'} "
+            f"({why}) until {until.isoformat() if until else 'resumed'}",
+            attempts=attempts,
+            retry_at=until,
+            reason=found.reason if found is not None else why,
+        )
+
+    def _entry(self, key: str, found: Classification, source: str) -> Suppression:
+        return Suppression(
+            address=key,
+            reason=found.reason,
+            reply_code=found.reply_code,
+            enhanced_code=found.enhanced_code,
+            detail=found.text,
+            source=source,
+            created_at=self._clock(),
+        )
+
+    async def _settle(self, result: SendResult, outcome: Outcome) -> list[str]:
+        """Record the outcome in one store call; the keys it newly suppressed."""
+        if outcome.empty:
             return []  # the common case: everything accepted, nothing to record
         try:
-            added = await self.store.settle(quota, give_back, entries)
+            settled = await self.store.settle(outcome)
         except StoreError as exc:
             self._log.error(
                 "sendguard.store_error",
                 operation="settle",
                 error=str(exc),
-                unrecorded=[self._redact(e.address) for e in entries],
+                unrecorded=[self._redact(e.address) for e in outcome.suppressions],
             )
             if self.on_store_error == "raise":
                 raise StoreError(str(exc), result=result) from exc
             return []
-        return [entry.address for entry, new in zip(entries, added, strict=True) if new]
+        added = [
+            entry.address
+            for entry, new in zip(outcome.suppressions, settled.added, strict=True)
+            if new
+        ]
+        return added + settled.escalated
+
+    def _log_pause(self, pause: Pause) -> None:
+        self._log.warning(
+            "sendguard.sender_paused",
+            sender_domain=pause.sender_domain,
+            recipient_domain=pause.recipient_domain,
+            reason=pause.reason,
+            until=pause.until.isoformat(),
+            detail=pause.detail,
+        )
 
     def _log_result(self, rr: RecipientResult, message_id: str | None) -> None:
-        level = (
-            "warning" if rr.status in (DeliveryStatus.REJECTED, DeliveryStatus.DEFERRED) else "info"
-        )
+        level = "warning" if rr.status in _WARN else "info"
         getattr(self._log, level)(
             "sendguard.recipient",
             recipient=self._redact(rr.address),
             status=str(rr.status),
+            reason=rr.reason or None,
             reply_code=rr.reply_code,
             enhanced_code=rr.enhanced_code,
             attempts=rr.attempts,
             suppressed=rr.suppressed,
             message_id=message_id,
         )
+
+
+_ACCEPTED = DeliveryStatus.ACCEPTED
+_WARN = frozenset({DeliveryStatus.REJECTED, DeliveryStatus.DEFERRED, DeliveryStatus.PAUSED})
+_STATUS = {
+    Decision.ACCEPT: DeliveryStatus.ACCEPTED,
+    Decision.REJECT: DeliveryStatus.REJECTED,
+    Decision.SUPPRESS: DeliveryStatus.REJECTED,
+    Decision.UNCERTAIN: DeliveryStatus.DEFERRED,
+}

@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import AsyncIterator, Sequence
 
 from sendguard._models import Suppression
-from sendguard._store import Quota, Store, Verdicts
+from sendguard._store import (
+    Admission,
+    Admit,
+    Outcome,
+    Pause,
+    Quota,
+    Reservation,
+    Settled,
+    Store,
+    escalates,
+    softbounce_entry,
+)
 
 __all__ = ["MemoryStore"]
 
@@ -20,6 +32,8 @@ class MemoryStore(Store):
     def __init__(self) -> None:
         self._suppressed: dict[str, Suppression] = {}
         self._used: dict[tuple[str, str], int] = {}
+        self._soft: dict[str, tuple[int, float]] = {}
+        self._paused: dict[tuple[str, str], Pause] = {}
 
     def _counter(self, quota: Quota) -> tuple[str, str]:
         key = (quota.sender_domain, quota.day.isoformat())
@@ -28,38 +42,65 @@ class MemoryStore(Store):
             self._used = {k: v for k, v in self._used.items() if k[1] >= key[1]}
         return key
 
-    async def reserve(self, keys: Sequence[str], quota: Quota | None) -> Verdicts:
+    def _pause(self, sender: str, domain: str, now: dt.datetime) -> Pause | None:
+        pause = self._paused.get((sender, domain))
+        if pause is not None and pause.until <= now:
+            del self._paused[(sender, domain)]
+            return None
+        return pause
+
+    async def reserve(self, request: Reservation) -> list[Admission]:
         """See :meth:`Store.reserve`."""
+        quota = request.quota
         counter = self._counter(quota) if quota is not None else None
         used = self._used.get(counter, 0) if counter is not None else 0
-        verdicts: Verdicts = []
-        for key in keys:
+        domains = request.domains or [""] * len(request.keys)
+        admissions: list[Admission] = []
+        for key, domain in zip(request.keys, domains, strict=True):
             entry = self._suppressed.get(key)
+            pause = self._pause(request.sender_domain, domain, request.now) if domain else None
             if entry is not None:
-                verdicts.append(entry)
+                admissions.append(Admission(Admit.SUPPRESSED, suppression=entry))
+            elif pause is not None:
+                admissions.append(Admission(Admit.PAUSED, pause=pause))
             elif quota is None or used < quota.cap:
                 used += 1
-                verdicts.append(True)
+                admissions.append(Admission(Admit.CLEAR, soft=key in self._soft))
             else:
-                verdicts.append(False)
+                admissions.append(Admission(Admit.THROTTLED))
         if counter is not None:
             self._used[counter] = used
-        return verdicts
+        return admissions
 
-    async def settle(
-        self, quota: Quota | None, give_back: int, suppressions: Sequence[Suppression]
-    ) -> list[bool]:
+    async def settle(self, outcome: Outcome) -> Settled:
         """See :meth:`Store.settle`."""
-        if quota is not None and give_back:
-            counter = self._counter(quota)
-            self._used[counter] = max(0, self._used.get(counter, 0) - give_back)
+        if outcome.quota is not None and outcome.give_back:
+            counter = self._counter(outcome.quota)
+            self._used[counter] = max(0, self._used.get(counter, 0) - outcome.give_back)
         added = []
-        for entry in suppressions:
+        for entry in outcome.suppressions:
             new = entry.address not in self._suppressed
             if new:
                 self._suppressed[entry.address] = entry
             added.append(new)
-        return added
+        now = outcome.now.timestamp()
+        escalated = []
+        for entry in outcome.soft_failures:
+            if entry.address in self._suppressed:
+                continue
+            count, first = self._soft.get(entry.address, (0, now))
+            count += 1
+            if escalates(count, first, now, outcome.soft_policy):
+                self._suppressed[entry.address] = softbounce_entry(entry)
+                self._soft.pop(entry.address, None)
+                escalated.append(entry.address)
+            else:
+                self._soft[entry.address] = (count, first)
+        for key in outcome.soft_resets:
+            self._soft.pop(key, None)
+        for pause in outcome.pauses:
+            self._paused[(pause.sender_domain, pause.recipient_domain)] = pause
+        return Settled(added, escalated)
 
     async def add(self, suppressions: Sequence[Suppression], *, replace: bool = False) -> int:
         """See :meth:`Store.add`."""
@@ -72,6 +113,7 @@ class MemoryStore(Store):
 
     async def remove(self, key: str) -> bool:
         """See :meth:`Store.remove`."""
+        self._soft.pop(key, None)
         return self._suppressed.pop(key, None) is not None
 
     async def get(self, key: str) -> Suppression | None:
@@ -86,3 +128,18 @@ class MemoryStore(Store):
     async def quota_used(self, quota: Quota) -> int:
         """See :meth:`Store.quota_used`."""
         return self._used.get((quota.sender_domain, quota.day.isoformat()), 0)
+
+    async def soft_bounces(self, key: str) -> int:
+        """See :meth:`Store.soft_bounces`."""
+        return self._soft.get(key, (0, 0.0))[0]
+
+    async def pauses(self, sender_domain: str, now: dt.datetime) -> list[Pause]:
+        """See :meth:`Store.pauses`."""
+        return [p for (s, _), p in self._paused.items() if s == sender_domain and p.until > now]
+
+    async def resume(self, sender_domain: str) -> int:
+        """See :meth:`Store.resume`."""
+        lifted = [k for k in self._paused if k[0] == sender_domain]
+        for k in lifted:
+            del self._paused[k]
+        return len(lifted)

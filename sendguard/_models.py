@@ -42,6 +42,10 @@ class DeliveryStatus(StrEnum):
     """Not a valid address; not sent."""
     THROTTLED = "throttled"
     """Over today's warmup quota for the sender domain; not sent, try again at ``retry_at``."""
+    PAUSED = "paused"
+    """The sender is paused toward this recipient's domain (it refused the sender: blocklist,
+    reputation, authentication, rate limit); not sent, or refused temporarily; try again at
+    ``retry_at``.  The address itself is not suspected."""
     REJECTED = "rejected"
     """Permanently refused by the server (5xx)."""
     DEFERRED = "deferred"
@@ -103,6 +107,8 @@ class RecipientResult:
     retry_at: datetime | None = None
     suppressed: bool = False
     """True when this send put the address on the suppression list."""
+    reason: str = ""
+    """The classified reason of a failure (Sisimai's vocabulary, e.g. ``userunknown``)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
+import json
 from collections.abc import AsyncIterator, Iterator, Sequence
 from importlib import resources
 from typing import Any, cast
@@ -14,7 +16,17 @@ from redis.commands.core import AsyncScript
 from sendguard._coalesce import Coalescer
 from sendguard._errors import ConfigurationError, StoreError
 from sendguard._models import Suppression
-from sendguard._store import Quota, Store, Verdicts
+from sendguard._store import (
+    Admission,
+    Admit,
+    Outcome,
+    Pause,
+    Quota,
+    Reservation,
+    Settled,
+    Store,
+    softbounce_entry,
+)
 
 __all__ = ["RedisStore"]
 
@@ -32,6 +44,54 @@ def _store_errors(operation: str) -> Iterator[None]:
         yield
     except (redis.exceptions.RedisError, OSError) as exc:
         raise StoreError(f"Redis {operation} failed: {exc}") from exc
+
+
+def _text(raw: bytes | str) -> str:
+    return raw.decode() if isinstance(raw, bytes) else raw
+
+
+def _epoch(moment: dt.datetime) -> float:
+    return round(moment.timestamp(), 3)
+
+
+def _pause_field(sender_domain: str, recipient_domain: str) -> str:
+    return f"{sender_domain}\t{recipient_domain}"
+
+
+def _pause_value(pause: Pause) -> str:
+    body = json.dumps(
+        {
+            "sender": pause.sender_domain,
+            "domain": pause.recipient_domain,
+            "until": pause.until.isoformat(),
+            "reason": pause.reason,
+            "detail": pause.detail,
+        },
+        separators=(",", ":"),
+    )
+    return f"{_epoch(pause.until)} {body}"
+
+
+def _parse_pause(body: str | bytes) -> Pause:
+    raw = json.loads(body)
+    return Pause(
+        raw["sender"],
+        raw["domain"],
+        dt.datetime.fromisoformat(raw["until"]),
+        raw["reason"],
+        raw.get("detail", ""),
+    )
+
+
+def _admission(key: str, item: list[Any]) -> Admission:
+    kind = int(item[0])
+    if kind == 0:
+        return Admission(Admit.SUPPRESSED, suppression=Suppression.from_json(key, item[1]))
+    if kind == 3:
+        return Admission(Admit.PAUSED, pause=_parse_pause(item[1]))
+    if kind == 2:
+        return Admission(Admit.THROTTLED)
+    return Admission(Admit.CLEAR, soft=bool(item[1]))
 
 
 class RedisStore(Store):
@@ -52,6 +112,8 @@ class RedisStore(Store):
         self._owns_client = owns_client
         self.prefix = prefix
         self._suppressed_key = f"{{{prefix}}}:suppressed"
+        self._soft_key = f"{{{prefix}}}:soft"
+        self._paused_key = f"{{{prefix}}}:paused"
         self._reserve: AsyncScript = client.register_script(_lua("reserve.lua"))
         self._settle: AsyncScript = client.register_script(_lua("settle.lua"))
         self._reservations = Coalescer(self._reserve_batch)
@@ -73,52 +135,76 @@ class RedisStore(Store):
 
     def _counter_key(self, quota: Quota | None) -> str:
         if quota is None:
-            # The scripts always get two keys; this one is never read or written.
+            # The settle script always gets this key; without a quota it is never touched.
             return f"{{{self.prefix}}}:quota:-"
         return f"{{{self.prefix}}}:quota:{quota.sender_domain}:{quota.day.isoformat()}"
 
-    async def reserve(self, keys: Sequence[str], quota: Quota | None) -> Verdicts:
+    async def reserve(self, request: Reservation) -> list[Admission]:
         """See :meth:`Store.reserve`: one script call, shared with concurrent sends."""
-        return await self._reservations.submit((keys, quota))
+        return await self._reservations.submit(request)
 
-    async def _reserve_batch(
-        self, requests: Sequence[tuple[Sequence[str], Quota | None]]
-    ) -> list[Verdicts]:
+    async def _reserve_batch(self, requests: Sequence[Reservation]) -> list[list[Admission]]:
         counters: dict[str, int] = {}
-        args: list[str | int] = [_COUNTER_TTL]
-        for keys, quota in requests:
+        args: list[str | int | float] = [_COUNTER_TTL, _epoch(requests[0].now)]
+        for request in requests:
             index = 0
-            if quota is not None:
-                index = counters.setdefault(self._counter_key(quota), len(counters) + 2)
-            args += [index, quota.cap if quota is not None else -1, len(keys), *keys]
+            if request.quota is not None:
+                index = counters.setdefault(self._counter_key(request.quota), len(counters) + 4)
+            domains = request.domains or [""] * len(request.keys)
+            args += [
+                index,
+                request.quota.cap if request.quota is not None else -1,
+                request.sender_domain,
+                len(request.keys),
+                *(x for pair in zip(request.keys, domains, strict=True) for x in pair),
+            ]
         with _store_errors("reserve"):
-            raw: list[Any] = await self._reserve(keys=[self._suppressed_key, *counters], args=args)
-        verdicts: list[Verdicts] = []
+            raw: list[list[Any]] = await self._reserve(
+                keys=[self._suppressed_key, self._soft_key, self._paused_key, *counters],
+                args=args,
+            )
+        admissions: list[list[Admission]] = []
         position = 0
-        for keys, _ in requests:
-            chunk = raw[position : position + len(keys)]
-            position += len(keys)
-            verdicts.append(
-                [
-                    Suppression.from_json(key, item)
-                    if isinstance(item, bytes | str)
-                    else bool(item)
-                    for key, item in zip(keys, chunk, strict=True)
-                ]
+        for request in requests:
+            chunk = raw[position : position + len(request.keys)]
+            position += len(request.keys)
+            admissions.append(
+                [_admission(k, item) for k, item in zip(request.keys, chunk, strict=True)]
             )
-        return verdicts
+        return admissions
 
-    async def settle(
-        self, quota: Quota | None, give_back: int, suppressions: Sequence[Suppression]
-    ) -> list[bool]:
+    async def settle(self, outcome: Outcome) -> Settled:
         """See :meth:`Store.settle`: one script call, one round trip."""
-        pairs = [x for entry in suppressions for x in (entry.address, entry.to_json())]
+        policy = outcome.soft_policy
+        args: list[str | int | float] = [
+            _epoch(outcome.now),
+            outcome.give_back if outcome.quota is not None else 0,
+            policy.threshold,
+            policy.span.total_seconds(),
+            len(outcome.suppressions),
+            *(x for e in outcome.suppressions for x in (e.address, e.to_json())),
+            len(outcome.soft_failures),
+            *(x for e in outcome.soft_failures for x in (e.address, softbounce_entry(e).to_json())),
+            len(outcome.soft_resets),
+            *outcome.soft_resets,
+            len(outcome.pauses),
+            *(
+                x
+                for p in outcome.pauses
+                for x in (_pause_field(p.sender_domain, p.recipient_domain), _pause_value(p))
+            ),
+        ]
         with _store_errors("settle"):
-            raw: list[int] = await self._settle(
-                keys=[self._suppressed_key, self._counter_key(quota)],
-                args=[give_back if quota is not None else 0, *pairs],
+            added, escalated = await self._settle(
+                keys=[
+                    self._suppressed_key,
+                    self._soft_key,
+                    self._paused_key,
+                    self._counter_key(outcome.quota),
+                ],
+                args=args,
             )
-        return [bool(x) for x in raw]
+        return Settled([bool(x) for x in added], [_text(k) for k in escalated])
 
     async def add(self, suppressions: Sequence[Suppression], *, replace: bool = False) -> int:
         """See :meth:`Store.add`."""
@@ -138,8 +224,11 @@ class RedisStore(Store):
     async def remove(self, key: str) -> bool:
         """See :meth:`Store.remove`."""
         with _store_errors("remove"):
-            removed: int = await self._client.hdel(self._suppressed_key, key)
-        return removed > 0
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.hdel(self._suppressed_key, key)
+                pipe.hdel(self._soft_key, key)
+                removed, _ = await pipe.execute()
+        return bool(removed)
 
     async def get(self, key: str) -> Suppression | None:
         """See :meth:`Store.get`."""
@@ -165,6 +254,37 @@ class RedisStore(Store):
         with _store_errors("quota_used"):
             raw = await self._client.get(self._counter_key(quota))
         return int(raw or 0)
+
+    async def soft_bounces(self, key: str) -> int:
+        """See :meth:`Store.soft_bounces`."""
+        with _store_errors("soft_bounces"):
+            raw = await self._client.hget(self._soft_key, key)
+        return 0 if raw is None else int(_text(raw).split(" ")[0])
+
+    async def pauses(self, sender_domain: str, now: dt.datetime) -> list[Pause]:
+        """See :meth:`Store.pauses`."""
+        with _store_errors("pauses"):
+            raw = await self._client.hgetall(self._paused_key)
+        found = []
+        for field_, value in raw.items():
+            if _text(field_).split("\t")[0] == sender_domain:
+                pause = _parse_pause(_text(value).split(" ", 1)[1])
+                if pause.until > now:
+                    found.append(pause)
+        return found
+
+    async def resume(self, sender_domain: str) -> int:
+        """See :meth:`Store.resume`."""
+        with _store_errors("resume"):
+            fields = [
+                f
+                for f in await self._client.hkeys(self._paused_key)
+                if _text(f).split("\t")[0] == sender_domain
+            ]
+            if not fields:
+                return 0
+            removed: int = await self._client.hdel(self._paused_key, *fields)
+        return removed
 
     async def aclose(self) -> None:
         """Close the connection pool if this store created it."""

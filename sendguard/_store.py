@@ -1,17 +1,29 @@
-"""The store protocol: where suppressions and warmup counters live."""
+"""The store protocol: where suppressions, warmup counters, soft bounces and pauses live."""
 
 from __future__ import annotations
 
 import abc
 import datetime as dt
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from enum import StrEnum
 from types import TracebackType
-from typing import Self
+from typing import NamedTuple, Self
 
+from sendguard._errors import ConfigurationError
 from sendguard._models import Suppression
 
-__all__ = ["Quota", "Store", "Verdicts"]
+__all__ = [
+    "Admission",
+    "Admit",
+    "Outcome",
+    "Pause",
+    "Quota",
+    "Reservation",
+    "Settled",
+    "SoftBouncePolicy",
+    "Store",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,12 +35,102 @@ class Quota:
     cap: int
 
 
-Verdicts = list[Suppression | bool]
-"""Per address, in order: its suppression entry, True (clear to send), False (over quota)."""
+@dataclass(frozen=True, slots=True)
+class Pause:
+    """A sender domain held back from one recipient domain until ``until``."""
+
+    sender_domain: str
+    recipient_domain: str
+    until: dt.datetime
+    reason: str
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SoftBouncePolicy:
+    """When soft bounces add up to a suppression: ``threshold`` of them over ``span`` or more.
+
+    Soft bounces (a full mailbox, a suspended account, an expired delivery) say little one at
+    a time; five of them spread over at least a week say the address is as good as dead.  A
+    delivery to the address resets its count.
+    """
+
+    threshold: int = 5
+    span: dt.timedelta = dt.timedelta(days=7)
+
+    def __post_init__(self) -> None:
+        if self.threshold < 1:
+            raise ConfigurationError("SoftBouncePolicy(threshold=...) must be at least 1")
+        if self.span < dt.timedelta(0):
+            raise ConfigurationError("SoftBouncePolicy(span=...) must not be negative")
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """One message's admission check: ``keys`` in envelope order, ``domains`` alongside."""
+
+    keys: Sequence[str]
+    now: dt.datetime
+    quota: Quota | None = None
+    sender_domain: str = ""
+    domains: Sequence[str] = ()
+    """Each key's domain; pauses of ``sender_domain`` toward them are checked when given."""
+
+
+class Admit(StrEnum):
+    """The store's verdict for one recipient before delivery."""
+
+    CLEAR = "clear"
+    SUPPRESSED = "suppressed"
+    PAUSED = "paused"
+    THROTTLED = "throttled"
+
+
+class Admission(NamedTuple):
+    """One recipient's verdict, with what explains it."""
+
+    verdict: Admit
+    suppression: Suppression | None = None
+    pause: Pause | None = None
+    soft: bool = False
+    """The address has soft bounces on record (a delivery should reset them)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one delivery changes in the store, recorded in one step."""
+
+    now: dt.datetime
+    quota: Quota | None = None
+    give_back: int = 0
+    suppressions: Sequence[Suppression] = ()
+    soft_failures: Sequence[Suppression] = ()
+    """One entry per soft bounce, written (as reason ``softbounce``) if it tips the count."""
+    soft_resets: Sequence[str] = ()
+    pauses: Sequence[Pause] = ()
+    soft_policy: SoftBouncePolicy = field(default_factory=SoftBouncePolicy)
+
+    @property
+    def empty(self) -> bool:
+        """Nothing to record."""
+        return not (
+            (self.quota is not None and self.give_back > 0)
+            or self.suppressions
+            or self.soft_failures
+            or self.soft_resets
+            or self.pauses
+        )
+
+
+class Settled(NamedTuple):
+    """What :meth:`Store.settle` did: new suppressions, and soft bounces that escalated."""
+
+    added: list[bool]
+    escalated: list[str]
 
 
 class Store(abc.ABC):
-    """Shared state of every guard: the suppression list and the warmup counters.
+    """Shared state of every guard: suppressions, warmup counters, soft bounces, pauses.
 
     The two hot-path operations are single atomic steps, so that a store shared by many
     processes never lets two of them spend the same quota or miss a suppression:
@@ -36,20 +138,20 @@ class Store(abc.ABC):
     """
 
     @abc.abstractmethod
-    async def reserve(self, keys: Sequence[str], quota: Quota | None) -> Verdicts:
-        """Check *keys* against the suppression list and take quota for the others at once.
+    async def reserve(self, request: Reservation) -> list[Admission]:
+        """Check each key against suppressions and pauses, and take quota for the rest.
 
-        Quota is taken, in order, for each key that is not suppressed while some is left;
-        the rest are over quota.  Without *quota* every unsuppressed key is clear.
+        Quota is taken, in order, for each key neither suppressed nor paused while some is
+        left; the rest are throttled.  Without a quota every admissible key is clear.
         """
 
     @abc.abstractmethod
-    async def settle(
-        self, quota: Quota | None, give_back: int, suppressions: Sequence[Suppression]
-    ) -> list[bool]:
-        """Give back unused quota and add suppressions, at once; True where an entry is new.
+    async def settle(self, outcome: Outcome) -> Settled:
+        """Record a delivery's outcome atomically.
 
-        An address already on the list keeps its first entry (its original reason and date).
+        Gives back unused quota, adds suppressions (an address already listed keeps its first
+        entry), counts soft bounces and suppresses those that reach the policy, resets the
+        count of delivered addresses, and stores pauses.
         """
 
     @abc.abstractmethod
@@ -72,6 +174,18 @@ class Store(abc.ABC):
     async def quota_used(self, quota: Quota) -> int:
         """How much of *quota* is spent so far."""
 
+    @abc.abstractmethod
+    async def soft_bounces(self, key: str) -> int:
+        """How many soft bounces *key* has on record."""
+
+    @abc.abstractmethod
+    async def pauses(self, sender_domain: str, now: dt.datetime) -> list[Pause]:
+        """The pauses of *sender_domain* still in force at *now*."""
+
+    @abc.abstractmethod
+    async def resume(self, sender_domain: str) -> int:
+        """Lift every pause of *sender_domain*; how many were lifted."""
+
     async def aclose(self) -> None:  # noqa: B027 (optional hook, a no-op by default)
         """Release connections."""
 
@@ -85,3 +199,21 @@ class Store(abc.ABC):
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+def escalates(count: int, first: float, now: float, policy: SoftBouncePolicy) -> bool:
+    """Whether *count* soft bounces, the first at *first* (epoch seconds), reach *policy*."""
+    return count >= policy.threshold and now - first >= policy.span.total_seconds()
+
+
+def softbounce_entry(entry: Suppression) -> Suppression:
+    """The suppression written when soft bounces escalate, from the bounce that tipped it."""
+    return Suppression(
+        address=entry.address,
+        reason="softbounce",
+        reply_code=entry.reply_code,
+        enhanced_code=entry.enhanced_code,
+        detail=f"soft bounces reached the limit; the last: {entry.detail}",
+        source=entry.source,
+        created_at=entry.created_at,
+    )

@@ -40,8 +40,10 @@ async def test_250_is_accepted_and_the_message_arrives(
         "550 No such user here",
         "551 User not local",
         "553 mailbox name not allowed",
-        "550 5.2.1 mailbox disabled",
         "550 5.1.10 RESOLVER.ADR.RecipientNotFound",
+        # Microsoft's Directory-Based Edge Blocking: the mailbox does not exist.
+        "550 5.4.1 Recipient address rejected: Access denied",
+        "550 5.1.2 Host unknown",
     ],
 )
 async def test_recipient_5xx_rejects_and_suppresses(
@@ -58,6 +60,8 @@ async def test_recipient_5xx_rejects_and_suppresses(
     entry = await guard.suppression("BOB@example.com")
     assert entry is not None
     assert (entry.reply_code, entry.source) == (int(reply[:3]), "smtp")
+    assert entry.reason in ("userunknown", "hostunknown")
+    assert entry.reason == rr.reason
     assert entry.detail == reply[4:]
 
     smtp_server.rcpt_log.clear()
@@ -68,26 +72,105 @@ async def test_recipient_5xx_rejects_and_suppresses(
 
 
 @pytest.mark.parametrize(
-    "reply",
+    ("reply", "reason"),
     [
-        "554 5.7.1 Service unavailable; Client host [192.0.2.1] blocked using zen.spamhaus.org",
-        "550 5.7.1 Message rejected due to DMARC policy",
-        "550 5.7.26 This message does not have authentication information",
-        "554 Transaction failed",
-        "552 5.3.4 Message size exceeds fixed limit",
-        "550 5.4.1 Recipient address rejected: Access denied",
+        (
+            "554 5.7.1 Service unavailable; Client host [192.0.2.1] blocked using zen.spamhaus.org",
+            "blocked",
+        ),
+        ("550 5.7.1 Message rejected due to DMARC policy", "authfailure"),
+        ("550 5.7.26 This message does not have authentication information", "authfailure"),
+        ("550 5.7.25 The IP address sending this message does not have a PTR record", "requireptr"),
+        ("550 5.7.1 Unfortunately, messages from [192.0.2.1] weren't sent.", "blocked"),
     ],
 )
-async def test_sender_side_5xx_rejects_without_suppressing(
-    reply: str, make_guard: Callable[..., Guard], smtp_server: ScriptedSMTPServer
+async def test_sender_side_5xx_pauses_that_domain_and_suppresses_nobody(
+    reply: str,
+    reason: str,
+    *,
+    store: object,
+    make_guard: Callable[..., Guard],
+    smtp_server: ScriptedSMTPServer,
+    clock: FakeClock,
+) -> None:
+    smtp_server.script("bob@example.com", reply)
+    guard = make_guard(store=store, pause_for=timedelta(hours=2))
+    result = await guard.send(message(["bob@example.com", "carol@other.example"]))
+    rr = result.recipients["bob@example.com"]
+    assert (rr.status, rr.suppressed, rr.reason) == (DeliveryStatus.REJECTED, False, reason)
+    assert result.recipients["carol@other.example"].status is DeliveryStatus.ACCEPTED
+    assert not await guard.is_suppressed("bob@example.com")
+    (pause,) = await guard.pauses("sender.example")
+    assert (pause.recipient_domain, pause.reason) == ("example.com", reason)
+    assert pause.until == clock.now + timedelta(hours=2)
+
+    # During the pause nobody at example.com is sent to; other domains are.
+    smtp_server.rcpt_log.clear()
+    again = await guard.send(message(["alice@example.com", "carol@other.example"]))
+    held = again.recipients["alice@example.com"]
+    assert (held.status, held.retry_at, held.reason) == (
+        DeliveryStatus.PAUSED,
+        pause.until,
+        reason,
+    )
+    assert smtp_server.rcpt_log == ["carol@other.example"]
+
+    # When the pause is over, example.com gets mail again.
+    clock.advance(7201)
+    smtp_server.rcpt_log.clear()
+    later = await guard.send(message("alice@example.com"))
+    assert later.accepted == ["alice@example.com"]
+    assert await guard.pauses("sender.example") == []
+
+
+async def test_resume_lifts_a_pause_at_once(
+    store: object, make_guard: Callable[..., Guard], smtp_server: ScriptedSMTPServer
+) -> None:
+    smtp_server.script("bob@example.com", "554 5.7.1 Client host blocked using bl.spamcop.net")
+    guard = make_guard(store=store)
+    await guard.send(message("bob@example.com"))
+    assert len(await guard.pauses("SENDER.example")) == 1
+    assert await guard.resume("sender.example") == 1
+    result = await guard.send(message("alice@example.com"))
+    assert result.accepted == ["alice@example.com"]
+
+
+async def test_4xx_rate_limit_pauses_briefly_instead_of_retrying(
+    make_guard: Callable[..., Guard], smtp_server: ScriptedSMTPServer, clock: FakeClock
+) -> None:
+    smtp_server.script(
+        "bob@yahoo.example",
+        "421 4.7.0 [TSS04] Messages from 192.0.2.1 temporarily deferred due to unexpected "
+        "volume or user complaints",
+    )
+    guard = make_guard(transient_pause_for=timedelta(minutes=20))
+    result = await guard.send(message("bob@yahoo.example"))
+    rr = result.recipients["bob@yahoo.example"]
+    assert (rr.status, rr.reason, rr.attempts) == (DeliveryStatus.PAUSED, "badreputation", 1)
+    assert rr.retry_at == clock.now + timedelta(minutes=20)
+    assert clock.sleeps == []
+    assert not await guard.is_suppressed("bob@yahoo.example")
+
+
+@pytest.mark.parametrize(
+    ("reply", "reason"),
+    [
+        ("554 Transaction failed", "systemerror"),
+        ("552 5.3.4 Message size exceeds fixed limit", "emailtoolarge"),
+        ("554 5.7.1 Message rejected as spam by Content Filtering", "spamdetected"),
+        ("550 5.2.1 mailbox disabled", "suspend"),
+    ],
+)
+async def test_refused_message_rejects_without_suppressing_or_pausing(
+    reply: str, reason: str, make_guard: Callable[..., Guard], smtp_server: ScriptedSMTPServer
 ) -> None:
     smtp_server.script("bob@example.com", reply)
     guard = make_guard()
     result = await guard.send(message("bob@example.com"))
     rr = result.recipients["bob@example.com"]
-    assert rr.status is DeliveryStatus.REJECTED
-    assert not rr.suppressed
+    assert (rr.status, rr.suppressed, rr.reason) == (DeliveryStatus.REJECTED, False, reason)
     assert not await guard.is_suppressed("bob@example.com")
+    assert await guard.pauses("sender.example") == []
 
 
 async def test_4xx_is_retried_for_that_recipient_only(

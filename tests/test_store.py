@@ -13,12 +13,19 @@ from redis.crc import key_slot
 from structlog.testing import capture_logs
 
 from sendguard import (
+    Admission,
+    Admit,
     ConfigurationError,
     DeliveryStatus,
     Guard,
     MemoryStore,
+    Outcome,
+    Pause,
     Quota,
     RedisStore,
+    Reservation,
+    Settled,
+    SoftBouncePolicy,
     Store,
     StoreError,
     Suppression,
@@ -28,57 +35,143 @@ from sendguard.testing import ScriptedSMTPServer
 from tests.conftest import free_port, message
 
 DAY = dt.date(2026, 11, 1)
+NOW = datetime(2026, 11, 1, 10, tzinfo=UTC)
 
 
 def entry(address: str, reason: str = "userunknown", **extra: object) -> Suppression:
     return Suppression(address, reason, created_at=datetime(2026, 11, 1, tzinfo=UTC), **extra)  # type: ignore[arg-type]
 
 
+def reservation(keys: list[str], quota: Quota | None = None, **extra: object) -> Reservation:
+    return Reservation(keys=keys, now=NOW, quota=quota, **extra)  # type: ignore[arg-type]
+
+
 async def test_reserve_reports_suppressions_and_takes_quota_in_order(store: Store) -> None:
     await store.add([entry("gone@example.com", detail="550 5.1.1")])
     quota = Quota("sender.example", DAY, 2)
-    verdicts = await store.reserve(
-        ["a@example.com", "gone@example.com", "b@example.com", "c@example.com"], quota
+    admissions = await store.reserve(
+        reservation(["a@example.com", "gone@example.com", "b@example.com", "c@example.com"], quota)
     )
-    assert verdicts[0] is True
-    assert isinstance(verdicts[1], Suppression)
-    assert verdicts[1].detail == "550 5.1.1"
-    assert verdicts[2:] == [True, False]
+    assert [a.verdict for a in admissions] == [
+        Admit.CLEAR,
+        Admit.SUPPRESSED,
+        Admit.CLEAR,
+        Admit.THROTTLED,
+    ]
+    assert admissions[1].suppression is not None
+    assert admissions[1].suppression.detail == "550 5.1.1"
     assert await store.quota_used(quota) == 2
-    assert await store.reserve(["d@example.com"], quota) == [False]
+    (late,) = await store.reserve(reservation(["d@example.com"], quota))
+    assert late.verdict is Admit.THROTTLED
 
 
 async def test_reserve_without_quota_only_checks_suppression(store: Store) -> None:
     await store.add([entry("gone@example.com")])
-    verdicts = await store.reserve(["a@example.com", "gone@example.com"] * 50, None)
-    assert verdicts.count(True) == 50
-    assert all(isinstance(v, Suppression) for v in verdicts[1::2])
+    admissions = await store.reserve(reservation(["a@example.com", "gone@example.com"] * 50))
+    verdicts = [a.verdict for a in admissions]
+    assert verdicts == [Admit.CLEAR, Admit.SUPPRESSED] * 50
 
 
 async def test_quota_is_per_domain_and_day(store: Store) -> None:
-    await store.reserve(["a@example.com"], Quota("one.example", DAY, 1))
-    assert await store.reserve(["a@example.com"], Quota("one.example", DAY, 1)) == [False]
-    assert await store.reserve(["a@example.com"], Quota("two.example", DAY, 1)) == [True]
+    def verdicts(admissions: list[Admission]) -> list[Admit]:
+        return [a.verdict for a in admissions]
+
+    await store.reserve(reservation(["a@example.com"], Quota("one.example", DAY, 1)))
+    one = await store.reserve(reservation(["a@example.com"], Quota("one.example", DAY, 1)))
+    two = await store.reserve(reservation(["a@example.com"], Quota("two.example", DAY, 1)))
     next_day = Quota("one.example", DAY + dt.timedelta(days=1), 1)
-    assert await store.reserve(["a@example.com"], next_day) == [True]
+    tomorrow = await store.reserve(reservation(["a@example.com"], next_day))
+    assert (verdicts(one), verdicts(two), verdicts(tomorrow)) == (
+        [Admit.THROTTLED],
+        [Admit.CLEAR],
+        [Admit.CLEAR],
+    )
 
 
 async def test_settle_gives_back_quota_but_never_below_zero(store: Store) -> None:
     quota = Quota("sender.example", DAY, 3)
-    await store.reserve(["a@example.com", "b@example.com"], quota)
-    await store.settle(quota, 1, [])
+    await store.reserve(reservation(["a@example.com", "b@example.com"], quota))
+    await store.settle(Outcome(NOW, quota, give_back=1))
     assert await store.quota_used(quota) == 1
-    await store.settle(quota, 5, [])
+    await store.settle(Outcome(NOW, quota, give_back=5))
     assert await store.quota_used(quota) == 0
 
 
 async def test_settle_keeps_the_first_entry_of_an_address(store: Store) -> None:
     await store.add([entry("old@example.com", "complaint")])
-    added = await store.settle(None, 0, [entry("new@example.com"), entry("old@example.com")])
-    assert added == [True, False]
+    settled = await store.settle(
+        Outcome(NOW, suppressions=[entry("new@example.com"), entry("old@example.com")])
+    )
+    assert settled.added == [True, False]
     old = await store.get("old@example.com")
     assert old is not None
     assert old.reason == "complaint"
+
+
+async def test_pauses_hold_one_sender_toward_one_domain_until_they_expire(store: Store) -> None:
+    until = NOW + dt.timedelta(hours=1)
+    pause = Pause("sender.example", "example.com", until, "blocked", "554 5.7.1 listed")
+    await store.settle(Outcome(NOW, pauses=[pause]))
+    keys = ["a@example.com", "b@other.example"]
+    held = await store.reserve(
+        reservation(keys, sender_domain="sender.example", domains=["example.com", "other.example"])
+    )
+    assert [a.verdict for a in held] == [Admit.PAUSED, Admit.CLEAR]
+    assert held[0].pause == pause
+    other_sender = await store.reserve(
+        reservation(keys, sender_domain="else.example", domains=["example.com", "other.example"])
+    )
+    assert [a.verdict for a in other_sender] == [Admit.CLEAR, Admit.CLEAR]
+    assert await store.pauses("sender.example", NOW) == [pause]
+    assert await store.pauses("sender.example", until) == []
+    expired = await store.reserve(
+        Reservation(keys[:1], until, sender_domain="sender.example", domains=["example.com"])
+    )
+    assert expired[0].verdict is Admit.CLEAR
+
+
+async def test_paused_recipients_take_no_quota_and_resume_lifts_the_pause(store: Store) -> None:
+    quota = Quota("sender.example", DAY, 5)
+    pause = Pause("sender.example", "example.com", NOW + dt.timedelta(days=1), "blocked")
+    await store.settle(Outcome(NOW, pauses=[pause]))
+    request = reservation(
+        ["a@example.com"], quota, sender_domain="sender.example", domains=["example.com"]
+    )
+    assert (await store.reserve(request))[0].verdict is Admit.PAUSED
+    assert await store.quota_used(quota) == 0
+    assert await store.resume("sender.example") == 1
+    assert await store.resume("sender.example") == 0
+    assert (await store.reserve(request))[0].verdict is Admit.CLEAR
+
+
+async def test_soft_bounces_escalate_after_threshold_and_span(store: Store) -> None:
+    policy = SoftBouncePolicy(threshold=3, span=dt.timedelta(days=2))
+    full = entry("full@example.com", "mailboxfull", detail="452 4.2.2 mailbox full")
+    for day in range(3):  # three soft bounces, but within less than two days
+        now = NOW + dt.timedelta(hours=20 * day)
+        settled = await store.settle(Outcome(now, soft_failures=[full], soft_policy=policy))
+        assert settled.escalated == []
+    assert await store.soft_bounces("full@example.com") == 3
+    assert await store.get("full@example.com") is None
+    later = NOW + dt.timedelta(days=2)
+    settled = await store.settle(Outcome(later, soft_failures=[full], soft_policy=policy))
+    assert settled.escalated == ["full@example.com"]
+    suppressed = await store.get("full@example.com")
+    assert suppressed is not None
+    assert suppressed.reason == "softbounce"
+    assert "452 4.2.2 mailbox full" in suppressed.detail
+    assert await store.soft_bounces("full@example.com") == 0
+
+
+async def test_a_delivery_resets_the_soft_bounce_count(store: Store) -> None:
+    full = entry("full@example.com", "mailboxfull")
+    await store.settle(Outcome(NOW, soft_failures=[full, full]))
+    (admission,) = await store.reserve(reservation(["full@example.com"]))
+    assert admission.soft
+    await store.settle(Outcome(NOW, soft_resets=["full@example.com"]))
+    assert await store.soft_bounces("full@example.com") == 0
+    (admission,) = await store.reserve(reservation(["full@example.com"]))
+    assert not admission.soft
 
 
 async def test_add_replace_remove_get_round_trip(store: Store) -> None:
@@ -112,12 +205,22 @@ async def test_scan_returns_every_entry(store: Store) -> None:
 async def test_redis_keys_of_one_operation_share_a_hash_slot(
     redis_store: RedisStore, redis_url: str, prefix: str
 ) -> None:
-    await redis_store.reserve(["a@example.com"], Quota("sender.example", DAY, 5))
+    await redis_store.reserve(
+        reservation(
+            ["a@example.com"],
+            Quota("sender.example", DAY, 5),
+            sender_domain="sender.example",
+            domains=["example.com"],
+        )
+    )
     await redis_store.add([entry("b@example.com")])
+    pause = Pause("sender.example", "example.com", NOW + dt.timedelta(hours=1), "blocked")
+    soft = entry("c@example.com", "mailboxfull")
+    await redis_store.settle(Outcome(NOW, pauses=[pause], soft_failures=[soft]))
     client = redis.Redis.from_url(redis_url)
     keys = list(client.scan_iter(match=f"{{{prefix}}}*"))
     client.close()
-    assert len(keys) == 2
+    assert len(keys) == 4  # quota counter, suppressions, soft bounces, pauses
     assert all(k.startswith(f"{{{prefix}}}:".encode()) for k in keys)
     assert len({key_slot(k) for k in keys}) == 1
 
@@ -195,7 +298,7 @@ async def test_unreachable_store_may_be_ignored_when_asked(
 
 
 class _SettleFails(MemoryStore):
-    async def settle(self, quota: Quota | None, give_back: int, suppressions: object) -> list[bool]:
+    async def settle(self, outcome: Outcome) -> Settled:
         raise StoreError("Redis settle failed: connection reset")
 
 

@@ -147,11 +147,13 @@ async def test_quota_of_recipients_not_accepted_is_given_back(
     smtp_server: ScriptedSMTPServer,
 ) -> None:
     smtp_server.script("gone@example.com", "550 5.1.1 no such user")
-    smtp_server.script("blocked@example.com", "554 5.7.1 blocked")
+    smtp_server.script("blocked@blocked.example", "554 5.7.1 Client host blocked")
     smtp_server.script("later@example.com", "451 4.7.1 later")
     guard = make_guard(store=store, warmup=WarmupSchedule.from_table({1: 4}, started_on=NOV_1))
     result = await guard.send(
-        message(["ok@example.com", "gone@example.com", "blocked@example.com", "later@example.com"])
+        message(
+            ["ok@example.com", "gone@example.com", "blocked@blocked.example", "later@example.com"]
+        )
     )
     assert result.accepted == ["ok@example.com"]
     # Three of the four reserved were not accepted: three remain for today.

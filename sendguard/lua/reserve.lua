@@ -1,39 +1,63 @@
--- Check recipients against the suppression list and take warmup quota for the rest, atomically,
--- for one or more messages at once (concurrent sends of one process share a call).
+-- Admit recipients of one or more messages at once (concurrent sends of a process share a call):
+-- check each against the suppression list and the sender's pauses, and take warmup quota for
+-- the rest, atomically.
 -- KEYS[1]   suppression hash (address key -> JSON entry)
--- KEYS[2…]  quota counters (one per sender domain and UTC day) named by the groups below
+-- KEYS[2]   soft-bounce hash (address key -> "count first_epoch")
+-- KEYS[3]   pause hash ("sender<TAB>recipient domain" -> "until_epoch JSON")
+-- KEYS[4…]  quota counters (one per sender domain and UTC day) named by the groups below
 -- ARGV[1]   lifetime of a counter in seconds
--- ARGV[2…]  one group per message: counter index into KEYS (0: no cap), cap, n, n address keys
--- Returns one item per address, groups in order: its JSON entry if suppressed, 1 if clear to
--- send, 0 if over quota.
+-- ARGV[2]   now, epoch seconds
+-- ARGV[3…]  one group per message: counter index into KEYS (0: no cap), cap, sender domain, n,
+--           then n pairs of address key and its domain ("" to skip the pause check)
+-- Returns one item per address, groups in order: {0, entry} suppressed, {3, pause} paused,
+-- {2} over quota, {1, soft} clear (soft = 1 when soft bounces are on record).
 local ttl = tonumber(ARGV[1])
+local now = tonumber(ARGV[2])
 local used = {}
 local taken = {}
 local out = {}
-local i = 2
+local i = 3
 while i <= #ARGV do
   local counter = tonumber(ARGV[i])
   local cap = tonumber(ARGV[i + 1])
-  local n = tonumber(ARGV[i + 2])
-  i = i + 3
+  local sender = ARGV[i + 2]
+  local n = tonumber(ARGV[i + 3])
+  i = i + 4
   if counter > 0 and used[counter] == nil then
     used[counter] = tonumber(redis.call('GET', KEYS[counter]) or '0')
     taken[counter] = 0
   end
-  for j = i, i + n - 1 do
-    local entry = redis.call('HGET', KEYS[1], ARGV[j])
+  for j = i, i + 2 * n - 1, 2 do
+    local key, domain = ARGV[j], ARGV[j + 1]
+    local entry = redis.call('HGET', KEYS[1], key)
+    local pause = false
+    if not entry and domain ~= '' then
+      local field = sender .. '\t' .. domain
+      pause = redis.call('HGET', KEYS[3], field)
+      if pause then
+        local space = string.find(pause, ' ', 1, true)
+        if tonumber(string.sub(pause, 1, space - 1)) <= now then
+          redis.call('HDEL', KEYS[3], field)
+          pause = false
+        else
+          pause = string.sub(pause, space + 1)
+        end
+      end
+    end
     if entry then
-      out[#out + 1] = entry
-    elseif counter == 0 then
-      out[#out + 1] = 1
-    elseif used[counter] + taken[counter] < cap then
-      taken[counter] = taken[counter] + 1
-      out[#out + 1] = 1
+      out[#out + 1] = {0, entry}
+    elseif pause then
+      out[#out + 1] = {3, pause}
+    elseif counter == 0 or used[counter] + taken[counter] < cap then
+      if counter > 0 then
+        taken[counter] = taken[counter] + 1
+      end
+      out[#out + 1] = {1, redis.call('HEXISTS', KEYS[2], key)}
     else
-      out[#out + 1] = 0
+      out[#out + 1] = {2}
     end
   end
-  i = i + n
+  i = i + 2 * n
 end
 for counter, count in pairs(taken) do
   if count > 0 then

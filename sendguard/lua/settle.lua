@@ -1,18 +1,62 @@
--- Record a delivery's outcome: give back quota that was not used and add suppressions, atomically.
+-- Record a delivery's outcome atomically: give back unused quota, add suppressions, count soft
+-- bounces (suppressing those that reach the policy), reset the count of delivered addresses,
+-- and store pauses.
 -- KEYS[1]  suppression hash (address key -> JSON entry)
--- KEYS[2]  today's quota counter of the sender domain
--- ARGV[1]  quota to give back (never lowers the counter below zero)
--- ARGV[2…] pairs of address key, JSON entry; an address already listed keeps its first entry
--- Returns 1 per pair that was added, 0 per pair that was already listed.
-local back = tonumber(ARGV[1])
+-- KEYS[2]  soft-bounce hash (address key -> "count first_epoch")
+-- KEYS[3]  pause hash ("sender<TAB>recipient domain" -> "until_epoch JSON")
+-- KEYS[4]  today's quota counter of the sender domain
+-- ARGV: now, quota to give back, soft threshold, soft span in seconds,
+--       n, n pairs (address key, JSON entry)             suppressions; a listed address keeps its entry
+--       n, n pairs (address key, JSON softbounce entry)  soft bounces
+--       n, n address keys                                soft-bounce resets
+--       n, n pairs (pause field, "until_epoch JSON")     pauses
+-- Returns {added flags, one per suppression; address keys suppressed by soft-bounce escalation}.
+local now = tonumber(ARGV[1])
+local back = tonumber(ARGV[2])
+local threshold = tonumber(ARGV[3])
+local span = tonumber(ARGV[4])
 if back > 0 then
-  local used = tonumber(redis.call('GET', KEYS[2]) or '0')
+  local used = tonumber(redis.call('GET', KEYS[4]) or '0')
   if used > 0 then
-    redis.call('SET', KEYS[2], math.max(0, used - back), 'KEEPTTL')
+    redis.call('SET', KEYS[4], math.max(0, used - back), 'KEEPTTL')
   end
 end
-local out = {}
-for i = 2, #ARGV, 2 do
-  out[#out + 1] = redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i + 1])
+local i = 5
+local added = {}
+local n = tonumber(ARGV[i])
+for j = i + 1, i + 2 * n, 2 do
+  added[#added + 1] = redis.call('HSETNX', KEYS[1], ARGV[j], ARGV[j + 1])
 end
-return out
+i = i + 2 * n + 1
+local escalated = {}
+n = tonumber(ARGV[i])
+for j = i + 1, i + 2 * n, 2 do
+  local key = ARGV[j]
+  if redis.call('HEXISTS', KEYS[1], key) == 0 then
+    local count, first = 1, now
+    local record = redis.call('HGET', KEYS[2], key)
+    if record then
+      local space = string.find(record, ' ', 1, true)
+      count = tonumber(string.sub(record, 1, space - 1)) + 1
+      first = tonumber(string.sub(record, space + 1))
+    end
+    if count >= threshold and now - first >= span then
+      redis.call('HSET', KEYS[1], key, ARGV[j + 1])
+      redis.call('HDEL', KEYS[2], key)
+      escalated[#escalated + 1] = key
+    else
+      redis.call('HSET', KEYS[2], key, count .. ' ' .. first)
+    end
+  end
+end
+i = i + 2 * n + 1
+n = tonumber(ARGV[i])
+for j = i + 1, i + n do
+  redis.call('HDEL', KEYS[2], ARGV[j])
+end
+i = i + n + 1
+n = tonumber(ARGV[i])
+for j = i + 1, i + 2 * n, 2 do
+  redis.call('HSET', KEYS[3], ARGV[j], ARGV[j + 1])
+end
+return {added, escalated}
