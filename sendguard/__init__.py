@@ -2,6 +2,7 @@
 
 from sendguard._adapter import Adapter
 from sendguard._address import Address, normalize_address
+from sendguard._bounce import BounceReport, parse_bounce
 from sendguard._classify import (
     DEFAULT_RULES,
     REASONS,
@@ -12,6 +13,7 @@ from sendguard._classify import (
     classify,
 )
 from sendguard._errors import (
+    BounceParseError,
     ConfigurationError,
     HeaderInjectionError,
     InvalidAddressError,
@@ -57,6 +59,8 @@ __all__ = [
     "Address",
     "Admission",
     "Admit",
+    "BounceParseError",
+    "BounceReport",
     "Classification",
     "ConfigurationError",
     "DeliveryStatus",
@@ -89,4 +93,5 @@ __all__ = [
     "WarmupSchedule",
     "classify",
     "normalize_address",
+    "parse_bounce",
 ]

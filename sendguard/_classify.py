@@ -241,6 +241,7 @@ _TEXT_RULES: list[Rule] = [
         r"(?:cannot|could not|can't|unable to) (?:resolve|find) (?:your )?(?:hostname|host name)",
         r"mismatches client ip",
         r"client host .* (?:has no|without) (?:reverse|rdns|ptr)",
+        r"\brdns\b",
     ),
     *_phrases(
         "blocked",
@@ -375,6 +376,21 @@ _TEXT_RULES: list[Rule] = [
         r"system not accepting network messages",
     ),
     *_phrases(
+        "rejected",
+        r"sender (?:address )?(?:rejected|refused|denied|blocked|not allowed)",
+        r"domain of sender address",
+        r"from:? domain is invalid",
+        r"(?:sender|from:?) (?:domain|address) (?:does not|doesn't) exist",
+        r"unroutable sender",
+        r"purported responsible address",
+        r"not a registered gateway user",
+        r"group you tried to contact",
+        # Google Groups answers in the poster's language; its help link is the constant part.
+        r"groups\.google\.com/support",
+        r"(?:invalid|unknown|bad) sender",
+        r"sender was rejected",
+    ),
+    *_phrases(
         "hostunknown",
         r"host or domain name not found",
         r"dns lookup failure: host \S+ not found",
@@ -400,20 +416,9 @@ _TEXT_RULES: list[Rule] = [
         r"domain is not reachable",
         r"nxdomain",
         r"host or domain name not found",
+        r"(?:account or )?domain may not exist",
         r"illegal host/domain",
         r"\b[a-z0-9-]+(?:\.[a-z0-9-]+)+ (?:does not|doesn't) exist",
-    ),
-    *_phrases(
-        "rejected",
-        r"sender (?:address )?(?:rejected|refused|denied|blocked|not allowed)",
-        r"domain of sender address",
-        r"(?:sender|from:?) (?:domain|address) (?:does not|doesn't) exist",
-        r"unroutable sender",
-        r"purported responsible address",
-        r"not a registered gateway user",
-        r"group you tried to contact",
-        r"(?:invalid|unknown|bad) sender",
-        r"sender was rejected",
     ),
     *_phrases(
         "filtered",
@@ -427,6 +432,8 @@ _TEXT_RULES: list[Rule] = [
         r"(?:user|mailbox|recipient|address|account|addressee)\S* (?:is )?(?:unknown|not found|not exist|does not exist|doesn't exist|not listed|invalid|unavailable|unrecognized)",
         r"(?:unknown|invalid|no such|non-?existent|illegal|bad) (?:local )?(?:user|mailbox|recipient|address|account|addressee)",
         r"no mailbox here",
+        r"account that you tried to reach does not exist",
+        r"no valid recipients",
         r"user not (?:exist|local|found)",
         r"recip(?:ient)?notfound",
         r"recipnotfound",
@@ -607,18 +614,37 @@ _REPLY_AND_ENHANCED = re.compile(
 _ENHANCED = re.compile(r"(?<![\d.])#?\(?([245]\.\d{1,3}\.\d{1,3})(?![\d.]*\d)")
 _REPLY = re.compile(r"(?:^|[\s<(#\[])([245][0-5]\d)(?=[\s\-:,)\]]|$)")
 _STAGE_HINTS = (
-    (re.compile(r"(?:in reply to|after|did not like our) (?:the )?mail from", re.I), "mail"),
-    (re.compile(r"(?:in reply to|after|did not like our) (?:the )?rcpt to", re.I), "rcpt"),
+    (
+        re.compile(
+            r"(?:in reply to|after|did not like our) (?:the )?mail from|>>> mail from", re.I
+        ),
+        "mail",
+    ),
+    (
+        # A pipelining client sends DATA before it reads the RCPT replies; "Need RCPT" after
+        # them says the refusals were for the recipients, not for the message.
+        re.compile(
+            r"(?:in reply to|after|did not like our) (?:the )?rcpt to|>>> rcpt to"
+            r"|need rcpt|rcpt commands were rejected|valid rcpt command must precede",
+            re.I,
+        ),
+        "rcpt",
+    ),
     (
         re.compile(
             r"(?:in reply to|after) (?:the )?end of data|did not like our final data"
-            r"|failed after i sent the message",
+            r"|failed after i sent the message|>>> data\s*<<<",
             re.I,
         ),
         "data",
     ),
 )
 _SPACES = re.compile(r"\s+")
+
+
+def stage_hint(text: str) -> str | None:
+    """The SMTP stage a diagnostic text names (``"mail"``, ``"rcpt"``, ``"data"``), if any."""
+    return next((name for regex, name in _STAGE_HINTS if regex.search(text)), None)
 
 
 def parse_codes(text: str) -> tuple[int | None, str | None]:
@@ -661,7 +687,7 @@ def classify(
     """
     parsed_reply, parsed_enhanced = parse_codes(text)
     if stage is None:
-        stage = next((name for regex, name in _STAGE_HINTS if regex.search(text)), None)
+        stage = stage_hint(text)
     reply_code = reply_code if reply_code is not None else parsed_reply
     enhanced_code = enhanced_code or parsed_enhanced
     folded = _SPACES.sub(" ", text).strip()

@@ -8,6 +8,7 @@ Every exception sendguard raises derives from :class:`SendGuardError`::
     │   ├── HeaderInjectionError             CR, LF or NUL in a header value (also when encoded)
     │   ├── InvalidAddressError              an address that is not a valid e-mail address
     │   └── NoRecipientsError                no envelope recipient at all
+    ├── BounceParseError (ValueError)        input to parse_bounce that is not an e-mail
     └── StoreError (ConnectionError)         the suppression store could not give a verdict
 
 Mixed delivery outcomes are not exceptions: :meth:`sendguard.Guard.send` returns a
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from sendguard._models import SendResult
 
 __all__ = [
+    "BounceParseError",
     "ConfigurationError",
     "HeaderInjectionError",
     "InvalidAddressError",
@@ -64,6 +66,10 @@ class InvalidAddressError(MessageError):
 
 class NoRecipientsError(MessageError):
     """The message has no envelope recipient (no To, Cc or Bcc, and no ``recipients=``)."""
+
+
+class BounceParseError(SendGuardError, ValueError):
+    """:func:`sendguard.parse_bounce` was given something that is not an e-mail message."""
 
 
 class StoreError(SendGuardError, ConnectionError):

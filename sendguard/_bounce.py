@@ -1,0 +1,773 @@
+"""Reading bounces that arrive after the send: DSNs, MTA notices, complaints, auto-replies.
+
+:func:`parse_bounce` turns one e-mail into one :class:`BounceReport` per recipient it is about.
+It reads, in this order:
+
+1. ARF complaint reports (RFC 5965, ``message/feedback-report``) and the complaint formats
+   that predate it (Microsoft JMRP, Apple's unsubscribe mail): ``complaint``, reason
+   ``feedback``;
+2. delivery status notifications (RFC 3464, ``message/delivery-status``): one report per
+   per-recipient field group, its Action, Status, Remote-MTA and Diagnostic-Code;
+3. auto-replies (RFC 3834 ``Auto-Submitted: auto-replied``, vacation headers and subjects):
+   ``autoreply``, reason ``vacation``, never acted on;
+4. the plain-text notices of MTAs that write no DSN (qmail, Exim, Gmail, Yahoo, Exchange 2003,
+   DragonFly, OpenSMTPD, ...): the recipients named in the notice, each with the text that
+   follows it as its diagnostic.
+
+Every diagnostic goes through :func:`sendguard.classify`.  Where the bounce carries no
+enhanced status code, ``status`` is Sisimai's pseudo code for the reason (``5.0.911`` for
+userunknown, ...), so that reports stay comparable across MTAs.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from email.message import Message
+from email.utils import getaddresses, parseaddr
+from typing import Literal
+
+from sendguard._classify import (
+    DEFAULT,
+    HARD_REASONS,
+    Action,
+    Classification,
+    Rules,
+    classify,
+    stage_hint,
+)
+from sendguard._errors import BounceParseError
+
+__all__ = ["BounceReport", "parse_bounce"]
+
+BounceAction = Literal["failed", "delayed", "delivered", "complaint", "autoreply"]
+
+_PSEUDO = {
+    "undefined": "900",
+    "onhold": "901",
+    "syntaxerror": "902",
+    "filtered": "910",
+    "userunknown": "911",
+    "hostunknown": "912",
+    "hasmoved": "916",
+    "rejected": "918",
+    "norelaying": "909",
+    "suspend": "921",
+    "mailboxfull": "922",
+    "emailtoolarge": "934",
+    "systemerror": "930",
+    "notaccept": "932",
+    "mailererror": "939",
+    "contenterror": "960",
+    "spamdetected": "980",
+    "virusdetected": "974",
+    "networkerror": "944",
+    "expired": "947",
+    "securityerror": "970",
+    "blocked": "971",
+    "policyviolation": "972",
+    "requireptr": "973",
+    "badreputation": "971",
+    "failedstarttls": "976",
+    "ratelimited": "945",
+    "authfailure": "975",
+    "systemfull": "931",
+    "notcompliantrfc": "960",
+    "suppressed": "925",
+}
+"""Sisimai's pseudo status codes (``5.0.9xx``), used when a bounce carries no real one."""
+
+_NO_RULE = "no rule matched"
+MAX_BYTES = 10 * 1024 * 1024
+"""Larger input is refused: a bounce is a notice, not an archive."""
+
+
+@dataclass(frozen=True, slots=True)
+class BounceReport:
+    """What one bounce says about one recipient."""
+
+    recipient: str
+    """The address the bounce is about (lower-cased domain; empty when the bounce names none)."""
+    action: BounceAction
+    status: str
+    """Enhanced status code (RFC 3463), or Sisimai's ``x.0.9xx`` pseudo code for the reason."""
+    reply_code: int | None
+    diagnostic: str
+    reason: str
+    hard: bool
+    """The address itself is dead: suppress it for good."""
+    remote_mta: str = ""
+    reporting_mta: str = ""
+    original_message_id: str = ""
+    feedback_type: str = ""
+    """For complaints, the ARF Feedback-Type (``abuse``, ``opt-out``, ...)."""
+    classification: Classification | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def permanent(self) -> bool:
+        """A permanent failure (a 5.x.x status)."""
+        return self.status.startswith("5")
+
+
+# -- entry point --------------------------------------------------------------------------------
+
+
+def parse_bounce(raw: bytes | str | Message, *, rules: Rules = DEFAULT) -> list[BounceReport]:
+    """Read one bounce, complaint or auto-reply; one report per recipient it concerns.
+
+    *raw* is the whole e-mail (``bytes``, ``str`` or an :class:`email.message.Message`).  A
+    message that is none of these (an ordinary e-mail) gives an empty list.  Input that is not
+    an e-mail at all raises :class:`BounceParseError`, and nothing else is ever raised.
+    """
+    message = _as_message(raw)
+    try:
+        return list(_parse(message, rules))
+    except BounceParseError:
+        raise
+    except Exception as exc:
+        raise BounceParseError(f"unreadable bounce: {type(exc).__name__}: {exc}") from exc
+
+
+def _as_message(raw: bytes | str | Message) -> Message:
+    if isinstance(raw, Message):
+        return raw
+    if isinstance(raw, str):
+        raw = raw.encode("utf-8", "surrogateescape")
+    if not isinstance(raw, bytes | bytearray | memoryview):
+        raise BounceParseError(
+            f"expected bytes, str or an e-mail message, not {type(raw).__name__}"
+        )
+    data = bytes(raw)
+    if len(data) > MAX_BYTES:
+        raise BounceParseError(f"{len(data)} bytes is too large for a bounce (limit {MAX_BYTES})")
+    if not _HEADER_START.match(data):
+        raise BounceParseError("not an e-mail message: it does not start with a header field")
+    try:
+        return email.message_from_bytes(data, policy=email.policy.compat32)
+    except Exception as exc:
+        raise BounceParseError(f"not an e-mail message: {exc}") from exc
+
+
+_HEADER_START = re.compile(rb"\A(?:From [^\r\n]*\r?\n)?[\x21-\x39\x3b-\x7e]+[ \t]*:")
+
+
+def _parse(message: Message, rules: Rules) -> Iterator[BounceReport]:
+    parts = list(message.walk())
+    types = [p.get_content_type() for p in parts]
+    if "message/feedback-report" in types or _is_legacy_complaint(message):
+        yield from _complaint(message, parts)
+        return
+    if "message/delivery-status" in types or "message/global-delivery-status" in types:
+        reports = list(_dsn(message, parts, rules))
+        if reports:
+            yield from reports
+            return
+    if _looks_like_bounce(message):
+        yield from _notice(message, parts, rules)
+    elif _is_autoreply(message):
+        yield _autoreply(message)
+
+
+# -- text helpers -------------------------------------------------------------------------------
+
+_ADDRESS = re.compile(
+    r"(?<![\w.+=-])([\w.!#$%&'*+/=?^`{|}~-]+@(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)+[a-z]{2,63})"
+    r"(?![\w-])",
+    re.IGNORECASE,
+)
+_SPACES = re.compile(r"\s+")
+_NOT_RECIPIENTS = re.compile(
+    r"^(?:mailer-daemon|postmaster|abuse|root|noreply|no-reply|bounces?|"
+    r"double-bounce|mail-daemon|daemon|nobody)@",
+    re.IGNORECASE,
+)
+
+
+def _text(part: Message) -> str:
+    """A text part's content as str, whatever its transfer encoding and charset."""
+    payload = part.get_payload(decode=True)
+    if not isinstance(payload, bytes):
+        raw = part.get_payload()
+        return raw if isinstance(raw, str) else ""
+    charset = part.get_content_charset() or "utf-8"
+    try:
+        return payload.decode(charset, "replace")
+    except LookupError:
+        return payload.decode("utf-8", "replace")
+
+
+def _strip_html(text: str) -> str:
+    text = re.sub(r"(?is)<(script|style)\b.*?</\1>", " ", text)
+    text = re.sub(r"(?i)<br\s*/?>|</p>|</div>|</tr>|</li>", "\n", text)
+    text = re.sub(r"<[^>]+>", " ", text)
+    return (
+        text.replace("&nbsp;", " ")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+        .replace("&quot;", '"')
+    )
+
+
+def _fold(text: str) -> str:
+    return _SPACES.sub(" ", text).strip()
+
+
+def _address(value: str) -> str:
+    """The address in a DSN recipient field or header (``rfc822; <a@b>``), normalized."""
+    value = value.split(";", 1)[1] if ";" in value else value
+    _, addr = parseaddr(value.strip())
+    addr = (addr or value).strip().strip("<>").strip()
+    if "@" not in addr:
+        found = _ADDRESS.search(value)
+        return found.group(1).lower() if found else ""
+    local, _, domain = addr.rpartition("@")
+    return f"{local}@{domain.lower()}" if local else ""
+
+
+def _key(address: str) -> str:
+    return address.lower()
+
+
+# -- complaints (ARF) ---------------------------------------------------------------------------
+
+
+def _is_legacy_complaint(message: Message) -> bool:
+    if message.get("X-Apple-Unsubscribe", "").strip().lower() == "true":
+        return True
+    subject = _fold(str(message.get("Subject", ""))).lower()
+    sender = str(message.get("From", "")).lower()
+    return subject.startswith("complaint about message from") or (
+        "staff@hotmail.com" in sender and "complaint" in subject
+    )
+
+
+def _complaint(message: Message, parts: list[Message]) -> Iterator[BounceReport]:
+    feedback: Message | None = None
+    original: Message | None = None
+    for part in parts:
+        ctype = part.get_content_type()
+        if ctype == "message/feedback-report":
+            feedback = _first_block(part)
+        elif ctype in ("message/rfc822", "text/rfc822-headers", "message/rfc822-headers"):
+            original = original or _embedded(part)
+    fields = feedback or Message()
+    candidates = [
+        *(v for v in fields.get_all("Original-Rcpt-To", []) or []),
+        *(v for v in fields.get_all("Removal-Recipient", []) or []),
+    ]
+    if original is not None:
+        candidates += [str(original.get("X-HmXmrOriginalRecipient", ""))]
+        candidates += [a for _, a in getaddresses([str(v) for v in original.get_all("To", [])])]
+    if message.get("X-Apple-Unsubscribe"):
+        candidates += [a for _, a in getaddresses([str(message.get("To", ""))])]
+    recipients = _unique(_address(c) for c in candidates if c and "@" in c)
+    kind = str(fields.get("Feedback-Type", "")).strip().lower()
+    if not kind:
+        kind = "opt-out" if message.get("X-Apple-Unsubscribe") else "abuse"
+    found = classify("complaint", reply_code=None, enhanced_code=None)
+    found = Classification(
+        reason="feedback",
+        action=Action.SUPPRESS,
+        permanent=False,
+        reply_code=None,
+        enhanced_code=None,
+        rule=f"ARF feedback report ({kind})",
+        text=kind,
+    )
+    message_id = ""
+    if original is not None:
+        message_id = str(original.get("Message-ID", "")).strip()
+    for recipient in recipients or [""]:
+        yield BounceReport(
+            recipient=recipient,
+            action="complaint",
+            status="",
+            reply_code=None,
+            diagnostic=_fold(str(fields.get("User-Agent", "")) + " " + kind),
+            reason="feedback",
+            hard=False,
+            reporting_mta=str(fields.get("Reporting-MTA", "")).split(";")[-1].strip(),
+            original_message_id=message_id,
+            feedback_type=kind,
+            classification=found,
+        )
+
+
+def _unique(values: Iterable[str]) -> list[str]:
+    seen: dict[str, str] = {}
+    for value in values:
+        if value and _key(value) not in seen:
+            seen[_key(value)] = value
+    return list(seen.values())
+
+
+def _first_block(part: Message) -> Message:
+    """The first header block of a ``message/*`` part that holds header fields."""
+    payload = part.get_payload()
+    if isinstance(payload, list) and payload and isinstance(payload[0], Message):
+        return payload[0]
+    text = payload if isinstance(payload, str) else ""
+    return email.message_from_string(text.lstrip(), policy=email.policy.compat32)
+
+
+def _embedded(part: Message) -> Message | None:
+    """The original message (or its headers) inside a bounce part."""
+    payload = part.get_payload()
+    if isinstance(payload, list) and payload and isinstance(payload[0], Message):
+        return payload[0]
+    if isinstance(payload, str):
+        text = _text(part) if part.get("Content-Transfer-Encoding") else payload
+        return email.message_from_string(text.lstrip(), policy=email.policy.compat32)
+    return None
+
+
+# -- delivery status notifications (RFC 3464) ---------------------------------------------------
+
+
+_FIELD = re.compile(r"^([A-Za-z][\w-]*)[ \t]*:[ \t]*(.*)$")
+_RECIPIENT_FIELDS = ("final-recipient", "original-recipient")
+
+
+def _dsn_text(part: Message) -> str:
+    payload = part.get_payload()
+    if isinstance(payload, list):
+        return "\n\n".join(p.as_string() for p in payload if isinstance(p, Message))
+    return _text(part) if isinstance(payload, str) else ""
+
+
+def _dsn_groups(part: Message) -> list[Message]:
+    """The field groups of a delivery-status part.
+
+    Groups are split at blank lines as RFC 3464 says, and also where a recipient field repeats
+    inside one group, which some MTAs (AOL, Amazon) write without the blank line.
+    """
+    groups: list[Message] = []
+    current: Message | None = None
+    last: str | None = None
+    for line in _dsn_text(part).splitlines():
+        if not line.strip():
+            current, last = None, None
+            continue
+        if line[0] in " \t" and current is not None and last is not None:
+            value = str(current.get(last, ""))
+            del current[last]
+            current[last] = value + " " + line.strip()
+            continue
+        found = _FIELD.match(line)
+        if found is None:
+            continue
+        name, value = found.group(1), found.group(2)
+        lower = name.lower()
+        if current is None or (lower in _RECIPIENT_FIELDS and current.get(name) is not None):
+            current = Message()
+            groups.append(current)
+        current[name] = value
+        last = name
+    return groups
+
+
+def _dsn(message: Message, parts: list[Message], rules: Rules) -> Iterator[BounceReport]:
+    notice = _notice_text(message, parts)
+    original = _original(parts)
+    for part in parts:
+        if part.get_content_type() not in (
+            "message/delivery-status",
+            "message/global-delivery-status",
+        ):
+            continue
+        blocks = _dsn_groups(part)
+        per_message = Message()
+        reporting_mta = ""
+        for block in blocks:
+            if block.get("Reporting-MTA") or block.get("Arrival-Date"):
+                per_message = block
+                reporting_mta = str(block.get("Reporting-MTA", "")).split(";")[-1].strip()
+        recipients: list[Message] = [
+            b for b in blocks if b.get("Final-Recipient") or b.get("Original-Recipient")
+        ]
+        recipients = [b for b in recipients if _recipient_of(b)] or recipients
+        names = [_recipient_of(b) for b in recipients]
+        for index, block in enumerate(recipients):
+            yield _dsn_report(
+                block,
+                per_message=per_message,
+                names=names,
+                index=index,
+                notice=notice,
+                original=original,
+                reporting_mta=reporting_mta,
+                rules=rules,
+            )
+
+
+def _recipient_of(block: Message) -> str:
+    for name in ("Final-Recipient", "Original-Recipient", "X-Actual-Recipient"):
+        value = block.get(name)
+        if value and "@" in str(value):
+            return _address(str(value))
+    return ""
+
+
+def _dsn_report(  # noqa: PLR0913 (the context a DSN's recipient group is read in)
+    block: Message,
+    *,
+    per_message: Message,
+    names: list[str],
+    index: int,
+    notice: str,
+    original: Message | None,
+    reporting_mta: str,
+    rules: Rules,
+) -> BounceReport:
+    recipient = names[index]
+    diagnostic = _fold(_after_type(str(block.get("Diagnostic-Code", ""))))
+    status_field = _fold(str(block.get("Status", "")))
+    status_code = re.match(r"[245]\.\d{1,3}\.\d{1,3}", status_field)
+    action_field = _fold(str(block.get("Action", ""))).lower()
+    remote = _after_type(str(block.get("Remote-MTA", "")))
+    from_notice = _about(notice, recipient, names) if recipient else ""
+    stage = stage_hint(diagnostic) or stage_hint(from_notice)
+    found = classify(diagnostic, stage=stage, rules=rules) if diagnostic else None
+    if from_notice and (found is None or found.rule == _NO_RULE):
+        better = classify(from_notice, stage=stage, rules=rules)
+        if better.rule != _NO_RULE or found is None:
+            found, diagnostic = better, diagnostic or from_notice
+    if found is None or found.rule == _NO_RULE:
+        notice_all = classify(_fold(notice), stage=stage, rules=rules)
+        if notice_all.rule != _NO_RULE and len(names) <= 1:
+            found = notice_all
+    if found is None:
+        found = classify(status_field, rules=rules)
+    status = status_code.group(0) if status_code else None
+    action = _dsn_action(action_field, status, found)
+    return _report(
+        recipient,
+        action,
+        found,
+        diagnostic,
+        status,
+        remote_mta=remote.strip(),
+        reporting_mta=reporting_mta,
+        original=original,
+        per_message=per_message,
+    )
+
+
+def _after_type(value: str) -> str:
+    """A DSN field without its type (``smtp; 550 ...`` → ``550 ...``)."""
+    head, sep, rest = value.partition(";")
+    if sep and re.fullmatch(r"\s*[\w.-]+\s*", head):
+        return rest.strip()
+    return value.strip()
+
+
+def _dsn_action(field_value: str, status: str | None, found: Classification) -> BounceAction:
+    if field_value.startswith(("delayed", "delay")):
+        return "delayed"
+    if field_value.startswith(("delivered", "relayed", "expanded")):
+        return "delivered"
+    if field_value.startswith("fail"):
+        return "failed"
+    code = status or found.enhanced_code or ""
+    if code.startswith("2"):
+        return "delivered"
+    if code.startswith("4") and found.reason != "expired":
+        return "delayed"
+    return "failed"
+
+
+# -- auto-replies (RFC 3834) --------------------------------------------------------------------
+
+_AUTOREPLY_SUBJECT = re.compile(
+    r"^\s*(?:auto(?:matic)?[ -]?(?:reply|response|answer)|auto:|out of (?:the )?office|"
+    r"away from|vacation|i am away|abwesenheit|absence|r[ée]ponse automatique|"
+    r"risposta automatica|respuesta autom[áa]tica|away until|on leave)",
+    re.IGNORECASE,
+)
+
+
+def _is_autoreply(message: Message) -> bool:
+    auto = str(message.get("Auto-Submitted", "")).strip().lower()
+    if auto.startswith("auto-replied"):
+        return True
+    if str(message.get("X-Apple-Action", "")).strip().upper() == "VACATION":
+        return True
+    if message.get("X-Autoreply") or message.get("X-Autorespond"):
+        return True
+    if str(message.get("Precedence", "")).strip().lower() == "auto_reply":
+        return True
+    return bool(_AUTOREPLY_SUBJECT.match(_fold(str(message.get("Subject", "")))))
+
+
+def _autoreply(message: Message) -> BounceReport:
+    sender = _address(str(message.get("From", "")))
+    subject = _fold(str(message.get("Subject", "")))
+    return BounceReport(
+        recipient=sender,
+        action="autoreply",
+        status="",
+        reply_code=None,
+        diagnostic=subject,
+        reason="vacation",
+        hard=False,
+        original_message_id=_fold(str(message.get("In-Reply-To", ""))),
+        classification=Classification(
+            reason="vacation",
+            action=Action.NONE,
+            permanent=False,
+            reply_code=None,
+            enhanced_code=None,
+            rule="RFC 3834 auto-reply",
+            text=subject,
+        ),
+    )
+
+
+# -- plain-text MTA notices ---------------------------------------------------------------------
+
+_BOUNCE_SENDER = re.compile(
+    r"mailer-daemon|postmaster|mail delivery|mail-daemon|mail administrator|"
+    r"delivery subsystem|mailer daemon|maildelivery|bounce",
+    re.IGNORECASE,
+)
+_BOUNCE_SUBJECT = re.compile(
+    r"undeliver|undelivered|delivery (?:status|fail|notification|problem|report)|"
+    r"failure notice|returned mail|mail delivery failed|could not be delivered|"
+    r"delivery has failed|nondeliverable|non-?delivery|returned to sender|"
+    r"mail system error|warning: message|permanent error|delayed mail|"
+    r"delivery (?:final )?failure|failed delivery|mail could not|unable to deliver|"
+    r"message not delivered|error sending message|rejected",
+    re.IGNORECASE,
+)
+
+
+def _looks_like_bounce(message: Message) -> bool:
+    sender = str(message.get("From", "")) + " " + str(message.get("Return-Path", ""))
+    subject = _fold(str(message.get("Subject", "")))
+    return bool(_BOUNCE_SENDER.search(sender) or _BOUNCE_SUBJECT.search(subject))
+
+
+_ORIGINAL_MARKER = re.compile(
+    r"^[ \t>]*(?:-{2,}|={2,}|_{2,})?[ \t]*(?:"
+    r"(?:this is a |a )?copy of (?:the|your) (?:original )?message|"
+    r"below this line is a copy|original message|original message (?:headers )?follows|"
+    r"message headers follow|headers of the (?:original|returned) message|"
+    r"(?:the )?(?:original |returned |undelivered )?message (?:headers?|text)? ?(?:follows|below)|"
+    r"returned message|undelivered message|unsent message below|"
+    r"the original message was received|included is a copy|"
+    r"your message reads|\*\*\* ?original|"
+    r"content-type: message/rfc822"
+    r")",
+    re.IGNORECASE | re.MULTILINE,
+)
+_HEADER_BLOCK = re.compile(
+    r"^(?:Return-Path|Received|Message-I[Dd]|DKIM-Signature|X-[\w-]+|MIME-Version|"
+    r"Content-Type|Delivered-To):[^\n]*\n(?:[ \t][^\n]*\n)*"
+    r"(?:[\w-]+:[^\n]*\n)",
+    re.MULTILINE,
+)
+
+
+def _notice_text(message: Message, parts: list[Message]) -> str:
+    """The human-readable part of a bounce, without the returned original."""
+    texts: list[str] = []
+    for part in parts:
+        if part.is_multipart():
+            continue
+        ctype = part.get_content_type()
+        if ctype not in ("text/plain", "text/html"):
+            continue
+        if _inside_original(part, message):
+            continue
+        text = _text(part)
+        texts.append(_strip_html(text) if ctype == "text/html" else text)
+        if ctype == "text/plain":
+            break  # the first plain part is the notice; the html twin says the same
+    text = "\n".join(texts)
+    cut = _ORIGINAL_MARKER.search(text)
+    if cut and cut.start() > 0:
+        text = text[: cut.start()]
+    header = _HEADER_BLOCK.search(text)
+    if header and header.start() > 0:
+        text = text[: header.start()]
+    return text
+
+
+def _inside_original(part: Message, root: Message) -> bool:
+    """Whether *part* belongs to a returned ``message/rfc822`` attachment of *root*."""
+    for container in root.walk():
+        if container.get_content_type() in ("message/rfc822", "message/global"):
+            payload = container.get_payload()
+            if isinstance(payload, list):
+                for inner in payload:
+                    if isinstance(inner, Message) and any(p is part for p in inner.walk()):
+                        return True
+    return False
+
+
+def _original(parts: list[Message]) -> Message | None:
+    for part in parts:
+        if part.get_content_type() in (
+            "message/rfc822",
+            "text/rfc822-headers",
+            "message/rfc822-headers",
+            "message/global",
+            "message/global-headers",
+        ):
+            found = _embedded(part)
+            if found is not None:
+                return found
+    return None
+
+
+def _about(notice: str, recipient: str, names: list[str]) -> str:
+    """The text of *notice* that concerns *recipient*: from its mention to the next one's."""
+    lower = notice.lower()
+    start = lower.find(recipient.lower())
+    if start < 0:
+        return ""
+    end = len(notice)
+    for other in names:
+        if _key(other) == _key(recipient):
+            continue
+        at = lower.find(other.lower(), start + len(recipient))
+        if 0 <= at < end:
+            end = at
+    return _fold(notice[start + len(recipient) : end].lstrip(">:, \t\n"))
+
+
+def _notice(message: Message, parts: list[Message], rules: Rules) -> Iterator[BounceReport]:
+    notice = _notice_text(message, parts)
+    original = _original(parts)
+    if original is None:
+        original = _inline_original(message, parts)
+    excluded = {_key(_address(str(message.get(h, "")))) for h in ("From", "To", "Return-Path")}
+    if original is not None:
+        excluded |= {
+            _key(_address(str(original.get(h, ""))))
+            for h in ("From", "Return-Path", "Sender", "Reply-To")
+        }
+    excluded.discard("")
+    names = _unique(
+        _address(m.group(1))
+        for m in _ADDRESS.finditer(notice)
+        if _key(m.group(1)) not in excluded and not _NOT_RECIPIENTS.match(m.group(1))
+    )
+    if not names and original is not None:
+        names = _unique(
+            _address(a) for _, a in getaddresses([str(v) for v in original.get_all("To", [])])
+        )
+        names = [n for n in names if _key(n) not in excluded]
+    delayed = bool(_DELAYED.search(notice))
+    for recipient in names or [""]:
+        diagnostic = _about(notice, recipient, names) if recipient else ""
+        if not diagnostic or classify(diagnostic, rules=rules).rule == _NO_RULE:
+            diagnostic = _fold(notice) if len(names) <= 1 else diagnostic
+        found = classify(diagnostic, rules=rules)
+        action: BounceAction = "delayed" if delayed and not found.permanent else "failed"
+        if delayed and found.reason == "expired" and found.reply_code is None:
+            action = "delayed"
+        yield _report(
+            recipient,
+            action,
+            found,
+            diagnostic,
+            None,
+            reporting_mta=_mta_of(message),
+            original=original,
+        )
+
+
+_DELAYED = re.compile(
+    r"delivery (?:to the following recipients? )?(?:has been|is) delayed|"
+    r"will (?:continue to )?(?:be )?retr(?:y|ied)|still (?:being )?(?:trying|retrying)|"
+    r"this is a temporary (?:error|failure)|has not yet been delivered|"
+    r"delivery attempts will continue",
+    re.IGNORECASE,
+)
+
+
+def _inline_original(message: Message, parts: list[Message]) -> Message | None:
+    """The original's headers when the notice quotes them inline (qmail, Exim, ...)."""
+    for part in parts:
+        if part.get_content_type() != "text/plain" or part.is_multipart():
+            continue
+        text = _text(part)
+        header = _HEADER_BLOCK.search(text)
+        if header:
+            return email.message_from_string(text[header.start() :], policy=email.policy.compat32)
+    return None
+
+
+def _mta_of(message: Message) -> str:
+    sender = _address(str(message.get("From", "")))
+    return sender.rpartition("@")[2]
+
+
+# -- the report ---------------------------------------------------------------------------------
+
+
+def _report(
+    recipient: str,
+    action: BounceAction,
+    found: Classification,
+    diagnostic: str,
+    status: str | None,
+    *,
+    remote_mta: str = "",
+    reporting_mta: str = "",
+    original: Message | None = None,
+    per_message: Message | None = None,
+) -> BounceReport:
+    del per_message
+    temporary = action == "delayed"
+    status = _status(status, found, temporary=temporary)
+    if action == "delivered":
+        found = Classification(
+            "delivered",
+            Action.NONE,
+            permanent=False,
+            reply_code=found.reply_code,
+            enhanced_code=found.enhanced_code,
+            rule="DSN action delivered",
+            text=found.text,
+        )
+    hard = (
+        action == "failed"
+        and found.reason in HARD_REASONS
+        and found.action is Action.SUPPRESS
+        and status.startswith("5")
+    )
+    message_id = str(original.get("Message-ID", "")).strip() if original is not None else ""
+    return BounceReport(
+        recipient=recipient,
+        action=action,
+        status=status,
+        reply_code=found.reply_code,
+        diagnostic=diagnostic,
+        reason=found.reason,
+        hard=hard,
+        remote_mta=remote_mta,
+        reporting_mta=reporting_mta,
+        original_message_id=message_id,
+        classification=found,
+    )
+
+
+def _status(status: str | None, found: Classification, *, temporary: bool) -> str:
+    """The most specific status: the diagnostic's, the DSN's, else the reason's pseudo code."""
+    if found.enhanced_code and not found.enhanced_code.endswith(".0.0"):
+        return found.enhanced_code
+    if status:
+        return status
+    first = "4" if temporary or (found.reply_code or 500) // 100 == 4 else "5"
+    if found.reason == "delivered":
+        return status or "2.0.0"
+    pseudo = _PSEUDO.get(found.reason)
+    if pseudo is None:
+        return status or found.enhanced_code or f"{first}.0.0"
+    return f"{first}.0.{pseudo}"
