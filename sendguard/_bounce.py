@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import email
 import email.policy
+import json
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from email.message import Message
 from email.utils import getaddresses, parseaddr
-from typing import Literal
+from typing import Any, Literal
 
 from sendguard._classify import (
     DEFAULT,
@@ -146,9 +147,33 @@ def _as_message(raw: bytes | str | Message) -> Message:
     if not _HEADER_START.match(data):
         raise BounceParseError("not an e-mail message: it does not start with a header field")
     try:
-        return email.message_from_bytes(data, policy=email.policy.compat32)
+        message = email.message_from_bytes(data, policy=email.policy.compat32)
     except Exception as exc:
         raise BounceParseError(f"not an e-mail message: {exc}") from exc
+    return _repair(message, data)
+
+
+_BOUNDARY_LINE = re.compile(rb"^--([\x21-\x7e]{1,200}?)[ \t]*\r?$", re.MULTILINE)
+
+
+def _repair(message: Message, data: bytes) -> Message:
+    """A multipart whose declared boundary is not in the body, read with the one that is."""
+    if message.get_content_maintype() != "multipart" or isinstance(message.get_payload(), list):
+        return message
+    head, sep, body = data.partition(b"\n\n")
+    if not sep:
+        head, sep, body = data.partition(b"\r\n\r\n")
+    found = _BOUNDARY_LINE.search(body)
+    declared = message.get_boundary()
+    if found and declared and declared.encode() in head:
+        fixed = head.replace(declared.encode(), found.group(1), 1) + sep + body
+        repaired = email.message_from_bytes(fixed, policy=email.policy.compat32)
+        if isinstance(repaired.get_payload(), list):
+            return repaired
+    # No boundary at all: read the body as the plain text it is.
+    del message["Content-Type"]
+    message["Content-Type"] = "text/plain"
+    return message
 
 
 _HEADER_START = re.compile(rb"\A(?:From [^\r\n]*\r?\n)?[\x21-\x39\x3b-\x7e]+[ \t]*:")
@@ -160,12 +185,14 @@ def _parse(message: Message, rules: Rules) -> Iterator[BounceReport]:
     if "message/feedback-report" in types or _is_legacy_complaint(message):
         yield from _complaint(message, parts)
         return
-    if "message/delivery-status" in types or "message/global-delivery-status" in types:
-        reports = list(_dsn(message, parts, rules))
-        if reports:
-            yield from reports
-            return
-    if _looks_like_bounce(message):
+    reports = list(_dsn(message, parts, rules))
+    if reports:
+        yield from reports
+        return
+    ses = _ses_notification(message)
+    if ses is not None:
+        yield from _ses(ses, rules)
+    elif _looks_like_bounce(message):
         yield from _notice(message, parts, rules)
     elif _is_autoreply(message):
         yield _autoreply(message)
@@ -370,15 +397,26 @@ def _dsn_groups(part: Message) -> list[Message]:
     return groups
 
 
+_DSN_TYPES = ("message/delivery-status", "message/global-delivery-status")
+_INLINE_DSN = re.compile(r"^Final-Recipient[ \t]*:[ \t]*[\w-]+[ \t]*;", re.IGNORECASE | re.MULTILINE)
+
+
 def _dsn(message: Message, parts: list[Message], rules: Rules) -> Iterator[BounceReport]:
     notice = _notice_text(message, parts)
     original = _original(parts)
-    for part in parts:
-        if part.get_content_type() not in (
-            "message/delivery-status",
-            "message/global-delivery-status",
-        ):
-            continue
+    sources = [p for p in parts if p.get_content_type() in _DSN_TYPES]
+    if not sources:
+        # No delivery-status part, but DSN fields in the text (a broken MIME structure, or an
+        # MTA that writes the fields inline): read them there.
+        sources = [
+            p
+            for p in parts
+            if p.get_content_type() == "text/plain"
+            and not p.is_multipart()
+            and not _inside_original(p, message)
+            and _INLINE_DSN.search(_text(p))
+        ][:1]
+    for part in sources:
         blocks = _dsn_groups(part)
         per_message = Message()
         reporting_mta = ""
@@ -412,7 +450,7 @@ def _recipient_of(block: Message) -> str:
     return ""
 
 
-def _dsn_report(  # noqa: PLR0913 (the context a DSN's recipient group is read in)
+def _dsn_report(
     block: Message,
     *,
     per_message: Message,
@@ -558,7 +596,7 @@ _ORIGINAL_MARKER = re.compile(
     r"message headers follow|headers of the (?:original|returned) message|"
     r"(?:the )?(?:original |returned |undelivered )?message (?:headers?|text)? ?(?:follows|below)|"
     r"returned message|undelivered message|unsent message below|"
-    r"the original message was received|included is a copy|"
+    r"included is a copy|"
     r"your message reads|\*\*\* ?original|"
     r"content-type: message/rfc822"
     r")",
@@ -708,6 +746,97 @@ def _mta_of(message: Message) -> str:
     return sender.rpartition("@")[2]
 
 
+# -- Amazon SES notifications (JSON, often delivered by SNS as an e-mail) ----------------------
+
+
+def _ses_notification(message: Message) -> dict[str, Any] | None:
+    """The SES event in an SNS e-mail notification (or a bare SES JSON body), if it is one."""
+    if message.is_multipart() or message.get_content_maintype() != "text":
+        return None
+    body = _text(message).strip()
+    if not body.startswith("{"):
+        return None
+    try:
+        data, _ = json.JSONDecoder(strict=False).raw_decode(body)  # SNS adds a footer
+        if isinstance(data, dict) and isinstance(data.get("Message"), str):
+            data = json.loads(data["Message"], strict=False)
+    except ValueError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    kind = data.get("notificationType") or data.get("eventType")
+    return data if kind in ("Bounce", "Complaint", "Delivery", "DeliveryDelay") else None
+
+
+def _ses(event: dict[str, Any], rules: Rules) -> Iterator[BounceReport]:
+    kind = str(event.get("notificationType") or event.get("eventType"))
+    mail = event.get("mail") if isinstance(event.get("mail"), dict) else {}
+    message_id = str(mail.get("messageId", "")) if isinstance(mail, dict) else ""
+    if kind == "Complaint":
+        complaint = event.get("complaint") or {}
+        kind_of = str(complaint.get("complaintFeedbackType", "abuse"))
+        for item in complaint.get("complainedRecipients", []) or []:
+            yield BounceReport(
+                recipient=_address(str(item.get("emailAddress", ""))),
+                action="complaint",
+                status="",
+                reply_code=None,
+                diagnostic=str(complaint.get("userAgent", "")),
+                reason="feedback",
+                hard=False,
+                original_message_id=message_id,
+                feedback_type=kind_of,
+                classification=_FEEDBACK,
+            )
+        return
+    if kind == "Delivery":
+        delivery = event.get("delivery") or {}
+        response = str(delivery.get("smtpResponse", ""))
+        for recipient in delivery.get("recipients", []) or []:
+            found = classify(response, rules=rules)
+            yield _report(
+                _address(str(recipient)),
+                "delivered",
+                found,
+                response,
+                found.enhanced_code or "2.0.0",
+                remote_mta=str(delivery.get("remoteMtaIp", "")),
+                reporting_mta=str(delivery.get("reportingMTA", "")),
+                message_id=message_id,
+            )
+        return
+    bounce = event.get("bounce") or event.get("deliveryDelay") or {}
+    permanent = str(bounce.get("bounceType", "")) == "Permanent"
+    recipients = bounce.get("bouncedRecipients") or bounce.get("delayedRecipients") or []
+    for item in recipients:
+        diagnostic = str(item.get("diagnosticCode", ""))
+        status = str(item.get("status", "")) or None
+        found = classify(_after_type(diagnostic), rules=rules)
+        action: BounceAction = "failed" if kind == "Bounce" else "delayed"
+        if kind == "Bounce" and not permanent and not found.permanent:
+            action = "delayed"
+        yield _report(
+            _address(str(item.get("emailAddress", ""))),
+            action,
+            found,
+            _after_type(diagnostic),
+            status,
+            reporting_mta=str(bounce.get("reportingMTA", "")).split(";")[-1].strip(),
+            message_id=message_id,
+        )
+
+
+_FEEDBACK = Classification(
+    reason="feedback",
+    action=Action.SUPPRESS,
+    permanent=False,
+    reply_code=None,
+    enhanced_code=None,
+    rule="complaint (feedback report)",
+    text="",
+)
+
+
 # -- the report ---------------------------------------------------------------------------------
 
 
@@ -722,6 +851,7 @@ def _report(
     reporting_mta: str = "",
     original: Message | None = None,
     per_message: Message | None = None,
+    message_id: str = "",
 ) -> BounceReport:
     del per_message
     temporary = action == "delayed"
@@ -742,7 +872,8 @@ def _report(
         and found.action is Action.SUPPRESS
         and status.startswith("5")
     )
-    message_id = str(original.get("Message-ID", "")).strip() if original is not None else ""
+    if original is not None and not message_id:
+        message_id = str(original.get("Message-ID", "")).strip()
     return BounceReport(
         recipient=recipient,
         action=action,
