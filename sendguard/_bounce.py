@@ -669,13 +669,21 @@ def _about(notice: str, recipient: str, names: list[str]) -> str:
     if start < 0:
         return ""
     end = len(notice)
+    after = start + len(recipient)
     for other in names:
         if _key(other) == _key(recipient):
             continue
-        at = lower.find(other.lower(), start + len(recipient))
+        at = lower.find(other.lower(), after)
         if 0 <= at < end:
             end = at
-    return _fold(notice[start + len(recipient) : end].lstrip(">:, \t\n"))
+        # A line that starts with the other recipient's domain is about it too (sendmail
+        # writes "550 example.org (smtp)... 550 Host unknown" before the address).
+        domain = other.rpartition("@")[2].lower()
+        line = re.compile(rf"^(?:\d{{3}}[ -]+)?<?{re.escape(domain)}\b", re.MULTILINE)
+        found = line.search(lower, after)
+        if found and found.start() < end:
+            end = found.start()
+    return _fold(notice[after:end].lstrip(">:, \t\n"))
 
 
 def _notice(message: Message, parts: list[Message], rules: Rules) -> Iterator[BounceReport]:

@@ -232,6 +232,12 @@ _TEXT_RULES: list[Rule] = [
         r"does not pass (?:dmarc|spf|dkim)",
         r"sender (?:domain )?(?:authentication|verification) (?:failed|required)",
     ),
+    # A bare "550 Rejected" names no cause; most often a policy block of the sender.
+    Rule(
+        "blocked",
+        r"^\W*(?:[245]\d\d[ -]+)?(?:[245]\.\d+\.\d+ )?(?:rejected|denied|refused)\W*$",
+        name="blocked: a bare 'Rejected'",
+    ),
     *_phrases(
         "requireptr",
         r"reverse dns",
