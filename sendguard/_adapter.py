@@ -20,6 +20,13 @@ class Adapter(abc.ABC):
     raising, so the guard can tell "never reached the server" from "the server said no".
     """
 
+    confirms_delivery: bool = False
+    """Whether a 2xx from this adapter means the recipient's own server took the message.
+
+    A relay's or an ESP's 2xx only means "queued": bounces may still follow, so it does not
+    reset an address's soft bounces.  An adapter that talks to the recipient's MX sets it.
+    """
+
     @abc.abstractmethod
     async def deliver(self, envelope: Envelope) -> Mapping[str, Reply]:
         """Deliver *envelope*; return a reply for every one of its recipients (wire form)."""

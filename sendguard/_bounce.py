@@ -42,7 +42,7 @@ from sendguard._classify import (
 )
 from sendguard._errors import BounceParseError
 
-__all__ = ["BounceReport", "parse_bounce"]
+__all__ = ["BounceReport", "bounce_message", "parse_bounce"]
 
 BounceAction = Literal["failed", "delayed", "delivered", "complaint", "autoreply"]
 
@@ -106,6 +106,10 @@ class BounceReport:
     feedback_type: str = ""
     """For complaints, the ARF Feedback-Type (``abuse``, ``opt-out``, ...)."""
     classification: Classification | None = field(default=None, compare=False, repr=False)
+    trusted: bool = False
+    """Set by :meth:`Guard.ingest_bounce`: the bounce carried a valid token of this guard."""
+    suppressed: bool = False
+    """Set by :meth:`Guard.ingest_bounce`: this report put the address on the suppression list."""
 
     @property
     def permanent(self) -> bool:
@@ -130,6 +134,11 @@ def parse_bounce(raw: bytes | str | Message, *, rules: Rules = DEFAULT) -> list[
         raise
     except Exception as exc:
         raise BounceParseError(f"unreadable bounce: {type(exc).__name__}: {exc}") from exc
+
+
+def bounce_message(raw: bytes | str | Message) -> Message:
+    """*raw* as the e-mail message :func:`parse_bounce` reads (MIME boundaries repaired)."""
+    return _as_message(raw)
 
 
 def _as_message(raw: bytes | str | Message) -> Message:
@@ -398,7 +407,9 @@ def _dsn_groups(part: Message) -> list[Message]:
 
 
 _DSN_TYPES = ("message/delivery-status", "message/global-delivery-status")
-_INLINE_DSN = re.compile(r"^Final-Recipient[ \t]*:[ \t]*[\w-]+[ \t]*;", re.IGNORECASE | re.MULTILINE)
+_INLINE_DSN = re.compile(
+    r"^Final-Recipient[ \t]*:[ \t]*[\w-]+[ \t]*;", re.IGNORECASE | re.MULTILINE
+)
 
 
 def _dsn(message: Message, parts: list[Message], rules: Rules) -> Iterator[BounceReport]:

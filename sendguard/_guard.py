@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, time, timedelta
 from email.message import Message
@@ -15,6 +15,7 @@ import structlog
 
 from sendguard._adapter import Adapter
 from sendguard._address import Address, normalize_address, redact
+from sendguard._bounce import BounceReport, bounce_message, parse_bounce
 from sendguard._classify import Classification, Rules
 from sendguard._errors import ConfigurationError, InvalidAddressError, NoRecipientsError, StoreError
 from sendguard._memory import MemoryStore
@@ -41,6 +42,7 @@ from sendguard._store import (
     SoftBouncePolicy,
     Store,
 )
+from sendguard._token import TOKEN_HEADER, BounceSigner, find_token
 from sendguard._warmup import WarmupSchedule
 
 __all__ = ["Guard"]
@@ -73,6 +75,16 @@ class _Delivery:
     uncertain: int = 0
 
 
+def _bounce_key(recipient: str) -> str | None:
+    """The suppression key of a bounce's recipient, if it is a valid address."""
+    if not recipient:
+        return None
+    try:
+        return normalize_address(recipient).key
+    except InvalidAddressError:
+        return None
+
+
 def _validate(wanted: Iterable[str]) -> tuple[dict[str, RecipientResult], dict[str, Address]]:
     """Results for the invalid recipients, and the valid ones by key (first of duplicates)."""
     results: dict[str, RecipientResult] = {}
@@ -100,6 +112,10 @@ class Guard:
     toward that recipient domain for ``pause_for`` (``transient_pause_for`` when the refusal
     was a 4xx, such as a rate limit), and soft bounces are counted until ``soft_bounce`` says
     the address is as good as dead.
+
+    Bounces that arrive later go to :meth:`ingest_bounce`.  With a ``bounce_secret`` every
+    message sent carries a signed token (header ``X-Sendguard-Token``), and only bounces that
+    bring a valid one back change the suppression list; without it every bounce is trusted.
     """
 
     def __init__(
@@ -113,6 +129,7 @@ class Guard:
         pause_for: timedelta = timedelta(hours=1),
         transient_pause_for: timedelta = timedelta(minutes=15),
         soft_bounce: SoftBouncePolicy | None = None,
+        bounce_secret: str | bytes | None = None,
         on_store_error: Literal["raise", "send"] = "raise",
         redact_addresses: bool = True,
         clock: Clock = _utcnow,
@@ -134,6 +151,7 @@ class Guard:
         self.pause_for = pause_for
         self.transient_pause_for = transient_pause_for
         self.soft_bounce = soft_bounce if soft_bounce is not None else SoftBouncePolicy()
+        self._signer = BounceSigner.from_secret(bounce_secret) if bounce_secret else None
         self.on_store_error = on_store_error
         self._redact = redact if redact_addresses else str
         self._clock = clock
@@ -269,8 +287,11 @@ class Guard:
             smtputf8 = envelope_from.needs_smtputf8 or any(
                 a.needs_smtputf8 for a in state.pending.values()
             )
-            data = serialize(message, message_id=added_id, utf8=smtputf8)
-            message_id = message_id or added_id
+            message_id = str(message_id or added_id)
+            extra = []
+            if self._signer is not None:
+                extra.append((TOKEN_HEADER, self._signer.sign(message_id, now)))
+            data = serialize(message, message_id=added_id, utf8=smtputf8, extra=extra)
             await self._deliver(state, message, data, smtputf8)
         results.update(state.results)
 
@@ -283,7 +304,9 @@ class Guard:
             give_back=reserved - len(result.accepted) - state.uncertain if quota else 0,
             suppressions=[self._entry(key, found, "smtp") for key, found in state.suppress.items()],
             soft_failures=[self._entry(key, found, "smtp") for key, found in state.soft.items()],
-            soft_resets=[k for k in state.had_soft if results[k].status is DeliveryStatus.ACCEPTED],
+            soft_resets=[k for k in state.had_soft if results[k].status is _ACCEPTED]
+            if self.adapter.confirms_delivery
+            else [],
             pauses=list(state.pauses.values()),
             soft_policy=self.soft_bounce,
         )
@@ -312,6 +335,82 @@ class Guard:
             detail=f"warmup cap of {quota.cap if quota else 0} for "
             f"{quota.sender_domain if quota else 'the sender'} reached for today",
             retry_at=_next_midnight(now),
+        )
+
+    # -- bounces that arrive later ----------------------------------------------------------------
+
+    async def ingest_bounce(self, raw: bytes | str | Message, /) -> list[BounceReport]:
+        """Read a bounce, complaint or auto-reply and record what it says; its reports.
+
+        Hard bounces suppress the address (reason as classified), complaints suppress it with
+        reason ``feedback``, soft bounces count toward :class:`SoftBouncePolicy`, deliveries
+        reset that count, and auto-replies change nothing.  With a ``bounce_secret`` only a
+        bounce that carries a valid token of this guard is acted on; the others are returned
+        with ``trusted=False`` and logged.  Returns after the store has recorded everything
+        (one store call), so a caller may acknowledge or delete the bounce then.
+
+        Raises :class:`BounceParseError` for input that is not an e-mail, and
+        :class:`StoreError` when the store cannot record the outcome.
+        """
+        message = bounce_message(raw)
+        reports = parse_bounce(message, rules=self.rules)
+        if not reports:
+            return []
+        if self._signer is not None:
+            found = find_token(message)
+            if found is None or not self._signer.verify(found[0], found[1], self._clock()):
+                self._log.warning(
+                    "sendguard.bounce_untrusted",
+                    token="invalid" if found else "missing",
+                    recipients=[self._redact(r.recipient) for r in reports if r.recipient],
+                    reasons=[r.reason for r in reports],
+                )
+                return reports
+        outcome = self._bounce_outcome(reports)
+        settled = await self.store.settle(outcome) if not outcome.empty else None
+        newly = set(settled.escalated) if settled else set()
+        if settled is not None:
+            added = zip(outcome.suppressions, settled.added, strict=True)
+            newly |= {entry.address for entry, new in added if new}
+        result = []
+        for report in reports:
+            key = _bounce_key(report.recipient)
+            done = key is not None and key in newly
+            result.append(replace(report, trusted=True, suppressed=done))
+            self._log.info(
+                "sendguard.bounce",
+                recipient=self._redact(report.recipient) if report.recipient else None,
+                action=report.action,
+                reason=report.reason,
+                status=report.status,
+                hard=report.hard,
+                suppressed=done,
+            )
+        return result
+
+    def _bounce_outcome(self, reports: Sequence[BounceReport]) -> Outcome:
+        suppressions: list[Suppression] = []
+        soft: list[Suppression] = []
+        resets: list[str] = []
+        for report in reports:
+            key = _bounce_key(report.recipient)
+            found = report.classification
+            if key is None or found is None:
+                continue
+            if report.action == "complaint":
+                suppressions.append(self._entry(key, found, "complaint"))
+            elif report.hard:
+                suppressions.append(self._entry(key, found, "bounce"))
+            elif report.action == "delivered":
+                resets.append(key)
+            elif report.action in ("failed", "delayed") and found.soft:
+                soft.append(self._entry(key, found, "bounce"))
+        return Outcome(
+            now=self._clock(),
+            suppressions=suppressions,
+            soft_failures=soft,
+            soft_resets=resets,
+            soft_policy=self.soft_bounce,
         )
 
     def _quota(self, sender: Address, now: datetime) -> Quota | None:

@@ -8,6 +8,7 @@ import email.header
 import email.policy
 import email.utils
 import re
+from collections.abc import Sequence
 from email.message import Message
 
 from sendguard._errors import HeaderInjectionError, MessageError
@@ -84,8 +85,16 @@ def envelope_sender(message: Message) -> str:
     raise MessageError("the message has no From or Sender header and no sender= was given")
 
 
-def serialize(message: Message, *, message_id: str | None, utf8: bool = False) -> bytes:
+def serialize(
+    message: Message,
+    *,
+    message_id: str | None,
+    utf8: bool = False,
+    extra: Sequence[tuple[str, str]] = (),
+) -> bytes:
     """The message as transmitted: Bcc removed, CRLF line ends, Message-ID added if given.
+
+    *extra* header fields (ASCII, checked by the caller) are put first.
 
     Non-ASCII header text is sent as RFC 2047 encoded words unless *utf8* (the transaction
     uses SMTPUTF8 anyway, RFC 6532), in which case it is sent as UTF-8.
@@ -100,4 +109,6 @@ def serialize(message: Message, *, message_id: str | None, utf8: bool = False) -
     data = outgoing.as_bytes(policy=policy)
     if message_id is not None:
         data = f"Message-ID: {message_id}\r\n".encode("ascii") + data
+    for name, value in reversed(extra):
+        data = f"{name}: {value}\r\n".encode("ascii") + data
     return data

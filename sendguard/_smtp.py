@@ -29,7 +29,8 @@ class SMTPAdapter(Adapter):
     Each delivery is one transaction (MAIL, one RCPT per recipient, DATA) on a connection of
     its own, and every RCPT reply is reported.  ``timeout`` bounds each command; the reply to
     the final dot may take far longer (RFC 5321 section 4.5.3.2 suggests 10 minutes), which
-    ``data_timeout`` bounds.
+    ``data_timeout`` bounds.  Set ``confirms_delivery`` when the server is the recipients' own
+    MX (not a relay): its 250 then proves delivery and resets soft-bounce counts.
     """
 
     def __init__(
@@ -47,6 +48,7 @@ class SMTPAdapter(Adapter):
         data_timeout: float = 600.0,
         local_hostname: str | None = None,
         pool_size: int = 4,
+        confirms_delivery: bool = False,
     ) -> None:
         if use_tls and start_tls:
             raise ConfigurationError(
@@ -63,6 +65,7 @@ class SMTPAdapter(Adapter):
             port = 465 if use_tls else 587 if start_tls else 25
         self.hostname = hostname
         self.port = port
+        self.confirms_delivery = confirms_delivery
         self._options = {
             "hostname": hostname,
             "port": port,

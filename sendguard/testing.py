@@ -23,7 +23,15 @@ from typing import Any, Self
 from sendguard._adapter import Adapter
 from sendguard._models import Envelope, Reply, Stage
 
-__all__ = ["DROP", "FakeClock", "Received", "RecordingAdapter", "ScriptedSMTPServer"]
+__all__ = [
+    "DROP",
+    "FakeClock",
+    "Received",
+    "RecordingAdapter",
+    "ScriptedSMTPServer",
+    "make_arf",
+    "make_dsn",
+]
 
 DROP = "drop"
 """A scripted reply that closes the connection instead of answering."""
@@ -230,3 +238,67 @@ class RecordingAdapter(Adapter):
             else:
                 answers[rcpt] = Reply(250, "2.0.0 OK", Stage.DATA_END, "2.0.0")
         return answers
+
+
+def _headers_of(original: bytes) -> bytes:
+    head, _, _ = original.replace(b"\r\n", b"\n").partition(b"\n\n")
+    return head + b"\n"
+
+
+def make_dsn(
+    original: bytes,
+    recipients: Mapping[str, str],
+    *,
+    action: str = "failed",
+    reporting_mta: str = "mx.bounces.example",
+    remote_mta: str = "mx.recipient.example",
+) -> bytes:
+    """An RFC 3464 bounce of *original* as Postfix writes it: one group per recipient.
+
+    *recipients* maps each address to its SMTP reply (``"550 5.1.1 User unknown"``); the
+    original's headers are returned as ``text/rfc822-headers``.
+    """
+    boundary = "sendguard-dsn-boundary"
+    notice = "\n".join(
+        f"<{rcpt}>: host {remote_mta} said: {reply}" for rcpt, reply in recipients.items()
+    )
+    groups = []
+    for rcpt, reply in recipients.items():
+        status = next((w for w in reply.split() if w[:1] in "245" and w.count(".") == 2), "5.0.0")
+        groups.append(
+            f"Final-Recipient: rfc822; {rcpt}\nOriginal-Recipient: rfc822;{rcpt}\n"
+            f"Action: {action}\nStatus: {status}\nRemote-MTA: dns; {remote_mta}\n"
+            f"Diagnostic-Code: smtp; {reply}\n"
+        )
+    head = (
+        f"From: MAILER-DAEMON@{reporting_mta} (Mail Delivery System)\n"
+        "To: news@sender.example\nSubject: Undelivered Mail Returned to Sender\n"
+        "Auto-Submitted: auto-replied\nMIME-Version: 1.0\n"
+        f'Content-Type: multipart/report; report-type=delivery-status; boundary="{boundary}"\n\n'
+        f"--{boundary}\nContent-Type: text/plain\n\n"
+        f"I'm sorry to have to inform you that your message could not be delivered.\n\n"
+        f"{notice}\n\n--{boundary}\nContent-Type: message/delivery-status\n\n"
+        f"Reporting-MTA: dns; {reporting_mta}\n\n" + "\n".join(groups) + "\n"
+        f"--{boundary}\nContent-Type: text/rfc822-headers\n\n"
+    )
+    tail = f"\n--{boundary}--\n"
+    return head.encode() + _headers_of(original) + tail.encode()
+
+
+def make_arf(
+    original: bytes, recipient: str, *, feedback_type: str = "abuse", reporter: str = "fbl.example"
+) -> bytes:
+    """An RFC 5965 complaint about *original* by *recipient*, with the original attached."""
+    boundary = "sendguard-arf-boundary"
+    head = (
+        f"From: feedback@{reporter}\nTo: abuse@sender.example\nSubject: complaint\n"
+        "MIME-Version: 1.0\n"
+        f'Content-Type: multipart/report; report-type=feedback-report; boundary="{boundary}"\n\n'
+        f"--{boundary}\nContent-Type: text/plain\n\nThis is an abuse report.\n\n"
+        f"--{boundary}\nContent-Type: message/feedback-report\n\n"
+        f"Feedback-Type: {feedback_type}\nUser-Agent: {reporter}/1.0\nVersion: 1\n"
+        f"Original-Rcpt-To: {recipient}\nReporting-MTA: dns; {reporter}\n\n"
+        f"--{boundary}\nContent-Type: message/rfc822\n\n"
+    )
+    body = original.replace(b"\r\n", b"\n")
+    return head.encode() + body + f"\n--{boundary}--\n".encode()

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from sendguard import DeliveryStatus, Guard, RetryPolicy, SoftBouncePolicy, Store
+from sendguard import DeliveryStatus, Guard, RetryPolicy, SMTPAdapter, SoftBouncePolicy, Store
 from sendguard.testing import FakeClock, ScriptedSMTPServer
 from tests.conftest import message
 
@@ -68,7 +68,8 @@ async def test_a_delivery_resets_the_count(
     clock: FakeClock,
 ) -> None:
     smtp_server.script("box@example.com", FULL, FULL, FULL, FULL, "250 OK", FULL)
-    guard = make_guard(store=store, retry=ONCE)
+    mx = SMTPAdapter("127.0.0.1", smtp_server.port, confirms_delivery=True)
+    guard = make_guard(store=store, retry=ONCE, adapter=mx)
     for _ in range(4):
         await guard.send(message("box@example.com"))
         clock.advance(days=3)
@@ -80,6 +81,18 @@ async def test_a_delivery_resets_the_count(
     await guard.send(message("box@example.com"))
     assert await guard.soft_bounces("box@example.com") == 1
     assert not await guard.is_suppressed("box@example.com")
+
+
+async def test_a_relay_accepting_the_message_is_no_proof_of_delivery(
+    store: Store, make_guard: Callable[..., Guard], smtp_server: ScriptedSMTPServer
+) -> None:
+    # The relay queues the message; its bounce may arrive later.  The count must survive.
+    smtp_server.script("box@example.com", FULL, "250 OK")
+    guard = make_guard(store=store, retry=ONCE)
+    await guard.send(message("box@example.com"))
+    accepted = await guard.send(message("box@example.com"))
+    assert accepted.accepted == ["box@example.com"]
+    assert await guard.soft_bounces("box@example.com") == 1
 
 
 async def test_a_temporary_soft_bounce_counts_once_per_send_after_its_retries(

@@ -1,0 +1,113 @@
+"""Signed bounce tokens: only bounces of mail this guard really sent may suppress anyone.
+
+Anyone can send an e-mail that looks like a bounce.  If such mail were trusted, a forger could
+suppress any address by mailing a fake DSN to the bounce mailbox.  With a ``bounce_secret``
+the guard stamps each outgoing message with a header::
+
+    X-Sendguard-Token: v1.<issued, unix seconds>.<HMAC-SHA256 of Message-ID and issued, base64url>
+
+Nearly every bounce returns the original message or its headers (RFC 3464 asks for it,
+``text/rfc822-headers``); :func:`find_token` reads the token and the Message-ID beside it, and
+:meth:`BounceSigner.verify` accepts the pair only if the MAC matches and the token is younger
+than ``max_age``.  The token binds the message, not each recipient: someone who received a
+message can forge bounces that carry its token, but only for ``max_age`` and only with that
+message's headers; VERP (a per-recipient envelope sender) would bind the recipient too.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email.message import Message
+
+from sendguard._errors import ConfigurationError
+
+__all__ = ["TOKEN_HEADER", "BounceSigner", "find_token"]
+
+TOKEN_HEADER = "X-Sendguard-Token"  # noqa: S105 (a header name, not a secret)
+_TOKEN = re.compile(r"^X-Sendguard-Token:[ \t]*(v1\.\d{1,12}\.[A-Za-z0-9_-]{16,64})", re.I | re.M)
+_MESSAGE_ID = re.compile(r"^Message-I[Dd]:[ \t]*(?:\r?\n[ \t]+)?(<[^>\r\n]{1,998}>)", re.M)
+
+
+@dataclass(frozen=True, slots=True)
+class BounceSigner:
+    """Signs outgoing messages and verifies the tokens that bounces bring back."""
+
+    secret: bytes
+    max_age: timedelta = timedelta(days=30)
+
+    @classmethod
+    def from_secret(
+        cls, secret: str | bytes, max_age: timedelta = timedelta(days=30)
+    ) -> BounceSigner:
+        """A signer for *secret* (at least 16 bytes)."""
+        key = secret.encode() if isinstance(secret, str) else bytes(secret)
+        if len(key) < 16:
+            raise ConfigurationError("bounce_secret must be at least 16 bytes long")
+        return cls(key, max_age)
+
+    def _mac(self, message_id: str, issued: int) -> str:
+        digest = hmac.new(
+            self.secret, f"v1\n{message_id.strip()}\n{issued}".encode(), hashlib.sha256
+        ).digest()
+        return base64.urlsafe_b64encode(digest[:18]).decode().rstrip("=")
+
+    def sign(self, message_id: str, now: datetime) -> str:
+        """The token for the message *message_id*, issued at *now*."""
+        issued = int(now.timestamp())
+        return f"v1.{issued}.{self._mac(message_id, issued)}"
+
+    def verify(self, token: str, message_id: str, now: datetime) -> bool:
+        """Whether *token* was made by this signer for *message_id* and is not too old."""
+        try:
+            version, issued_text, mac = token.strip().split(".")
+            issued = int(issued_text)
+        except ValueError:
+            return False
+        if version != "v1":
+            return False
+        age = now.timestamp() - issued
+        if age < -300 or age > self.max_age.total_seconds():  # five minutes of clock skew
+            return False
+        return hmac.compare_digest(mac, self._mac(message_id, issued))
+
+
+def find_token(bounce: Message) -> tuple[str, str] | None:
+    """The token and the Message-ID of the returned original inside *bounce*, if both are there.
+
+    Only text that the bounce quotes from the original is searched, never the bounce's own
+    headers, so a bounce cannot vouch for itself.
+    """
+    for part in bounce.walk():
+        payload = part.get_payload()
+        if part.get_content_maintype() == "message" and isinstance(payload, list):
+            text = "\n".join(p.as_string() for p in payload if isinstance(p, Message))
+        elif part is bounce:
+            text = payload if isinstance(payload, str) else ""
+        elif isinstance(payload, list):
+            continue
+        else:
+            raw = part.get_payload(decode=True)
+            text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(payload)
+        if not isinstance(text, str):
+            continue
+        found = _TOKEN.search(text)
+        if found is None:
+            continue
+        block = _header_block(text, found.start())
+        message_id = _MESSAGE_ID.search(block)
+        if message_id is not None:
+            return found.group(1), message_id.group(1)
+    return None
+
+
+def _header_block(text: str, position: int) -> str:
+    """The run of header lines around *position* (up to the blank lines before and after)."""
+    start = max(text.rfind("\n\n", 0, position), text.rfind("\r\n\r\n", 0, position))
+    start = 0 if start < 0 else start
+    ends = [e for e in (text.find("\n\n", position), text.find("\r\n\r\n", position)) if e >= 0]
+    return text[start : min(ends) if ends else len(text)]

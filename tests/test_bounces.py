@@ -1,0 +1,290 @@
+"""Bounces that arrive after the send: parsing, trust (signed tokens) and what they record."""
+
+from __future__ import annotations
+
+import email
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from structlog.testing import capture_logs
+
+from sendguard import (
+    BounceParseError,
+    ConfigurationError,
+    Guard,
+    RetryPolicy,
+    Store,
+    parse_bounce,
+)
+from sendguard.testing import FakeClock, ScriptedSMTPServer, make_arf, make_dsn
+from tests.conftest import message
+
+CORPUS = Path(__file__).parent / "corpus" / "emails"
+SECRET = "a secret of at least sixteen bytes"
+
+
+def sample(name: str) -> bytes:
+    return (CORPUS / name).read_bytes()
+
+
+# -- parse_bounce on real bounces ------------------------------------------------------------
+
+
+def test_postfix_dsn_gives_one_report_per_recipient() -> None:
+    (report,) = parse_bounce(sample("lhost-postfix-04.eml"))
+    assert report.action == "failed"
+    assert report.recipient.endswith("@example.jp") or "@" in report.recipient
+    assert report.reporting_mta
+    assert report.original_message_id.startswith("<")
+
+
+def test_dsn_groups_written_without_blank_lines_are_split() -> None:
+    reports = parse_bounce(sample("lhost-aol-03.eml"))
+    assert [(r.recipient, r.reason, r.status, r.hard) for r in reports] == [
+        ("sabineko@example.jp", "mailboxfull", "5.2.2", False),
+        ("mikeneko@example.jp", "userunknown", "5.1.1", True),
+    ]
+    assert reports[1].remote_mta == "mx.example.jp"
+
+
+def test_exim_notice_without_dsn_names_each_recipient() -> None:
+    reports = parse_bounce(sample("lhost-exim-02.eml"))
+    assert [(r.recipient, r.reason, r.reply_code) for r in reports] == [
+        ("kijitora@example.jp", "userunknown", 550),
+        ("sabatora@example.jp", "userunknown", 550),
+    ]
+    assert all(r.action == "failed" and r.hard for r in reports)
+
+
+def test_qmail_notice() -> None:
+    (report,) = parse_bounce(sample("lhost-qmail-01.eml"))
+    assert (report.recipient, report.reason, report.hard) == (
+        "kijitora@example.ne.jp",
+        "userunknown",
+        True,
+    )
+
+
+def test_gmail_delay_notice_is_delayed_and_temporary() -> None:
+    (report,) = parse_bounce(sample("lhost-gmail-09.eml"))
+    assert (report.action, report.reason, report.status) == ("delayed", "expired", "4.0.947")
+    assert not report.hard
+
+
+def test_dmarc_refusal_is_sender_side_and_never_hard() -> None:
+    (report,) = parse_bounce(sample("lhost-dragonfly-01.eml"))
+    assert report.reason == "authfailure"
+    assert report.status == "5.7.26"
+    assert not report.hard
+
+
+def test_arf_complaint() -> None:
+    (report,) = parse_bounce(sample("arf-02.eml"))
+    assert (report.action, report.reason, report.feedback_type) == (
+        "complaint",
+        "feedback",
+        "abuse",
+    )
+    assert "@" in report.recipient
+
+
+def test_rfc3834_auto_reply_is_reported_and_never_hard() -> None:
+    (report,) = parse_bounce(sample("rfc3834-01.eml"))
+    assert (report.action, report.reason, report.hard) == ("autoreply", "vacation", False)
+
+
+def test_amazon_ses_notifications() -> None:
+    (bounce,) = parse_bounce(sample("lhost-amazonses-10.eml"))
+    assert (bounce.action, bounce.reason, bounce.hard) == ("failed", "userunknown", True)
+    (complaint,) = parse_bounce(sample("lhost-amazonses-11.eml"))
+    assert (complaint.action, complaint.recipient) == (
+        "complaint",
+        "complaint@simulator.amazonses.com",
+    )
+    (delivered,) = parse_bounce(sample("lhost-amazonses-13.eml"))
+    assert (delivered.action, delivered.status) == ("delivered", "2.6.0")
+
+
+def test_declared_boundary_missing_from_the_body_is_repaired() -> None:
+    (report,) = parse_bounce(sample("rhost-google-02.eml"))
+    assert (report.reason, report.status, report.hard) == ("userunknown", "5.1.1", True)
+
+
+def test_an_ordinary_message_is_not_a_bounce() -> None:
+    assert parse_bounce(message("alice@example.com").as_bytes()) == []
+
+
+def test_parse_accepts_str_bytes_and_message() -> None:
+    raw = sample("lhost-postfix-04.eml")
+    from_bytes = parse_bounce(raw)
+    assert parse_bounce(raw.decode("utf-8", "surrogateescape")) == from_bytes
+    assert parse_bounce(email.message_from_bytes(raw)) == from_bytes
+
+
+@pytest.mark.parametrize(
+    "junk",
+    [b"", b"\x00\x01\x02", b"hello world", b"<html></html>", "\u2603".encode(), b"\n\n\n"],
+)
+def test_input_that_is_not_an_email_raises_a_typed_error(junk: bytes) -> None:
+    with pytest.raises(BounceParseError):
+        parse_bounce(junk)
+
+
+def test_wrong_input_type_raises_a_typed_error() -> None:
+    with pytest.raises(BounceParseError):
+        parse_bounce(12)  # type: ignore[arg-type]
+
+
+# -- ingestion: what a bounce records ------------------------------------------------------
+
+
+async def sent(
+    guard: Guard, smtp_server: ScriptedSMTPServer, to: str | list[str] = "bob@example.com"
+) -> bytes:
+    """Send through *guard* and return the message exactly as the server received it."""
+    smtp_server.received.clear()
+    await guard.send(message(to))
+    (received,) = smtp_server.received
+    return received.data
+
+
+@pytest.mark.usefixtures("smtp_server")
+async def test_signed_hard_bounce_suppresses(
+    store: Store, make_guard: Callable[..., Guard], smtp_server: ScriptedSMTPServer
+) -> None:
+    guard = make_guard(store=store, bounce_secret=SECRET)
+    original = await sent(guard, smtp_server, ["bob@example.com", "carol@example.com"])
+    assert b"X-Sendguard-Token: v1." in original
+    bounce = make_dsn(
+        original,
+        {
+            "bob@example.com": "550 5.1.1 <bob@example.com>: Recipient address rejected: "
+            "User unknown",
+            "carol@example.com": "554 5.7.1 Service unavailable; Client host blocked using "
+            "zen.spamhaus.org",
+        },
+    )
+    bob, carol = await guard.ingest_bounce(bounce)
+    assert (bob.trusted, bob.suppressed, bob.reason) == (True, True, "userunknown")
+    assert (carol.trusted, carol.suppressed, carol.reason) == (True, False, "blocked")
+    entry = await guard.suppression("bob@example.com")
+    assert entry is not None
+    assert (entry.reason, entry.source, entry.enhanced_code) == ("userunknown", "bounce", "5.1.1")
+    assert not await guard.is_suppressed("carol@example.com")
+
+
+@pytest.mark.usefixtures("smtp_server")
+async def test_unsigned_or_forged_bounces_are_reported_but_change_nothing(
+    make_guard: Callable[..., Guard], smtp_server: ScriptedSMTPServer
+) -> None:
+    guard = make_guard(bounce_secret=SECRET)
+    other = make_guard(bounce_secret="another secret, sixteen bytes+")
+    genuine = await sent(guard, smtp_server)
+    foreign = await sent(other, smtp_server)
+    unsigned = message("bob@example.com").as_bytes()
+    tampered = genuine.replace(b"X-Sendguard-Token: v1.", b"X-Sendguard-Token: v1.1")
+    other_id = genuine.replace(b"Message-ID: <", b"Message-ID: <x")
+    user_unknown = {"bob@example.com": "550 5.1.1 User unknown"}
+    for original in (unsigned, foreign, tampered, other_id):
+        with capture_logs() as logs:
+            (report,) = await guard.ingest_bounce(make_dsn(original, user_unknown))
+        assert (report.reason, report.trusted, report.suppressed) == ("userunknown", False, False)
+        assert any(e["event"] == "sendguard.bounce_untrusted" for e in logs)
+    assert not await guard.is_suppressed("bob@example.com")
+
+
+@pytest.mark.usefixtures("smtp_server")
+async def test_a_token_expires(
+    make_guard: Callable[..., Guard], smtp_server: ScriptedSMTPServer, clock: FakeClock
+) -> None:
+    guard = make_guard(bounce_secret=SECRET)
+    original = await sent(guard, smtp_server)
+    clock.advance(days=31)
+    (report,) = await guard.ingest_bounce(make_dsn(original, {"bob@example.com": "550 5.1.1 x"}))
+    assert not report.trusted
+    assert not await guard.is_suppressed("bob@example.com")
+
+
+@pytest.mark.usefixtures("smtp_server")
+async def test_a_bounce_cannot_vouch_for_itself_with_its_own_header(
+    make_guard: Callable[..., Guard], smtp_server: ScriptedSMTPServer
+) -> None:
+    guard = make_guard(bounce_secret=SECRET)
+    original = await sent(guard, smtp_server)
+    token = next(line for line in original.split(b"\r\n") if line.startswith(b"X-Sendguard-Token"))
+    bare = message("bob@example.com").as_bytes()
+    forged = token + b"\n" + make_dsn(bare, {"bob@example.com": "550 5.1.1 User unknown"})
+    (report,) = await guard.ingest_bounce(forged)
+    assert not report.trusted
+
+
+@pytest.mark.usefixtures("smtp_server")
+async def test_without_a_secret_every_bounce_is_trusted(
+    make_guard: Callable[..., Guard], smtp_server: ScriptedSMTPServer
+) -> None:
+    guard = make_guard()
+    original = await sent(guard, smtp_server)
+    assert b"X-Sendguard-Token" not in original
+    (report,) = await guard.ingest_bounce(make_dsn(original, {"bob@example.com": "550 5.1.1 no"}))
+    assert report.suppressed
+    assert await guard.is_suppressed("bob@example.com")
+
+
+@pytest.mark.usefixtures("smtp_server")
+async def test_signed_complaint_suppresses_with_reason_feedback(
+    store: Store, make_guard: Callable[..., Guard], smtp_server: ScriptedSMTPServer
+) -> None:
+    guard = make_guard(store=store, bounce_secret=SECRET)
+    original = await sent(guard, smtp_server)
+    (report,) = await guard.ingest_bounce(make_arf(original, "bob@example.com"))
+    assert (report.action, report.suppressed) == ("complaint", True)
+    entry = await guard.suppression("bob@example.com")
+    assert entry is not None
+    assert (entry.reason, entry.source) == ("feedback", "complaint")
+
+
+@pytest.mark.usefixtures("smtp_server")
+async def test_soft_bounces_from_dsns_count_and_escalate(
+    store: Store,
+    make_guard: Callable[..., Guard],
+    smtp_server: ScriptedSMTPServer,
+    clock: FakeClock,
+) -> None:
+    guard = make_guard(store=store, bounce_secret=SECRET, retry=RetryPolicy(attempts=1))
+    for day in range(5):
+        original = await sent(guard, smtp_server)
+        full = make_dsn(original, {"bob@example.com": "552 5.2.2 Mailbox full"})
+        (report,) = await guard.ingest_bounce(full)
+        assert report.reason == "mailboxfull"
+        assert report.suppressed == (day == 4)
+        clock.advance(days=2)
+    entry = await guard.suppression("bob@example.com")
+    assert entry is not None
+    assert entry.reason == "softbounce"
+
+
+@pytest.mark.usefixtures("smtp_server")
+async def test_a_delivery_report_resets_soft_bounces(
+    make_guard: Callable[..., Guard], smtp_server: ScriptedSMTPServer
+) -> None:
+    guard = make_guard()
+    original = await sent(guard, smtp_server)
+    await guard.ingest_bounce(make_dsn(original, {"bob@example.com": "452 4.2.2 Mailbox full"}))
+    assert await guard.soft_bounces("bob@example.com") == 1
+    delivered = make_dsn(original, {"bob@example.com": "250 2.0.0 Ok"}, action="delivered")
+    (report,) = await guard.ingest_bounce(delivered)
+    assert report.action == "delivered"
+    assert await guard.soft_bounces("bob@example.com") == 0
+
+
+async def test_auto_replies_change_nothing(make_guard: Callable[..., Guard]) -> None:
+    guard = make_guard()
+    (report,) = await guard.ingest_bounce(sample("rfc3834-01.eml"))
+    assert (report.action, report.suppressed) == ("autoreply", False)
+    assert not await guard.is_suppressed(report.recipient)
+
+
+def test_a_short_secret_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="16 bytes"):
+        Guard(bounce_secret="short")

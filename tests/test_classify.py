@@ -1,0 +1,151 @@
+"""classify(): reasons, actions and codes for the replies that matter most to a sender."""
+
+from __future__ import annotations
+
+import pytest
+
+from sendguard import Action, Rule, Rules, classify
+from sendguard._classify import REASONS, SENDER_REASONS
+
+
+def test_the_contract_examples() -> None:
+    c = classify("550 5.1.1 <a@b.example>: Recipient address rejected: User unknown")
+    assert (c.reason, c.action, c.permanent, c.reply_code, c.enhanced_code) == (
+        "userunknown",
+        Action.SUPPRESS,
+        True,
+        550,
+        "5.1.1",
+    )
+    c = classify(reply_code=554, enhanced_code="5.7.1", text="Client host blocked", stage="RCPT")
+    assert (c.reason, c.action, c.permanent) == ("blocked", Action.PAUSE_SENDER, True)
+
+
+@pytest.mark.parametrize(
+    ("text", "reply_code", "enhanced"),
+    [
+        ("550 sorry, no mailbox here by that name (#5.1.1 - chkusr)", 550, "5.1.1"),
+        ("554 Message refused (5.7.1)", 554, "5.7.1"),
+        ("550-5.7.26 Unauthenticated email is not accepted", 550, "5.7.26"),
+        ("Remote host said: 452 4.2.2 Mailbox full", 452, "4.2.2"),
+        ("#550 5.1.1 RESOLVER.ADR.RecipNotFound; not found ##", 550, "5.1.1"),
+    ],
+)
+def test_codes_are_parsed_from_the_text(text: str, reply_code: int, enhanced: str) -> None:
+    c = classify(text)
+    assert (c.reply_code, c.enhanced_code) == (reply_code, enhanced)
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        # Microsoft
+        (
+            "550 5.7.509 Access denied, sending domain example.com does not pass DMARC",
+            "authfailure",
+        ),
+        (
+            "550 5.7.515 Access denied, sending domain does not meet the required authentication",
+            "authfailure",
+        ),
+        (
+            "550 5.7.708 Service unavailable. Access denied, traffic not accepted from this IP",
+            "blocked",
+        ),
+        ("550 5.4.1 Recipient address rejected: Access denied. AS(201806281)", "userunknown"),
+        # Gmail
+        (
+            "550-5.7.26 This mail has been blocked because the sender is unauthenticated.",
+            "authfailure",
+        ),
+        (
+            "421-4.7.28 Gmail has detected an unusual rate of unsolicited mail originating "
+            "from your SPF domain",
+            "ratelimited",
+        ),
+        ("550-5.1.1 The email account that you tried to reach does not exist.", "userunknown"),
+        ("452-4.2.2 The email account that you tried to reach is over quota.", "mailboxfull"),
+        # Yahoo
+        (
+            "421 4.7.0 [TSS04] Messages from 192.0.2.1 temporarily deferred due to user complaints",
+            "badreputation",
+        ),
+        ("554 delivery error: dd This user doesn't have a yahoo.com account", "userunknown"),
+        # Blocklists
+        (
+            "554 5.7.1 Service unavailable; Client host [192.0.2.1] blocked using zen.spamhaus.org",
+            "blocked",
+        ),
+        ("554 Blocked - see https://www.barracudacentral.org/blocklists", "blocked"),
+        # Recipient state
+        ("552 5.2.2 Mailbox full", "mailboxfull"),
+        ("550 5.2.1 The email account that you tried to reach is disabled.", "suspend"),
+        ("550 5.1.2 Host unknown", "hostunknown"),
+        ("550 5.1.6 Recipient has moved", "hasmoved"),
+        ("552 5.3.4 Message size exceeds fixed limit", "emailtoolarge"),
+        ("554 5.7.1 Message rejected: virus found", "virusdetected"),
+        ("550 5.7.25 The IP address sending this message does not have a PTR record", "requireptr"),
+        ("451 4.7.1 Greylisted, please try again later", "onhold"),
+    ],
+)
+def test_provider_replies(text: str, reason: str) -> None:
+    assert classify(text).reason == reason
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "554 5.7.1 Service unavailable; Client host [192.0.2.1] blocked using zen.spamhaus.org",
+        "550 5.7.1 Message rejected due to DMARC policy",
+        "550 5.7.26 This message does not have authentication information",
+        "550 5.1.1 Sender address rejected: Domain of sender address does not exist",
+        "553 5.1.8 <root@x.example>... Domain of sender address root@x.example does not exist",
+        "421 4.7.0 [TSS04] Messages from 192.0.2.1 temporarily deferred",
+        "550 5.7.1 Client host rejected: cannot find your reverse hostname",
+    ],
+)
+def test_sender_side_refusals_never_suppress(text: str) -> None:
+    c = classify(text)
+    assert c.reason in SENDER_REASONS
+    assert c.action is Action.PAUSE_SENDER
+
+
+def test_a_temporary_sender_refusal_that_names_no_limit_is_retried() -> None:
+    c = classify("451 4.7.1 Please try again later")
+    assert (c.permanent, c.action) == (False, Action.RETRY)
+
+
+def test_userunknown_at_mail_from_is_a_refusal_of_the_sender() -> None:
+    assert classify("550 5.1.1 User unknown", stage="mail").reason == "rejected"
+
+
+def test_userunknown_after_the_message_was_seen_is_a_filter() -> None:
+    # Sisimai's judgement, which we share: the server let the recipient through at RCPT.
+    c = classify("550 User unknown (in reply to end of DATA command)")
+    assert (c.reason, c.action) == ("filtered", Action.FAIL)
+
+
+def test_nothing_matched_is_onhold_and_not_suppressed() -> None:
+    c = classify("599 something nobody wrote a rule for")
+    assert (c.reason, c.rule) == ("onhold", "no rule matched")
+    assert c.action is not Action.SUPPRESS
+
+
+def test_user_rules_come_first_and_can_override() -> None:
+    mine = Rules([Rule("mailboxfull", r"casella piena", name="italian mailbox full")])
+    c = classify("550 5.1.1 casella piena", rules=mine)
+    assert (c.reason, c.rule) == ("mailboxfull", "italian mailbox full")
+    assert classify("550 5.1.1 casella piena").reason == "userunknown"
+
+
+def test_a_rule_must_name_a_known_reason_and_a_condition() -> None:
+    with pytest.raises(ValueError, match="unknown reason"):
+        Rule("dead", r"x")
+    with pytest.raises(ValueError, match="needs"):
+        Rule("userunknown")
+
+
+def test_every_reason_has_an_action() -> None:
+    for reason in REASONS:
+        rule = Rules([Rule(reason, r"^zz$")], base=())
+        assert classify("zz", reply_code=550, rules=rule).action in Action
