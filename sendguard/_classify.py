@@ -650,6 +650,26 @@ _STAGE_HINTS = (
 _SPACES = re.compile(r"\s+")
 
 
+_CONTINUATION = re.compile(r"(?<=\S) [245]\d\d[- ](?:[245]\.\d{1,3}\.\d{1,3} )?(?=\S)")
+
+
+def _unwrap(folded: str) -> str:
+    """A multi-line reply as one text: the code prefixes of its continuation lines removed.
+
+    ``550-5.7.1 Messages with multiple 550-5.7.1 addresses in From:`` reads as
+    ``550-5.7.1 Messages with multiple addresses in From:``.
+    """
+    head = re.match(r"^[245]\d\d[- ](?:[245]\.\d{1,3}\.\d{1,3} )?", folded)
+    if head is None:
+        return folded
+    prefix = head.group(0).strip()
+    code = prefix[:3]
+    rest = folded[head.end() :]
+    return head.group(0) + _CONTINUATION.sub(
+        lambda m: " " if m.group(0).strip().startswith(code) else m.group(0), rest
+    )
+
+
 def stage_hint(text: str) -> str | None:
     """The SMTP stage a diagnostic text names (``"mail"``, ``"rcpt"``, ``"data"``), if any."""
     return next((name for regex, name in _STAGE_HINTS if regex.search(text)), None)
@@ -698,7 +718,7 @@ def classify(
         stage = stage_hint(text)
     reply_code = reply_code if reply_code is not None else parsed_reply
     enhanced_code = enhanced_code or parsed_enhanced
-    folded = _SPACES.sub(" ", text).strip()
+    folded = _unwrap(_SPACES.sub(" ", text).strip())
     direct_2xx = (
         reply_code is not None and reply_code // 100 == 2 and folded.startswith(str(reply_code))
     )

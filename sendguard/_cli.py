@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import mailbox
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -14,7 +15,15 @@ from typing import Annotated, TextIO, TypeVar, cast
 import typer
 
 from sendguard._address import normalize_address
-from sendguard._errors import ConfigurationError, InvalidAddressError, StoreError
+from sendguard._bounce import BounceReport, parse_bounce
+from sendguard._classify import classify
+from sendguard._errors import (
+    BounceParseError,
+    ConfigurationError,
+    InvalidAddressError,
+    StoreError,
+)
+from sendguard._guard import Guard
 from sendguard._models import Suppression
 from sendguard._redis import RedisStore
 from sendguard._store import Store
@@ -29,7 +38,7 @@ EXIT_ERROR = 2
 
 app = typer.Typer(
     name="sendguard",
-    help="Keep a sender's reputation clean: manage the shared suppression list.",
+    help="Keep a sender's reputation clean: the suppression list, bounce classification.",
     no_args_is_help=True,
     add_completion=False,
 )
@@ -224,6 +233,141 @@ def import_(
     typer.echo(f"imported {written}, already listed {skipped}, bad rows {bad}")
     if bad:
         raise typer.Exit(EXIT_NOT_FOUND)
+
+
+# -- bounces ------------------------------------------------------------------------------------
+
+
+@app.command("classify")
+def classify_(
+    text: Annotated[str, typer.Argument(help='An SMTP reply, e.g. "550 5.1.1 User unknown".')],
+    stage: Annotated[
+        str | None, typer.Option(help="Where it was given: connect, mail, rcpt, data.")
+    ] = None,
+) -> None:
+    """Classify one SMTP reply: reason, action, and the rule that decided."""
+    found = classify(text, stage=stage.lower() if stage else None)
+    rows = [
+        ("reason", found.reason),
+        ("action", str(found.action)),
+        ("permanent", "yes" if found.permanent else "no"),
+        ("reply code", str(found.reply_code or "-")),
+        ("status", found.enhanced_code or "-"),
+        ("why", found.rule),
+    ]
+    for name, value in rows:
+        typer.echo(f"{name:<11} {value}")
+
+
+def _messages(path: Path) -> Iterator[tuple[str, bytes]]:
+    """(name, raw bytes) of each message in an .eml file, an mbox file or a maildir."""
+    if path.is_dir():
+        if (path / "cur").is_dir() or (path / "new").is_dir():
+            box = mailbox.Maildir(path, factory=None, create=False)
+            for key in sorted(box.keys()):
+                yield f"{path.name}/{key}", box.get_bytes(key)
+            return
+        for file in sorted(p for p in path.iterdir() if p.is_file()):
+            yield file.name, file.read_bytes()
+        return
+    with path.open("rb") as handle:
+        start = handle.read(5)
+    if start == b"From ":
+        mbox = mailbox.mbox(path, factory=None, create=False)
+        try:
+            found = [mbox.get_bytes(key) for key in mbox.keys()]  # noqa: SIM118 (a Mailbox)
+        finally:
+            mbox.close()
+        for index, raw in enumerate(found, 1):
+            yield f"{path.name}#{index}", raw
+        return
+    yield path.name, path.read_bytes()
+
+
+@app.command("ingest")
+def ingest(
+    path: Annotated[Path, typer.Argument(help="An .eml file, an mbox file or a maildir.")],
+    apply: Annotated[
+        bool, typer.Option("--apply", help="Record suppressions in Redis (default: only show).")
+    ] = False,
+    secret: Annotated[
+        str | None,
+        typer.Option(
+            "--bounce-secret",
+            envvar="SENDGUARD_BOUNCE_SECRET",
+            help="Trust only bounces signed with this secret.",
+        ),
+    ] = None,
+    redis_url: RedisURL = DEFAULT_URL,
+    prefix: Prefix = "sendguard",
+) -> None:
+    """Read bounces and print one line per recipient, then a summary by reason."""
+    if not path.exists():
+        raise _fail(f"{path} does not exist")
+    try:
+        messages = list(_messages(path))
+    except (OSError, mailbox.Error) as exc:
+        raise _fail(f"cannot read {path}: {exc}") from exc
+
+    async def work(store: Store) -> list[tuple[str, list[BounceReport] | str]]:
+        guard = Guard(store=store, bounce_secret=secret)
+        done: list[tuple[str, list[BounceReport] | str]] = []
+        for name, raw in messages:
+            try:
+                done.append((name, await guard.ingest_bounce(raw)))
+            except BounceParseError as exc:
+                done.append((name, str(exc)))
+        return done
+
+    if apply:
+        results = _run(redis_url, prefix, work)
+    else:
+        results = []
+        for name, raw in messages:
+            try:
+                results.append((name, parse_bounce(raw)))
+            except BounceParseError as exc:
+                results.append((name, str(exc)))
+    _print_reports(results, applied=apply)
+
+
+def _print_reports(results: list[tuple[str, list[BounceReport] | str]], *, applied: bool) -> None:
+    columns: tuple[str, ...] = ("message", "recipient", "action", "status", "reason", "hard")
+    if applied:
+        columns += ("trusted", "suppressed")
+    rows: list[tuple[str, ...]] = []
+    reasons: dict[str, int] = {}
+    unreadable = 0
+    for name, outcome in results:
+        if isinstance(outcome, str):
+            unreadable += 1
+            typer.echo(f"{name}: {outcome}", err=True)
+            continue
+        if not outcome:
+            rows.append((name, "-", "not a bounce", "", "", ""))
+        for report in outcome:
+            reasons[report.reason] = reasons.get(report.reason, 0) + 1
+            row: tuple[str, ...] = (
+                name,
+                report.recipient or "-",
+                report.action,
+                report.status or "-",
+                report.reason,
+                "yes" if report.hard else "no",
+            )
+            if applied:
+                row += ("yes" if report.trusted else "no", "yes" if report.suppressed else "no")
+            rows.append(row)
+    widths = [
+        max(len(c), *(len(r[i]) for r in rows)) if rows else len(c) for i, c in enumerate(columns)
+    ]
+    typer.echo("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
+    for row in rows:
+        typer.echo("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+    summary = ", ".join(f"{reason} {count}" for reason, count in sorted(reasons.items()))
+    typer.echo(f"\n{len(results)} messages, {sum(reasons.values())} reports: {summary or 'none'}")
+    if unreadable:
+        typer.echo(f"{unreadable} messages could not be read")
 
 
 def main() -> None:
