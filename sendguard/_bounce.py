@@ -26,7 +26,7 @@ import email.policy
 import json
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from email.message import Message
 from email.utils import getaddresses, parseaddr
 from typing import Any, Literal
@@ -127,6 +127,13 @@ def parse_bounce(raw: bytes | str | Message, *, rules: Rules = DEFAULT) -> list[
     message that is none of these (an ordinary e-mail) gives an empty list.  Input that is not
     an e-mail at all raises :class:`BounceParseError`, and nothing else is ever raised.
     """
+    if isinstance(raw, bytes | bytearray | str):
+        data = raw.encode("utf-8", "surrogateescape") if isinstance(raw, str) else bytes(raw)
+        pieces = _MBOX_SEPARATOR.split(data) if data.startswith(b"From ") else []
+        pieces = [p for p in pieces if p.strip()]
+        if len(pieces) > 1:
+            # An mbox of several bounces: each in turn, its reports in order.
+            return [r for piece in pieces for r in parse_bounce(b"From " + piece, rules=rules)]
     message = _as_message(raw)
     try:
         return list(_parse(message, rules))
@@ -185,6 +192,9 @@ def _repair(message: Message, data: bytes) -> Message:
     return message
 
 
+_MBOX_SEPARATOR = re.compile(
+    rb"(?:^|\r?\n)From (?=\S+ +(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) \S+ +\d+ [\d:]+ \d{4}\r?\n)"
+)
 _HEADER_START = re.compile(rb"\A(?:From [^\r\n]*\r?\n)?[\x21-\x39\x3b-\x7e]+[ \t]*:")
 
 
@@ -489,8 +499,11 @@ def _dsn_report(
         notice_all = classify(_fold(notice), stage=stage, rules=rules)
         if notice_all.rule != _NO_RULE and len(names) <= 1:
             found = notice_all
-    if found is None:
-        found = classify(status_field, rules=rules)
+    if found is None or found.rule == _NO_RULE:
+        # The Status field's comment may say more: "4.0.0 (host name lookup failure)".
+        by_status = classify(status_field, rules=rules)
+        if found is None or by_status.rule != _NO_RULE:
+            found = by_status
     status = status_code.group(0) if status_code else None
     action = _dsn_action(action_field, status, found)
     return _report(
@@ -579,7 +592,7 @@ def _autoreply(message: Message) -> BounceReport:
 # -- plain-text MTA notices ---------------------------------------------------------------------
 
 _BOUNCE_SENDER = re.compile(
-    r"mailer-daemon|postmaster|mail delivery|mail-daemon|mail administrator|"
+    r"mailer-daemon|post_?master|mail delivery|mail-daemon|mail administrator|"
     r"delivery subsystem|mailer daemon|maildelivery|bounce",
     re.IGNORECASE,
 )
@@ -589,7 +602,7 @@ _BOUNCE_SUBJECT = re.compile(
     r"delivery has failed|nondeliverable|non-?delivery|returned to sender|"
     r"mail system error|warning: message|permanent error|delayed mail|"
     r"delivery (?:final )?failure|failed delivery|mail could not|unable to deliver|"
-    r"message not delivered|error sending message|rejected",
+    r"message not delivered|error sending message|rejected|loop (?:alert|detected)",
     re.IGNORECASE,
 )
 
@@ -708,6 +721,7 @@ def _notice(message: Message, parts: list[Message], rules: Rules) -> Iterator[Bo
             _key(_address(str(original.get(h, ""))))
             for h in ("From", "Return-Path", "Sender", "Reply-To")
         }
+    excluded |= {_key(_address(m.group(1))) for m in _SENDER_MENTION.finditer(notice)}
     excluded.discard("")
     names = _unique(
         _address(m.group(1))
@@ -739,6 +753,11 @@ def _notice(message: Message, parts: list[Message], rules: Rules) -> Iterator[Bo
         )
 
 
+_SENDER_MENTION = re.compile(
+    r"(?:mail\s+from|envelope-from|return-path|x-postfix-sender|original-sender|sender)"
+    r"[ \t]*[:=]?[ \t]*(?:rfc822;)?[ \t]*<?([^\s<>@]+@[^\s<>]+?)>?(?=[\s>;,]|$)",
+    re.IGNORECASE,
+)
 _DELAYED = re.compile(
     r"delivery (?:to the following recipients? )?(?:has been|is) delayed|"
     r"will (?:continue to )?(?:be )?retr(?:y|ied)|still (?:being )?(?:trying|retrying)|"
@@ -874,6 +893,10 @@ def _report(
 ) -> BounceReport:
     del per_message
     temporary = action == "delayed"
+    if temporary and found.rule == _NO_RULE:
+        # A delay notice that gives no cause: the message is still in a queue (Sisimai's
+        # "expired"), which is never a reason to suppress.
+        found = replace(found, reason="expired", action=Action.RETRY, rule="a delay notice")
     status = _status(status, found, temporary=temporary)
     if action == "delivered":
         found = Classification(
@@ -910,8 +933,11 @@ def _report(
 
 def _status(status: str | None, found: Classification, *, temporary: bool) -> str:
     """The most specific status: the diagnostic's, the DSN's, else the reason's pseudo code."""
-    if found.enhanced_code and not found.enhanced_code.endswith(".0.0"):
-        return found.enhanced_code
+    enhanced = found.enhanced_code
+    if enhanced and enhanced[0] == "2" and found.reason != "delivered":
+        enhanced = None  # a transcript's "250 2.1.0 Ok", not the failure's code
+    if enhanced and not enhanced.endswith(".0.0"):
+        return enhanced
     if status:
         return status
     first = "4" if temporary or (found.reply_code or 500) // 100 == 4 else "5"

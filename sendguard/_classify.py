@@ -406,6 +406,7 @@ _TEXT_RULES: list[Rule] = [
     *_phrases(
         "networkerror",
         r"name service error",
+        r"(?:host ?name|dns|mx) lookup fail",
         r"\bdns error\b",
         r"not found, try again",
         r"malformed or unexpected name server reply",

@@ -403,7 +403,8 @@ class Guard:
                 suppressions.append(self._entry(key, found, "bounce"))
             elif report.action == "delivered":
                 resets.append(key)
-            elif report.action in ("failed", "delayed") and found.soft:
+            elif report.action == "failed" and found.soft:
+                # Only final failures count: a delay notice says the message is still queued.
                 soft.append(self._entry(key, found, "bounce"))
         return Outcome(
             now=self._clock(),
