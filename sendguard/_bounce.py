@@ -38,6 +38,7 @@ from sendguard._classify import (
     Classification,
     Rules,
     classify,
+    parse_codes,
     stage_hint,
 )
 from sendguard._errors import BounceParseError
@@ -490,7 +491,12 @@ def _dsn_report(
     remote = _after_type(str(block.get("Remote-MTA", "")))
     from_notice = _about(notice, recipient, names) if recipient else ""
     stage = stage_hint(diagnostic) or stage_hint(from_notice)
-    found = classify(diagnostic, stage=stage, rules=rules) if diagnostic else None
+    dsn_code = status_code.group(0) if status_code else None
+    found = (
+        classify(diagnostic, stage=stage, rules=rules, enhanced_code=_code_in(diagnostic, dsn_code))
+        if diagnostic
+        else None
+    )
     if from_notice and (found is None or found.rule == _NO_RULE):
         better = classify(from_notice, stage=stage, rules=rules)
         if better.rule != _NO_RULE or found is None:
@@ -517,6 +523,13 @@ def _dsn_report(
         original=original,
         per_message=per_message,
     )
+
+
+def _code_in(diagnostic: str, dsn_code: str | None) -> str | None:
+    """The diagnostic's own enhanced code, else the DSN Status when it is specific."""
+    if parse_codes(diagnostic)[1] is not None:
+        return None  # classify() reads it from the text
+    return dsn_code if dsn_code and not dsn_code.endswith(".0.0") else None
 
 
 def _after_type(value: str) -> str:

@@ -649,6 +649,7 @@ _STAGE_HINTS = (
     ),
 )
 _SPACES = re.compile(r"\s+")
+_NOT_UNKNOWN = frozenset({"2.0"})
 
 
 _CONTINUATION = re.compile(r"(?<=\S) [245]\d\d[- ](?:[245]\.\d{1,3}\.\d{1,3} )?(?=\S)")
@@ -729,6 +730,10 @@ def classify(
         reason = "rejected"  # refused at MAIL FROM: it is the sender that was refused
     elif stage in ("data", "data_end") and reason == "userunknown":
         reason = "filtered"  # "unknown user" after the content was seen: a filter's answer
+    elif reason == "userunknown" and enhanced_code and enhanced_code[2:] in _NOT_UNKNOWN:
+        # The words say "unknown user" but the status says the mailbox exists (x.2.0):
+        # a filter, not a dead address.
+        reason = "filtered"
     if reply_code is not None and reply_code // 100 in (4, 5):
         permanent = reply_code // 100 == 5
     elif enhanced_code is not None and enhanced_code[0] in "45":
