@@ -634,7 +634,8 @@ _STAGE_HINTS = (
         # them says the refusals were for the recipients, not for the message.
         re.compile(
             r"(?:in reply to|after|did not like our) (?:the )?rcpt to|>>> rcpt to"
-            r"|need rcpt|rcpt commands were rejected|valid rcpt command must precede",
+            r"|need rcpt|rcpt commands were rejected|valid rcpt command must precede"
+            r"|<<< \d{3}[ -](?:error: )?no valid recipients",
             re.I,
         ),
         "rcpt",
