@@ -727,7 +727,7 @@ def classify(
     )
     rule = None if direct_2xx else rules.first_match(folded, enhanced_code, reply_code)
     reason = "delivered" if direct_2xx else rule.reason if rule else "onhold"
-    if stage == "mail" and reason in (*HARD_REASONS, "securityerror", "onhold", "syntaxerror"):
+    if stage == "mail" and reason in (*HARD_REASONS, "securityerror", "onhold"):
         reason = "rejected"  # refused at MAIL FROM: it is the sender that was refused
     elif stage in ("data", "data_end") and reason == "userunknown":
         reason = "filtered"  # "unknown user" after the content was seen: a filter's answer

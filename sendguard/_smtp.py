@@ -100,6 +100,7 @@ class SMTPAdapter(Adapter):
             smtp = aiosmtplib.SMTP(**self._options)  # type: ignore[arg-type]
             try:
                 await smtp.connect()
+                await _greet(smtp)
             except aiosmtplib.SMTPResponseException as exc:
                 smtp.close()
                 return _everyone(envelope, Reply.from_smtp(exc.code, exc.message, Stage.CONNECT))
@@ -207,6 +208,16 @@ class SMTPAdapter(Adapter):
                 await smtp.quit()
             except (aiosmtplib.SMTPException, OSError):
                 smtp.close()
+
+
+async def _greet(smtp: aiosmtplib.SMTP) -> None:
+    """EHLO (HELO if refused) unless connect() already did: it does not without STARTTLS."""
+    if not smtp.is_ehlo_or_helo_needed:
+        return
+    try:
+        await smtp.ehlo()
+    except aiosmtplib.SMTPHeloError:
+        await smtp.helo()
 
 
 def _crlf_terminated(data: bytes) -> bytes:

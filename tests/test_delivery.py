@@ -10,7 +10,7 @@ import pytest
 from aiosmtpd.smtp import SMTP
 from structlog.testing import capture_logs
 
-from sendguard import DeliveryStatus, Guard, RetryPolicy, SMTPAdapter, Stage
+from sendguard import Action, DeliveryStatus, Guard, RetryPolicy, SMTPAdapter, Stage, classify
 from sendguard.testing import DROP, FakeClock, ScriptedSMTPServer
 from tests.conftest import free_port, message
 
@@ -367,6 +367,22 @@ async def test_redaction_can_be_turned_off(
     with capture_logs() as logs:
         await make_guard(redact_addresses=False).send(message("alice@example.com"))
     assert any(e.get("recipient") == "alice@example.com" for e in logs)
+
+
+@pytest.mark.parametrize("start_tls", [False, None])
+async def test_the_adapter_greets_the_server_whatever_the_tls_setting(
+    start_tls: bool | None, make_guard: Callable[..., Guard], smtp_server: ScriptedSMTPServer
+) -> None:
+    # aiosmtplib's connect() says EHLO only when it considers STARTTLS; a server refuses
+    # MAIL before EHLO ("503 Error: send HELO first").
+    adapter = SMTPAdapter("127.0.0.1", smtp_server.port, start_tls=start_tls)
+    result = await make_guard(adapter=adapter).send(message("alice@example.com"))
+    assert result.accepted == ["alice@example.com"]
+
+
+def test_a_protocol_error_at_mail_from_pauses_nobody() -> None:
+    found = classify("503 Error: send HELO first", stage="mail")
+    assert found.action is not Action.PAUSE_SENDER
 
 
 def test_adapter_options_are_validated() -> None:
