@@ -264,7 +264,6 @@ class Guard:
                 now=now,
                 quota=quota,
                 sender_domain=envelope_from.domain,
-                domains=[a.domain for a in valid.values()],
             )
         )
         if admissions is None:

@@ -54,11 +54,12 @@ class MemoryStore(Store):
         quota = request.quota
         counter = self._counter(quota) if quota is not None else None
         used = self._used.get(counter, 0) if counter is not None else 0
-        domains = request.domains or [""] * len(request.keys)
         admissions: list[Admission] = []
-        for key, domain in zip(request.keys, domains, strict=True):
+        sender = request.sender_domain
+        for key in request.keys:
             entry = self._suppressed.get(key)
-            pause = self._pause(request.sender_domain, domain, request.now) if domain else None
+            domain = key.rpartition("@")[2]
+            pause = self._pause(sender, domain, request.now) if sender and self._paused else None
             if entry is not None:
                 admissions.append(Admission(Admit.SUPPRESSED, suppression=entry))
             elif pause is not None:

@@ -150,13 +150,12 @@ class RedisStore(Store):
             index = 0
             if request.quota is not None:
                 index = counters.setdefault(self._counter_key(request.quota), len(counters) + 4)
-            domains = request.domains or [""] * len(request.keys)
             args += [
                 index,
                 request.quota.cap if request.quota is not None else -1,
                 request.sender_domain,
                 len(request.keys),
-                *(x for pair in zip(request.keys, domains, strict=True) for x in pair),
+                *request.keys,
             ]
         with _store_errors("reserve"):
             raw: list[list[Any]] = await self._reserve(

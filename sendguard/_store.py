@@ -67,14 +67,13 @@ class SoftBouncePolicy:
 
 @dataclass(frozen=True, slots=True)
 class Reservation:
-    """One message's admission check: ``keys`` in envelope order, ``domains`` alongside."""
+    """One message's admission check: address ``keys`` (``local@domain``) in envelope order."""
 
     keys: Sequence[str]
     now: dt.datetime
     quota: Quota | None = None
     sender_domain: str = ""
-    domains: Sequence[str] = ()
-    """Each key's domain; pauses of ``sender_domain`` toward them are checked when given."""
+    """When given, pauses of this sender toward each key's domain are checked."""
 
 
 class Admit(StrEnum):

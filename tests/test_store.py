@@ -113,20 +113,14 @@ async def test_pauses_hold_one_sender_toward_one_domain_until_they_expire(store:
     pause = Pause("sender.example", "example.com", until, "blocked", "554 5.7.1 listed")
     await store.settle(Outcome(NOW, pauses=[pause]))
     keys = ["a@example.com", "b@other.example"]
-    held = await store.reserve(
-        reservation(keys, sender_domain="sender.example", domains=["example.com", "other.example"])
-    )
+    held = await store.reserve(reservation(keys, sender_domain="sender.example"))
     assert [a.verdict for a in held] == [Admit.PAUSED, Admit.CLEAR]
     assert held[0].pause == pause
-    other_sender = await store.reserve(
-        reservation(keys, sender_domain="else.example", domains=["example.com", "other.example"])
-    )
+    other_sender = await store.reserve(reservation(keys, sender_domain="else.example"))
     assert [a.verdict for a in other_sender] == [Admit.CLEAR, Admit.CLEAR]
     assert await store.pauses("sender.example", NOW) == [pause]
     assert await store.pauses("sender.example", until) == []
-    expired = await store.reserve(
-        Reservation(keys[:1], until, sender_domain="sender.example", domains=["example.com"])
-    )
+    expired = await store.reserve(Reservation(keys[:1], until, sender_domain="sender.example"))
     assert expired[0].verdict is Admit.CLEAR
 
 
@@ -134,9 +128,7 @@ async def test_paused_recipients_take_no_quota_and_resume_lifts_the_pause(store:
     quota = Quota("sender.example", DAY, 5)
     pause = Pause("sender.example", "example.com", NOW + dt.timedelta(days=1), "blocked")
     await store.settle(Outcome(NOW, pauses=[pause]))
-    request = reservation(
-        ["a@example.com"], quota, sender_domain="sender.example", domains=["example.com"]
-    )
+    request = reservation(["a@example.com"], quota, sender_domain="sender.example")
     assert (await store.reserve(request))[0].verdict is Admit.PAUSED
     assert await store.quota_used(quota) == 0
     assert await store.resume("sender.example") == 1
@@ -210,7 +202,6 @@ async def test_redis_keys_of_one_operation_share_a_hash_slot(
             ["a@example.com"],
             Quota("sender.example", DAY, 5),
             sender_domain="sender.example",
-            domains=["example.com"],
         )
     )
     await redis_store.add([entry("b@example.com")])

@@ -7,8 +7,8 @@
 -- KEYS[4…]  quota counters (one per sender domain and UTC day) named by the groups below
 -- ARGV[1]   lifetime of a counter in seconds
 -- ARGV[2]   now, epoch seconds
--- ARGV[3…]  one group per message: counter index into KEYS (0: no cap), cap, sender domain, n,
---           then n pairs of address key and its domain ("" to skip the pause check)
+-- ARGV[3…]  one group per message: counter index into KEYS (0: no cap), cap, sender domain
+--           ("" to skip the pause check), n, then n address keys (their domain follows the @)
 -- Returns one item per address, groups in order: {0, entry} suppressed, {3, pause} paused,
 -- {2} over quota, {1, soft} clear (soft = 1 when soft bounces are on record).
 local ttl = tonumber(ARGV[1])
@@ -16,6 +16,9 @@ local now = tonumber(ARGV[2])
 local used = {}
 local taken = {}
 local out = {}
+-- Most of the time nothing is paused and no soft bounce is on record: skip those lookups then.
+local pauses = redis.call('EXISTS', KEYS[3]) == 1
+local softs = redis.call('EXISTS', KEYS[2]) == 1
 local i = 3
 while i <= #ARGV do
   local counter = tonumber(ARGV[i])
@@ -27,12 +30,12 @@ while i <= #ARGV do
     used[counter] = tonumber(redis.call('GET', KEYS[counter]) or '0')
     taken[counter] = 0
   end
-  for j = i, i + 2 * n - 1, 2 do
-    local key, domain = ARGV[j], ARGV[j + 1]
+  for j = i, i + n - 1 do
+    local key = ARGV[j]
     local entry = redis.call('HGET', KEYS[1], key)
     local pause = false
-    if not entry and domain ~= '' then
-      local field = sender .. '\t' .. domain
+    if not entry and pauses and sender ~= '' then
+      local field = sender .. '\t' .. (string.match(key, '@([^@]*)$') or '')
       pause = redis.call('HGET', KEYS[3], field)
       if pause then
         local space = string.find(pause, ' ', 1, true)
@@ -52,12 +55,12 @@ while i <= #ARGV do
       if counter > 0 then
         taken[counter] = taken[counter] + 1
       end
-      out[#out + 1] = {1, redis.call('HEXISTS', KEYS[2], key)}
+      out[#out + 1] = {1, softs and redis.call('HEXISTS', KEYS[2], key) or 0}
     else
       out[#out + 1] = {2}
     end
   end
-  i = i + 2 * n
+  i = i + n
 end
 for counter, count in pairs(taken) do
   if count > 0 then
