@@ -302,16 +302,23 @@ def _complaint(message: Message, parts: list[Message]) -> Iterator[BounceReport]
         elif ctype in ("message/rfc822", "text/rfc822-headers", "message/rfc822-headers"):
             original = original or _embedded(part)
     fields = feedback or Message()
-    candidates = [
-        *(v for v in fields.get_all("Original-Rcpt-To", []) or []),
-        *(v for v in fields.get_all("Removal-Recipient", []) or []),
+    # Who complained, most certain first.  The original's To names the complainer only when it
+    # names nobody else: a complaint must never suppress the other recipients of a message.
+    sources: list[list[str]] = [
+        [str(v) for v in fields.get_all("Original-Rcpt-To", []) or []]
+        + [str(v) for v in fields.get_all("Removal-Recipient", []) or []],
     ]
     if original is not None:
-        candidates += [str(original.get("X-HmXmrOriginalRecipient", ""))]
-        candidates += [a for _, a in getaddresses([str(v) for v in original.get_all("To", [])])]
+        sources.append([str(original.get("X-HmXmrOriginalRecipient", ""))])
+        to = [a for _, a in getaddresses([str(v) for v in original.get_all("To", [])]) if a]
+        sources.append(to if len(to) == 1 else [])
     if message.get("X-Apple-Unsubscribe"):
-        candidates += [a for _, a in getaddresses([str(message.get("To", ""))])]
-    recipients = _unique(_address(c) for c in candidates if c and "@" in c)
+        sources.append([a for _, a in getaddresses([str(message.get("To", ""))])])
+    recipients: list[str] = []
+    for candidates in sources:
+        recipients = _unique(_address(c) for c in candidates if c and "@" in c)
+        if recipients:
+            break
     kind = str(fields.get("Feedback-Type", "")).strip().lower()
     if not kind:
         kind = "opt-out" if message.get("X-Apple-Unsubscribe") else "abuse"

@@ -245,6 +245,27 @@ async def test_signed_complaint_suppresses_with_reason_feedback(
 
 
 @pytest.mark.usefixtures("smtp_server")
+async def test_a_complaint_suppresses_only_the_complainer(
+    make_guard: Callable[..., Guard], smtp_server: ScriptedSMTPServer
+) -> None:
+    guard = make_guard(bounce_secret=SECRET)
+    original = await sent(guard, smtp_server, ["alice@example.com", "bob@example.com"])
+    (report,) = await guard.ingest_bounce(make_arf(original, "alice@example.com"))
+    assert report.recipient == "alice@example.com"
+    assert await guard.is_suppressed("alice@example.com")
+    assert not await guard.is_suppressed("bob@example.com")
+
+
+def test_a_complaint_naming_nobody_does_not_fall_back_to_a_list_of_recipients() -> None:
+    original = message(["alice@example.com", "bob@example.com"]).as_bytes()
+    raw = make_arf(original, "alice@example.com").replace(
+        b"Original-Rcpt-To: alice@example.com\n", b""
+    )
+    (report,) = parse_bounce(raw)
+    assert (report.action, report.recipient) == ("complaint", "")
+
+
+@pytest.mark.usefixtures("smtp_server")
 async def test_soft_bounces_from_dsns_count_and_escalate(
     store: Store,
     make_guard: Callable[..., Guard],

@@ -27,3 +27,26 @@ def test_quickstart_suppresses_on_550_and_skips_on_the_second_send() -> None:
     rcpts = second.split("RCPT TO seen by the server:")[1].splitlines()[0]
     assert "alice@example.com" in rcpts
     assert "bob" not in rcpts.lower()
+
+
+def test_bounces_example_trusts_only_signed_bounces() -> None:
+    done = subprocess.run(
+        [sys.executable, "examples/bounces.py"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    listing = dict(
+        line.split()
+        for line in done.stdout.split("Suppression list now:")[1].splitlines()
+        if line.strip()
+    )
+    assert listing == {
+        "alice@example.com": "feedback",
+        "bob@example.com": "userunknown",
+        "carol@example.com": "-",
+        "dave@example.com": "-",
+    }
