@@ -170,27 +170,33 @@ def _as_message(raw: bytes | str | Message) -> Message:
     return _repair(message, data)
 
 
-_BOUNDARY_LINE = re.compile(rb"^--([\x21-\x7e]{1,200}?)[ \t]*\r?$", re.MULTILINE)
-
-
 def _repair(message: Message, data: bytes) -> Message:
-    """A multipart whose declared boundary is not in the body, read with the one that is."""
-    if message.get_content_maintype() != "multipart" or isinstance(message.get_payload(), list):
-        return message
-    head, sep, body = data.partition(b"\n\n")
-    if not sep:
-        head, sep, body = data.partition(b"\r\n\r\n")
-    found = _BOUNDARY_LINE.search(body)
-    declared = message.get_boundary()
-    if found and declared and declared.encode() in head:
-        fixed = head.replace(declared.encode(), found.group(1), 1) + sep + body
-        repaired = email.message_from_bytes(fixed, policy=email.policy.compat32)
-        if isinstance(repaired.get_payload(), list):
-            return repaired
-    # No boundary at all: read the body as the plain text it is.
-    del message["Content-Type"]
-    message["Content-Type"] = "text/plain"
+    """The message with every multipart whose boundary was not found read with the one used.
+
+    Bounces are written by many programs, not all careful: a declared boundary that the body
+    never uses, or a ``boundary=`` parameter on a line that lost its folding white space.
+    """
+    del data
+    for part in list(message.walk()):
+        if part.get_content_maintype() != "multipart" or isinstance(part.get_payload(), list):
+            continue
+        body = part.get_payload()
+        text = body if isinstance(body, str) else ""
+        found = _BOUNDARY_TEXT.search(text)
+        if found is not None:
+            wrapper = f'Content-Type: multipart/mixed; boundary="{found.group(1)}"\n\n{text}'
+            reparsed = email.message_from_string(wrapper, policy=email.policy.compat32)
+            inner = reparsed.get_payload()
+            if isinstance(inner, list) and inner:
+                part.set_payload(inner)
+                part.set_boundary(found.group(1))
+                continue
+        # No boundary at all: read the body as the plain text it is.
+        part.set_type("text/plain")
     return message
+
+
+_BOUNDARY_TEXT = re.compile(r"^--([\x21-\x7e]{1,200}?)[ \t]*\r?$", re.MULTILINE)
 
 
 _MBOX_SEPARATOR = re.compile(
@@ -402,7 +408,7 @@ def _dsn_groups(part: Message) -> list[Message]:
     groups: list[Message] = []
     current: Message | None = None
     last: str | None = None
-    for line in _dsn_text(part).splitlines():
+    for line in _unquote(_dsn_text(part)).splitlines():
         if not line.strip():
             current, last = None, None
             continue
@@ -443,7 +449,7 @@ def _dsn(message: Message, parts: list[Message], rules: Rules) -> Iterator[Bounc
             if p.get_content_type() == "text/plain"
             and not p.is_multipart()
             and not _inside_original(p, message)
-            and _INLINE_DSN.search(_text(p))
+            and _INLINE_DSN.search(_unquote(_text(p)))
         ][:1]
     for part in sources:
         blocks = _dsn_groups(part)
@@ -669,7 +675,7 @@ def _notice_text(message: Message, parts: list[Message]) -> str:
         texts.append(_strip_html(text) if ctype == "text/html" else text)
         if ctype == "text/plain":
             break  # the first plain part is the notice; the html twin says the same
-    text = "\n".join(texts)
+    text = _unquote("\n".join(texts))
     cut = _ORIGINAL_MARKER.search(text)
     if cut and cut.start() > 0:
         text = text[: cut.start()]
@@ -677,6 +683,15 @@ def _notice_text(message: Message, parts: list[Message]) -> str:
     if header and header.start() > 0:
         text = text[: header.start()]
     return text
+
+
+def _unquote(text: str) -> str:
+    """A bounce forwarded as a quotation ("> ..." on most lines) with one level removed."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    quoted = sum(1 for line in lines if line.startswith(">"))
+    if not lines or quoted * 2 < len(lines):
+        return text
+    return re.sub(r"^> ?", "", text, flags=re.MULTILINE)
 
 
 def _inside_original(part: Message, root: Message) -> bool:
@@ -742,6 +757,8 @@ def _notice(message: Message, parts: list[Message], rules: Rules) -> Iterator[Bo
             for h in ("From", "Return-Path", "Sender", "Reply-To")
         }
     excluded |= {_key(_address(m.group(1))) for m in _SENDER_MENTION.finditer(notice)}
+    excluded |= {_key(_address(m.group(1))) for m in _QUOTED_FROM.finditer(notice)}
+    excluded |= {_key(m.group(1)) for m in _MESSAGE_IDS.finditer(notice)}
     excluded.discard("")
     names = _unique(
         _address(m.group(1))
@@ -777,6 +794,14 @@ _SENDER_MENTION = re.compile(
     r"(?:mail\s+from|envelope-from|return-path|x-postfix-sender|original-sender|sender)"
     r"[ \t]*[:=]?[ \t]*(?:rfc822;)?[ \t]*<?([^\s<>@]+@[^\s<>]+?)>?(?=[\s>;,]|$)",
     re.IGNORECASE,
+)
+_QUOTED_FROM = re.compile(
+    r"^[ \t>]*(?:from|reply-to|sender|return-path)[ \t]*:[^\n@]*?<?([^\s<>@:]+@[^\s<>]+?)>?[ \t]*$",
+    re.IGNORECASE | re.MULTILINE,
+)
+_MESSAGE_IDS = re.compile(
+    r"^[ \t>]*(?:message-id|in-reply-to|references)[ \t]*:[^\n]*?<([^<>\s]+@[^<>\s]+)>",
+    re.IGNORECASE | re.MULTILINE,
 )
 _DELAYED = re.compile(
     r"delivery (?:to the following recipients? )?(?:has been|is) delayed|"

@@ -123,7 +123,9 @@ class Rule:
     ``pattern`` is a regular expression searched (case-insensitively) in the reply text with
     runs of white space folded to one space; ``codes`` are enhanced status codes, matched on
     the subject and detail (``"x.1.1"`` matches 4.1.1 and 5.1.1, ``"5.7.509"`` only itself);
-    ``reply_codes`` are SMTP reply codes.
+    ``reply_codes`` are SMTP reply codes.  A ``definite`` rule's words leave no doubt whatever
+    the SMTP stage: an "unknown user" after DATA is usually a filter's answer, but Yahoo's
+    "This user doesn't have a yahoo.com account" is not.
     """
 
     reason: str
@@ -131,6 +133,7 @@ class Rule:
     codes: tuple[str, ...] = ()
     reply_codes: tuple[int, ...] = ()
     name: str = ""
+    definite: bool = False
     _regex: re.Pattern[str] | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -231,6 +234,13 @@ _TEXT_RULES: list[Rule] = [
         r"authentication checks? failed",
         r"does not pass (?:dmarc|spf|dkim)",
         r"sender (?:domain )?(?:authentication|verification) (?:failed|required)",
+    ),
+    # "5xx <address> Rejected": the server names the recipient and refuses it, nothing else
+    # (Symantec Email Security.cloud writes this for an address it does not accept).
+    Rule(
+        "userunknown",
+        r"^\W*[45]\d\d[ -]+<?[^\s<>@]+@[^\s<>]+?>?:? rejected\W*$",
+        name="userunknown: '<address> Rejected'",
     ),
     # A bare "550 Rejected" names no cause; most often a policy block of the sender.
     Rule(
@@ -436,19 +446,20 @@ _TEXT_RULES: list[Rule] = [
         r"only accepting mail from specific",
         r"(?:rejected|blocked) by (?:the )?recipient(?! domain)",
     ),
+    # Providers that refuse unknown users after DATA, in words that cannot mean a filter.
+    Rule("userunknown", r"doesn't have an? \S+ account", definite=True),
+    Rule("userunknown", r"account that you tried to reach does not exist", definite=True),
     *_phrases(
         "userunknown",
         r"(?:user|mailbox|recipient|address|account|addressee)\S* (?:is )?(?:unknown|not found|not exist|does not exist|doesn't exist|not listed|invalid|unavailable|unrecognized)",
         r"(?:unknown|invalid|no such|non-?existent|illegal|bad) (?:local )?(?:user|mailbox|recipient|address|account|addressee)",
         r"no mailbox here",
-        r"account that you tried to reach does not exist",
         r"no valid recipients",
         r"user not (?:exist|local|found)",
         r"recip(?:ient)?notfound",
         r"recipnotfound",
         r"not listed in (?:domino directory|public name)",
         r"address (?:couldn't|could not) be found",
-        r"doesn't have an? \S+ account",
         r"invalid final delivery userid",
         r"recipient address rejected: (?:access denied|unknown|user unknown|undeliverable|invalid)",
         r"address rejected",
@@ -727,9 +738,10 @@ def classify(
     )
     rule = None if direct_2xx else rules.first_match(folded, enhanced_code, reply_code)
     reason = "delivered" if direct_2xx else rule.reason if rule else "onhold"
+    definite = rule is not None and rule.definite
     if stage == "mail" and reason in (*HARD_REASONS, "securityerror", "onhold"):
         reason = "rejected"  # refused at MAIL FROM: it is the sender that was refused
-    elif stage in ("data", "data_end") and reason == "userunknown":
+    elif stage in ("data", "data_end") and reason == "userunknown" and not definite:
         reason = "filtered"  # "unknown user" after the content was seen: a filter's answer
     elif reason == "userunknown" and enhanced_code and enhanced_code[2:] in _NOT_UNKNOWN:
         # The words say "unknown user" but the status says the mailbox exists (x.2.0):

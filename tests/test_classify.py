@@ -125,6 +125,18 @@ def test_userunknown_after_the_message_was_seen_is_a_filter() -> None:
     assert (c.reason, c.action) == ("filtered", Action.FAIL)
 
 
+def test_a_definite_phrase_keeps_its_reason_after_data() -> None:
+    yahoo = "554 delivery error: dd This user doesn't have a yahoo.com account (x@yahoo.com)"
+    assert classify(yahoo, stage="data").reason == "userunknown"
+    assert classify("550 User unknown", stage="data").reason == "filtered"
+
+
+def test_a_rejection_naming_only_the_recipient_is_userunknown_a_bare_one_is_not() -> None:
+    assert classify("542 kijitora@example.com Rejected").reason == "userunknown"
+    bare = classify("550 Rejected")
+    assert (bare.reason, bare.action) == ("blocked", Action.PAUSE_SENDER)
+
+
 def test_nothing_matched_is_onhold_and_not_suppressed() -> None:
     c = classify("599 something nobody wrote a rule for")
     assert (c.reason, c.rule) == ("onhold", "no rule matched")

@@ -28,12 +28,12 @@ def test_no_sender_side_refusal_is_ever_suppressed(result: Result) -> None:
 
 
 def test_floors(result: Result) -> None:
-    assert result.line_rate >= 87.5
+    assert result.line_rate >= 88.0
     assert result.pct(result.found, result.recipients) >= 99.5
-    assert result.reason_rate >= 87.0
-    assert result.pct(result.status_agree, result.recipients) >= 91.0
-    assert result.both_rate >= 83.5
-    assert result.hard_rate >= 94.0
+    assert result.reason_rate >= 88.0
+    assert result.pct(result.status_agree, result.recipients) >= 91.5
+    assert result.both_rate >= 84.5
+    assert result.hard_rate >= 97.0  # the target
 
 
 # -- deliberate disagreements ----------------------------------------------------------------
