@@ -167,7 +167,10 @@ def _as_message(raw: bytes | str | Message) -> Message:
         message = email.message_from_bytes(data, policy=email.policy.compat32)
     except Exception as exc:
         raise BounceParseError(f"not an e-mail message: {exc}") from exc
-    return _repair(message, data)
+    try:
+        return _repair(message, data)
+    except Exception:  # noqa: BLE001 (a repair that fails leaves the message as parsed)
+        return message
 
 
 def _repair(message: Message, data: bytes) -> Message:
