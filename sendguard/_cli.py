@@ -16,7 +16,7 @@ import typer
 
 from sendguard._address import normalize_address
 from sendguard._bounce import BounceReport, parse_bounce
-from sendguard._classify import classify
+from sendguard._classify import DEFAULT_RULES, classify
 from sendguard._errors import (
     BounceParseError,
     ConfigurationError,
@@ -257,6 +257,20 @@ def classify_(
     ]
     for name, value in rows:
         typer.echo(f"{name:<11} {value}")
+
+
+@app.command("rules")
+def rules_() -> None:
+    """Print the classification table in the order it is checked (first match wins)."""
+    for number, rule in enumerate(DEFAULT_RULES, 1):
+        conditions = []
+        if rule.pattern:
+            conditions.append(f"text ~ /{rule.pattern}/")
+        if rule.codes:
+            conditions.append("status " + " ".join(rule.codes))
+        if rule.reply_codes:
+            conditions.append("reply " + " ".join(map(str, rule.reply_codes)))
+        typer.echo(f"{number:>4}  {rule.reason:<16} {' and '.join(conditions)}")
 
 
 def _messages(path: Path) -> Iterator[tuple[str, bytes]]:

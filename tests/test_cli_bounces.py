@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from sendguard import RedisStore, Suppression
+from sendguard import DEFAULT_RULES, RedisStore, Suppression
 from sendguard._cli import app
 
 CORPUS = Path(__file__).parent / "corpus" / "emails"
@@ -29,6 +29,15 @@ def test_classify_prints_reason_action_and_the_rule() -> None:
 def test_classify_takes_the_stage() -> None:
     result = runner.invoke(app, ["classify", "550 5.1.1 User unknown", "--stage", "MAIL"])
     assert "rejected" in result.stdout
+
+
+def test_rules_prints_the_table_in_order() -> None:
+    result = runner.invoke(app, ["rules"])
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert len(lines) == len(DEFAULT_RULES)
+    assert lines[0].split()[:2] == ["1", DEFAULT_RULES[0].reason]
+    assert any("status 5.7.26" in line or "x.7.26" in line for line in lines)
 
 
 def test_ingest_an_eml_file_shows_each_recipient() -> None:
