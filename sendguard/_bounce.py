@@ -331,16 +331,7 @@ def _complaint(message: Message, parts: list[Message]) -> Iterator[BounceReport]
     kind = str(fields.get("Feedback-Type", "")).strip().lower()
     if not kind:
         kind = "opt-out" if message.get("X-Apple-Unsubscribe") else "abuse"
-    found = classify("complaint", reply_code=None, enhanced_code=None)
-    found = Classification(
-        reason="feedback",
-        action=Action.SUPPRESS,
-        permanent=False,
-        reply_code=None,
-        enhanced_code=None,
-        rule=f"ARF feedback report ({kind})",
-        text=kind,
-    )
+    found = _verdict("feedback", Action.SUPPRESS, f"ARF feedback report ({kind})", kind)
     message_id = ""
     if original is not None:
         message_id = str(original.get("Message-ID", "")).strip()
@@ -606,15 +597,7 @@ def _autoreply(message: Message) -> BounceReport:
         reason="vacation",
         hard=False,
         original_message_id=_fold(str(message.get("In-Reply-To", ""))),
-        classification=Classification(
-            reason="vacation",
-            action=Action.NONE,
-            permanent=False,
-            reply_code=None,
-            enhanced_code=None,
-            rule="RFC 3834 auto-reply",
-            text=subject,
-        ),
+        classification=_verdict("vacation", Action.NONE, "RFC 3834 auto-reply", subject),
     )
 
 
@@ -912,15 +895,12 @@ def _ses(event: dict[str, Any], rules: Rules) -> Iterator[BounceReport]:
         )
 
 
-_FEEDBACK = Classification(
-    reason="feedback",
-    action=Action.SUPPRESS,
-    permanent=False,
-    reply_code=None,
-    enhanced_code=None,
-    rule="complaint (feedback report)",
-    text="",
-)
+def _verdict(reason: str, action: Action, rule: str, text: str) -> Classification:
+    """A classification a bounce's type decides, not an SMTP reply."""
+    return Classification(reason, action, False, None, None, rule, text)
+
+
+_FEEDBACK = _verdict("feedback", Action.SUPPRESS, "complaint (feedback report)", "")
 
 
 # -- the report ---------------------------------------------------------------------------------
@@ -947,14 +927,8 @@ def _report(
         found = replace(found, reason="expired", action=Action.RETRY, rule="a delay notice")
     status = _status(status, found, temporary=temporary)
     if action == "delivered":
-        found = Classification(
-            "delivered",
-            Action.NONE,
-            permanent=False,
-            reply_code=found.reply_code,
-            enhanced_code=found.enhanced_code,
-            rule="DSN action delivered",
-            text=found.text,
+        found = replace(
+            found, reason="delivered", action=Action.NONE, permanent=False, rule="DSN delivered"
         )
     hard = (
         action == "failed"
