@@ -104,6 +104,8 @@ class BounceReport:
     remote_mta: str = ""
     reporting_mta: str = ""
     original_message_id: str = ""
+    original_sender: str = ""
+    """The envelope sender (or From) of the message that bounced, when the bounce tells."""
     feedback_type: str = ""
     """For complaints, the ARF Feedback-Type (``abuse``, ``opt-out``, ...)."""
     classification: Classification | None = field(default=None, compare=False, repr=False)
@@ -332,9 +334,10 @@ def _complaint(message: Message, parts: list[Message]) -> Iterator[BounceReport]
     if not kind:
         kind = "opt-out" if message.get("X-Apple-Unsubscribe") else "abuse"
     found = _verdict("feedback", Action.SUPPRESS, f"ARF feedback report ({kind})", kind)
-    message_id = ""
+    message_id = sender = ""
     if original is not None:
         message_id = str(original.get("Message-ID", "")).strip()
+        sender = _address(str(original.get("Return-Path") or original.get("From") or ""))
     for recipient in recipients or [""]:
         yield BounceReport(
             recipient=recipient,
@@ -346,6 +349,7 @@ def _complaint(message: Message, parts: list[Message]) -> Iterator[BounceReport]
             hard=False,
             reporting_mta=str(fields.get("Reporting-MTA", "")).split(";")[-1].strip(),
             original_message_id=message_id,
+            original_sender=sender,
             feedback_type=kind,
             classification=found,
         )
@@ -919,7 +923,6 @@ def _report(
     per_message: Message | None = None,
     message_id: str = "",
 ) -> BounceReport:
-    del per_message
     temporary = action == "delayed"
     if temporary and found.rule == _NO_RULE:
         # A delay notice that gives no cause: the message is still in a queue (Sisimai's
@@ -938,6 +941,17 @@ def _report(
     )
     if original is not None and not message_id:
         message_id = str(original.get("Message-ID", "")).strip()
+    sender = ""
+    for source, name in (
+        (per_message, "X-Postfix-Sender"),
+        (per_message, "X-Original-Sender"),
+        (original, "Return-Path"),
+        (original, "From"),
+    ):
+        if source is not None and source.get(name):
+            sender = _address(str(source.get(name)))
+            if sender:
+                break
     return BounceReport(
         recipient=recipient,
         action=action,
@@ -949,6 +963,7 @@ def _report(
         remote_mta=remote_mta,
         reporting_mta=reporting_mta,
         original_message_id=message_id,
+        original_sender=sender,
         classification=found,
     )
 

@@ -16,6 +16,7 @@ import structlog
 from sendguard._adapter import Adapter
 from sendguard._address import Address, normalize_address, redact
 from sendguard._bounce import BounceReport, bounce_message, parse_bounce
+from sendguard._breaker import Breaker, BreakerEvent
 from sendguard._classify import Classification, Rules
 from sendguard._errors import ConfigurationError, InvalidAddressError, NoRecipientsError, StoreError
 from sendguard._memory import MemoryStore
@@ -39,6 +40,7 @@ from sendguard._store import (
     Pause,
     Quota,
     Reservation,
+    Settled,
     SoftBouncePolicy,
     Store,
 )
@@ -130,6 +132,7 @@ class Guard:
         transient_pause_for: timedelta = timedelta(minutes=15),
         soft_bounce: SoftBouncePolicy | None = None,
         bounce_secret: str | bytes | None = None,
+        breaker: Breaker | None = None,
         on_store_error: Literal["raise", "send"] = "raise",
         redact_addresses: bool = True,
         clock: Clock = _utcnow,
@@ -152,6 +155,7 @@ class Guard:
         self.transient_pause_for = transient_pause_for
         self.soft_bounce = soft_bounce if soft_bounce is not None else SoftBouncePolicy()
         self._signer = BounceSigner.from_secret(bounce_secret) if bounce_secret else None
+        self.breaker = breaker
         self.on_store_error = on_store_error
         self._redact = redact if redact_addresses else str
         self._clock = clock
@@ -264,6 +268,7 @@ class Guard:
                 now=now,
                 quota=quota,
                 sender_domain=envelope_from.domain,
+                bucket=self.breaker.bucket(now) if self.breaker else None,
             )
         )
         if admissions is None:
@@ -308,6 +313,9 @@ class Guard:
             else [],
             pauses=list(state.pauses.values()),
             soft_policy=self.soft_bounce,
+            sender_domain=envelope_from.domain,
+            breaker=self.breaker,
+            bounces=len(state.suppress) + sum(1 for f in state.soft.values() if f.permanent),
         )
         for key in await self._settle(result, outcome):
             results[key] = replace(results[key], suppressed=True)
@@ -366,7 +374,7 @@ class Guard:
                 )
                 return reports
         outcome = self._bounce_outcome(reports)
-        settled = await self.store.settle(outcome) if not outcome.empty else None
+        settled = await self._record(outcome) if not outcome.empty else None
         newly = set(settled.escalated) if settled else set()
         if settled is not None:
             added = zip(outcome.suppressions, settled.added, strict=True)
@@ -391,6 +399,7 @@ class Guard:
         suppressions: list[Suppression] = []
         soft: list[Suppression] = []
         resets: list[str] = []
+        bounces = complaints = 0
         for report in reports:
             key = _bounce_key(report.recipient)
             found = report.classification
@@ -398,19 +407,28 @@ class Guard:
                 continue
             if report.action == "complaint":
                 suppressions.append(self._entry(key, found, "complaint"))
+                complaints += 1
             elif report.hard:
                 suppressions.append(self._entry(key, found, "bounce"))
+                bounces += 1
             elif report.action == "delivered":
                 resets.append(key)
             elif report.action == "failed" and found.soft:
                 # Only final failures count: a delay notice says the message is still queued.
                 soft.append(self._entry(key, found, "bounce"))
+                bounces += 1
+        senders = {r.original_sender.rpartition("@")[2].lower() for r in reports}
+        sender = senders.pop() if len(senders) == 1 else ""
         return Outcome(
             now=self._clock(),
             suppressions=suppressions,
             soft_failures=soft,
             soft_resets=resets,
             soft_policy=self.soft_bounce,
+            sender_domain=sender,
+            breaker=self.breaker if sender else None,
+            bounces=bounces,
+            complaints=complaints,
         )
 
     def _quota(self, sender: Address, now: datetime) -> Quota | None:
@@ -565,7 +583,7 @@ class Guard:
         if outcome.empty:
             return []  # the common case: everything accepted, nothing to record
         try:
-            settled = await self.store.settle(outcome)
+            settled = await self._record(outcome)
         except StoreError as exc:
             self._log.error(
                 "sendguard.store_error",
@@ -582,6 +600,32 @@ class Guard:
             if new
         ]
         return added + settled.escalated
+
+    async def _record(self, outcome: Outcome) -> Settled:
+        """Settle *outcome* and act on what the breaker says of the sender's volume."""
+        settled = await self.store.settle(outcome)
+        if self.breaker is None or settled.volume is None:
+            return settled
+        verdict = self.breaker.verdict(settled.volume)
+        if verdict is None:
+            return settled
+        level, why = verdict
+        if level == "pause" and not settled.tripped:
+            return settled  # already paused by an earlier trip: said then
+        event = BreakerEvent(outcome.sender_domain, settled.volume, level, why)
+        log = self._log.error if level == "pause" else self._log.warning
+        log(
+            "sendguard.breaker",
+            sender_domain=outcome.sender_domain,
+            level=level,
+            why=why,
+            sends=settled.volume.sends,
+            bounces=settled.volume.bounces,
+            complaints=settled.volume.complaints,
+        )
+        if self.breaker.on_warn is not None:
+            self.breaker.on_warn(event)
+        return settled
 
     def _log_pause(self, pause: Pause) -> None:
         self._log.warning(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import AsyncIterator, Sequence
 
+from sendguard._breaker import BUCKETS, Volume
 from sendguard._models import Suppression
 from sendguard._store import (
     Admission,
@@ -34,6 +35,7 @@ class MemoryStore(Store):
         self._used: dict[tuple[str, str], int] = {}
         self._soft: dict[str, tuple[int, float]] = {}
         self._paused: dict[tuple[str, str], Pause] = {}
+        self._volume: dict[tuple[str, int, str], int] = {}
 
     def _counter(self, quota: Quota) -> tuple[str, str]:
         key = (quota.sender_domain, quota.day.isoformat())
@@ -56,21 +58,29 @@ class MemoryStore(Store):
         used = self._used.get(counter, 0) if counter is not None else 0
         admissions: list[Admission] = []
         sender = request.sender_domain
+        whole = self._pause(sender, "*", request.now) if sender and self._paused else None
+        sent = 0
         for key in request.keys:
             entry = self._suppressed.get(key)
             domain = key.rpartition("@")[2]
-            pause = self._pause(sender, domain, request.now) if sender and self._paused else None
+            pause = whole
+            if pause is None and sender and self._paused:
+                pause = self._pause(sender, domain, request.now)
             if entry is not None:
                 admissions.append(Admission(Admit.SUPPRESSED, suppression=entry))
             elif pause is not None:
                 admissions.append(Admission(Admit.PAUSED, pause=pause))
             elif quota is None or used < quota.cap:
                 used += 1
+                sent += 1
                 admissions.append(Admission(Admit.CLEAR, soft=key in self._soft))
             else:
                 admissions.append(Admission(Admit.THROTTLED))
         if counter is not None:
             self._used[counter] = used
+        if request.bucket is not None and sent:
+            tally = (sender, request.bucket, "s")
+            self._volume[tally] = self._volume.get(tally, 0) + sent
         return admissions
 
     async def settle(self, outcome: Outcome) -> Settled:
@@ -101,7 +111,39 @@ class MemoryStore(Store):
             self._soft.pop(key, None)
         for pause in outcome.pauses:
             self._paused[(pause.sender_domain, pause.recipient_domain)] = pause
-        return Settled(added, escalated)
+        volume, tripped = self._count(outcome)
+        return Settled(added, escalated, volume, tripped)
+
+    def _count(self, outcome: Outcome) -> tuple[Volume | None, bool]:
+        breaker, sender = outcome.breaker, outcome.sender_domain
+        if breaker is None:
+            return None, False
+        bucket = breaker.bucket(outcome.now)
+        for kind, count in (("b", outcome.bounces), ("c", outcome.complaints)):
+            if count:
+                self._volume[(sender, bucket, kind)] = (
+                    self._volume.get((sender, bucket, kind), 0) + count
+                )
+        for kind in "sbc":
+            self._volume.pop((sender, bucket - BUCKETS, kind), None)
+        volume = self._sum(sender, bucket)
+        verdict = breaker.verdict(volume)
+        running = self._pause(sender, "*", outcome.now)
+        if verdict is not None and verdict[0] == "pause" and running is None:
+            self._paused[(sender, "*")] = outcome.trip_pause()
+            return volume, True
+        return volume, False
+
+    def _sum(self, sender: str, bucket: int) -> Volume:
+        totals = [0, 0, 0]
+        for b in range(bucket - BUCKETS + 1, bucket + 1):
+            for k, kind in enumerate("sbc"):
+                totals[k] += self._volume.get((sender, b, kind), 0)
+        return Volume(*totals)
+
+    async def volume(self, sender_domain: str, bucket: int) -> Volume:
+        """See :meth:`Store.volume`."""
+        return self._sum(sender_domain, bucket)
 
     async def add(self, suppressions: Sequence[Suppression], *, replace: bool = False) -> int:
         """See :meth:`Store.add`."""

@@ -13,6 +13,7 @@ import redis.asyncio as aioredis
 import redis.exceptions
 from redis.commands.core import AsyncScript
 
+from sendguard._breaker import BUCKETS, Volume
 from sendguard._coalesce import Coalescer
 from sendguard._errors import ConfigurationError, StoreError
 from sendguard._models import Suppression
@@ -114,6 +115,7 @@ class RedisStore(Store):
         self._suppressed_key = f"{{{prefix}}}:suppressed"
         self._soft_key = f"{{{prefix}}}:soft"
         self._paused_key = f"{{{prefix}}}:paused"
+        self._volume_key = f"{{{prefix}}}:volume"
         self._reserve: AsyncScript = client.register_script(_lua("reserve.lua"))
         self._settle: AsyncScript = client.register_script(_lua("settle.lua"))
         self._reservations = Coalescer(self._reserve_batch)
@@ -149,17 +151,24 @@ class RedisStore(Store):
         for request in requests:
             index = 0
             if request.quota is not None:
-                index = counters.setdefault(self._counter_key(request.quota), len(counters) + 4)
+                index = counters.setdefault(self._counter_key(request.quota), len(counters) + 5)
             args += [
                 index,
                 request.quota.cap if request.quota is not None else -1,
                 request.sender_domain,
+                request.bucket if request.bucket is not None else -1,
                 len(request.keys),
                 *request.keys,
             ]
         with _store_errors("reserve"):
             raw: list[list[Any]] = await self._reserve(
-                keys=[self._suppressed_key, self._soft_key, self._paused_key, *counters],
+                keys=[
+                    self._suppressed_key,
+                    self._soft_key,
+                    self._paused_key,
+                    self._volume_key,
+                    *counters,
+                ],
                 args=args,
             )
         admissions: list[list[Admission]] = []
@@ -180,6 +189,7 @@ class RedisStore(Store):
             outcome.give_back if outcome.quota is not None else 0,
             policy.threshold,
             policy.span.total_seconds(),
+            *self._breaker_args(outcome),
             len(outcome.suppressions),
             *(x for e in outcome.suppressions for x in (e.address, e.to_json())),
             len(outcome.soft_failures),
@@ -194,16 +204,51 @@ class RedisStore(Store):
             ),
         ]
         with _store_errors("settle"):
-            added, escalated = await self._settle(
+            added, escalated, counts = await self._settle(
                 keys=[
                     self._suppressed_key,
                     self._soft_key,
                     self._paused_key,
                     self._counter_key(outcome.quota),
+                    self._volume_key,
                 ],
                 args=args,
             )
-        return Settled([bool(x) for x in added], [_text(k) for k in escalated])
+        volume = Volume(*(int(c) for c in counts[:3])) if outcome.breaker else None
+        return Settled(
+            [bool(x) for x in added], [_text(k) for k in escalated], volume, bool(counts[3])
+        )
+
+    @staticmethod
+    def _breaker_args(outcome: Outcome) -> list[str | int | float]:
+        breaker = outcome.breaker
+        if breaker is None:
+            return [outcome.sender_domain, -1, BUCKETS, 0, 0, 0, 0, 0, ""]
+        return [
+            outcome.sender_domain,
+            breaker.bucket(outcome.now),
+            BUCKETS,
+            outcome.bounces,
+            outcome.complaints,
+            breaker.min_volume,
+            breaker.bounce_pause,
+            breaker.complaint_pause,
+            _pause_value(outcome.trip_pause()),
+        ]
+
+    async def volume(self, sender_domain: str, bucket: int) -> Volume:
+        """See :meth:`Store.volume`."""
+        fields = [
+            f"{sender_domain}\t{b}\t{kind}"
+            for b in range(bucket - BUCKETS + 1, bucket + 1)
+            for kind in "sbc"
+        ]
+        with _store_errors("volume"):
+            raw = await self._client.hmget(self._volume_key, fields)
+        totals = [0, 0, 0]
+        for index, value in enumerate(raw):
+            totals[index % 3] += int(value or 0)
+        return Volume(*totals)
 
     async def add(self, suppressions: Sequence[Suppression], *, replace: bool = False) -> int:
         """See :meth:`Store.add`."""

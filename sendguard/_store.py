@@ -10,6 +10,7 @@ from enum import StrEnum
 from types import TracebackType
 from typing import NamedTuple, Self
 
+from sendguard._breaker import Breaker, Volume
 from sendguard._errors import ConfigurationError
 from sendguard._models import Suppression
 
@@ -74,6 +75,9 @@ class Reservation:
     quota: Quota | None = None
     sender_domain: str = ""
     """When given, pauses of this sender toward each key's domain are checked."""
+    bucket: int | None = None
+    """When given, the recipients admitted are counted as sends of ``sender_domain`` in this
+    breaker bucket."""
 
 
 class Admit(StrEnum):
@@ -108,6 +112,11 @@ class Outcome:
     soft_resets: Sequence[str] = ()
     pauses: Sequence[Pause] = ()
     soft_policy: SoftBouncePolicy = field(default_factory=SoftBouncePolicy)
+    sender_domain: str = ""
+    breaker: Breaker | None = None
+    bounces: int = 0
+    """Bounces of ``sender_domain`` to count for the breaker."""
+    complaints: int = 0
 
     @property
     def empty(self) -> bool:
@@ -118,14 +127,33 @@ class Outcome:
             or self.soft_failures
             or self.soft_resets
             or self.pauses
+            or (self.breaker is not None and (self.bounces or self.complaints))
+        )
+
+    def trip_pause(self) -> Pause:
+        """The sender-wide pause a tripped breaker writes."""
+        if self.breaker is None:
+            raise ValueError("no breaker")
+        return Pause(
+            self.sender_domain,
+            "*",
+            self.breaker.pause_until(self.now),
+            "breaker",
+            "bounce or complaint rate over the breaker's pause threshold",
         )
 
 
 class Settled(NamedTuple):
-    """What :meth:`Store.settle` did: new suppressions, and soft bounces that escalated."""
+    """What :meth:`Store.settle` did.
+
+    New suppressions, soft bounces that escalated, and the sender's volume in the breaker's
+    window, with whether this call tripped the breaker.
+    """
 
     added: list[bool]
     escalated: list[str]
+    volume: Volume | None = None
+    tripped: bool = False
 
 
 class Store(abc.ABC):
@@ -180,6 +208,10 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def pauses(self, sender_domain: str, now: dt.datetime) -> list[Pause]:
         """The pauses of *sender_domain* still in force at *now*."""
+
+    @abc.abstractmethod
+    async def volume(self, sender_domain: str, bucket: int) -> Volume:
+        """Sends, bounces and complaints of *sender_domain* in the window ending at *bucket*."""
 
     @abc.abstractmethod
     async def resume(self, sender_domain: str) -> int:

@@ -1,16 +1,21 @@
 -- Record a delivery's outcome atomically: give back unused quota, add suppressions, count soft
 -- bounces (suppressing those that reach the policy), reset the count of delivered addresses,
--- and store pauses.
+-- store pauses, and count bounces and complaints for the breaker (pausing the whole sender
+-- when its rates cross the line).
 -- KEYS[1]  suppression hash (address key -> JSON entry)
 -- KEYS[2]  soft-bounce hash (address key -> "count first_epoch")
--- KEYS[3]  pause hash ("sender<TAB>recipient domain" -> "until_epoch JSON")
+-- KEYS[3]  pause hash ("sender<TAB>recipient domain" or "sender<TAB>*" -> "until_epoch JSON")
 -- KEYS[4]  today's quota counter of the sender domain
+-- KEYS[5]  volume hash ("sender<TAB>bucket<TAB>s|b|c" -> count)
 -- ARGV: now, quota to give back, soft threshold, soft span in seconds,
+--       sender, bucket (-1: no breaker), buckets in the window, bounces, complaints,
+--       min volume, bounce pause rate, complaint pause rate, pause value if tripped,
 --       n, n pairs (address key, JSON entry)             suppressions; a listed address keeps its entry
 --       n, n pairs (address key, JSON softbounce entry)  soft bounces
 --       n, n address keys                                soft-bounce resets
 --       n, n pairs (pause field, "until_epoch JSON")     pauses
--- Returns {added flags, one per suppression; address keys suppressed by soft-bounce escalation}.
+-- Returns {added flags, one per suppression; address keys suppressed by soft-bounce escalation;
+--          {sends, bounces, complaints in the window, 1 if this call paused the sender}}.
 local now = tonumber(ARGV[1])
 local back = tonumber(ARGV[2])
 local threshold = tonumber(ARGV[3])
@@ -21,7 +26,39 @@ if back > 0 then
     redis.call('SET', KEYS[4], math.max(0, used - back), 'KEEPTTL')
   end
 end
-local i = 5
+local sender = ARGV[5]
+local bucket = tonumber(ARGV[6])
+local volume = {0, 0, 0, 0}
+if bucket >= 0 then
+  local width = tonumber(ARGV[7])  -- buckets in the window
+  local prefix = sender .. '\t'
+  if tonumber(ARGV[8]) > 0 then
+    redis.call('HINCRBY', KEYS[5], prefix .. bucket .. '\tb', tonumber(ARGV[8]))
+  end
+  if tonumber(ARGV[9]) > 0 then
+    redis.call('HINCRBY', KEYS[5], prefix .. bucket .. '\tc', tonumber(ARGV[9]))
+  end
+  -- The bucket that just left the window goes.
+  local gone = prefix .. (bucket - width) .. '\t'
+  redis.call('HDEL', KEYS[5], gone .. 's', gone .. 'b', gone .. 'c')
+  for b = bucket - width + 1, bucket do
+    local counts = redis.call('HMGET', KEYS[5], prefix .. b .. '\ts', prefix .. b .. '\tb', prefix .. b .. '\tc')
+    for k = 1, 3 do
+      volume[k] = volume[k] + tonumber(counts[k] or '0')
+    end
+  end
+  local sends = volume[1]
+  if sends >= tonumber(ARGV[10]) and ARGV[13] ~= '' then
+    local tripped = volume[2] >= tonumber(ARGV[11]) * sends or volume[3] >= tonumber(ARGV[12]) * sends
+    local existing = redis.call('HGET', KEYS[3], prefix .. '*')
+    local running = existing and tonumber(string.sub(existing, 1, string.find(existing, ' ', 1, true) - 1)) > now
+    if tripped and not running then
+      redis.call('HSET', KEYS[3], prefix .. '*', ARGV[13])
+      volume[4] = 1
+    end
+  end
+end
+local i = 14
 local added = {}
 local n = tonumber(ARGV[i])
 for j = i + 1, i + 2 * n, 2 do
@@ -59,4 +96,4 @@ n = tonumber(ARGV[i])
 for j = i + 1, i + 2 * n, 2 do
   redis.call('HSET', KEYS[3], ARGV[j], ARGV[j + 1])
 end
-return {added, escalated}
+return {added, escalated, volume}

@@ -1,0 +1,119 @@
+"""The breaker: stop a sender whose bounce or complaint rate crosses the line.
+
+Mailbox providers throttle a sender above about 2 % bounces or 0.1 % complaints, and block it
+not far above.  The breaker counts, per sender domain, the recipients sent to and the bounces and
+complaints that came back (from SMTP replies, parsed bounces and webhooks) in a rolling window,
+kept as 24 buckets.  Above a warning threshold it logs and calls ``on_warn``; above a pause
+threshold, once at least ``min_volume`` sends are in the window, it pauses the whole sender
+(every recipient domain) until a person resumes it or ``pause_for`` has passed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from sendguard._errors import ConfigurationError
+
+__all__ = ["BUCKETS", "Breaker", "BreakerEvent", "Volume"]
+
+BUCKETS = 24
+"""The window is kept as this many buckets; a bucket leaves the window whole."""
+
+FOREVER = dt.timedelta(days=365 * 100)
+"""How long "until a person resumes it" is, written down."""
+
+
+class Volume(NamedTuple):
+    """Sends, bounces and complaints of one sender in the breaker's window."""
+
+    sends: int = 0
+    bounces: int = 0
+    complaints: int = 0
+
+    @property
+    def bounce_rate(self) -> float:
+        """Bounces per send (0 without sends)."""
+        return self.bounces / self.sends if self.sends else 0.0
+
+    @property
+    def complaint_rate(self) -> float:
+        """Complaints per send (0 without sends)."""
+        return self.complaints / self.sends if self.sends else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerEvent:
+    """What ``on_warn`` is told: the sender, its volume, and which line it crossed."""
+
+    sender_domain: str
+    volume: Volume
+    level: str
+    """``"warn"`` or ``"pause"``."""
+    why: str
+
+
+@dataclass(frozen=True, slots=True)
+class Breaker:
+    """Thresholds of the rolling bounce and complaint rates, per sender domain."""
+
+    bounce_warn: float = 0.02
+    bounce_pause: float = 0.05
+    complaint_warn: float = 0.001
+    complaint_pause: float = 0.003
+    min_volume: int = 200
+    window: dt.timedelta = dt.timedelta(hours=24)
+    pause_for: dt.timedelta | None = None
+    """How long a tripped breaker pauses the sender; ``None``: until ``guard.resume``."""
+    on_warn: Callable[[BreakerEvent], None] | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("bounce_warn", "bounce_pause", "complaint_warn", "complaint_pause"):
+            value = getattr(self, name)
+            if not 0 < value <= 1:
+                raise ConfigurationError(f"Breaker({name}=...) must be a rate in (0, 1]")
+        if self.bounce_warn > self.bounce_pause or self.complaint_warn > self.complaint_pause:
+            raise ConfigurationError("Breaker: a warning threshold above its pause threshold")
+        if self.min_volume < 1:
+            raise ConfigurationError("Breaker(min_volume=...) must be at least 1")
+        if self.window < dt.timedelta(minutes=BUCKETS):
+            raise ConfigurationError(f"Breaker(window=...) must be at least {BUCKETS} minutes")
+        if self.pause_for is not None and self.pause_for <= dt.timedelta(0):
+            raise ConfigurationError("Breaker(pause_for=...) must be positive or None")
+
+    @property
+    def bucket_seconds(self) -> int:
+        """The width of one bucket."""
+        return int(self.window.total_seconds()) // BUCKETS
+
+    def bucket(self, now: dt.datetime) -> int:
+        """The bucket *now* falls in."""
+        return int(now.timestamp()) // self.bucket_seconds
+
+    def pause_until(self, now: dt.datetime) -> dt.datetime:
+        """When a pause that trips at *now* ends."""
+        return now + (self.pause_for if self.pause_for is not None else FOREVER)
+
+    def verdict(self, volume: Volume) -> tuple[str, str] | None:
+        """``("pause", why)``, ``("warn", why)`` or ``None`` for *volume*."""
+        if volume.sends >= self.min_volume:
+            if volume.bounce_rate >= self.bounce_pause:
+                return "pause", _why("bounce", volume.bounce_rate, self.bounce_pause, volume)
+            if volume.complaint_rate >= self.complaint_pause:
+                return "pause", _why(
+                    "complaint", volume.complaint_rate, self.complaint_pause, volume
+                )
+        if volume.bounce_rate >= self.bounce_warn and volume.sends:
+            return "warn", _why("bounce", volume.bounce_rate, self.bounce_warn, volume)
+        if volume.complaint_rate >= self.complaint_warn and volume.sends:
+            return "warn", _why("complaint", volume.complaint_rate, self.complaint_warn, volume)
+        return None
+
+
+def _why(kind: str, rate: float, line: float, volume: Volume) -> str:
+    return (
+        f"{kind} rate {rate:.2%} reached {line:.2%} "
+        f"({volume.bounces} bounces, {volume.complaints} complaints in {volume.sends} sends)"
+    )
