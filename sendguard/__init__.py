@@ -3,6 +3,7 @@
 from sendguard._adapter import Adapter
 from sendguard._address import Address, normalize_address
 from sendguard._bounce import BounceReport, parse_bounce
+from sendguard._breaker import Breaker, BreakerEvent, SenderStatus, Volume
 from sendguard._classify import (
     DEFAULT_RULES,
     REASONS,
@@ -61,6 +62,8 @@ __all__ = [
     "Admit",
     "BounceParseError",
     "BounceReport",
+    "Breaker",
+    "BreakerEvent",
     "Classification",
     "ConfigurationError",
     "DeliveryStatus",
@@ -84,12 +87,14 @@ __all__ = [
     "SMTPAdapter",
     "SendGuardError",
     "SendResult",
+    "SenderStatus",
     "Settled",
     "SoftBouncePolicy",
     "Stage",
     "Store",
     "StoreError",
     "Suppression",
+    "Volume",
     "WarmupSchedule",
     "classify",
     "normalize_address",

@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 from sendguard._errors import ConfigurationError
 
-__all__ = ["BUCKETS", "Breaker", "BreakerEvent", "Volume"]
+__all__ = ["BUCKETS", "Breaker", "BreakerEvent", "SenderStatus", "Volume"]
 
 BUCKETS = 24
 """The window is kept as this many buckets; a bucket leaves the window whole."""
@@ -117,3 +117,31 @@ def _why(kind: str, rate: float, line: float, volume: Volume) -> str:
         f"{kind} rate {rate:.2%} reached {line:.2%} "
         f"({volume.bounces} bounces, {volume.complaints} complaints in {volume.sends} sends)"
     )
+
+
+@dataclass(frozen=True, slots=True)
+class SenderStatus:
+    """Where a sender domain stands: its ramp, today's sends, its rates and its pauses."""
+
+    sender_domain: str
+    day: int | None
+    """The day of its warmup ramp (``None`` without a warmup schedule)."""
+    sent_today: int | None
+    cap_today: int | None
+    volume: Volume
+    """Sends, bounces and complaints in the breaker's window (zeros without a breaker)."""
+    paused_until: dt.datetime | None
+    """When a pause of the whole sender (the breaker's) ends, if one is in force."""
+    why: str
+    domain_pauses: tuple[tuple[str, dt.datetime, str], ...] = ()
+    """``(recipient domain, until, reason)`` of the pauses toward single domains."""
+
+    @property
+    def bounce_rate(self) -> float:
+        """Bounces per send in the window."""
+        return self.volume.bounce_rate
+
+    @property
+    def complaint_rate(self) -> float:
+        """Complaints per send in the window."""
+        return self.volume.complaint_rate

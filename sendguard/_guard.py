@@ -16,7 +16,7 @@ import structlog
 from sendguard._adapter import Adapter
 from sendguard._address import Address, normalize_address, redact
 from sendguard._bounce import BounceReport, bounce_message, parse_bounce
-from sendguard._breaker import Breaker, BreakerEvent
+from sendguard._breaker import Breaker, BreakerEvent, SenderStatus, Volume
 from sendguard._classify import Classification, Rules
 from sendguard._errors import ConfigurationError, InvalidAddressError, NoRecipientsError, StoreError
 from sendguard._memory import MemoryStore
@@ -226,6 +226,38 @@ class Guard:
     async def pauses(self, sender_domain: str) -> list[Pause]:
         """The pauses of *sender_domain* (one per recipient domain) in force now."""
         return await self.store.pauses(sender_domain.lower(), self._clock())
+
+    async def status(self, sender_domain: str) -> SenderStatus:
+        """Where *sender_domain* stands: ramp day, sent and cap today, rates, pauses."""
+        sender = sender_domain.lower()
+        now = self._clock()
+        day = sent = cap = None
+        if self.warmup is not None:
+            quota = Quota(sender, now.astimezone(UTC).date(), 0)
+            day = self.warmup.day_of(quota.day)
+            cap = self.warmup.cap_for(day)
+            sent = await self.store.quota_used(quota)
+        volume = Volume()
+        if self.breaker is not None:
+            volume = await self.store.volume(sender, self.breaker.bucket(now))
+        pauses = await self.store.pauses(sender, now)
+        whole = next((p for p in pauses if p.recipient_domain == "*"), None)
+        why = whole.detail or whole.reason if whole else ""
+        if not why and self.breaker is not None:
+            verdict = self.breaker.verdict(volume)
+            why = verdict[1] if verdict else ""
+        return SenderStatus(
+            sender_domain=sender,
+            day=day,
+            sent_today=sent,
+            cap_today=cap,
+            volume=volume,
+            paused_until=whole.until if whole else None,
+            why=why,
+            domain_pauses=tuple(
+                (p.recipient_domain, p.until, p.reason) for p in pauses if p.recipient_domain != "*"
+            ),
+        )
 
     async def resume(self, sender_domain: str) -> int:
         """Lift every pause of *sender_domain* now; how many were lifted."""
