@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import datetime as dt
 import mailbox
+import math
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -12,10 +14,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, TextIO, TypeVar, cast
 
+import structlog
 import typer
 
 from sendguard._address import normalize_address
 from sendguard._bounce import BounceReport, parse_bounce
+from sendguard._breaker import Breaker, SenderStatus
 from sendguard._classify import DEFAULT_RULES, classify
 from sendguard._errors import (
     BounceParseError,
@@ -27,6 +31,7 @@ from sendguard._guard import Guard
 from sendguard._models import Suppression
 from sendguard._redis import RedisStore
 from sendguard._store import Store
+from sendguard._warmup import PRESETS, WarmupSchedule
 
 __all__ = ["app", "main"]
 
@@ -42,6 +47,19 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+
+
+@app.callback()
+def _setup() -> None:
+    """Keep stdout for the command's output: the guard's logs go to stderr."""
+    structlog.configure(logger_factory=_stderr_logger)
+
+
+def _stderr_logger(*_args: object) -> structlog.PrintLogger:
+    # Resolved at each use, so a replaced sys.stderr (a test runner's) is honoured.
+    return structlog.PrintLogger(sys.stderr)
+
+
 suppress_app = typer.Typer(
     help="Add, remove, check, list, import and export suppressions.", no_args_is_help=True
 )
@@ -382,6 +400,135 @@ def _print_reports(results: list[tuple[str, list[BounceReport] | str]], *, appli
     typer.echo(f"\n{len(results)} messages, {sum(reasons.values())} reports: {summary or 'none'}")
     if unreadable:
         typer.echo(f"{unreadable} messages could not be read")
+
+
+# -- warmup, sender status ----------------------------------------------------------------------
+
+warmup_app = typer.Typer(help="Preview warmup ramps.", no_args_is_help=True)
+app.add_typer(warmup_app, name="warmup")
+
+
+@warmup_app.command("plan")
+def warmup_plan(
+    *,
+    preset: Annotated[
+        str | None, typer.Option(help=f"A ready-made ramp: {', '.join(sorted(PRESETS))}.")
+    ] = None,
+    shape: Annotated[
+        str, typer.Option("--schedule", help="exponential or linear.")
+    ] = "exponential",
+    start: Annotated[int, typer.Option(help="Cap of day 1.")] = 20,
+    target: Annotated[int, typer.Option(help="Cap of the last day.")] = 50_000,
+    days: Annotated[int, typer.Option(help="Length of the ramp in days.")] = 42,
+    started_on: Annotated[
+        str | None, typer.Option(help="First day, YYYY-MM-DD (default: today, UTC).")
+    ] = None,
+    png: Annotated[Path | None, typer.Option(help="Also draw the curve into this PNG.")] = None,
+) -> None:
+    """Print a ramp day by day and draw its curve in the terminal."""
+    try:
+        first = dt.date.fromisoformat(started_on) if started_on else None
+        schedule = _schedule(preset, shape, start, target, days, first)
+    except (ValueError, ConfigurationError) as exc:
+        raise _fail(str(exc)) from exc
+    table = schedule.table()
+    total = 0
+    typer.echo(f"{'day':>4}  {'date':<10}  {'cap':>9}  {'total':>11}")
+    for day, cap in table:
+        total += cap
+        date = schedule.started_on + dt.timedelta(days=day - 1)
+        typer.echo(f"{day:>4}  {date.isoformat()}  {cap:>9,}  {total:>11,}")
+    typer.echo("")
+    for line in _curve([cap for _, cap in table]):
+        typer.echo(line)
+    if png is not None:
+        _draw_png(table, png)
+
+
+def _schedule(  # noqa: PLR0917 (the plan command's options)
+    preset: str | None, shape: str, start: int, target: int, days: int, first: dt.date | None
+) -> WarmupSchedule:
+    if preset is not None:
+        return WarmupSchedule.preset(preset, started_on=first)
+    day_one = first or datetime.now(UTC).date()
+    if shape == "exponential":
+        return WarmupSchedule.exponential(start=start, target=target, days=days, started_on=day_one)
+    if shape == "linear":
+        return WarmupSchedule.linear(start=start, target=target, days=days, started_on=day_one)
+    raise ConfigurationError(f"--schedule must be exponential or linear, not {shape!r}")
+
+
+def _curve(caps: list[int], height: int = 12) -> list[str]:
+    """The caps as a column chart on a logarithmic scale, one column a day."""
+    top, bottom = math.log10(max(caps)), math.log10(max(1, min(caps)))
+    span = (top - bottom) or 1.0
+    levels = [
+        0 if cap < 1 else 1 + round((math.log10(cap) - bottom) / span * (height - 1))
+        for cap in caps
+    ]
+    rows = []
+    for row in range(height, 0, -1):
+        value = 10 ** (bottom + (row - 1) / (height - 1) * span)
+        bar = "".join("#" if level >= row else " " for level in levels)
+        rows.append(f"{value:>9,.0f} |{bar}")
+    rows.append(" " * 10 + "+" + "-" * len(caps))
+    rows.append(" " * 11 + "day 1" + f"day {len(caps)}".rjust(max(0, len(caps) - 5)))
+    return rows
+
+
+def _draw_png(table: list[tuple[int, int]], path: Path) -> None:
+    try:
+        from matplotlib import pyplot  # type: ignore[import-not-found]  # noqa: PLC0415
+    except ImportError as exc:
+        raise _fail("--png needs matplotlib: pip install matplotlib") from exc
+    figure, axes = pyplot.subplots(figsize=(8, 4))
+    axes.plot([d for d, _ in table], [c for _, c in table], marker=".")
+    axes.set_yscale("log")
+    axes.set_xlabel("day of the ramp")
+    axes.set_ylabel("daily cap")
+    figure.savefig(path, dpi=100, bbox_inches="tight")
+    typer.echo(f"wrote {path}")
+
+
+@app.command("status")
+def status(
+    sender: Annotated[str, typer.Argument(help="The sender domain, e.g. shop.example.")],
+    redis_url: RedisURL = DEFAULT_URL,
+    prefix: Prefix = "sendguard",
+) -> None:
+    """Print a sender's pauses and its sends, bounces and complaints of the last 24 hours."""
+
+    async def work(store: Store) -> SenderStatus:
+        return await Guard(store=store, breaker=Breaker()).status(sender)
+
+    found = _run(redis_url, prefix, work)
+    volume = found.volume
+    typer.echo(f"sender      {found.sender_domain}")
+    typer.echo(
+        f"last 24 h   {volume.sends} sends, {volume.bounces} bounces ({volume.bounce_rate:.2%}), "
+        f"{volume.complaints} complaints ({volume.complaint_rate:.3%})"
+    )
+    if found.paused_until is not None:
+        typer.echo(f"paused      until {found.paused_until.isoformat()}: {found.why}")
+    else:
+        typer.echo("paused      no")
+    for domain, until, reason in found.domain_pauses:
+        typer.echo(f"  toward {domain}: until {until.isoformat()} ({reason})")
+
+
+@app.command("resume")
+def resume(
+    sender: Annotated[str, typer.Argument(help="The sender domain to resume.")],
+    redis_url: RedisURL = DEFAULT_URL,
+    prefix: Prefix = "sendguard",
+) -> None:
+    """Lift every pause of a sender (the breaker's and those toward single domains)."""
+
+    async def work(store: Store) -> int:
+        return await Guard(store=store).resume(sender)
+
+    lifted = _run(redis_url, prefix, work)
+    typer.echo(f"lifted {lifted} pause{'s' if lifted != 1 else ''} of {sender.lower()}")
 
 
 def main() -> None:

@@ -9,7 +9,14 @@ from collections.abc import Mapping
 
 from sendguard._errors import ConfigurationError
 
-__all__ = ["WarmupSchedule"]
+__all__ = ["PRESETS", "WarmupSchedule"]
+
+PRESETS: dict[str, tuple[int, int, int]] = {
+    "new-domain": (20, 50_000, 42),
+    "new-ip": (50, 100_000, 30),
+    "cautious": (10, 10_000, 60),
+}
+"""``name: (start, target, days)`` of :meth:`WarmupSchedule.preset`, all exponential."""
 
 
 class WarmupSchedule:
@@ -66,6 +73,21 @@ class WarmupSchedule:
         for day in range(1, max(table) + 1):
             caps.append(table.get(day, caps[-1] if caps else 0))
         return cls(caps, started_on=started_on)
+
+    @classmethod
+    def preset(cls, name: str, *, started_on: dt.date | None = None) -> WarmupSchedule:
+        """A ready-made exponential ramp, starting *started_on* (default: today, UTC).
+
+        ``"new-domain"``: 20 a day to 50,000 over 42 days; ``"new-ip"``: 50 to 100,000 over 30
+        days; ``"cautious"``: 10 to 10,000 over 60 days.
+        """
+        try:
+            start, target, days = PRESETS[name]
+        except KeyError:
+            known = ", ".join(sorted(PRESETS))
+            raise ConfigurationError(f"no warmup preset {name!r}; known: {known}") from None
+        day = started_on or dt.datetime.now(dt.UTC).date()
+        return cls.exponential(start=start, target=target, days=days, started_on=day)
 
     @staticmethod
     def _check_ramp(start: int, target: int, days: int) -> None:

@@ -181,3 +181,13 @@ async def test_suppressed_recipients_take_no_quota(
     result = await guard.send(message(["gone@example.com", "ok@example.com"]))
     assert result.recipients["gone@example.com"].status is DeliveryStatus.SUPPRESSED
     assert result.accepted == ["ok@example.com"]
+
+
+def test_presets() -> None:
+    schedule = WarmupSchedule.preset("new-domain", started_on=NOV_1)
+    caps = [cap for _, cap in schedule.table()]
+    assert (caps[0], caps[-1], len(caps)) == (20, 50_000, 42)
+    assert caps == sorted(caps)
+    assert WarmupSchedule.preset("new-domain").started_on == dt.datetime.now(dt.UTC).date()
+    with pytest.raises(ConfigurationError, match="new-domain"):
+        WarmupSchedule.preset("fast")
