@@ -36,6 +36,7 @@ from sendguard._models import (
 )
 from sendguard._redis import RedisStore
 from sendguard._retry import RetryPolicy
+from sendguard._shaping import PROVIDERS, Limit, Shaping, mx_provider, parse_limit
 from sendguard._smtp import SMTPAdapter
 from sendguard._store import (
     Admission,
@@ -45,6 +46,7 @@ from sendguard._store import (
     Quota,
     Reservation,
     Settled,
+    Shape,
     SoftBouncePolicy,
     Store,
 )
@@ -54,6 +56,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_RULES",
+    "PROVIDERS",
     "REASONS",
     "Action",
     "Adapter",
@@ -71,6 +74,7 @@ __all__ = [
     "Guard",
     "HeaderInjectionError",
     "InvalidAddressError",
+    "Limit",
     "MemoryStore",
     "MessageError",
     "NoRecipientsError",
@@ -89,6 +93,8 @@ __all__ = [
     "SendResult",
     "SenderStatus",
     "Settled",
+    "Shape",
+    "Shaping",
     "SoftBouncePolicy",
     "Stage",
     "Store",
@@ -97,6 +103,8 @@ __all__ = [
     "Volume",
     "WarmupSchedule",
     "classify",
+    "mx_provider",
     "normalize_address",
     "parse_bounce",
+    "parse_limit",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import math
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, time, timedelta
@@ -32,6 +33,7 @@ from sendguard._models import (
 )
 from sendguard._policy import Decision, decide
 from sendguard._retry import RetryPolicy
+from sendguard._shaping import Shaping
 from sendguard._smtp import SMTPAdapter
 from sendguard._store import (
     Admission,
@@ -41,6 +43,7 @@ from sendguard._store import (
     Quota,
     Reservation,
     Settled,
+    Shape,
     SoftBouncePolicy,
     Store,
 )
@@ -75,6 +78,9 @@ class _Delivery:
     pauses: dict[str, Pause] = field(default_factory=dict)
     had_soft: list[str] = field(default_factory=list)
     uncertain: int = 0
+    rate_of: dict[str, str] = field(default_factory=dict)
+    """Each recipient's shaping field (sender x provider), when shaping applies to it."""
+    slowdowns: set[str] = field(default_factory=set)
 
 
 def _bounce_key(recipient: str) -> str | None:
@@ -133,6 +139,9 @@ class Guard:
         soft_bounce: SoftBouncePolicy | None = None,
         bounce_secret: str | bytes | None = None,
         breaker: Breaker | None = None,
+        shaping: Shaping | None = None,
+        spread_over: timedelta | None = None,
+        spread_burst: float = 0.05,
         on_store_error: Literal["raise", "send"] = "raise",
         redact_addresses: bool = True,
         clock: Clock = _utcnow,
@@ -156,6 +165,13 @@ class Guard:
         self.soft_bounce = soft_bounce if soft_bounce is not None else SoftBouncePolicy()
         self._signer = BounceSigner.from_secret(bounce_secret) if bounce_secret else None
         self.breaker = breaker
+        self.shaping = shaping
+        if spread_over is not None and spread_over <= timedelta(0):
+            raise ConfigurationError("spread_over must be a positive timedelta")
+        if not 0 < spread_burst <= 1:
+            raise ConfigurationError("spread_burst must be a fraction of the day's cap in (0, 1]")
+        self.spread_over = spread_over
+        self.spread_burst = spread_burst
         self.on_store_error = on_store_error
         self._redact = redact if redact_addresses else str
         self._clock = clock
@@ -294,6 +310,8 @@ class Guard:
         now = self._clock()
         results, valid = _validate(wanted)
         quota = self._quota(envelope_from, now)
+        state = _Delivery(sender=envelope_from, pending={})
+        shapes, shape_of, spread = await self._shapes(envelope_from, valid, quota, state)
         admissions = await self._reserve(
             Reservation(
                 keys=list(valid),
@@ -301,11 +319,14 @@ class Guard:
                 quota=quota,
                 sender_domain=envelope_from.domain,
                 bucket=self.breaker.bucket(now) if self.breaker else None,
+                shapes=shapes,
+                shape_of=shape_of,
+                spread=spread,
+                recover=self.shaping.recover_every if self.shaping else timedelta(minutes=10),
             )
         )
         if admissions is None:
             quota = None  # the store is down and on_store_error="send": nothing was reserved
-        state = _Delivery(sender=envelope_from, pending={})
         clear = [Admission(Admit.CLEAR)] * len(valid)
         for key, admission in zip(valid, admissions or clear, strict=True):
             if admission.verdict is Admit.CLEAR:
@@ -348,6 +369,9 @@ class Guard:
             sender_domain=envelope_from.domain,
             breaker=self.breaker,
             bounces=len(state.suppress) + sum(1 for f in state.soft.values() if f.permanent),
+            slowdowns=sorted(state.slowdowns),
+            slow_max=self.shaping.slow_factor_max if self.shaping else 64,
+            recover=self.shaping.recover_every if self.shaping else timedelta(minutes=10),
         )
         for key in await self._settle(result, outcome):
             results[key] = replace(results[key], suppressed=True)
@@ -368,6 +392,14 @@ class Guard:
             return RecipientResult(
                 key, DeliveryStatus.SUPPRESSED, detail=f"suppressed: {reason}", reason=reason
             )
+        if admission.retry_at is not None:
+            return RecipientResult(
+                key,
+                DeliveryStatus.THROTTLED,
+                detail="held back by the sender's rate toward this provider "
+                "(shaping, or the day's cap spread over the day)",
+                retry_at=admission.retry_at,
+            )
         return RecipientResult(
             key,
             DeliveryStatus.THROTTLED,
@@ -375,6 +407,38 @@ class Guard:
             f"{quota.sender_domain if quota else 'the sender'} reached for today",
             retry_at=_next_midnight(now),
         )
+
+    async def _shapes(
+        self,
+        sender: Address,
+        valid: dict[str, Address],
+        quota: Quota | None,
+        state: _Delivery,
+    ) -> tuple[list[Shape], list[int], int]:
+        """The rates this send is held to, each key's rate (1-based), and the spread's."""
+        shapes: list[Shape] = []
+        index: dict[str, int] = {}
+        shape_of: list[int] = []
+        if self.shaping is not None:
+            for key, address in valid.items():
+                provider = await self.shaping.resolve(address.domain)
+                limit = self.shaping.limit_for(provider)
+                if limit is None:
+                    shape_of.append(0)
+                    continue
+                rate = f"{sender.domain}\t{provider}"
+                if rate not in index:
+                    shapes.append(Shape(rate, limit.interval, limit.burst, adaptive=True))
+                    index[rate] = len(shapes)
+                shape_of.append(index[rate])
+                state.rate_of[key] = rate
+        spread = 0
+        if self.spread_over is not None and quota is not None and quota.cap > 0:
+            burst = max(1, math.ceil(quota.cap * self.spread_burst))
+            interval = self.spread_over.total_seconds() / quota.cap
+            shapes.append(Shape(f"{sender.domain}\t@day", interval, burst))
+            spread = len(shapes)
+        return shapes, shape_of if any(shape_of) else [], spread
 
     # -- bounces that arrive later ----------------------------------------------------------------
 
@@ -505,6 +569,8 @@ class Guard:
                 attempts = state.attempts[key] = state.attempts.get(key, 0) + 1
                 decision, found = decide(reply, self.rules)
                 state.last[key] = (reply, found)
+                if found is not None and found.reason == "ratelimited" and key in state.rate_of:
+                    state.slowdowns.add(state.rate_of[key])  # "slow down": halve the rate
                 if decision is Decision.PAUSE and found is not None:
                     pause = state.pauses.setdefault(
                         address.domain, self._pause(state.sender, address.domain, found)

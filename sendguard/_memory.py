@@ -15,6 +15,7 @@ from sendguard._store import (
     Quota,
     Reservation,
     Settled,
+    Shape,
     Store,
     escalates,
     softbounce_entry,
@@ -36,6 +37,8 @@ class MemoryStore(Store):
         self._soft: dict[str, tuple[int, float]] = {}
         self._paused: dict[tuple[str, str], Pause] = {}
         self._volume: dict[tuple[str, int, str], int] = {}
+        self._tat: dict[str, float] = {}
+        self._slow: dict[str, tuple[float, float]] = {}
 
     def _counter(self, quota: Quota) -> tuple[str, str]:
         key = (quota.sender_domain, quota.day.isoformat())
@@ -60,7 +63,10 @@ class MemoryStore(Store):
         sender = request.sender_domain
         whole = self._pause(sender, "*", request.now) if sender and self._paused else None
         sent = 0
-        for key in request.keys:
+        now = request.now.timestamp()
+        rates = [self._rate(shape, now, request.recover) for shape in request.shapes]
+        shape_of = request.shape_of or [0] * len(request.keys)
+        for key, shape in zip(request.keys, shape_of, strict=True):
             entry = self._suppressed.get(key)
             domain = key.rpartition("@")[2]
             pause = whole
@@ -70,18 +76,46 @@ class MemoryStore(Store):
                 admissions.append(Admission(Admit.SUPPRESSED, suppression=entry))
             elif pause is not None:
                 admissions.append(Admission(Admit.PAUSED, pause=pause))
-            elif quota is None or used < quota.cap:
+            elif quota is not None and used >= quota.cap:
+                admissions.append(Admission(Admit.THROTTLED))
+            else:
+                mine = [rates[s - 1] for s in (request.spread, shape) if s > 0]
+                retry = max((self._due(r, now) for r in mine), default=0.0)
+                if retry > 0:
+                    at = dt.datetime.fromtimestamp(retry, dt.UTC)
+                    admissions.append(Admission(Admit.THROTTLED, retry_at=at))
+                    continue
+                for field, interval, _ in mine:
+                    self._tat[field] = max(self._tat.get(field, 0.0), now) + interval
                 used += 1
                 sent += 1
                 admissions.append(Admission(Admit.CLEAR, soft=key in self._soft))
-            else:
-                admissions.append(Admission(Admit.THROTTLED))
         if counter is not None:
             self._used[counter] = used
         if request.bucket is not None and sent:
             tally = (sender, request.bucket, "s")
             self._volume[tally] = self._volume.get(tally, 0) + sent
         return admissions
+
+    def _factor(self, field: str, now: float, recover: dt.timedelta) -> float:
+        factor, since = self._slow.get(field, (1.0, now))
+        factor /= 2 ** ((now - since) // recover.total_seconds())
+        if factor <= 1:
+            self._slow.pop(field, None)
+            return 1.0
+        return factor
+
+    def _rate(self, shape: Shape, now: float, recover: dt.timedelta) -> tuple[str, float, float]:
+        interval = shape.interval
+        if shape.adaptive:
+            interval *= self._factor(shape.field, now, recover)
+        return shape.field, interval, interval * (shape.burst - 1)
+
+    def _due(self, rate: tuple[str, float, float], now: float) -> float:
+        """0 when *rate* lets a send through at *now*, else when it will."""
+        field, _, tolerance = rate
+        tat = max(self._tat.get(field, 0.0), now)
+        return tat - tolerance if tat - now > tolerance else 0.0
 
     async def settle(self, outcome: Outcome) -> Settled:
         """See :meth:`Store.settle`."""
@@ -111,6 +145,9 @@ class MemoryStore(Store):
             self._soft.pop(key, None)
         for pause in outcome.pauses:
             self._paused[(pause.sender_domain, pause.recipient_domain)] = pause
+        for field in outcome.slowdowns:
+            factor = self._factor(field, now, outcome.recover)
+            self._slow[field] = (min(outcome.slow_max, factor * 2), now)
         volume, tripped = self._count(outcome)
         return Settled(added, escalated, volume, tripped)
 

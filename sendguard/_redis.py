@@ -91,7 +91,9 @@ def _admission(key: str, item: list[Any]) -> Admission:
     if kind == 3:
         return Admission(Admit.PAUSED, pause=_parse_pause(item[1]))
     if kind == 2:
-        return Admission(Admit.THROTTLED)
+        retry = _text(item[1]) if len(item) > 1 else ""
+        at = dt.datetime.fromtimestamp(float(retry), dt.UTC) if retry else None
+        return Admission(Admit.THROTTLED, retry_at=at)
     return Admission(Admit.CLEAR, soft=bool(item[1]))
 
 
@@ -116,6 +118,8 @@ class RedisStore(Store):
         self._soft_key = f"{{{prefix}}}:soft"
         self._paused_key = f"{{{prefix}}}:paused"
         self._volume_key = f"{{{prefix}}}:volume"
+        self._rate_key = f"{{{prefix}}}:rate"
+        self._slow_key = f"{{{prefix}}}:slow"
         self._reserve: AsyncScript = client.register_script(_lua("reserve.lua"))
         self._settle: AsyncScript = client.register_script(_lua("settle.lua"))
         self._reservations = Coalescer(self._reserve_batch)
@@ -147,18 +151,31 @@ class RedisStore(Store):
 
     async def _reserve_batch(self, requests: Sequence[Reservation]) -> list[list[Admission]]:
         counters: dict[str, int] = {}
-        args: list[str | int | float] = [_COUNTER_TTL, _epoch(requests[0].now)]
+        first = requests[0]
+        args: list[str | int | float] = [
+            _COUNTER_TTL,
+            _epoch(first.now),
+            first.recover.total_seconds(),
+        ]
         for request in requests:
             index = 0
             if request.quota is not None:
-                index = counters.setdefault(self._counter_key(request.quota), len(counters) + 5)
+                index = counters.setdefault(self._counter_key(request.quota), len(counters) + 7)
+            shape_of = request.shape_of or [0] * len(request.keys)
             args += [
                 index,
                 request.quota.cap if request.quota is not None else -1,
                 request.sender_domain,
                 request.bucket if request.bucket is not None else -1,
+                len(request.shapes),
+                *(
+                    x
+                    for shape in request.shapes
+                    for x in (shape.field, shape.interval, shape.burst - 1, int(shape.adaptive))
+                ),
+                request.spread,
                 len(request.keys),
-                *request.keys,
+                *(x for pair in zip(request.keys, shape_of, strict=True) for x in pair),
             ]
         with _store_errors("reserve"):
             raw: list[list[Any]] = await self._reserve(
@@ -167,6 +184,8 @@ class RedisStore(Store):
                     self._soft_key,
                     self._paused_key,
                     self._volume_key,
+                    self._rate_key,
+                    self._slow_key,
                     *counters,
                 ],
                 args=args,
@@ -202,6 +221,10 @@ class RedisStore(Store):
                 for p in outcome.pauses
                 for x in (_pause_field(p.sender_domain, p.recipient_domain), _pause_value(p))
             ),
+            outcome.recover.total_seconds(),
+            outcome.slow_max,
+            len(outcome.slowdowns),
+            *outcome.slowdowns,
         ]
         with _store_errors("settle"):
             added, escalated, counts = await self._settle(
@@ -211,6 +234,7 @@ class RedisStore(Store):
                     self._paused_key,
                     self._counter_key(outcome.quota),
                     self._volume_key,
+                    self._slow_key,
                 ],
                 args=args,
             )

@@ -22,6 +22,7 @@ __all__ = [
     "Quota",
     "Reservation",
     "Settled",
+    "Shape",
     "SoftBouncePolicy",
     "Store",
 ]
@@ -67,6 +68,20 @@ class SoftBouncePolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class Shape:
+    """A rate (GCRA) a reservation is held to.
+
+    One send per ``interval`` seconds on average, bursts of ``burst``; ``adaptive`` rates slow
+    down when the provider asks.
+    """
+
+    field: str
+    interval: float
+    burst: int = 1
+    adaptive: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Reservation:
     """One message's admission check: address ``keys`` (``local@domain``) in envelope order."""
 
@@ -78,6 +93,13 @@ class Reservation:
     bucket: int | None = None
     """When given, the recipients admitted are counted as sends of ``sender_domain`` in this
     breaker bucket."""
+    shapes: Sequence[Shape] = ()
+    shape_of: Sequence[int] = ()
+    """Per key, the 1-based index of its rate in ``shapes`` (0: none); empty: none at all."""
+    spread: int = 0
+    """The 1-based index in ``shapes`` of a rate every key is held to (the day's cap spread)."""
+    recover: dt.timedelta = dt.timedelta(minutes=10)
+    """How long an adaptive rate waits after a slow-down before it doubles back."""
 
 
 class Admit(StrEnum):
@@ -97,6 +119,8 @@ class Admission(NamedTuple):
     pause: Pause | None = None
     soft: bool = False
     """The address has soft bounces on record (a delivery should reset them)."""
+    retry_at: dt.datetime | None = None
+    """For a THROTTLED verdict of a rate: when the rate lets it through."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +141,10 @@ class Outcome:
     bounces: int = 0
     """Bounces of ``sender_domain`` to count for the breaker."""
     complaints: int = 0
+    slowdowns: Sequence[str] = ()
+    """Shape fields whose provider asked to slow down: their rate is halved."""
+    slow_max: int = 64
+    recover: dt.timedelta = dt.timedelta(minutes=10)
 
     @property
     def empty(self) -> bool:
@@ -128,6 +156,7 @@ class Outcome:
             or self.soft_resets
             or self.pauses
             or (self.breaker is not None and (self.bounces or self.complaints))
+            or self.slowdowns
         )
 
     def trip_pause(self) -> Pause:

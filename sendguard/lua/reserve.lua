@@ -1,26 +1,36 @@
 -- Admit recipients of one or more messages at once (concurrent sends of a process share a call):
--- check each against the suppression list and the sender's pauses, take warmup quota for the
--- rest, and count the sends for the breaker, atomically.
+-- check each against the suppression list and the sender's pauses, hold it to the sender's
+-- rates (GCRA per sender × provider, and the day's warmup cap spread over the day), take
+-- warmup quota, and count the sends for the breaker, atomically.
 -- KEYS[1]   suppression hash (address key -> JSON entry)
 -- KEYS[2]   soft-bounce hash (address key -> "count first_epoch")
 -- KEYS[3]   pause hash ("sender<TAB>recipient domain" or "sender<TAB>*" -> "until_epoch JSON")
 -- KEYS[4]   volume hash ("sender<TAB>bucket<TAB>s|b|c" -> count)
--- KEYS[5…]  quota counters (one per sender domain and UTC day) named by the groups below
+-- KEYS[5]   rate hash (shape field -> theoretical arrival time, epoch seconds)
+-- KEYS[6]   slow-down hash (shape field -> "factor since_epoch")
+-- KEYS[7…]  quota counters (one per sender domain and UTC day) named by the groups below
 -- ARGV[1]   lifetime of a counter in seconds
 -- ARGV[2]   now, epoch seconds
--- ARGV[3…]  one group per message: counter index into KEYS (0: no cap), cap, sender domain
---           ("" to skip the pause check), volume bucket (-1: not counted), n, then n address
---           keys (their domain follows the @)
+-- ARGV[3]   slow-down recovery period in seconds
+-- ARGV[4…]  one group per message: counter index into KEYS (0: no cap), cap, sender domain
+--           ("" to skip the pause check), volume bucket (-1: not counted), number of shapes m,
+--           m × (field, interval, burst - 1, adaptive 0/1), spread shape (0: none, else 1…m),
+--           n, then n × (address key, its shape 0…m)
 -- Returns one item per address, groups in order: {0, entry} suppressed, {3, pause} paused,
--- {2} over quota, {1, soft} clear (soft = 1 when soft bounces are on record).
+-- {2, retry} held back (retry: epoch seconds as text, "" for the daily cap),
+-- {1, soft} clear (soft = 1 when soft bounces are on record).
 local ttl = tonumber(ARGV[1])
 local now = tonumber(ARGV[2])
+local recover = tonumber(ARGV[3])
 local used = {}
 local taken = {}
 local out = {}
--- Most of the time nothing is paused and no soft bounce is on record: skip those lookups then.
+local tats = {}
+local changed = {}
+-- Most of the time nothing is paused, slowed or soft-bounced: skip those lookups then.
 local pauses = redis.call('EXISTS', KEYS[3]) == 1
 local softs = redis.call('EXISTS', KEYS[2]) == 1
+local slows = redis.call('EXISTS', KEYS[6]) == 1
 
 local function paused(field)
   local pause = redis.call('HGET', KEYS[3], field)
@@ -35,14 +45,53 @@ local function paused(field)
   return string.sub(pause, space + 1)
 end
 
-local i = 3
+local function factor(field)
+  if not slows then
+    return 1
+  end
+  local record = redis.call('HGET', KEYS[6], field)
+  if not record then
+    return 1
+  end
+  local space = string.find(record, ' ', 1, true)
+  local f = tonumber(string.sub(record, 1, space - 1))
+  local since = tonumber(string.sub(record, space + 1))
+  f = f / math.pow(2, math.floor((now - since) / recover))
+  if f <= 1 then
+    redis.call('HDEL', KEYS[6], field)
+    return 1
+  end
+  return f
+end
+
+local function tat(field)
+  if tats[field] == nil then
+    tats[field] = tonumber(redis.call('HGET', KEYS[5], field) or '0')
+  end
+  return math.max(tats[field], now)
+end
+
+local i = 4
 while i <= #ARGV do
   local counter = tonumber(ARGV[i])
   local cap = tonumber(ARGV[i + 1])
   local sender = ARGV[i + 2]
   local bucket = tonumber(ARGV[i + 3])
-  local n = tonumber(ARGV[i + 4])
+  local m = tonumber(ARGV[i + 4])
   i = i + 5
+  local shapes = {}
+  for s = 1, m do
+    local field = ARGV[i]
+    local interval = tonumber(ARGV[i + 1])
+    if ARGV[i + 3] == '1' then
+      interval = interval * factor(field)
+    end
+    shapes[s] = {field, interval, interval * tonumber(ARGV[i + 2])}
+    i = i + 4
+  end
+  local spread = tonumber(ARGV[i])
+  local n = tonumber(ARGV[i + 1])
+  i = i + 2
   if counter > 0 and used[counter] == nil then
     used[counter] = tonumber(redis.call('GET', KEYS[counter]) or '0')
     taken[counter] = 0
@@ -52,8 +101,9 @@ while i <= #ARGV do
     whole = paused(sender .. '\t*')
   end
   local sent = 0
-  for j = i, i + n - 1 do
+  for j = i, i + 2 * n - 1, 2 do
     local key = ARGV[j]
+    local shape = tonumber(ARGV[j + 1])
     local entry = redis.call('HGET', KEYS[1], key)
     local pause = false
     if not entry and pauses and sender ~= '' then
@@ -63,20 +113,43 @@ while i <= #ARGV do
       out[#out + 1] = {0, entry}
     elseif pause then
       out[#out + 1] = {3, pause}
-    elseif counter == 0 or used[counter] + taken[counter] < cap then
-      if counter > 0 then
-        taken[counter] = taken[counter] + 1
-      end
-      sent = sent + 1
-      out[#out + 1] = {1, softs and redis.call('HEXISTS', KEYS[2], key) or 0}
+    elseif counter > 0 and used[counter] + taken[counter] >= cap then
+      out[#out + 1] = {2, ''}
     else
-      out[#out + 1] = {2}
+      -- Every rate that applies must let this send through; then it spends all of them.
+      local retry = 0
+      for _, s in ipairs({spread, shape}) do
+        if s > 0 then
+          local t = tat(shapes[s][1])
+          if t - now > shapes[s][3] then
+            retry = math.max(retry, t - shapes[s][3])
+          end
+        end
+      end
+      if retry > 0 then
+        out[#out + 1] = {2, tostring(retry)}
+      else
+        for _, s in ipairs({spread, shape}) do
+          if s > 0 then
+            tats[shapes[s][1]] = tat(shapes[s][1]) + shapes[s][2]
+            changed[shapes[s][1]] = true
+          end
+        end
+        if counter > 0 then
+          taken[counter] = taken[counter] + 1
+        end
+        sent = sent + 1
+        out[#out + 1] = {1, softs and redis.call('HEXISTS', KEYS[2], key) or 0}
+      end
     end
   end
   if bucket >= 0 and sent > 0 then
     redis.call('HINCRBY', KEYS[4], sender .. '\t' .. bucket .. '\ts', sent)
   end
-  i = i + n
+  i = i + 2 * n
+end
+for field in pairs(changed) do
+  redis.call('HSET', KEYS[5], field, tostring(tats[field]))
 end
 for counter, count in pairs(taken) do
   if count > 0 then

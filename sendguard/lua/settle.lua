@@ -7,6 +7,7 @@
 -- KEYS[3]  pause hash ("sender<TAB>recipient domain" or "sender<TAB>*" -> "until_epoch JSON")
 -- KEYS[4]  today's quota counter of the sender domain
 -- KEYS[5]  volume hash ("sender<TAB>bucket<TAB>s|b|c" -> count)
+-- KEYS[6]  slow-down hash (shape field -> "factor since_epoch")
 -- ARGV: now, quota to give back, soft threshold, soft span in seconds,
 --       sender, bucket (-1: no breaker), buckets in the window, bounces, complaints,
 --       min volume, bounce pause rate, complaint pause rate, pause value if tripped,
@@ -14,6 +15,7 @@
 --       n, n pairs (address key, JSON softbounce entry)  soft bounces
 --       n, n address keys                                soft-bounce resets
 --       n, n pairs (pause field, "until_epoch JSON")     pauses
+--       recovery seconds, largest factor, n, n shape fields  slow-downs (each halves the rate)
 -- Returns {added flags, one per suppression; address keys suppressed by soft-bounce escalation;
 --          {sends, bounces, complaints in the window, 1 if this call paused the sender}}.
 local now = tonumber(ARGV[1])
@@ -95,5 +97,19 @@ i = i + n + 1
 n = tonumber(ARGV[i])
 for j = i + 1, i + 2 * n, 2 do
   redis.call('HSET', KEYS[3], ARGV[j], ARGV[j + 1])
+end
+i = i + 2 * n + 1
+local recover = tonumber(ARGV[i])
+local largest = tonumber(ARGV[i + 1])
+n = tonumber(ARGV[i + 2])
+for j = i + 3, i + 2 + n do
+  local f = 1
+  local record = redis.call('HGET', KEYS[6], ARGV[j])
+  if record then
+    local space = string.find(record, ' ', 1, true)
+    f = tonumber(string.sub(record, 1, space - 1))
+    f = f / math.pow(2, math.floor((now - tonumber(string.sub(record, space + 1))) / recover))
+  end
+  redis.call('HSET', KEYS[6], ARGV[j], math.min(largest, math.max(1, f) * 2) .. ' ' .. now)
 end
 return {added, escalated, volume}
