@@ -11,6 +11,7 @@ from typing import Any, cast
 
 import redis.asyncio as aioredis
 import redis.exceptions
+from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
 
 from sendguard._breaker import BUCKETS, Volume
@@ -105,7 +106,11 @@ class RedisStore(Store):
     """
 
     def __init__(
-        self, client: aioredis.Redis, *, prefix: str = "sendguard", owns_client: bool = False
+        self,
+        client: aioredis.Redis | RedisCluster,
+        *,
+        prefix: str = "sendguard",
+        owns_client: bool = False,
     ) -> None:
         if not prefix or any(c in prefix for c in "{}"):
             raise ConfigurationError(
@@ -130,11 +135,20 @@ class RedisStore(Store):
         url: str,
         *,
         prefix: str = "sendguard",
+        cluster: bool = False,
         **options: Any,  # noqa: ANN401 (passed through to redis-py as is)
     ) -> RedisStore:
-        """A store with its own connection pool to the Redis server at *url*."""
+        """A store with its own connection pool to the Redis server at *url*.
+
+        With ``cluster=True`` *url* names any node of a Redis Cluster; every key of the store
+        carries the hash tag ``{prefix}``, so each script runs on the one node that owns it.
+        """
+        client: aioredis.Redis | RedisCluster
         try:
-            client = aioredis.Redis.from_url(url, **options)
+            if cluster:
+                client = RedisCluster.from_url(url, **options)
+            else:
+                client = aioredis.Redis.from_url(url, **options)
         except ValueError as exc:
             raise ConfigurationError(f"bad Redis URL {url!r}: {exc}") from exc
         return cls(client, prefix=prefix, owns_client=True)

@@ -82,23 +82,72 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     proc.wait(10)
 
 
+@pytest.fixture(scope="session")
+def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """REDIS_CLUSTER_URL if set, else a 3-master Redis Cluster spawned on loopback ports."""
+    if url := os.environ.get("REDIS_CLUSTER_URL"):
+        yield url
+        return
+    nodes = []
+    for n in range(3):
+        directory = tmp_path_factory.mktemp(f"cluster{n}")
+        nodes.append(
+            spawn_redis(
+                directory,
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                str(directory / "nodes.conf"),
+                "--cluster-node-timeout",
+                "5000",
+                # The bus port defaults to port + 10000, past 65535 for a high free port.
+                "--cluster-port",
+                str(free_port()),
+            )
+        )
+    ports = [port for _, port in nodes]
+    cli = shutil.which("redis-cli") or "redis-cli"
+    subprocess.run(  # noqa: S603 (fixed arguments)
+        [cli, "--cluster", "create", *(f"127.0.0.1:{p}" for p in ports), "--cluster-yes"],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        timeout=30,
+    )
+    deadline = time.monotonic() + 20
+    for port in ports:
+        client = redis.Redis(host="127.0.0.1", port=port, decode_responses=True)
+        while client.cluster("info").get("cluster_state") != "ok":
+            if time.monotonic() > deadline:
+                pytest.fail("the Redis Cluster did not become ready")
+            time.sleep(0.05)
+        client.close()
+    yield f"redis://127.0.0.1:{ports[0]}/0"
+    for proc, _ in nodes:
+        proc.terminate()
+        proc.wait(10)
+
+
 @pytest.fixture
 def prefix() -> str:
     return f"test-{uuid.uuid4().hex[:12]}"
 
 
 @contextlib.asynccontextmanager
-async def scratch_redis_store(url: str, prefix: str) -> AsyncIterator[RedisStore]:
+async def scratch_redis_store(
+    url: str, prefix: str, *, cluster: bool = False
+) -> AsyncIterator[RedisStore]:
     """A RedisStore under *prefix*, whose keys are deleted afterwards."""
-    store = RedisStore.from_url(url, prefix=prefix)
+    store = RedisStore.from_url(url, prefix=prefix, cluster=cluster)
     try:
         yield store
     finally:
         await store.aclose()
-        client = redis.Redis.from_url(url)
+        client: redis.Redis | redis.RedisCluster = (
+            redis.RedisCluster.from_url(url) if cluster else redis.Redis.from_url(url)
+        )
         keys = list(client.scan_iter(match=f"{{{prefix}}}*"))
-        if keys:
-            client.delete(*keys)
+        for key in keys:
+            client.delete(key)
         client.close()
 
 
@@ -108,15 +157,15 @@ async def redis_store(redis_url: str, prefix: str) -> AsyncIterator[RedisStore]:
         yield store
 
 
-@pytest.fixture(params=["memory", "redis"])
-async def store(
-    request: pytest.FixtureRequest, redis_url: str, prefix: str
-) -> AsyncIterator[Store]:
+@pytest.fixture(params=["memory", "redis", "cluster"])
+async def store(request: pytest.FixtureRequest, prefix: str) -> AsyncIterator[Store]:
     """Each store implementation in turn: one test body, every store."""
     if request.param == "memory":
         yield MemoryStore()
         return
-    async with scratch_redis_store(redis_url, prefix) as redis_store:
+    cluster = request.param == "cluster"
+    url = request.getfixturevalue("redis_cluster_url" if cluster else "redis_url")
+    async with scratch_redis_store(url, prefix, cluster=cluster) as redis_store:
         yield redis_store
 
 

@@ -1,4 +1,4 @@
-"""One process of the warmup race: send N one-recipient messages at once, print the outcome."""
+"""One process of a race: send N one-recipient messages at once, print the outcome."""
 
 from __future__ import annotations
 
@@ -10,20 +10,33 @@ from collections import Counter
 
 import structlog
 
-from sendguard import Guard, RedisStore, RetryPolicy, SMTPAdapter, WarmupSchedule
+from sendguard import Guard, RedisStore, RetryPolicy, Shaping, SMTPAdapter, WarmupSchedule
 from tests.conftest import message
 
 
 async def main(
-    redis_url: str, prefix: str, port: int, *, worker: int, count: int, cap: int
+    redis_url: str,
+    prefix: str,
+    port: int,
+    *,
+    worker: int,
+    count: int,
+    cap: int,
+    kind: str,
+    cluster: bool,
 ) -> None:
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))
     today = dt.datetime.now(dt.UTC).date()
+    limits = {}
+    if kind == "quota":
+        limits["warmup"] = WarmupSchedule.from_table({1: cap}, started_on=today)
+    else:  # a rate whose burst is the cap and whose refill is negligible during the race
+        limits["shaping"] = Shaping({"*": f"{cap}/day"}, burst=cap)
     async with Guard(
         adapter=SMTPAdapter("127.0.0.1", port, pool_size=4),
-        store=RedisStore.from_url(redis_url, prefix=prefix),
-        warmup=WarmupSchedule.from_table({1: cap}, started_on=today),
+        store=RedisStore.from_url(redis_url, prefix=prefix, cluster=cluster),
         retry=RetryPolicy.never(),
+        **limits,  # type: ignore[arg-type]
     ) as guard:
         results = await asyncio.gather(
             *(guard.send(message(f"w{worker}-{i}@example.com")) for i in range(count))
@@ -33,5 +46,16 @@ async def main(
 
 
 if __name__ == "__main__":
-    url, prefix, port, worker, count, cap = sys.argv[1:]
-    asyncio.run(main(url, prefix, int(port), worker=int(worker), count=int(count), cap=int(cap)))
+    url, prefix, port, worker, count, cap, kind, cluster = sys.argv[1:]
+    asyncio.run(
+        main(
+            url,
+            prefix,
+            int(port),
+            worker=int(worker),
+            count=int(count),
+            cap=int(cap),
+            kind=kind,
+            cluster=cluster == "cluster",
+        )
+    )
