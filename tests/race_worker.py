@@ -27,16 +27,17 @@ async def main(
 ) -> None:
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))
     today = dt.datetime.now(dt.UTC).date()
-    limits = {}
+    warmup = shaping = None
     if kind == "quota":
-        limits["warmup"] = WarmupSchedule.from_table({1: cap}, started_on=today)
+        warmup = WarmupSchedule.from_table({1: cap}, started_on=today)
     else:  # a rate whose burst is the cap and whose refill is negligible during the race
-        limits["shaping"] = Shaping({"*": f"{cap}/day"}, burst=cap)
+        shaping = Shaping({"*": f"{cap}/day"}, burst=cap)
     async with Guard(
         adapter=SMTPAdapter("127.0.0.1", port, pool_size=4),
         store=RedisStore.from_url(redis_url, prefix=prefix, cluster=cluster),
         retry=RetryPolicy.never(),
-        **limits,  # type: ignore[arg-type]
+        warmup=warmup,
+        shaping=shaping,
     ) as guard:
         results = await asyncio.gather(
             *(guard.send(message(f"w{worker}-{i}@example.com")) for i in range(count))
