@@ -27,6 +27,7 @@ async def test_eight_processes_spend_a_cap_exactly(
     kind: str,
     per_worker: int,
     cap: int,
+    *,
     request: pytest.FixtureRequest,
     prefix: str,
     smtp_server: ScriptedSMTPServer,
