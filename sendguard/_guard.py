@@ -7,7 +7,7 @@ import email.utils
 import math
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from email.message import Message
 from types import TracebackType
 from typing import Literal, Self
@@ -41,6 +41,7 @@ from sendguard._store import (
     Outcome,
     Pause,
     Quota,
+    Ramp,
     Reservation,
     Settled,
     Shape,
@@ -250,7 +251,12 @@ class Guard:
         day = sent = cap = None
         if self.warmup is not None:
             quota = Quota(sender, now.astimezone(UTC).date(), 0)
-            day = self.warmup.day_of(quota.day)
+            ramp = self._ramp(now)
+            day = (
+                await self.store.ramp_day(sender, ramp)
+                if ramp is not None
+                else self.warmup.day_of(quota.day)
+            )
             cap = self.warmup.cap_for(day)
             sent = await self.store.quota_used(quota)
         volume = Volume()
@@ -323,6 +329,7 @@ class Guard:
                 shape_of=shape_of,
                 spread=spread,
                 recover=self.shaping.recover_every if self.shaping else timedelta(minutes=10),
+                ramp=self._ramp(now),
             )
         )
         if admissions is None:
@@ -526,6 +533,13 @@ class Guard:
             bounces=bounces,
             complaints=complaints,
         )
+
+    def _ramp(self, now: datetime) -> Ramp | None:
+        """The ramp of sending days the store counts, when the schedule counts them."""
+        if self.warmup is None or self.warmup.counting != "sending":
+            return None
+        today = now.astimezone(UTC).date()
+        return Ramp(self.warmup.caps, (today - _EPOCH).days, self.warmup.idle_restart)
 
     def _quota(self, sender: Address, now: datetime) -> Quota | None:
         if self.warmup is None:
@@ -751,6 +765,7 @@ class Guard:
 
 
 _ACCEPTED = DeliveryStatus.ACCEPTED
+_EPOCH = date(1970, 1, 1)
 _WARN = frozenset({DeliveryStatus.REJECTED, DeliveryStatus.DEFERRED, DeliveryStatus.PAUSED})
 _STATUS = {
     Decision.ACCEPT: DeliveryStatus.ACCEPTED,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
 
 from sendguard._breaker import BUCKETS, Volume
 from sendguard._models import Suppression
@@ -13,11 +14,13 @@ from sendguard._store import (
     Outcome,
     Pause,
     Quota,
+    Ramp,
     Reservation,
     Settled,
     Shape,
     Store,
     escalates,
+    ramp_day,
     softbounce_entry,
 )
 
@@ -39,6 +42,7 @@ class MemoryStore(Store):
         self._volume: dict[tuple[str, int, str], int] = {}
         self._tat: dict[str, float] = {}
         self._slow: dict[str, tuple[float, float]] = {}
+        self._ramps: dict[str, tuple[int, int]] = {}
 
     def _counter(self, quota: Quota) -> tuple[str, str]:
         key = (quota.sender_domain, quota.day.isoformat())
@@ -57,6 +61,11 @@ class MemoryStore(Store):
     async def reserve(self, request: Reservation) -> list[Admission]:
         """See :meth:`Store.reserve`."""
         quota = request.quota
+        day = None
+        if quota is not None and request.ramp is not None:
+            day = ramp_day(self._ramps.get(request.sender_domain), request.ramp)
+            caps = request.ramp.caps
+            quota = replace(quota, cap=caps[min(day, len(caps)) - 1])
         counter = self._counter(quota) if quota is not None else None
         used = self._used.get(counter, 0) if counter is not None else 0
         admissions: list[Admission] = []
@@ -92,6 +101,8 @@ class MemoryStore(Store):
                 admissions.append(Admission(Admit.CLEAR, soft=key in self._soft))
         if counter is not None:
             self._used[counter] = used
+        if day is not None and sent and request.ramp is not None:
+            self._ramps[request.sender_domain] = (day, request.ramp.today)
         if request.bucket is not None and sent:
             tally = (sender, request.bucket, "s")
             self._volume[tally] = self._volume.get(tally, 0) + sent
@@ -177,6 +188,10 @@ class MemoryStore(Store):
             for k, kind in enumerate("sbc"):
                 totals[k] += self._volume.get((sender, b, kind), 0)
         return Volume(*totals)
+
+    async def ramp_day(self, sender_domain: str, ramp: Ramp) -> int:
+        """See :meth:`Store.ramp_day`."""
+        return ramp_day(self._ramps.get(sender_domain), ramp)
 
     async def volume(self, sender_domain: str, bucket: int) -> Volume:
         """See :meth:`Store.volume`."""

@@ -24,9 +24,11 @@ from sendguard._store import (
     Outcome,
     Pause,
     Quota,
+    Ramp,
     Reservation,
     Settled,
     Store,
+    ramp_day,
     softbounce_entry,
 )
 
@@ -125,6 +127,7 @@ class RedisStore(Store):
         self._volume_key = f"{{{prefix}}}:volume"
         self._rate_key = f"{{{prefix}}}:rate"
         self._slow_key = f"{{{prefix}}}:slow"
+        self._ramp_key = f"{{{prefix}}}:ramp"
         self._reserve: AsyncScript = client.register_script(_lua("reserve.lua"))
         self._settle: AsyncScript = client.register_script(_lua("settle.lua"))
         self._reservations = Coalescer(self._reserve_batch)
@@ -174,13 +177,17 @@ class RedisStore(Store):
         for request in requests:
             index = 0
             if request.quota is not None:
-                index = counters.setdefault(self._counter_key(request.quota), len(counters) + 7)
+                index = counters.setdefault(self._counter_key(request.quota), len(counters) + 8)
             shape_of = request.shape_of or [0] * len(request.keys)
+            ramp = request.ramp if request.quota is not None else None
             args += [
                 index,
                 request.quota.cap if request.quota is not None else -1,
                 request.sender_domain,
                 request.bucket if request.bucket is not None else -1,
+                ",".join(map(str, ramp.caps)) if ramp else "",
+                ramp.today if ramp else 0,
+                ramp.idle_restart if ramp else 0,
                 len(request.shapes),
                 *(
                     x
@@ -200,6 +207,7 @@ class RedisStore(Store):
                     self._volume_key,
                     self._rate_key,
                     self._slow_key,
+                    self._ramp_key,
                     *counters,
                 ],
                 args=args,
@@ -273,6 +281,15 @@ class RedisStore(Store):
             breaker.complaint_pause,
             _pause_value(outcome.trip_pause()),
         ]
+
+    async def ramp_day(self, sender_domain: str, ramp: Ramp) -> int:
+        """See :meth:`Store.ramp_day`."""
+        with _store_errors("ramp_day"):
+            raw = await self._client.hget(self._ramp_key, sender_domain)
+        if raw is None:
+            return 1
+        day, last = _text(raw).split(" ")
+        return ramp_day((int(day), int(last)), ramp)
 
     async def volume(self, sender_domain: str, bucket: int) -> Volume:
         """See :meth:`Store.volume`."""

@@ -20,6 +20,7 @@ __all__ = [
     "Outcome",
     "Pause",
     "Quota",
+    "Ramp",
     "Reservation",
     "Settled",
     "Shape",
@@ -68,6 +69,16 @@ class SoftBouncePolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class Ramp:
+    """A warmup ramp counted in sending days: the store knows which day the sender is on."""
+
+    caps: tuple[int, ...]
+    today: int
+    """Today, in days since 1970-01-01 (UTC)."""
+    idle_restart: int = 30
+
+
+@dataclass(frozen=True, slots=True)
 class Shape:
     """A rate (GCRA) a reservation is held to.
 
@@ -100,6 +111,9 @@ class Reservation:
     """The 1-based index in ``shapes`` of a rate every key is held to (the day's cap spread)."""
     recover: dt.timedelta = dt.timedelta(minutes=10)
     """How long an adaptive rate waits after a slow-down before it doubles back."""
+    ramp: Ramp | None = None
+    """With a ``quota``: its cap is the ramp's cap of the sender's sending day (which a day
+    with an admitted recipient advances) instead of ``quota.cap``."""
 
 
 class Admit(StrEnum):
@@ -243,6 +257,10 @@ class Store(abc.ABC):
         """Sends, bounces and complaints of *sender_domain* in the window ending at *bucket*."""
 
     @abc.abstractmethod
+    async def ramp_day(self, sender_domain: str, ramp: Ramp) -> int:
+        """The sending day *sender_domain* is on ``ramp.today`` (1 before its first send)."""
+
+    @abc.abstractmethod
     async def resume(self, sender_domain: str) -> int:
         """Lift every pause of *sender_domain*; how many were lifted."""
 
@@ -277,3 +295,15 @@ def softbounce_entry(entry: Suppression) -> Suppression:
         source=entry.source,
         created_at=entry.created_at,
     )
+
+
+def ramp_day(state: tuple[int, int] | None, ramp: Ramp) -> int:
+    """The sending day on ``ramp.today`` given the stored ``(day, last send day)``."""
+    if state is None:
+        return 1
+    day, last = state
+    if last == ramp.today:
+        return day
+    if ramp.today - last > ramp.idle_restart:
+        return 1  # quiet for too long: the providers have forgotten the sender
+    return day + 1

@@ -6,6 +6,7 @@ import datetime as dt
 import itertools
 import math
 from collections.abc import Mapping
+from typing import Literal
 
 from sendguard._errors import ConfigurationError
 
@@ -24,46 +25,100 @@ class WarmupSchedule:
 
     Days are UTC calendar days.  Before ``started_on`` the cap of day 1 applies; after the
     last day of the table the cap stays at the last value.  Caps never decrease.
+
+    With ``counting="sending"`` the ramp counts the days the sender actually sent, as ESPs
+    do: a day without sends does not advance it, and after ``idle_restart`` days without a
+    send it starts over at day 1 (mailbox providers forget a sender that went quiet).  The
+    store keeps that count, shared by every process.
     """
 
-    __slots__ = ("_caps", "started_on")
+    __slots__ = ("_caps", "counting", "idle_restart", "started_on")
 
-    def __init__(self, caps: list[int], *, started_on: dt.date) -> None:
+    def __init__(
+        self,
+        caps: list[int],
+        *,
+        started_on: dt.date,
+        counting: Literal["calendar", "sending"] = "calendar",
+        idle_restart: int = 30,
+    ) -> None:
         if not caps:
             raise ConfigurationError("a warmup schedule needs at least one day")
         if any(c < 0 for c in caps):
             raise ConfigurationError("warmup caps must not be negative")
         if any(b < a for a, b in itertools.pairwise(caps)):
             raise ConfigurationError("warmup caps must never decrease from one day to the next")
+        if counting not in ("calendar", "sending"):
+            raise ConfigurationError("counting must be 'calendar' or 'sending'")
+        if idle_restart < 1:
+            raise ConfigurationError("idle_restart must be at least one day")
         self._caps = tuple(caps)
         self.started_on = started_on
+        self.counting = counting
+        self.idle_restart = idle_restart
+
+    @property
+    def caps(self) -> tuple[int, ...]:
+        """The cap of each day of the ramp, day 1 first."""
+        return self._caps
 
     @classmethod
     def exponential(
-        cls, *, start: int, target: int, days: int, started_on: dt.date
+        cls,
+        *,
+        start: int,
+        target: int,
+        days: int,
+        started_on: dt.date,
+        counting: Literal["calendar", "sending"] = "calendar",
+        idle_restart: int = 30,
     ) -> WarmupSchedule:
         """Grow by the same factor each day from *start* on day 1 to *target* on day *days*."""
         cls._check_ramp(start, target, days)
         if days == 1:
-            return cls([target], started_on=started_on)
+            return cls(
+                [target], started_on=started_on, counting=counting, idle_restart=idle_restart
+            )
         factor = (target / start) ** (1 / (days - 1))
         caps = [min(target, round(start * factor**i)) for i in range(days - 1)] + [target]
-        return cls(_monotonic(caps), started_on=started_on)
+        return cls(
+            _monotonic(caps), started_on=started_on, counting=counting, idle_restart=idle_restart
+        )
 
     @classmethod
-    def linear(cls, *, start: int, target: int, days: int, started_on: dt.date) -> WarmupSchedule:
+    def linear(
+        cls,
+        *,
+        start: int,
+        target: int,
+        days: int,
+        started_on: dt.date,
+        counting: Literal["calendar", "sending"] = "calendar",
+        idle_restart: int = 30,
+    ) -> WarmupSchedule:
         """Grow by the same number each day from *start* on day 1 to *target* on day *days*."""
         cls._check_ramp(start, target, days)
         if days == 1:
-            return cls([target], started_on=started_on)
+            return cls(
+                [target], started_on=started_on, counting=counting, idle_restart=idle_restart
+            )
         step = (target - start) / (days - 1)
         return cls(
             [math.floor(start + step * i) for i in range(days - 1)] + [target],
             started_on=started_on,
+            counting=counting,
+            idle_restart=idle_restart,
         )
 
     @classmethod
-    def from_table(cls, table: Mapping[int, int], *, started_on: dt.date) -> WarmupSchedule:
+    def from_table(
+        cls,
+        table: Mapping[int, int],
+        *,
+        started_on: dt.date,
+        counting: Literal["calendar", "sending"] = "calendar",
+        idle_restart: int = 30,
+    ) -> WarmupSchedule:
         """Caps given per day number (1-based); a missing day keeps the previous day's cap."""
         if not table or min(table) < 1:
             raise ConfigurationError("a warmup table needs day numbers starting at 1")
@@ -72,10 +127,17 @@ class WarmupSchedule:
         caps: list[int] = []
         for day in range(1, max(table) + 1):
             caps.append(table.get(day, caps[-1] if caps else 0))
-        return cls(caps, started_on=started_on)
+        return cls(caps, started_on=started_on, counting=counting, idle_restart=idle_restart)
 
     @classmethod
-    def preset(cls, name: str, *, started_on: dt.date | None = None) -> WarmupSchedule:
+    def preset(
+        cls,
+        name: str,
+        *,
+        started_on: dt.date | None = None,
+        counting: Literal["calendar", "sending"] = "calendar",
+        idle_restart: int = 30,
+    ) -> WarmupSchedule:
         """A ready-made exponential ramp, starting *started_on* (default: today, UTC).
 
         ``"new-domain"``: 20 a day to 50,000 over 42 days; ``"new-ip"``: 50 to 100,000 over 30
@@ -87,7 +149,14 @@ class WarmupSchedule:
             known = ", ".join(sorted(PRESETS))
             raise ConfigurationError(f"no warmup preset {name!r}; known: {known}") from None
         day = started_on or dt.datetime.now(dt.UTC).date()
-        return cls.exponential(start=start, target=target, days=days, started_on=day)
+        return cls.exponential(
+            start=start,
+            target=target,
+            days=days,
+            started_on=day,
+            counting=counting,
+            idle_restart=idle_restart,
+        )
 
     @staticmethod
     def _check_ramp(start: int, target: int, days: int) -> None:

@@ -191,3 +191,42 @@ def test_presets() -> None:
     assert WarmupSchedule.preset("new-domain").started_on == dt.datetime.now(dt.UTC).date()
     with pytest.raises(ConfigurationError, match="new-domain"):
         WarmupSchedule.preset("fast")
+
+
+async def test_a_ramp_of_sending_days_advances_only_on_days_with_sends(
+    store: Store, make_guard: Callable[..., Guard], clock: FakeClock
+) -> None:
+    schedule = WarmupSchedule.from_table(
+        {1: 2, 2: 4, 3: 8}, started_on=clock.now.date(), counting="sending", idle_restart=30
+    )
+    guard = make_guard(store=store, warmup=schedule)
+
+    async def accepted(count: int) -> int:
+        result = await guard.send(message([f"r{i}@example.com" for i in range(count)]))
+        return len(result.accepted)
+
+    assert await accepted(5) == 2  # sending day 1
+    clock.advance(days=2)  # a calendar day without sends in between
+    assert (await guard.status("sender.example")).day == 2
+    assert await accepted(5) == 4  # sending day 2, on calendar day 3
+    assert await accepted(5) == 0  # the same day: its cap is spent
+    clock.advance(days=1)
+    assert await accepted(10) == 8
+    clock.advance(days=31)  # idle past idle_restart: back to day 1
+    assert (await guard.status("sender.example")).day == 1
+    assert await accepted(5) == 2
+
+
+async def test_a_day_whose_sends_were_all_suppressed_does_not_advance_the_ramp(
+    store: Store, make_guard: Callable[..., Guard], clock: FakeClock
+) -> None:
+    schedule = WarmupSchedule.from_table(
+        {1: 1, 2: 3}, started_on=clock.now.date(), counting="sending"
+    )
+    guard = make_guard(store=store, warmup=schedule)
+    await guard.suppress("gone@example.com")
+    await guard.send(message("gone@example.com"))
+    clock.advance(days=1)
+    assert (await guard.status("sender.example")).day == 1
+    result = await guard.send(message(["a@example.com", "b@example.com"]))
+    assert len(result.accepted) == 1

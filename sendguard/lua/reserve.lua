@@ -8,12 +8,15 @@
 -- KEYS[4]   volume hash ("sender<TAB>bucket<TAB>s|b|c" -> count)
 -- KEYS[5]   rate hash (shape field -> theoretical arrival time, epoch seconds)
 -- KEYS[6]   slow-down hash (shape field -> "factor since_epoch")
--- KEYS[7…]  quota counters (one per sender domain and UTC day) named by the groups below
+-- KEYS[7]   ramp hash (sender -> "sending day, last day sent on") for ramps of sending days
+-- KEYS[8…]  quota counters (one per sender domain and UTC day) named by the groups below
 -- ARGV[1]   lifetime of a counter in seconds
 -- ARGV[2]   now, epoch seconds
 -- ARGV[3]   slow-down recovery period in seconds
 -- ARGV[4…]  one group per message: counter index into KEYS (0: no cap), cap, sender domain
---           ("" to skip the pause check), volume bucket (-1: not counted), number of shapes m,
+--           ("" to skip the pause check), volume bucket (-1: not counted), ramp caps
+--           ("20,27,…"; "": the cap above is today's), today (days since 1970), days idle
+--           after which the ramp restarts, number of shapes m,
 --           m × (field, interval, burst - 1, adaptive 0/1), spread shape (0: none, else 1…m),
 --           n, then n × (address key, its shape 0…m)
 -- Returns one item per address, groups in order: {0, entry} suppressed, {3, pause} paused,
@@ -77,8 +80,31 @@ while i <= #ARGV do
   local cap = tonumber(ARGV[i + 1])
   local sender = ARGV[i + 2]
   local bucket = tonumber(ARGV[i + 3])
-  local m = tonumber(ARGV[i + 4])
-  i = i + 5
+  local rampcaps = ARGV[i + 4]
+  local today = tonumber(ARGV[i + 5])
+  local idle = tonumber(ARGV[i + 6])
+  local m = tonumber(ARGV[i + 7])
+  i = i + 8
+  local rampday = false
+  if rampcaps ~= '' then
+    local caps = {}
+    for c in string.gmatch(rampcaps, '%d+') do
+      caps[#caps + 1] = tonumber(c)
+    end
+    rampday = 1
+    local state = redis.call('HGET', KEYS[7], sender)
+    if state then
+      local space = string.find(state, ' ', 1, true)
+      local day = tonumber(string.sub(state, 1, space - 1))
+      local last = tonumber(string.sub(state, space + 1))
+      if last == today then
+        rampday = day
+      elseif today - last <= idle then
+        rampday = day + 1
+      end
+    end
+    cap = caps[math.min(rampday, #caps)]
+  end
   local shapes = {}
   for s = 1, m do
     local field = ARGV[i]
@@ -145,6 +171,9 @@ while i <= #ARGV do
   end
   if bucket >= 0 and sent > 0 then
     redis.call('HINCRBY', KEYS[4], sender .. '\t' .. bucket .. '\ts', sent)
+  end
+  if rampday and sent > 0 then
+    redis.call('HSET', KEYS[7], sender, rampday .. ' ' .. today)
   end
   i = i + 2 * n
 end
