@@ -325,6 +325,7 @@ class Guard:
                 quota=quota,
                 sender_domain=envelope_from.domain,
                 bucket=self.breaker.bucket(now) if self.breaker else None,
+                bucket_seconds=self.breaker.bucket_seconds if self.breaker else 0,
                 shapes=shapes,
                 shape_of=shape_of,
                 spread=spread,

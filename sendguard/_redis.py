@@ -62,7 +62,8 @@ def _pause_field(sender_domain: str, recipient_domain: str) -> str:
     return f"{sender_domain}\t{recipient_domain}"
 
 
-def _pause_value(pause: Pause) -> str:
+def _pause_value(pause: Pause, now: dt.datetime) -> str:
+    """A pause as the scripts take it: "seconds JSON", from the moment they run."""
     body = json.dumps(
         {
             "sender": pause.sender_domain,
@@ -73,15 +74,17 @@ def _pause_value(pause: Pause) -> str:
         },
         separators=(",", ":"),
     )
-    return f"{_epoch(pause.until)} {body}"
+    return f"{round((pause.until - now).total_seconds(), 3)} {body}"
 
 
-def _parse_pause(body: str | bytes) -> Pause:
+def _parse_pause(stored: str | bytes) -> Pause:
+    """A pause from its stored "until_epoch JSON" (the epoch, on the clock that wrote it)."""
+    epoch, body = _text(stored).split(" ", 1)
     raw = json.loads(body)
     return Pause(
         raw["sender"],
         raw["domain"],
-        dt.datetime.fromisoformat(raw["until"]),
+        dt.datetime.fromtimestamp(float(epoch), dt.UTC),
         raw["reason"],
         raw.get("detail", ""),
     )
@@ -113,6 +116,7 @@ class RedisStore(Store):
         *,
         prefix: str = "sendguard",
         owns_client: bool = False,
+        server_clock: bool = True,
     ) -> None:
         if not prefix or any(c in prefix for c in "{}"):
             raise ConfigurationError(
@@ -120,6 +124,7 @@ class RedisStore(Store):
             )
         self._client = client
         self._owns_client = owns_client
+        self.server_clock = server_clock
         self.prefix = prefix
         self._suppressed_key = f"{{{prefix}}}:suppressed"
         self._soft_key = f"{{{prefix}}}:soft"
@@ -139,6 +144,7 @@ class RedisStore(Store):
         *,
         prefix: str = "sendguard",
         cluster: bool = False,
+        server_clock: bool = True,
         **options: Any,  # noqa: ANN401 (passed through to redis-py as is)
     ) -> RedisStore:
         """A store with its own connection pool to the Redis server at *url*.
@@ -154,7 +160,7 @@ class RedisStore(Store):
                 client = aioredis.Redis.from_url(url, **options)
         except ValueError as exc:
             raise ConfigurationError(f"bad Redis URL {url!r}: {exc}") from exc
-        return cls(client, prefix=prefix, owns_client=True)
+        return cls(client, prefix=prefix, owns_client=True, server_clock=server_clock)
 
     def _counter_key(self, quota: Quota | None) -> str:
         if quota is None:
@@ -171,7 +177,7 @@ class RedisStore(Store):
         first = requests[0]
         args: list[str | int | float] = [
             _COUNTER_TTL,
-            _epoch(first.now),
+            "server" if self.server_clock else _epoch(first.now),
             first.recover.total_seconds(),
         ]
         for request in requests:
@@ -184,9 +190,8 @@ class RedisStore(Store):
                 index,
                 request.quota.cap if request.quota is not None else -1,
                 request.sender_domain,
-                request.bucket if request.bucket is not None else -1,
+                request.bucket_seconds if request.bucket is not None else 0,
                 ",".join(map(str, ramp.caps)) if ramp else "",
-                ramp.today if ramp else 0,
                 ramp.idle_restart if ramp else 0,
                 len(request.shapes),
                 *(
@@ -226,7 +231,7 @@ class RedisStore(Store):
         """See :meth:`Store.settle`: one script call, one round trip."""
         policy = outcome.soft_policy
         args: list[str | int | float] = [
-            _epoch(outcome.now),
+            "server" if self.server_clock else _epoch(outcome.now),
             outcome.give_back if outcome.quota is not None else 0,
             policy.threshold,
             policy.span.total_seconds(),
@@ -241,7 +246,10 @@ class RedisStore(Store):
             *(
                 x
                 for p in outcome.pauses
-                for x in (_pause_field(p.sender_domain, p.recipient_domain), _pause_value(p))
+                for x in (
+                    _pause_field(p.sender_domain, p.recipient_domain),
+                    _pause_value(p, outcome.now),
+                )
             ),
             outcome.recover.total_seconds(),
             outcome.slow_max,
@@ -269,17 +277,17 @@ class RedisStore(Store):
     def _breaker_args(outcome: Outcome) -> list[str | int | float]:
         breaker = outcome.breaker
         if breaker is None:
-            return [outcome.sender_domain, -1, BUCKETS, 0, 0, 0, 0, 0, ""]
+            return [outcome.sender_domain, 0, BUCKETS, 0, 0, 0, 0, 0, ""]
         return [
             outcome.sender_domain,
-            breaker.bucket(outcome.now),
+            breaker.bucket_seconds,
             BUCKETS,
             outcome.bounces,
             outcome.complaints,
             breaker.min_volume,
             breaker.bounce_pause,
             breaker.complaint_pause,
-            _pause_value(outcome.trip_pause()),
+            _pause_value(outcome.trip_pause(), outcome.now),
         ]
 
     async def ramp_day(self, sender_domain: str, ramp: Ramp) -> int:
@@ -367,7 +375,7 @@ class RedisStore(Store):
         found = []
         for field_, value in raw.items():
             if _text(field_).split("\t")[0] == sender_domain:
-                pause = _parse_pause(_text(value).split(" ", 1)[1])
+                pause = _parse_pause(value)
                 if pause.until > now:
                     found.append(pause)
         return found

@@ -104,6 +104,8 @@ class Reservation:
     bucket: int | None = None
     """When given, the recipients admitted are counted as sends of ``sender_domain`` in this
     breaker bucket."""
+    bucket_seconds: int = 0
+    """The width of a breaker bucket (a store on the server's clock finds the bucket itself)."""
     shapes: Sequence[Shape] = ()
     shape_of: Sequence[int] = ()
     """Per key, the 1-based index of its rate in ``shapes`` (0: none); empty: none at all."""

@@ -134,10 +134,13 @@ def prefix() -> str:
 
 @contextlib.asynccontextmanager
 async def scratch_redis_store(
-    url: str, prefix: str, *, cluster: bool = False
+    url: str, prefix: str, *, cluster: bool = False, server_clock: bool = False
 ) -> AsyncIterator[RedisStore]:
-    """A RedisStore under *prefix*, whose keys are deleted afterwards."""
-    store = RedisStore.from_url(url, prefix=prefix, cluster=cluster)
+    """A RedisStore under *prefix*, whose keys are deleted afterwards.
+
+    By default it follows the client's clock, which the tests drive with a FakeClock.
+    """
+    store = RedisStore.from_url(url, prefix=prefix, cluster=cluster, server_clock=server_clock)
     try:
         yield store
     finally:

@@ -31,8 +31,8 @@ from sendguard import (
     Suppression,
     WarmupSchedule,
 )
-from sendguard.testing import ScriptedSMTPServer
-from tests.conftest import free_port, message
+from sendguard.testing import FakeClock, ScriptedSMTPServer
+from tests.conftest import free_port, message, scratch_redis_store
 
 DAY = dt.date(2026, 11, 1)
 NOW = datetime(2026, 11, 1, 10, tzinfo=UTC)
@@ -317,3 +317,24 @@ def test_bad_options_fail_at_construction() -> None:
         Guard(clock=datetime.now)
     with pytest.raises(ConfigurationError, match="Redis URL"):
         RedisStore.from_url("http://nope")
+
+
+async def test_on_the_server_clock_times_follow_redis_not_the_client(
+    redis_url: str,
+    prefix: str,
+    make_guard: Callable[..., Guard],
+    smtp_server: ScriptedSMTPServer,
+    clock: FakeClock,
+) -> None:
+    # The guard's clock is a fake one, weeks behind; the store keeps time by Redis's TIME.
+    smtp_server.script("bob@example.com", "554 5.7.1 Client host blocked using zen.spamhaus.org")
+    async with scratch_redis_store(redis_url, prefix, server_clock=True) as store:
+        guard = make_guard(store=store)
+        before = datetime.now(UTC)
+        await guard.send(message("bob@example.com"))
+        (pause,) = await store.pauses("sender.example", before)
+        assert before + dt.timedelta(minutes=59) < pause.until < before + dt.timedelta(minutes=61)
+        # Two fake hours later the server says seconds have passed: still paused.
+        clock.advance(7200)
+        held = await guard.send(message("alice@example.com"))
+        assert held.recipients["alice@example.com"].status is DeliveryStatus.PAUSED

@@ -11,19 +11,25 @@
 -- KEYS[7]   ramp hash (sender -> "sending day, last day sent on") for ramps of sending days
 -- KEYS[8…]  quota counters (one per sender domain and UTC day) named by the groups below
 -- ARGV[1]   lifetime of a counter in seconds
--- ARGV[2]   now, epoch seconds
+-- ARGV[2]   now, epoch seconds, or "server" for the Redis server's clock
 -- ARGV[3]   slow-down recovery period in seconds
 -- ARGV[4…]  one group per message: counter index into KEYS (0: no cap), cap, sender domain
---           ("" to skip the pause check), volume bucket (-1: not counted), ramp caps
---           ("20,27,…"; "": the cap above is today's), today (days since 1970), days idle
---           after which the ramp restarts, number of shapes m,
+--           ("" to skip the pause check), breaker bucket width in seconds (0: sends not
+--           counted), ramp caps ("20,27,…"; "": the cap above is today's), days idle after
+--           which the ramp restarts, number of shapes m,
 --           m × (field, interval, burst - 1, adaptive 0/1), spread shape (0: none, else 1…m),
 --           n, then n × (address key, its shape 0…m)
 -- Returns one item per address, groups in order: {0, entry} suppressed, {3, pause} paused,
--- {2, retry} held back (retry: epoch seconds as text, "" for the daily cap),
+-- {2, retry} held back (retry: epoch seconds as text, "" for the daily cap), where a pause is
+-- its stored "until_epoch JSON",
 -- {1, soft} clear (soft = 1 when soft bounces are on record).
 local ttl = tonumber(ARGV[1])
 local now = tonumber(ARGV[2])
+if ARGV[2] == 'server' then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+local today = math.floor(now / 86400)
 local recover = tonumber(ARGV[3])
 local used = {}
 local taken = {}
@@ -45,7 +51,7 @@ local function paused(field)
     redis.call('HDEL', KEYS[3], field)
     return false
   end
-  return string.sub(pause, space + 1)
+  return pause
 end
 
 local function factor(field)
@@ -79,12 +85,12 @@ while i <= #ARGV do
   local counter = tonumber(ARGV[i])
   local cap = tonumber(ARGV[i + 1])
   local sender = ARGV[i + 2]
-  local bucket = tonumber(ARGV[i + 3])
+  local width = tonumber(ARGV[i + 3])
+  local bucket = width > 0 and math.floor(now / width) or -1
   local rampcaps = ARGV[i + 4]
-  local today = tonumber(ARGV[i + 5])
-  local idle = tonumber(ARGV[i + 6])
-  local m = tonumber(ARGV[i + 7])
-  i = i + 8
+  local idle = tonumber(ARGV[i + 5])
+  local m = tonumber(ARGV[i + 6])
+  i = i + 7
   local rampday = false
   if rampcaps ~= '' then
     local caps = {}

@@ -8,17 +8,28 @@
 -- KEYS[4]  today's quota counter of the sender domain
 -- KEYS[5]  volume hash ("sender<TAB>bucket<TAB>s|b|c" -> count)
 -- KEYS[6]  slow-down hash (shape field -> "factor since_epoch")
--- ARGV: now, quota to give back, soft threshold, soft span in seconds,
---       sender, bucket (-1: no breaker), buckets in the window, bounces, complaints,
---       min volume, bounce pause rate, complaint pause rate, pause value if tripped,
+-- ARGV: now (epoch seconds, or "server" for the Redis server's clock), quota to give back,
+--       soft threshold, soft span in seconds,
+--       sender, breaker bucket width in seconds (0: no breaker), buckets in the window,
+--       bounces, complaints, min volume, bounce pause rate, complaint pause rate,
+--       "seconds JSON" of the pause if tripped,
 --       n, n pairs (address key, JSON entry)             suppressions; a listed address keeps its entry
 --       n, n pairs (address key, JSON softbounce entry)  soft bounces
 --       n, n address keys                                soft-bounce resets
---       n, n pairs (pause field, "until_epoch JSON")     pauses
+--       n, n pairs (pause field, "seconds JSON")         pauses, for that long from now
 --       recovery seconds, largest factor, n, n shape fields  slow-downs (each halves the rate)
 -- Returns {added flags, one per suppression; address keys suppressed by soft-bounce escalation;
 --          {sends, bounces, complaints in the window, 1 if this call paused the sender}}.
 local now = tonumber(ARGV[1])
+if ARGV[1] == 'server' then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+-- A pause arrives as "seconds JSON" and is stored as "until_epoch JSON".
+local function from_now(value)
+  local space = string.find(value, ' ', 1, true)
+  return (now + tonumber(string.sub(value, 1, space - 1))) .. string.sub(value, space)
+end
 local back = tonumber(ARGV[2])
 local threshold = tonumber(ARGV[3])
 local span = tonumber(ARGV[4])
@@ -29,9 +40,10 @@ if back > 0 then
   end
 end
 local sender = ARGV[5]
-local bucket = tonumber(ARGV[6])
+local bucket_seconds = tonumber(ARGV[6])
 local volume = {0, 0, 0, 0}
-if bucket >= 0 then
+if bucket_seconds > 0 then
+  local bucket = math.floor(now / bucket_seconds)
   local width = tonumber(ARGV[7])  -- buckets in the window
   local prefix = sender .. '\t'
   if tonumber(ARGV[8]) > 0 then
@@ -55,7 +67,7 @@ if bucket >= 0 then
     local existing = redis.call('HGET', KEYS[3], prefix .. '*')
     local running = existing and tonumber(string.sub(existing, 1, string.find(existing, ' ', 1, true) - 1)) > now
     if tripped and not running then
-      redis.call('HSET', KEYS[3], prefix .. '*', ARGV[13])
+      redis.call('HSET', KEYS[3], prefix .. '*', from_now(ARGV[13]))
       volume[4] = 1
     end
   end
@@ -96,7 +108,7 @@ end
 i = i + n + 1
 n = tonumber(ARGV[i])
 for j = i + 1, i + 2 * n, 2 do
-  redis.call('HSET', KEYS[3], ARGV[j], ARGV[j + 1])
+  redis.call('HSET', KEYS[3], ARGV[j], from_now(ARGV[j + 1]))
 end
 i = i + 2 * n + 1
 local recover = tonumber(ARGV[i])
