@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import importlib.util
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -83,3 +85,15 @@ def test_status_and_resume(redis_url: str, prefix: str) -> None:
     assert lifted.stdout.strip() == "lifted 1 pause of shop.example"
     again = runner.invoke(app, ["status", "shop.example"], env=env)
     assert "toward" not in again.stdout
+
+
+def test_warmup_plan_png(tmp_path: Path) -> None:
+    target = tmp_path / "ramp.png"
+    result = runner.invoke(app, ["warmup", "plan", "--preset", "new-domain", "--png", str(target)])
+    if importlib.util.find_spec("matplotlib") is None:
+        assert result.exit_code == 2
+        assert "pip install matplotlib" in result.stderr
+        assert not target.exists()
+    else:
+        assert result.exit_code == 0, result.stderr
+        assert target.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import importlib.util
 from collections.abc import Callable
 
 import pytest
@@ -16,6 +17,7 @@ from sendguard import (
     Shaping,
     Store,
     WarmupSchedule,
+    mx_provider,
     parse_limit,
 )
 from sendguard._shaping import provider_of_mx
@@ -143,6 +145,14 @@ async def test_the_days_cap_is_spread_over_the_day(
     clock.advance(3600)
     assert len((await guard.send(message(["x@example.com", "y@example.com"]))).accepted) == 1
     assert (await guard.status("sender.example")).sent_today == 4
+
+
+async def test_mx_lookups_need_dnspython_or_say_so() -> None:
+    if importlib.util.find_spec("dns") is None:
+        with pytest.raises(ConfigurationError, match="dnspython"):
+            await mx_provider("example.com")
+    else:  # no network here: an unresolvable name maps to no provider
+        assert await mx_provider("name.invalid") is None
 
 
 def test_options_are_validated() -> None:
