@@ -50,6 +50,7 @@ from sendguard._store import (
     SoftBouncePolicy,
     Store,
 )
+from sendguard._sync import SyncGuard
 from sendguard._warmup import WarmupSchedule
 
 __version__ = "0.1.0"
@@ -100,6 +101,7 @@ __all__ = [
     "Store",
     "StoreError",
     "Suppression",
+    "SyncGuard",
     "Volume",
     "WarmupSchedule",
     "classify",

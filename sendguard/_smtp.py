@@ -133,6 +133,7 @@ class SMTPAdapter(Adapter):
                 raise _StaleConnectionError(response.message)  # noqa: TRY301 (handled by deliver)
             if response.code != 250:
                 await self._reset(smtp)
+                self._keep(smtp)
                 return _everyone(envelope, Reply.from_smtp(*response, Stage.MAIL))
 
             stage = Stage.RCPT
@@ -145,12 +146,14 @@ class SMTPAdapter(Adapter):
                     accepted.append(rcpt)
             if not accepted:
                 await self._reset(smtp)
+                self._keep(smtp)
                 return replies
 
             stage = Stage.DATA
             response = await smtp.execute_command(b"DATA")
             if response.code != 354:
                 await self._reset(smtp)
+                self._keep(smtp)
                 return _update(replies, accepted, Reply.from_smtp(*response, Stage.DATA))
             if smtp.protocol is None:
                 raise aiosmtplib.SMTPServerDisconnected("connection lost after DATA")  # noqa: TRY301
@@ -174,8 +177,15 @@ class SMTPAdapter(Adapter):
         except BaseException:
             smtp.close()
             raise
-        self._idle.append(smtp)
+        self._keep(smtp)
         return replies
+
+    def _keep(self, smtp: aiosmtplib.SMTP) -> None:
+        """Pool a connection that is still usable; close it otherwise (or once closed)."""
+        if smtp.is_connected and not self._closed:
+            self._idle.append(smtp)
+        else:
+            smtp.close()
 
     @staticmethod
     def _mail_options(smtp: aiosmtplib.SMTP, envelope: Envelope) -> list[str]:

@@ -11,9 +11,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email
 import email.policy
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -162,6 +164,24 @@ class ScriptedSMTPServer:
                     session.transport.abort()
             await self._server.wait_closed()
             self._server = None
+
+    @contextlib.contextmanager
+    def in_thread(self) -> Iterator[Self]:
+        """Run the server on an event loop of its own thread, for code that is not async.
+
+        ``with ScriptedSMTPServer().in_thread() as server: ...`` (Django, Flask, SyncGuard).
+        """
+        loop = asyncio.new_event_loop()
+        thread = threading.Thread(target=loop.run_forever, name="smtp-server", daemon=True)
+        thread.start()
+        try:
+            asyncio.run_coroutine_threadsafe(self.start(), loop).result(10)
+            yield self
+        finally:
+            asyncio.run_coroutine_threadsafe(self.stop(), loop).result(10)
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join()
+            loop.close()
 
     async def __aenter__(self) -> Self:
         await self.start()

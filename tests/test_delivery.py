@@ -380,6 +380,17 @@ async def test_the_adapter_greets_the_server_whatever_the_tls_setting(
     assert result.accepted == ["alice@example.com"]
 
 
+async def test_a_connection_whose_recipients_were_all_refused_is_pooled_not_leaked(
+    make_guard: Callable[..., Guard], smtp_server: ScriptedSMTPServer
+) -> None:
+    smtp_server.script("gone@example.com", "550 5.1.1 User unknown")
+    guard = make_guard()
+    await guard.send(message("gone@example.com"))
+    again = await guard.send(message("alice@example.com"))
+    assert again.accepted == ["alice@example.com"]
+    assert smtp_server.connections == 1
+
+
 def test_a_protocol_error_at_mail_from_pauses_nobody() -> None:
     found = classify("503 Error: send HELO first", stage="mail")
     assert found.action is not Action.PAUSE_SENDER

@@ -1,0 +1,165 @@
+"""SyncGuard: the guard for code that does not use asyncio (Django, Flask, scripts, threads).
+
+One event loop runs in a background thread for the guard's lifetime; the pooled SMTP and Redis
+connections live on it.  Every method hands its work to that loop and blocks until it is done,
+so a SyncGuard is safe to call from many threads at once, and from code that has an event loop
+of its own running (that loop is blocked for the call, as with any blocking call).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Coroutine, Iterable
+from concurrent.futures import Future
+from email.message import Message
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+from sendguard._bounce import BounceReport
+from sendguard._breaker import SenderStatus
+from sendguard._errors import ConfigurationError
+from sendguard._guard import Guard
+from sendguard._models import SendResult, Suppression
+from sendguard._store import Pause
+
+__all__ = ["SyncGuard"]
+
+T = TypeVar("T")
+
+
+class SyncGuard:
+    """A :class:`Guard` with blocking methods; takes the same options as ``Guard``.
+
+    ``timeout`` (seconds, default none) bounds each call; a call that runs out raises
+    :class:`TimeoutError` (the work itself goes on in the background).  Call :meth:`close`
+    when done (or use ``with``), which waits for calls in flight and closes the connections.
+    """
+
+    def __init__(self, *, timeout: float | None = None, **options: Any) -> None:  # noqa: ANN401
+        self.timeout = timeout
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="sendguard-loop", daemon=True
+        )
+        self._thread.start()
+        self._closed = False
+        self._idle = threading.Condition()
+        self._inflight = 0
+
+        async def build() -> Guard:
+            return Guard(**options)
+
+        try:
+            self.guard: Guard = self._call(build())
+        except BaseException:
+            self._stop()
+            raise
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    def _call(self, work: Coroutine[Any, Any, T]) -> T:
+        if threading.current_thread() is self._thread:
+            work.close()
+            raise RuntimeError("SyncGuard called from its own event loop: use the async Guard")
+        with self._idle:
+            if self._closed:
+                work.close()
+                raise ConfigurationError("this SyncGuard is closed")
+            self._inflight += 1
+        try:
+            future: Future[T] = asyncio.run_coroutine_threadsafe(work, self._loop)
+            return future.result(self.timeout)
+        finally:
+            with self._idle:
+                self._inflight -= 1
+                self._idle.notify_all()
+
+    def _stop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
+
+    def close(self) -> None:
+        """Wait for calls in flight, close the connections and stop the thread.
+
+        Calls made after ``close`` raise :class:`ConfigurationError`.
+        """
+        with self._idle:
+            if self._closed:
+                return
+            self._closed = True
+            self._idle.wait_for(lambda: self._inflight == 0)
+
+        async def finish() -> None:
+            await self.guard.aclose()
+            # Closed transports give their sockets back on the loop's next turns.
+            for _ in range(3):
+                await asyncio.sleep(0)
+
+        try:
+            asyncio.run_coroutine_threadsafe(finish(), self._loop).result(self.timeout)
+        finally:
+            self._stop()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- the Guard's methods, blocking ---------------------------------------------------------
+
+    def send(
+        self,
+        message: Message,
+        /,
+        *,
+        sender: str | None = None,
+        recipients: Iterable[str] | None = None,
+    ) -> SendResult:
+        """See :meth:`Guard.send`."""
+        return self._call(self.guard.send(message, sender=sender, recipients=recipients))
+
+    def suppress(
+        self, address: str, *, reason: str = "manual", detail: str = "", source: str = "manual"
+    ) -> Suppression:
+        """See :meth:`Guard.suppress`."""
+        return self._call(self.guard.suppress(address, reason=reason, detail=detail, source=source))
+
+    def unsuppress(self, address: str) -> bool:
+        """See :meth:`Guard.unsuppress`."""
+        return self._call(self.guard.unsuppress(address))
+
+    def is_suppressed(self, address: str) -> bool:
+        """See :meth:`Guard.is_suppressed`."""
+        return self._call(self.guard.is_suppressed(address))
+
+    def suppression(self, address: str) -> Suppression | None:
+        """See :meth:`Guard.suppression`."""
+        return self._call(self.guard.suppression(address))
+
+    def soft_bounces(self, address: str) -> int:
+        """See :meth:`Guard.soft_bounces`."""
+        return self._call(self.guard.soft_bounces(address))
+
+    def pauses(self, sender_domain: str) -> list[Pause]:
+        """See :meth:`Guard.pauses`."""
+        return self._call(self.guard.pauses(sender_domain))
+
+    def resume(self, sender_domain: str) -> int:
+        """See :meth:`Guard.resume`."""
+        return self._call(self.guard.resume(sender_domain))
+
+    def status(self, sender_domain: str) -> SenderStatus:
+        """See :meth:`Guard.status`."""
+        return self._call(self.guard.status(sender_domain))
+
+    def ingest_bounce(self, raw: bytes | str | Message, /) -> list[BounceReport]:
+        """See :meth:`Guard.ingest_bounce`."""
+        return self._call(self.guard.ingest_bounce(raw))
