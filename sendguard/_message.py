@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import copy
 import email.errors
+import email.generator
 import email.header
 import email.policy
 import email.utils
+import io
 import re
 from collections.abc import Sequence
-from email.message import Message
+from email.message import EmailMessage, Message
+from typing import cast
 
 from sendguard._errors import HeaderInjectionError, MessageError
 
@@ -106,7 +109,12 @@ def serialize(
     else:
         outgoing = message
     policy = email.policy.SMTPUTF8 if utf8 else email.policy.SMTP
-    data = outgoing.as_bytes(policy=policy)
+    # BytesGenerator rather than as_bytes(): subclasses (Django's SafeMIMEText) override
+    # as_bytes without the policy argument.
+    buffer = io.BytesIO()
+    generator = email.generator.BytesGenerator(buffer, mangle_from_=False, policy=policy)
+    generator.flatten(cast("EmailMessage", outgoing))  # any Message flattens; typeshed is narrow
+    data = buffer.getvalue()
     if message_id is not None:
         data = f"Message-ID: {message_id}\r\n".encode("ascii") + data
     for name, value in reversed(extra):

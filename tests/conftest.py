@@ -151,6 +151,8 @@ async def scratch_redis_store(
         keys = list(client.scan_iter(match=f"{{{prefix}}}*"))
         for key in keys:
             client.delete(key)
+        if isinstance(client, redis.RedisCluster):
+            client.disconnect_connection_pools()  # close() leaves the nodes' sockets open
         client.close()
 
 

@@ -1,0 +1,141 @@
+"""The process's SyncGuard, built once from ``settings.SENDGUARD`` and Django's EMAIL_* settings."""
+
+from __future__ import annotations
+
+import atexit
+import datetime as dt
+import threading
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+
+from sendguard import (
+    Breaker,
+    ConfigurationError,
+    RedisStore,
+    RetryPolicy,
+    Shaping,
+    SMTPAdapter,
+    SyncGuard,
+    WarmupSchedule,
+)
+
+__all__ = ["SMTP_BACKEND", "config", "get_guard", "reset_guard"]
+
+SMTP_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+KEYS = frozenset(
+    {
+        "BACKEND",
+        "REDIS_URL",
+        "PREFIX",
+        "CLUSTER",
+        "WARMUP",
+        "RETRY",
+        "SHAPING",
+        "BREAKER",
+        "BOUNCE_SECRET",
+        "REDACT_ADDRESSES",
+    }
+)
+
+_lock = threading.Lock()
+_guard: SyncGuard | None = None
+
+
+def config() -> dict[str, Any]:
+    """``settings.SENDGUARD``, checked: an unknown key is a typo, and an error."""
+    raw = getattr(settings, "SENDGUARD", {}) or {}
+    if not isinstance(raw, dict):
+        raise ImproperlyConfigured("SENDGUARD must be a dict")
+    unknown = sorted(set(raw) - KEYS)
+    if unknown:
+        known = ", ".join(sorted(KEYS))
+        raise ImproperlyConfigured(f"SENDGUARD has unknown keys {unknown}; known: {known}")
+    return {"BACKEND": SMTP_BACKEND, **raw}
+
+
+def _warmup(spec: dict[str, Any]) -> WarmupSchedule:
+    spec = dict(spec)
+    started = spec.pop("started_on", None)
+    started_on = dt.date.fromisoformat(started) if isinstance(started, str) else started
+    if "preset" in spec:
+        return WarmupSchedule.preset(spec.pop("preset"), started_on=started_on, **spec)
+    if started_on is None:
+        raise ImproperlyConfigured("SENDGUARD['WARMUP'] needs started_on (YYYY-MM-DD)")
+    if "table" in spec:
+        table = {int(day): int(cap) for day, cap in spec.pop("table").items()}
+        return WarmupSchedule.from_table(table, started_on=started_on, **spec)
+    shape = spec.pop("schedule", "exponential")
+    if shape not in ("exponential", "linear"):
+        raise ImproperlyConfigured("SENDGUARD['WARMUP']['schedule'] is exponential or linear")
+    build = WarmupSchedule.exponential if shape == "exponential" else WarmupSchedule.linear
+    return build(started_on=started_on, **spec)
+
+
+def _options(conf: dict[str, Any]) -> dict[str, Any]:
+    """Guard options from the settings."""
+    options: dict[str, Any] = {}
+    if conf["BACKEND"] == SMTP_BACKEND:
+        # Like Django's SMTP backend: log in only when both are set.
+        login = bool(settings.EMAIL_HOST_USER and settings.EMAIL_HOST_PASSWORD)
+        options["adapter"] = SMTPAdapter(
+            settings.EMAIL_HOST,
+            int(settings.EMAIL_PORT),
+            username=settings.EMAIL_HOST_USER if login else None,
+            password=settings.EMAIL_HOST_PASSWORD if login else None,
+            use_tls=bool(settings.EMAIL_USE_SSL),
+            start_tls=bool(settings.EMAIL_USE_TLS),
+            timeout=float(settings.EMAIL_TIMEOUT or 60),
+        )
+    if conf.get("REDIS_URL"):
+        options["store"] = RedisStore.from_url(
+            conf["REDIS_URL"],
+            prefix=conf.get("PREFIX", "sendguard"),
+            cluster=bool(conf.get("CLUSTER", False)),
+        )
+    if conf.get("WARMUP"):
+        options["warmup"] = _warmup(conf["WARMUP"])
+    if conf.get("RETRY"):
+        options["retry"] = RetryPolicy(**conf["RETRY"])
+    if conf.get("SHAPING"):
+        options["shaping"] = Shaping(conf["SHAPING"])
+    if conf.get("BREAKER") is not None:
+        options["breaker"] = Breaker(**conf["BREAKER"])
+    if conf.get("BOUNCE_SECRET"):
+        options["bounce_secret"] = conf["BOUNCE_SECRET"]
+    if "REDACT_ADDRESSES" in conf:
+        options["redact_addresses"] = bool(conf["REDACT_ADDRESSES"])
+    return options
+
+
+def get_guard() -> SyncGuard:
+    """The process's guard, built on first use; configuration errors raise ImproperlyConfigured."""
+    global _guard  # noqa: PLW0603 (one guard per process, as one connection pool)
+    with _lock:
+        if _guard is None:
+            try:
+                _guard = SyncGuard(**_options(config()))
+            except (ConfigurationError, TypeError, ValueError) as exc:
+                raise ImproperlyConfigured(f"SENDGUARD: {exc}") from exc
+        return _guard
+
+
+def reset_guard() -> None:
+    """Close the guard; the next use builds it from the settings again."""
+    global _guard
+    with _lock:
+        guard, _guard = _guard, None
+    if guard is not None:
+        guard.close()
+
+
+@receiver(setting_changed)
+def _settings_changed(*, setting: str, **_: Any) -> None:  # noqa: ANN401
+    if setting == "SENDGUARD" or setting.startswith("EMAIL_"):
+        reset_guard()
+
+
+atexit.register(reset_guard)

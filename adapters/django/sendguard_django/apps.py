@@ -1,0 +1,21 @@
+"""The Django app: in INSTALLED_APPS it connects anymail's signals and adds the command.
+
+``manage.py sendguard ...`` runs the sendguard command line with the project's settings.
+"""
+
+from __future__ import annotations
+
+from django.apps import AppConfig
+
+
+class SendguardConfig(AppConfig):
+    """Connects django-anymail's signals when anymail is installed."""
+
+    name = "sendguard_django"
+    verbose_name = "sendguard"
+
+    def ready(self) -> None:
+        """Connect the anymail receivers (nothing to do without anymail)."""
+        from sendguard_django import signals  # noqa: PLC0415 (needs the app registry)
+
+        signals.connect()

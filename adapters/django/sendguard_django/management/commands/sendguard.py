@@ -1,0 +1,34 @@
+"""``manage.py sendguard ...``: the sendguard command line, with the project's settings."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandParser
+
+from sendguard._cli import app
+from sendguard_django._config import config
+
+
+class Command(BaseCommand):
+    """Runs ``sendguard`` with SENDGUARD['REDIS_URL'] and ['PREFIX'] as defaults."""
+
+    help = "The sendguard command line (suppress, status, resume, classify, ingest, ...)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        """Everything after ``sendguard`` goes to the sendguard CLI as it is."""
+        parser.add_argument("args", nargs="*")
+
+    def run_from_argv(self, argv: list[str]) -> None:
+        """Hand the rest of the command line to the sendguard CLI, untouched by argparse."""
+        self.handle(*argv[2:])
+
+    def handle(self, *args: str, **_: Any) -> None:  # noqa: ANN401
+        """Run the CLI; its exit status becomes this command's."""
+        conf = config()
+        if conf.get("REDIS_URL"):
+            os.environ.setdefault("SENDGUARD_REDIS_URL", conf["REDIS_URL"])
+        if conf.get("PREFIX"):
+            os.environ.setdefault("SENDGUARD_PREFIX", conf["PREFIX"])
+        app(args=list(args), prog_name="manage.py sendguard")

@@ -1,0 +1,199 @@
+"""sendguard-django against a real aiosmtpd server and real Redis (pytest-django)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from anymail.message import AnymailRecipientStatus
+from anymail.signals import AnymailTrackingEvent, tracking
+from django.core import mail
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management import call_command
+from django.test import override_settings
+from sendguard_django import get_guard, reset_guard
+
+from sendguard import DeliveryStatus, StoreError
+from sendguard.testing import ScriptedSMTPServer
+from tests.conftest import free_port, scratch_redis_store
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+FAST_RETRY = {"attempts": 2, "initial_wait": 0.01, "max_wait": 0.02, "jitter": 0}
+# Django's test setup switches EMAIL_BACKEND to locmem; these tests put sendguard's back.
+OURS = "sendguard_django.EmailBackend"
+
+
+@pytest.fixture
+def server() -> Iterator[ScriptedSMTPServer]:
+    with ScriptedSMTPServer().in_thread() as running:
+        yield running
+
+
+@pytest.fixture(autouse=True)
+def fresh_guard() -> Iterator[None]:
+    reset_guard()
+    yield
+    reset_guard()
+
+
+@pytest.fixture
+def smtp_settings(server: ScriptedSMTPServer, redis_url: str, prefix: str) -> Iterator[None]:
+    conf = {"REDIS_URL": redis_url, "PREFIX": prefix, "RETRY": FAST_RETRY}
+    with override_settings(EMAIL_BACKEND=OURS, EMAIL_PORT=server.port, SENDGUARD=conf):
+        yield
+    reset_guard()
+
+    async def clean() -> None:
+        async with scratch_redis_store(redis_url, prefix):
+            pass
+
+    asyncio.run(clean())
+
+
+@pytest.mark.usefixtures("smtp_settings")
+def test_a_550_suppresses_and_suppressed_recipients_never_reach_the_server(
+    server: ScriptedSMTPServer,
+) -> None:
+    server.script("gone@example.com", "550 5.1.1 <gone@example.com>: User unknown")
+    sent = mail.send_mail("Hi", "Body", None, ["ok@example.com", "gone@example.com"])
+    assert sent == 1
+    assert server.accepted == ["ok@example.com"]
+    assert get_guard().is_suppressed("gone@example.com")
+
+    server.rcpt_log.clear()
+    message = mail.EmailMessage("Again", "Body", None, ["gone@example.com"])
+    assert message.send() == 0
+    assert server.rcpt_log == []
+    result = message.sendguard_result
+    assert result.recipients["gone@example.com"].status is DeliveryStatus.SUPPRESSED
+
+
+@pytest.mark.usefixtures("smtp_settings")
+def test_a_451_is_retried(server: ScriptedSMTPServer) -> None:
+    server.script("grey@example.com", "451 4.7.1 Greylisted", "250 OK")
+    message = mail.EmailMessage("Hi", "Body", None, ["grey@example.com"])
+    assert message.send() == 1
+    rr = message.sendguard_result.recipients["grey@example.com"]
+    assert (rr.status, rr.attempts) == (DeliveryStatus.ACCEPTED, 2)
+
+
+def test_fail_silently_hides_delivery_errors_only(server: ScriptedSMTPServer) -> None:
+    broken = {"REDIS_URL": f"redis://127.0.0.1:{free_port()}/0", "RETRY": FAST_RETRY}
+    with override_settings(EMAIL_BACKEND=OURS, EMAIL_PORT=server.port, SENDGUARD=broken):
+        with pytest.raises(StoreError):
+            mail.send_mail("Hi", "Body", None, ["ok@example.com"])
+        assert mail.send_mail("Hi", "Body", None, ["ok@example.com"], fail_silently=True) == 0
+    typo = override_settings(EMAIL_BACKEND=OURS, SENDGUARD={"REDIS": "typo"})
+    with typo, pytest.raises(ImproperlyConfigured):
+        mail.send_mail("Hi", "Body", None, ["ok@example.com"], fail_silently=True)
+    assert server.received == []
+
+
+@pytest.fixture
+def locmem(redis_url: str, prefix: str) -> Iterator[None]:
+    conf = {
+        "BACKEND": "django.core.mail.backends.locmem.EmailBackend",
+        "REDIS_URL": redis_url,
+        "PREFIX": prefix,
+    }
+    with override_settings(EMAIL_BACKEND=OURS, SENDGUARD=conf):
+        mail.outbox = []
+        yield
+
+
+@pytest.mark.usefixtures("locmem")
+def test_another_backend_gets_only_the_recipients_that_may_receive() -> None:
+    get_guard().suppress("gone@example.com")
+    message = mail.EmailMessage(
+        "Hi", "Body", None, ["Ok <ok@example.com>", "gone@example.com"], cc=["GONE@example.com"]
+    )
+    assert message.send() == 1
+    (delivered,) = mail.outbox
+    assert (delivered.to, delivered.cc) == (["Ok <ok@example.com>"], [])
+    statuses = {a: r.status for a, r in message.sendguard_result.recipients.items()}
+    assert statuses == {
+        "ok@example.com": DeliveryStatus.ACCEPTED,
+        "gone@example.com": DeliveryStatus.SUPPRESSED,
+    }
+    get_guard().unsuppress("gone@example.com")
+
+
+@pytest.fixture
+def anymail_backend(redis_url: str, prefix: str) -> Iterator[None]:
+    conf = {
+        "BACKEND": "anymail.backends.test.EmailBackend",
+        "REDIS_URL": redis_url,
+        "PREFIX": prefix,
+    }
+    anymail = {"IGNORE_RECIPIENT_STATUS": False}
+    with override_settings(EMAIL_BACKEND=OURS, SENDGUARD=conf, ANYMAIL=anymail):
+        mail.outbox = []
+        yield
+
+
+@pytest.mark.usefixtures("anymail_backend")
+def test_anymail_per_recipient_status_is_mapped_and_rejected_is_suppressed() -> None:
+    message = mail.EmailMessage("Hi", "Body", None, ["ok@example.com", "listed@example.com"])
+    message.anymail_test_response = {
+        "recipient_status": {
+            "ok@example.com": AnymailRecipientStatus("id1", "queued"),
+            "listed@example.com": AnymailRecipientStatus("id1", "rejected"),
+        }
+    }
+    assert message.send() == 1
+    recipients = message.sendguard_result.recipients
+    assert recipients["ok@example.com"].status is DeliveryStatus.ACCEPTED
+    assert recipients["listed@example.com"].status is DeliveryStatus.REJECTED
+    assert recipients["listed@example.com"].suppressed
+    entry = get_guard().suppression("listed@example.com")
+    assert entry is not None
+    assert (entry.reason, entry.source) == ("suppressed", "anymail")
+
+
+def track(**fields: Any) -> None:
+    tracking.send(sender=object(), event=AnymailTrackingEvent(**fields), esp_name="SendGrid")
+
+
+@pytest.mark.usefixtures("anymail_backend")
+def test_anymail_tracking_events_feed_the_suppression_list() -> None:
+    track(event_type="bounced", recipient="dead@example.com", mta_response="550 5.1.1 user unknown")
+    track(event_type="complained", recipient="angry@example.com")
+    track(
+        event_type="bounced",
+        recipient="fine@example.com",
+        mta_response="554 5.7.1 Service unavailable; Client host blocked using zen.spamhaus.org",
+    )
+    track(event_type="rejected", recipient="spam@example.com", reject_reason="spam")
+    guard = get_guard()
+    dead = guard.suppression("dead@example.com")
+    angry = guard.suppression("angry@example.com")
+    assert dead is not None
+    assert angry is not None
+    assert (dead.reason, dead.source) == ("userunknown", "anymail:sendgrid")
+    assert angry.reason == "feedback"
+    assert not guard.is_suppressed("fine@example.com")  # the sender was blocked, not the address
+    assert not guard.is_suppressed("spam@example.com")
+
+
+@pytest.mark.usefixtures("anymail_backend")
+def test_anymail_pre_send_drops_suppressed_recipients() -> None:
+    get_guard().suppress("gone@example.com")
+    # Through anymail directly (not through the sendguard backend): pre_send does the work.
+    connection = mail.get_connection("anymail.backends.test.EmailBackend")
+    kept = mail.EmailMessage("Hi", "Body", None, ["ok@example.com", "gone@example.com"])
+    assert connection.send_messages([kept]) == 1
+    assert mail.outbox[-1].to == ["ok@example.com"]
+    cancelled = mail.EmailMessage("Hi", "Body", None, ["gone@example.com"])
+    assert connection.send_messages([cancelled]) == 0
+
+
+@pytest.mark.usefixtures("smtp_settings")
+def test_manage_py_sendguard(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        call_command("sendguard", "suppress", "add", "x@example.com")
+    assert done.value.code == 0
+    assert "suppressed x@example.com" in capsys.readouterr().out
+    assert get_guard().is_suppressed("x@example.com")
