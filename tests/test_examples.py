@@ -48,3 +48,10 @@ def test_bounces_example_trusts_only_signed_bounces() -> None:
         "carol@example.com": "-",
         "dave@example.com": "-",
     }
+
+
+def test_django_example_suppresses_and_never_sends_to_the_suppressed_again() -> None:
+    stdout = run_example("django_project/demo.py")
+    assert "first send: 1 message sent; the server accepted ['ok@example.com']" in stdout
+    assert "gone@example.com suppressed: True" in stdout
+    assert "second send: 0 sent, RCPT TO seen: none" in stdout

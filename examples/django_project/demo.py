@@ -1,0 +1,43 @@
+"""Django's send_mail through sendguard, against a local SMTP server that knows no "gone".
+
+Run: python3 dev.py run python examples/django_project/demo.py
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+import structlog
+
+from sendguard.testing import ScriptedSMTPServer
+
+
+def main() -> None:
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
+    with ScriptedSMTPServer().in_thread() as server:
+        server.script("gone@example.com", "550 5.1.1 <gone@example.com>: User unknown")
+        os.environ["EMAIL_PORT"] = str(server.port)
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        os.environ["DJANGO_SETTINGS_MODULE"] = "settings"  # this project's, whatever is set
+        import django  # noqa: PLC0415 (after the settings are chosen)
+
+        django.setup()
+        from django.core import mail  # noqa: PLC0415
+        from sendguard_django import get_guard, reset_guard  # noqa: PLC0415
+
+        first = mail.send_mail("Hello", "Hi!", None, ["ok@example.com", "gone@example.com"])
+        print(f"first send: {first} message sent; the server accepted {server.accepted}")
+        print(f"gone@example.com suppressed: {get_guard().is_suppressed('gone@example.com')}")
+        server.rcpt_log.clear()
+        message = mail.EmailMessage("Again", "Hi!", None, ["gone@example.com"])
+        print(f"second send: {message.send()} sent, RCPT TO seen: {server.rcpt_log or 'none'}")
+        for address, rr in message.sendguard_result.recipients.items():
+            print(f"  {address}: {rr.status.value} ({rr.detail})")
+        reset_guard()
+
+
+if __name__ == "__main__":
+    main()
