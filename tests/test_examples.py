@@ -55,3 +55,12 @@ def test_django_example_suppresses_and_never_sends_to_the_suppressed_again() -> 
     assert "first send: 1 message sent; the server accepted ['ok@example.com']" in stdout
     assert "gone@example.com suppressed: True" in stdout
     assert "second send: 0 sent, RCPT TO seen: none" in stdout
+
+
+def test_flask_example_suppresses_after_the_550() -> None:
+    stdout = run_example("flask_app/app.py")
+    lines = stdout.splitlines()
+    assert "'ok@example.com': 'accepted'" in lines[0]
+    assert "'gone@example.com': 'rejected'" in lines[1]
+    assert "'gone@example.com': 'suppressed'" in lines[2]
+    assert lines[3] == "the server accepted: ['ok@example.com']"

@@ -1,0 +1,129 @@
+"""sendguard for Flask: ``SendGuard(app)`` guards every e-mail the app sends.
+
+Configuration comes from ``app.config``: ``SENDGUARD_REDIS_URL`` (absent: the embedded store),
+``SENDGUARD_PREFIX``, ``SENDGUARD_CLUSTER``, ``SENDGUARD_RETRY`` (RetryPolicy options),
+``SENDGUARD_WARMUP`` (a WarmupSchedule), ``SENDGUARD_SHAPING`` (limits), ``SENDGUARD_BREAKER``
+(Breaker options) and ``SENDGUARD_BOUNCE_SECRET``; the SMTP server is the one Flask-Mail and
+Flask-Mailman use (``MAIL_SERVER``, ``MAIL_PORT``, ``MAIL_USE_TLS``, ``MAIL_USE_SSL``,
+``MAIL_USERNAME``, ``MAIL_PASSWORD``, ``MAIL_TIMEOUT``).
+
+Flask-Mailman sends through :class:`sendguard_flask.mailman.EmailBackend` (``MAIL_BACKEND``
+is set to it unless the app chose one); Flask-Mail's connections hand their SMTP work to the
+guard.  Either way each send's :class:`sendguard.SendResult` is appended to
+``flask.g.sendguard_results``.  ``flask sendguard ...`` is the sendguard command line.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+from typing import Any
+
+import typer.main
+from flask import Flask, current_app, g
+
+from sendguard import (
+    Breaker,
+    RedisStore,
+    RetryPolicy,
+    SendResult,
+    Shaping,
+    SMTPAdapter,
+    SyncGuard,
+    WarmupSchedule,
+)
+from sendguard._cli import app as cli_app
+
+__all__ = ["SendGuard", "current_guard"]
+__version__ = "0.1.0"
+
+MAILMAN_BACKEND = "sendguard_flask.mailman.EmailBackend"
+
+
+class SendGuard:
+    """The Flask extension; one :class:`sendguard.SyncGuard` per app."""
+
+    def __init__(self, app: Flask | None = None) -> None:
+        self.app = app
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        """Register with *app*: its guard, the mail integrations and the CLI group."""
+        if "sendguard" in app.extensions:
+            raise RuntimeError("sendguard is already registered on this app")
+        guard = SyncGuard(**_options(app.config))
+        app.extensions["sendguard"] = guard
+        atexit.register(guard.close)
+        app.config.setdefault("MAIL_BACKEND", MAILMAN_BACKEND)
+        mailman = app.extensions.get("mailman")
+        if mailman is not None:  # Flask-Mailman registered first: it read MAIL_BACKEND already
+            mailman.backend = app.config["MAIL_BACKEND"]
+        _guard_flask_mail()
+        command = typer.main.get_command(cli_app)
+        command.name = "sendguard"
+        app.cli.add_command(command)  # type: ignore[arg-type]  # typer vendors click
+
+    @property
+    def guard(self) -> SyncGuard:
+        """The guard of this extension's app (or of the current app)."""
+        return current_guard(self.app)
+
+
+def current_guard(app: Flask | None = None) -> SyncGuard:
+    """The guard of *app*, or of the current app."""
+    target = app if app is not None else current_app
+    guard: SyncGuard = target.extensions["sendguard"]
+    return guard
+
+
+def record(result: SendResult) -> None:
+    """Keep *result* in ``g.sendguard_results`` when there is an app context."""
+    with contextlib.suppress(RuntimeError):  # outside an application context: nowhere to keep it
+        g.setdefault("sendguard_results", []).append(result)
+
+
+def _options(config: Any) -> dict[str, Any]:  # noqa: ANN401 (Flask's Config)
+    login = bool(config.get("MAIL_USERNAME") and config.get("MAIL_PASSWORD"))
+    options: dict[str, Any] = {
+        "adapter": SMTPAdapter(
+            config.get("MAIL_SERVER", "localhost"),
+            int(config.get("MAIL_PORT", 25)),
+            username=config.get("MAIL_USERNAME") if login else None,
+            password=config.get("MAIL_PASSWORD") if login else None,
+            use_tls=bool(config.get("MAIL_USE_SSL", False)),
+            start_tls=bool(config.get("MAIL_USE_TLS", False)),
+            timeout=float(config.get("MAIL_TIMEOUT") or 60),
+        )
+    }
+    if config.get("SENDGUARD_REDIS_URL"):
+        options["store"] = RedisStore.from_url(
+            config["SENDGUARD_REDIS_URL"],
+            prefix=config.get("SENDGUARD_PREFIX", "sendguard"),
+            cluster=bool(config.get("SENDGUARD_CLUSTER", False)),
+        )
+    if config.get("SENDGUARD_RETRY"):
+        options["retry"] = RetryPolicy(**config["SENDGUARD_RETRY"])
+    warmup = config.get("SENDGUARD_WARMUP")
+    if warmup is not None:
+        if not isinstance(warmup, WarmupSchedule):
+            raise TypeError("SENDGUARD_WARMUP must be a sendguard.WarmupSchedule")
+        options["warmup"] = warmup
+    if config.get("SENDGUARD_SHAPING"):
+        options["shaping"] = Shaping(config["SENDGUARD_SHAPING"])
+    if config.get("SENDGUARD_BREAKER") is not None:
+        options["breaker"] = Breaker(**config["SENDGUARD_BREAKER"])
+    if config.get("SENDGUARD_BOUNCE_SECRET"):
+        options["bounce_secret"] = config["SENDGUARD_BOUNCE_SECRET"]
+    return options
+
+
+def _guard_flask_mail() -> None:
+    """Make Flask-Mail's connections deliver through the guard of a guarded app (once)."""
+    try:
+        import flask_mail  # noqa: PLC0415 (optional)
+    except ImportError:
+        return
+    from sendguard_flask._flask_mail import patch  # noqa: PLC0415
+
+    patch(flask_mail)

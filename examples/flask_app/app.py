@@ -1,0 +1,52 @@
+"""A Flask app whose Flask-Mailman sends go through sendguard (an app factory).
+
+Run: python3 dev.py run python examples/flask_app/app.py   (a demo with a local SMTP server)
+"""
+
+from __future__ import annotations
+
+import logging
+
+import flask_mailman
+import structlog
+from flask import Flask
+from sendguard_flask import SendGuard, current_guard
+
+from sendguard.testing import ScriptedSMTPServer
+
+mail = flask_mailman.Mail()
+guard = SendGuard()
+
+
+def create_app(**config: object) -> Flask:
+    """The app factory: extensions first, then the views."""
+    app = Flask(__name__)
+    app.config.update(MAIL_SERVER="127.0.0.1", MAIL_DEFAULT_SENDER="news@shop.example")
+    app.config.update(config)
+    guard.init_app(app)
+    mail.init_app(app)
+
+    @app.post("/invite/<address>")
+    def invite(address: str) -> dict[str, object]:
+        message = flask_mailman.EmailMessage("You are invited", "Come along!", None, [address])
+        sent = message.send()
+        rr = message.sendguard_result.recipients
+        return {"sent": sent, "status": {a: r.status.value for a, r in rr.items()}}
+
+    return app
+
+
+def main() -> None:
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
+    with ScriptedSMTPServer().in_thread() as server:
+        server.script("gone@example.com", "550 5.1.1 <gone@example.com>: User unknown")
+        app = create_app(MAIL_PORT=server.port)
+        client = app.test_client()
+        for address in ("ok@example.com", "gone@example.com", "gone@example.com"):
+            print(f"POST /invite/{address} -> {client.post(f'/invite/{address}').get_json()}")
+        print(f"the server accepted: {server.accepted}")
+        current_guard(app).close()
+
+
+if __name__ == "__main__":
+    main()

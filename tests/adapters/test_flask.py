@@ -1,0 +1,154 @@
+"""sendguard-flask with Flask-Mailman and Flask-Mail, against a real aiosmtpd server and Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import smtplib
+from collections.abc import Iterator
+from typing import Any
+
+import flask_mail
+import flask_mailman
+import pytest
+from flask import Flask, g
+from sendguard_flask import SendGuard, current_guard
+
+from sendguard import DeliveryStatus, StoreError
+from sendguard.testing import ScriptedSMTPServer
+from tests.conftest import free_port, scratch_redis_store
+
+FAST_RETRY = {"attempts": 2, "initial_wait": 0.01, "max_wait": 0.02, "jitter": 0}
+
+
+@pytest.fixture
+def server() -> Iterator[ScriptedSMTPServer]:
+    with ScriptedSMTPServer().in_thread() as running:
+        yield running
+
+
+def make_app(server: ScriptedSMTPServer, **config: Any) -> Flask:
+    app = Flask("test")
+    app.config.update(
+        MAIL_SERVER="127.0.0.1",
+        MAIL_PORT=server.port,
+        MAIL_DEFAULT_SENDER="news@shop.example",
+        SENDGUARD_RETRY=FAST_RETRY,
+        **config,
+    )
+    return app
+
+
+@pytest.fixture
+def apps(server: ScriptedSMTPServer, redis_url: str, prefix: str) -> Iterator[list[Flask]]:
+    made: list[Flask] = []
+    yield made
+    for app in made:
+        current_guard(app).close()
+
+    async def clean() -> None:
+        async with scratch_redis_store(redis_url, prefix):
+            pass
+
+    asyncio.run(clean())
+
+
+def test_flask_mailman_sends_through_the_guard(
+    server: ScriptedSMTPServer, apps: list[Flask], redis_url: str, prefix: str
+) -> None:
+    app = make_app(server, SENDGUARD_REDIS_URL=redis_url, SENDGUARD_PREFIX=prefix)
+    SendGuard(app)
+    mail = flask_mailman.Mail(app)
+    apps.append(app)
+    server.script("gone@example.com", "550 5.1.1 <gone@example.com>: User unknown")
+    with app.app_context():
+        message = flask_mailman.EmailMessage(
+            "Hi", "Body", "news@shop.example", ["ok@example.com", "gone@example.com"]
+        )
+        assert mail.get_connection().send_messages([message]) == 1
+        assert message.sendguard_result.recipients["gone@example.com"].suppressed
+        assert g.sendguard_results == [message.sendguard_result]
+        server.rcpt_log.clear()
+        assert mail.send_mail("Again", "Body", "news@shop.example", ["gone@example.com"]) == 0
+        assert server.rcpt_log == []
+    assert server.accepted == ["ok@example.com"]
+
+
+def test_an_app_factory_and_mailman_registered_first(
+    server: ScriptedSMTPServer, apps: list[Flask]
+) -> None:
+    server.script("grey@example.com", "451 4.7.1 Greylisted", "250 OK")
+    sg = SendGuard()
+    app = make_app(server)
+    mail = flask_mailman.Mail(app)  # registered before sendguard: it already chose a backend
+    sg.init_app(app)
+    apps.append(app)
+    with app.app_context():
+        assert mail.send_mail("Hi", "Body", None, ["grey@example.com"]) == 1
+        (result,) = g.sendguard_results
+        assert result.recipients["grey@example.com"].attempts == 2
+    with pytest.raises(RuntimeError, match="already registered"):
+        sg.init_app(app)
+
+
+def test_fail_silently_hides_a_store_outage(server: ScriptedSMTPServer, apps: list[Flask]) -> None:
+    app = make_app(server, SENDGUARD_REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
+    SendGuard(app)
+    mail = flask_mailman.Mail(app)
+    apps.append(app)
+    with app.app_context():
+        with pytest.raises(StoreError):
+            mail.send_mail("Hi", "Body", None, ["ok@example.com"])
+        assert mail.send_mail("Hi", "Body", None, ["ok@example.com"], fail_silently=True) == 0
+    assert server.received == []
+
+
+def test_flask_mail_sends_through_the_guard(server: ScriptedSMTPServer, apps: list[Flask]) -> None:
+    app = make_app(server)
+    SendGuard(app)
+    mail = flask_mail.Mail(app)
+    apps.append(app)
+    server.script("gone@example.com", "550 5.1.1 User unknown")
+    with app.app_context():
+        mail.send(flask_mail.Message("Hi", recipients=["ok@example.com", "gone@example.com"]))
+        (result,) = g.sendguard_results
+        assert result.recipients["gone@example.com"].status is DeliveryStatus.REJECTED
+        assert current_guard(app).is_suppressed("gone@example.com")
+        server.script("dead@example.com", "550 5.1.1 User unknown")
+        dead = flask_mail.Message("Hi", recipients=["dead@example.com"])
+        with pytest.raises(smtplib.SMTPRecipientsRefused):
+            mail.send(dead)
+    assert server.accepted == ["ok@example.com"]
+
+
+def test_an_unguarded_app_keeps_flask_mail_as_it_was(server: ScriptedSMTPServer) -> None:
+    guarded = make_app(server)
+    SendGuard(guarded)  # patches Flask-Mail once, for guarded apps only
+    plain = make_app(server)
+    mail = flask_mail.Mail(plain)
+    with plain.app_context():
+        mail.send(flask_mail.Message("Hi", recipients=["plain@example.com"]))
+        assert "sendguard_results" not in g
+    assert server.accepted == ["plain@example.com"]
+    current_guard(guarded).close()
+
+
+def test_a_view_sends_and_the_cli_group_manages_the_list(
+    server: ScriptedSMTPServer, apps: list[Flask], redis_url: str, prefix: str
+) -> None:
+    app = make_app(server, SENDGUARD_REDIS_URL=redis_url, SENDGUARD_PREFIX=prefix)
+    SendGuard(app)
+    mail = flask_mailman.Mail(app)
+    apps.append(app)
+
+    @app.post("/signup")
+    def signup() -> dict[str, int]:
+        return {"sent": mail.send_mail("Welcome", "Hi", None, ["new@example.com"])}
+
+    assert app.test_client().post("/signup").get_json() == {"sent": 1}
+    runner = app.test_cli_runner()
+    env = {"SENDGUARD_REDIS_URL": redis_url, "SENDGUARD_PREFIX": prefix}
+    added = runner.invoke(args=["sendguard", "suppress", "add", "new@example.com"], env=env)
+    assert added.exit_code == 0, added.output
+    assert current_guard(app).is_suppressed("new@example.com")
+    assert app.test_client().post("/signup").get_json() == {"sent": 0}
+    assert server.accepted == ["new@example.com"]
