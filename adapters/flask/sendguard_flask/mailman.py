@@ -5,7 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from flask_mailman.backends.base import BaseEmailBackend
+try:
+    from flask_mailman.backends.base import BaseEmailBackend
+except ImportError as exc:  # an optional dependency: say how to get it
+    need = "Flask-Mailman is not installed: pip install 'sendguard-flask[mailman]'"
+    raise ImportError(need) from exc
 
 from sendguard import ConfigurationError
 from sendguard_flask import current_guard, record
