@@ -5,9 +5,10 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
-import sendguard
 import sendguard_django
 import sendguard_flask
+
+import sendguard
 
 ROOT = Path(__file__).resolve().parent.parent
 
