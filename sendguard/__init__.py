@@ -22,7 +22,9 @@ from sendguard._errors import (
     NoRecipientsError,
     SendGuardError,
     StoreError,
+    WebhookAuthError,
 )
+from sendguard._events import DeliveryEvent, event_from
 from sendguard._guard import Guard
 from sendguard._memory import MemoryStore
 from sendguard._models import (
@@ -70,6 +72,7 @@ __all__ = [
     "BreakerEvent",
     "Classification",
     "ConfigurationError",
+    "DeliveryEvent",
     "DeliveryStatus",
     "Envelope",
     "Guard",
@@ -104,7 +107,9 @@ __all__ = [
     "SyncGuard",
     "Volume",
     "WarmupSchedule",
+    "WebhookAuthError",
     "classify",
+    "event_from",
     "mx_provider",
     "normalize_address",
     "parse_bounce",

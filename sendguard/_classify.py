@@ -699,6 +699,11 @@ def parse_codes(text: str) -> tuple[int | None, str | None]:
     return (int(reply.group(1)) if reply else None, enhanced.group(1) if enhanced else None)
 
 
+def action_for(reason: str, *, permanent: bool) -> Action:
+    """What the guard does about *reason*, permanent or not (see the module's doc)."""
+    return _action(reason, permanent)
+
+
 def _action(reason: str, permanent: bool) -> Action:
     if reason in ("delivered", "vacation"):
         return Action.NONE

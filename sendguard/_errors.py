@@ -9,6 +9,7 @@ Every exception sendguard raises derives from :class:`SendGuardError`::
     │   ├── InvalidAddressError              an address that is not a valid e-mail address
     │   └── NoRecipientsError                no envelope recipient at all
     ├── BounceParseError (ValueError)        input to parse_bounce that is not an e-mail
+    ├── WebhookAuthError (PermissionError)   a webhook that is forged, stale or malformed
     └── StoreError (ConnectionError)         the suppression store could not give a verdict
 
 Mixed delivery outcomes are not exceptions: :meth:`sendguard.Guard.send` returns a
@@ -33,6 +34,7 @@ __all__ = [
     "NoRecipientsError",
     "SendGuardError",
     "StoreError",
+    "WebhookAuthError",
 ]
 
 
@@ -70,6 +72,13 @@ class NoRecipientsError(MessageError):
 
 class BounceParseError(SendGuardError, ValueError):
     """:func:`sendguard.parse_bounce` was given something that is not an e-mail message."""
+
+
+class WebhookAuthError(SendGuardError, PermissionError):
+    """A webhook request failed verification (signature, token, age, origin) or is malformed.
+
+    Nothing was recorded; the handler should answer 401/403 (or 400) and the provider retries.
+    """
 
 
 class StoreError(SendGuardError, ConnectionError):

@@ -18,8 +18,9 @@ from sendguard._adapter import Adapter
 from sendguard._address import Address, normalize_address, redact
 from sendguard._bounce import BounceReport, bounce_message, parse_bounce
 from sendguard._breaker import Breaker, BreakerEvent, SenderStatus, Volume
-from sendguard._classify import Classification, Rules
+from sendguard._classify import SOFT_REASONS, Action, Classification, Rules
 from sendguard._errors import ConfigurationError, InvalidAddressError, NoRecipientsError, StoreError
+from sendguard._events import DeliveryEvent
 from sendguard._memory import MemoryStore
 from sendguard._message import check_headers, envelope_recipients, envelope_sender, serialize
 from sendguard._models import (
@@ -498,6 +499,73 @@ class Guard:
                 suppressed=done,
             )
         return result
+
+    async def ingest_events(self, events: Iterable[DeliveryEvent], /) -> list[DeliveryEvent]:
+        """Record delivery events from an ESP's webhook; the events, marked.
+
+        Hard bounces and complaints suppress, soft bounces count toward
+        :class:`SoftBouncePolicy`, deliveries reset that count, deferrals and unsubscribes
+        change nothing; bounces and complaints count for the breaker.  An event whose
+        ``(provider, event_id)`` was recorded before changes nothing (``ingested=False``).
+        Each event is recorded in one atomic step, so returning means it is stored: a
+        webhook handler may acknowledge the request then.
+        """
+        done: list[DeliveryEvent] = []
+        for event in events:
+            key = _bounce_key(event.recipient)
+            outcome = self._event_outcome(event, key)
+            settled = await self._record(outcome)
+            new = set(settled.escalated)
+            if not settled.duplicate:
+                added = zip(outcome.suppressions, settled.added, strict=True)
+                new |= {entry.address for entry, fresh in added if fresh}
+            marked = replace(
+                event,
+                ingested=not settled.duplicate,
+                suppressed=key is not None and key in new,
+            )
+            self._log.info(
+                "sendguard.event",
+                provider=event.provider,
+                event_id=event.event_id,
+                type=event.type,
+                recipient=self._redact(key) if key else None,
+                reason=event.reason,
+                duplicate=settled.duplicate,
+                suppressed=marked.suppressed,
+            )
+            done.append(marked)
+        return done
+
+    def _event_outcome(self, event: DeliveryEvent, key: str | None) -> Outcome:
+        found = event.classification or Classification(
+            event.reason, Action.NONE, event.hard, None, None, f"{event.provider} event", ""
+        )
+        suppressions: list[Suppression] = []
+        soft: list[Suppression] = []
+        resets: list[str] = []
+        source = f"{event.provider}:webhook".lower()
+        if key is not None:
+            if event.type == "complained" or (event.type == "bounced" and event.hard):
+                entry = replace(self._entry(key, found, source), reason=event.reason)
+                suppressions.append(replace(entry, detail=event.detail))
+            elif event.type == "bounced" and event.reason in SOFT_REASONS:
+                soft.append(replace(self._entry(key, found, source), detail=event.detail))
+            elif event.type == "delivered":
+                resets.append(key)
+        sender = event.sender.rpartition("@")[2].lower()
+        return Outcome(
+            now=self._clock(),
+            suppressions=suppressions,
+            soft_failures=soft,
+            soft_resets=resets,
+            soft_policy=self.soft_bounce,
+            sender_domain=sender,
+            breaker=self.breaker if sender else None,
+            bounces=int(event.type == "bounced"),
+            complaints=int(event.type == "complained"),
+            event_id=f"{event.provider}\t{event.event_id}".lower(),
+        )
 
     def _bounce_outcome(self, reports: Sequence[BounceReport]) -> Outcome:
         suppressions: list[Suppression] = []

@@ -43,6 +43,7 @@ class MemoryStore(Store):
         self._tat: dict[str, float] = {}
         self._slow: dict[str, tuple[float, float]] = {}
         self._ramps: dict[str, tuple[int, int]] = {}
+        self._events: dict[str, float] = {}
 
     def _counter(self, quota: Quota) -> tuple[str, str]:
         key = (quota.sender_domain, quota.day.isoformat())
@@ -130,6 +131,13 @@ class MemoryStore(Store):
 
     async def settle(self, outcome: Outcome) -> Settled:
         """See :meth:`Store.settle`."""
+        if outcome.event_id:
+            now = outcome.now.timestamp()
+            horizon = now - outcome.remember.total_seconds()
+            self._events = {k: t for k, t in self._events.items() if t > horizon}
+            if outcome.event_id in self._events:
+                return Settled([], [], None, tripped=False, duplicate=True)
+            self._events[outcome.event_id] = now
         if outcome.quota is not None and outcome.give_back:
             counter = self._counter(outcome.quota)
             self._used[counter] = max(0, self._used.get(counter, 0) - outcome.give_back)

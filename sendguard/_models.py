@@ -76,6 +76,11 @@ class Reply:
     text: str
     stage: Stage
     enhanced_code: str | None = None
+    reason: str | None = None
+    """A provider's own verdict, in :func:`sendguard.classify`'s vocabulary (an ESP saying
+    "this recipient is on our suppression list" is ``"suppressed"``); it is taken instead of
+    classifying ``text``.  HTTP adapters report SMTP-style codes: 2xx accepted, 4xx
+    temporary, 5xx permanent."""
 
     @classmethod
     def from_smtp(cls, code: int, text: str, stage: Stage) -> Reply:

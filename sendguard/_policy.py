@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from enum import Enum
 
-from sendguard._classify import Action, Classification, Rules, classify
+from sendguard._classify import Action, Classification, Rules, action_for, classify
 from sendguard._models import Reply, Stage
 
 __all__ = ["Decision", "decide"]
@@ -48,13 +48,25 @@ def decide(reply: Reply, rules: Rules) -> tuple[Decision, Classification | None]
         return (Decision.UNCERTAIN if reply.stage is Stage.DATA_END else Decision.RETRY), None
     if 200 <= code < 300:
         return Decision.ACCEPT, None
-    found = classify(
-        reply.text,
-        reply_code=code,
-        enhanced_code=reply.enhanced_code,
-        stage=str(reply.stage),
-        rules=rules,
-    )
+    if reply.reason is not None:
+        permanent = code // 100 == 5
+        found = Classification(
+            reason=reply.reason,
+            action=action_for(reply.reason, permanent=permanent),
+            permanent=permanent,
+            reply_code=code,
+            enhanced_code=reply.enhanced_code,
+            rule=f"the provider's verdict: {reply.reason}",
+            text=reply.text,
+        )
+    else:
+        found = classify(
+            reply.text,
+            reply_code=code,
+            enhanced_code=reply.enhanced_code,
+            stage=str(reply.stage),
+            rules=rules,
+        )
     match found.action:
         case Action.SUPPRESS if reply.stage in _SUPPRESS_STAGES:
             return Decision.SUPPRESS, found

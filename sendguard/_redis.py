@@ -133,6 +133,7 @@ class RedisStore(Store):
         self._rate_key = f"{{{prefix}}}:rate"
         self._slow_key = f"{{{prefix}}}:slow"
         self._ramp_key = f"{{{prefix}}}:ramp"
+        self._events_key = f"{{{prefix}}}:events"
         self._reserve: AsyncScript = client.register_script(_lua("reserve.lua"))
         self._settle: AsyncScript = client.register_script(_lua("settle.lua"))
         self._reservations = Coalescer(self._reserve_batch)
@@ -236,6 +237,8 @@ class RedisStore(Store):
             policy.threshold,
             policy.span.total_seconds(),
             *self._breaker_args(outcome),
+            outcome.event_id,
+            outcome.remember.total_seconds(),
             len(outcome.suppressions),
             *(x for e in outcome.suppressions for x in (e.address, e.to_json())),
             len(outcome.soft_failures),
@@ -257,7 +260,7 @@ class RedisStore(Store):
             *outcome.slowdowns,
         ]
         with _store_errors("settle"):
-            added, escalated, counts = await self._settle(
+            added, escalated, counts, duplicate = await self._settle(
                 keys=[
                     self._suppressed_key,
                     self._soft_key,
@@ -265,12 +268,17 @@ class RedisStore(Store):
                     self._counter_key(outcome.quota),
                     self._volume_key,
                     self._slow_key,
+                    self._events_key,
                 ],
                 args=args,
             )
         volume = Volume(*(int(c) for c in counts[:3])) if outcome.breaker else None
         return Settled(
-            [bool(x) for x in added], [_text(k) for k in escalated], volume, bool(counts[3])
+            [bool(x) for x in added],
+            [_text(k) for k in escalated],
+            volume,
+            bool(counts[3]),
+            bool(duplicate),
         )
 
     @staticmethod

@@ -159,6 +159,10 @@ class Outcome:
     complaints: int = 0
     slowdowns: Sequence[str] = ()
     """Shape fields whose provider asked to slow down: their rate is halved."""
+    event_id: str = ""
+    """A provider's event id: if it was recorded before, this outcome changes nothing."""
+    remember: dt.timedelta = dt.timedelta(days=30)
+    """How long an event id is remembered."""
     slow_max: int = 64
     recover: dt.timedelta = dt.timedelta(minutes=10)
 
@@ -173,6 +177,7 @@ class Outcome:
             or self.pauses
             or (self.breaker is not None and (self.bounces or self.complaints))
             or self.slowdowns
+            or self.event_id
         )
 
     def trip_pause(self) -> Pause:
@@ -199,6 +204,8 @@ class Settled(NamedTuple):
     escalated: list[str]
     volume: Volume | None = None
     tripped: bool = False
+    duplicate: bool = False
+    """The outcome's event was recorded before: nothing was changed."""
 
 
 class Store(abc.ABC):

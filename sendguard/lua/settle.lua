@@ -8,18 +8,21 @@
 -- KEYS[4]  today's quota counter of the sender domain
 -- KEYS[5]  volume hash ("sender<TAB>bucket<TAB>s|b|c" -> count)
 -- KEYS[6]  slow-down hash (shape field -> "factor since_epoch")
+-- KEYS[7]  events seen (sorted set: "provider<TAB>event id", scored by when)
 -- ARGV: now (epoch seconds, or "server" for the Redis server's clock), quota to give back,
 --       soft threshold, soft span in seconds,
 --       sender, breaker bucket width in seconds (0: no breaker), buckets in the window,
 --       bounces, complaints, min volume, bounce pause rate, complaint pause rate,
 --       "seconds JSON" of the pause if tripped,
+--       provider event id ("" none: a re-sent event changes nothing), seconds to remember it,
 --       n, n pairs (address key, JSON entry)             suppressions; a listed address keeps its entry
 --       n, n pairs (address key, JSON softbounce entry)  soft bounces
 --       n, n address keys                                soft-bounce resets
 --       n, n pairs (pause field, "seconds JSON")         pauses, for that long from now
 --       recovery seconds, largest factor, n, n shape fields  slow-downs (each halves the rate)
 -- Returns {added flags, one per suppression; address keys suppressed by soft-bounce escalation;
---          {sends, bounces, complaints in the window, 1 if this call paused the sender}}.
+--          {sends, bounces, complaints in the window, 1 if this call paused the sender},
+--          1 when the event was seen before and nothing was recorded}.
 local now = tonumber(ARGV[1])
 if ARGV[1] == 'server' then
   local t = redis.call('TIME')
@@ -37,6 +40,12 @@ if back > 0 then
   local used = tonumber(redis.call('GET', KEYS[4]) or '0')
   if used > 0 then
     redis.call('SET', KEYS[4], math.max(0, used - back), 'KEEPTTL')
+  end
+end
+if ARGV[14] ~= '' then
+  redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', now - tonumber(ARGV[15]))
+  if redis.call('ZADD', KEYS[7], 'NX', now, ARGV[14]) == 0 then
+    return {{}, {}, {0, 0, 0, 0}, 1}
   end
 end
 local sender = ARGV[5]
@@ -72,7 +81,7 @@ if bucket_seconds > 0 then
     end
   end
 end
-local i = 14
+local i = 16
 local added = {}
 local n = tonumber(ARGV[i])
 for j = i + 1, i + 2 * n, 2 do
@@ -124,4 +133,4 @@ for j = i + 3, i + 2 + n do
   end
   redis.call('HSET', KEYS[6], ARGV[j], math.min(largest, math.max(1, f) * 2) .. ' ' .. now)
 end
-return {added, escalated, volume}
+return {added, escalated, volume, 0}
