@@ -62,6 +62,7 @@ ADAPTERS = {
         "except ImportError as exc:\n    assert 'sendguard-flask[mailman]' in str(exc)\n"
         "else:\n    raise SystemExit('flask_mailman came from somewhere')"
     ),
+    "postmark": "import sendguard_postmark",
 }
 
 

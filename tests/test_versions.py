@@ -7,6 +7,7 @@ from pathlib import Path
 
 import sendguard_django
 import sendguard_flask
+import sendguard_postmark
 
 import sendguard
 
@@ -16,7 +17,12 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_every_distribution_has_the_same_version_and_pins_the_core() -> None:
     core = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert core["version"] == sendguard.__version__
-    for name, module in (("django", sendguard_django), ("flask", sendguard_flask)):
+    adapters = (
+        ("django", sendguard_django),
+        ("flask", sendguard_flask),
+        ("postmark", sendguard_postmark),
+    )
+    for name, module in adapters:
         project = tomllib.loads((ROOT / "adapters" / name / "pyproject.toml").read_text())
         assert project["project"]["version"] == core["version"] == module.__version__
         assert f"sendguard=={core['version']}" in project["project"]["dependencies"]

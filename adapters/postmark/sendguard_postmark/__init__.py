@@ -1,0 +1,303 @@
+"""sendguard for Postmark: one API call per delivery, and its webhooks as delivery events.
+
+:class:`PostmarkAdapter` sends with ``POST /email`` and reports, per recipient, what Postmark
+said, as SMTP-style replies the guard decides on: accepted (250); an inactive recipient
+(ErrorCode 406: a hard bounce, a complaint or a manual suppression on Postmark's side) is a
+permanent refusal with the provider's verdict ``suppressed``, so the guard lists it too; an
+invalid request (ErrorCode 300 and the like, HTTP 422) fails the message (554); HTTP 429 and
+5xx, timeouts and connection errors are temporary (451, or no code at all), never a
+suppression.  The adapter never retries, sleeps or touches the store.
+
+:func:`parse_webhook` checks the HTTP basic-auth credentials Postmark's webhook URL carries
+(constant-time, several pairs accepted while they are rotated) and turns Bounce,
+SpamComplaint and Delivery records into :class:`sendguard.DeliveryEvent`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import hmac
+import json
+import re
+from collections.abc import Iterable, Mapping
+from email.message import Message
+from email.utils import getaddresses
+from typing import Any
+
+import httpx
+
+from sendguard import (
+    Adapter,
+    DeliveryEvent,
+    Envelope,
+    Reply,
+    Stage,
+    WebhookAuthError,
+    event_from,
+)
+
+__all__ = ["PostmarkAdapter", "parse_webhook"]
+__version__ = "0.1.0"
+
+_INACTIVE = re.compile(r"(?:Found inactive addresses|these inactive addresses):\s*(.+?)\.(?:\s|$)")
+# Postmark's bounce types that it calls permanent; whether the address itself is dead is still
+# read from the details ("Blocked" is an ISP refusing the sender, never the address's fault).
+_HARD_TYPES = frozenset({"HardBounce", "BadEmailAddress", "ManuallyDeactivated"})
+
+
+class PostmarkAdapter(Adapter):
+    """Delivers through Postmark's HTTP API (``base_url`` for tests or a proxy)."""
+
+    def __init__(
+        self,
+        *,
+        server_token: str,
+        message_stream: str = "outbound",
+        base_url: str = "https://api.postmarkapp.com",
+        timeout: float = 30.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.message_stream = message_stream
+        self._client = httpx.AsyncClient(
+            base_url=base_url,
+            timeout=timeout,
+            transport=transport,
+            headers={
+                "Accept": "application/json",
+                "X-Postmark-Server-Token": server_token,
+            },
+        )
+
+    def __repr__(self) -> str:
+        return f"PostmarkAdapter(base_url={str(self._client.base_url)!r})"
+
+    async def deliver(self, envelope: Envelope) -> Mapping[str, Reply]:
+        """See :meth:`sendguard.Adapter.deliver`: one ``POST /email``."""
+        try:
+            response = await self._client.post("/email", json=self.payload(envelope))
+        except httpx.TimeoutException as exc:
+            # Postmark may or may not have taken it: like no reply to the final dot.
+            return _everyone(envelope, Reply(None, f"Postmark timed out: {exc}", Stage.DATA_END))
+        except httpx.HTTPError as exc:
+            return _everyone(envelope, Reply(None, f"Postmark unreachable: {exc}", Stage.CONNECT))
+        return self._replies(envelope, response)
+
+    def payload(self, envelope: Envelope) -> dict[str, Any]:
+        """The JSON body of ``POST /email`` for *envelope*."""
+        message = envelope.message
+        wanted = set(envelope.recipients)
+        to = _listed(message, "To", wanted)
+        cc = _listed(message, "Cc", wanted - set(to))
+        bcc = [r for r in envelope.recipients if r not in set(to) | set(cc)]
+        text, html = _bodies(message)
+        skip = {
+            "from",
+            "to",
+            "cc",
+            "bcc",
+            "subject",
+            "content-type",
+            "mime-version",
+            "content-transfer-encoding",
+        }
+        body: dict[str, Any] = {
+            "From": str(message.get("From", envelope.sender)),
+            "To": ", ".join(to),
+            "Subject": str(message.get("Subject", "")),
+            "MessageStream": self.message_stream,
+            "Headers": [
+                {"Name": name, "Value": str(value)}
+                for name, value in message.items()
+                if name.lower() not in skip
+            ],
+        }
+        if cc:
+            body["Cc"] = ", ".join(cc)
+        if bcc:
+            body["Bcc"] = ", ".join(bcc)
+        if text is not None:
+            body["TextBody"] = text
+        if html is not None:
+            body["HtmlBody"] = html
+        return body
+
+    @staticmethod
+    def _replies(envelope: Envelope, response: httpx.Response) -> dict[str, Reply]:
+        status = response.status_code
+        try:
+            answer = response.json()
+        except ValueError:
+            answer = {}
+        code = int(answer.get("ErrorCode", -1)) if isinstance(answer, dict) else -1
+        text = (
+            str(answer.get("Message", response.reason_phrase)) if isinstance(answer, dict) else ""
+        )
+        if status == 200 and code == 0:
+            ok = f"2.0.0 Postmark accepted, MessageID {answer.get('MessageID', '')}"
+            return _everyone(envelope, Reply(250, ok, Stage.DATA_END))
+        if status == 429 or status >= 500:
+            detail = f"Postmark HTTP {status}: {text}"
+            return _everyone(
+                envelope,
+                Reply(451, detail, Stage.DATA, reason="ratelimited" if status == 429 else None),
+            )
+        if code == 406:
+            found = _INACTIVE.search(text)
+            inactive = {a.strip().lower() for a in found.group(1).split(",")} if found else None
+            replies = {}
+            for rcpt in envelope.recipients:
+                if inactive is None or rcpt.lower() in inactive:
+                    replies[rcpt] = Reply(
+                        550, f"Postmark 406: {text}", Stage.RCPT, reason="suppressed"
+                    )
+                else:
+                    # Postmark sends nothing when any recipient is inactive: try again without them.
+                    replies[rcpt] = Reply(
+                        451, f"Postmark 406 for another recipient: {text}", Stage.RCPT
+                    )
+            return replies
+        if code == 10 or status == 401:
+            return _everyone(
+                envelope,
+                Reply(
+                    530,
+                    f"Postmark refused the server token: {text}",
+                    Stage.MAIL,
+                    reason="authfailure",
+                ),
+            )
+        # Any other refusal is about the message (ErrorCode 300 invalid request, 411 a
+        # forbidden attachment type, ...).
+        return _everyone(
+            envelope, Reply(554, f"Postmark {code}: {text}", Stage.DATA, reason="contenterror")
+        )
+
+    async def aclose(self) -> None:
+        """Close the HTTP connection pool."""
+        await self._client.aclose()
+
+
+def _everyone(envelope: Envelope, reply: Reply) -> dict[str, Reply]:
+    return dict.fromkeys(envelope.recipients, reply)
+
+
+def _listed(message: Message, header: str, wanted: set[str]) -> list[str]:
+    found = [a for _, a in getaddresses([str(v) for v in message.get_all(header, [])]) if a]
+    lowered = {w.lower(): w for w in wanted}
+    return [lowered[a.lower()] for a in found if a.lower() in lowered]
+
+
+def _bodies(message: Message) -> tuple[str | None, str | None]:
+    text = html = None
+    for part in message.walk():
+        if part.is_multipart() or part.get_content_disposition() == "attachment":
+            continue
+        payload = part.get_payload(decode=True)
+        if not isinstance(payload, bytes):
+            continue
+        content = payload.decode(part.get_content_charset() or "utf-8", "replace")
+        if part.get_content_type() == "text/plain" and text is None:
+            text = content
+        elif part.get_content_type() == "text/html" and html is None:
+            html = content
+    return text, html
+
+
+# -- webhooks ----------------------------------------------------------------------------------
+
+
+def parse_webhook(
+    headers: Mapping[str, str],
+    body: bytes | str,
+    *,
+    credentials: Iterable[tuple[str, str]],
+) -> list[DeliveryEvent]:
+    """Verify a Postmark webhook request and read its record as delivery events.
+
+    *credentials* are the (user, password) pairs put in the webhook URL; any of them is
+    accepted, so a pair can be rotated.  Raises :class:`sendguard.WebhookAuthError` for
+    missing or wrong credentials and for a body that is not a Postmark record.
+    """
+    _check_auth(headers, list(credentials))
+    try:
+        record = json.loads(body)
+    except ValueError as exc:
+        raise WebhookAuthError("the webhook body is not JSON") from exc
+    if not isinstance(record, dict) or "RecordType" not in record:
+        raise WebhookAuthError("the webhook body is not a Postmark record")
+    try:
+        return _events(record)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise WebhookAuthError(f"a malformed Postmark {record.get('RecordType')} record") from exc
+
+
+def _check_auth(headers: Mapping[str, str], allowed: list[tuple[str, str]]) -> None:
+    if not allowed:
+        raise WebhookAuthError("no webhook credentials configured: every request is refused")
+    value = next((v for k, v in headers.items() if k.lower() == "authorization"), "")
+    scheme, _, encoded = value.partition(" ")
+    if scheme.lower() != "basic" or not encoded:
+        raise WebhookAuthError("the webhook request has no basic-auth credentials")
+    try:
+        given = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise WebhookAuthError("unreadable basic-auth credentials") from exc
+    matched = False
+    for user, password in allowed:
+        # Compare with every pair, in constant time: no early exit to time.
+        matched |= hmac.compare_digest(given, f"{user}:{password}".encode())
+    if not matched:
+        raise WebhookAuthError("wrong webhook credentials")
+
+
+def _when(value: str | None) -> dt.datetime:
+    if not value:
+        return dt.datetime.now(dt.UTC)
+    return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def _events(record: dict[str, Any]) -> list[DeliveryEvent]:
+    kind = record["RecordType"]
+    if kind == "Bounce":
+        bounce_type = str(record.get("Type", ""))
+        diagnostic = str(record.get("Details") or record.get("Description") or "")
+        return [
+            event_from(
+                provider="postmark",
+                event_id=str(record["ID"]),
+                type="bounced",
+                recipient=str(record["Email"]),
+                timestamp=_when(record.get("BouncedAt")),
+                diagnostic=diagnostic,
+                permanent=bounce_type in _HARD_TYPES,
+                sender=str(record.get("From", "")),
+                raw=record,
+            )
+        ]
+    if kind == "SpamComplaint":
+        return [
+            event_from(
+                provider="postmark",
+                event_id=str(record["ID"]),
+                type="complained",
+                recipient=str(record["Email"]),
+                timestamp=_when(record.get("BouncedAt")),
+                sender=str(record.get("From", "")),
+                raw=record,
+            )
+        ]
+    if kind == "Delivery":
+        return [
+            event_from(
+                provider="postmark",
+                event_id=f"delivery:{record['MessageID']}:{record['Recipient']}",
+                type="delivered",
+                recipient=str(record["Recipient"]),
+                timestamp=_when(record.get("DeliveredAt")),
+                diagnostic=str(record.get("Details", "")),
+                raw=record,
+            )
+        ]
+    return []  # opens, clicks, subscription changes: nothing for the guard
