@@ -63,6 +63,7 @@ ADAPTERS = {
         "else:\n    raise SystemExit('flask_mailman came from somewhere')"
     ),
     "postmark": "import sendguard_postmark",
+    "mailgun": "import sendguard_mailgun",
 }
 
 

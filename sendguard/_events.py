@@ -54,14 +54,19 @@ def event_from(
     permanent: bool | None = None,
     sender: str = "",
     raw: Mapping[str, Any] | None = None,
+    reason: str | None = None,
 ) -> DeliveryEvent:
     """A :class:`DeliveryEvent` with its reason classified from *diagnostic*.
 
     *permanent* is the provider's own word (a "Permanent" bounce type); a bounce whose
     diagnostic names a sender-side refusal is never hard, whatever the provider says.
+    *reason* is the provider's own verdict when it has one (``"suppressed"``: it dropped the
+    recipient as already dead), taken instead of classifying.
     """
     found: Classification | None = None
-    if type == "complained":
+    if reason is not None and type == "bounced":
+        hard = bool(permanent) and reason in HARD_REASONS
+    elif type == "complained":
         reason, hard = "feedback", False
     elif type in ("bounced", "deferred"):
         found = classify(diagnostic)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import sendguard_django
 import sendguard_flask
+import sendguard_mailgun
 import sendguard_postmark
 
 import sendguard
@@ -21,6 +22,7 @@ def test_every_distribution_has_the_same_version_and_pins_the_core() -> None:
         ("django", sendguard_django),
         ("flask", sendguard_flask),
         ("postmark", sendguard_postmark),
+        ("mailgun", sendguard_mailgun),
     )
     for name, module in adapters:
         project = tomllib.loads((ROOT / "adapters" / name / "pyproject.toml").read_text())

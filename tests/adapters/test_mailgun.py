@@ -1,0 +1,210 @@
+"""sendguard-mailgun against an emulation of Mailgun's messages.mime endpoint and webhooks.
+
+Per Mailgun's documentation: ``POST /v3/<domain>/messages.mime`` with basic auth ("api", key)
+answers 200 ``{"id", "message": "Queued. Thank you."}``, 400 for a bad request, 401 for a bad
+key, 429 when rate limited; webhooks carry ``signature`` {timestamp, token, signature =
+HMAC-SHA256(signing key, timestamp + token), hex} and ``event-data``.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import hmac
+import json
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+from sendguard_mailgun import MailgunAdapter, WebhookVerifier
+
+from sendguard import DeliveryStatus, Guard, RetryPolicy, WebhookAuthError
+from sendguard.testing import FakeClock
+from tests.conftest import message
+
+KEY = "key-123"
+SIGNING = "signing-key-abc"
+
+
+class MailgunAPI:
+    def __init__(self) -> None:
+        self.posts: list[tuple[list[str], bytes]] = []
+        self.answers: list[tuple[int, dict[str, Any]]] = []
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        assert request.url.path == "/v3/mg.shop.example/messages.mime"
+        expected = "Basic " + base64.b64encode(f"api:{KEY}".encode()).decode()
+        if request.headers.get("Authorization") != expected:
+            return httpx.Response(401, text="Forbidden")
+        if self.answers:
+            status, body = self.answers.pop(0)
+            return httpx.Response(status, json=body)
+        content = request.content
+        to = [
+            part.split(b"\r\n\r\n", 1)[1].split(b"\r\n", 1)[0].decode()
+            for part in content.split(b"--")
+            if b'name="to"' in part
+        ]
+        self.posts.append((to, content))
+        return httpx.Response(
+            200, json={"id": "<20261101.1@mg.shop.example>", "message": "Queued. Thank you."}
+        )
+
+
+@pytest.fixture
+def api() -> MailgunAPI:
+    return MailgunAPI()
+
+
+@pytest.fixture
+def guard(api: MailgunAPI, clock: FakeClock) -> Callable[..., Guard]:
+    def make(key: str = KEY) -> Guard:
+        adapter = MailgunAdapter(
+            api_key=key,
+            domain="mg.shop.example",
+            base_url="https://api.eu.mailgun.test",
+            transport=httpx.MockTransport(api.handle),
+        )
+        return Guard(
+            adapter=adapter,
+            clock=clock,
+            sleep=clock.sleep,
+            retry=RetryPolicy(attempts=2, initial_wait=1, jitter=0),
+        )
+
+    return make
+
+
+async def test_the_exact_message_goes_out_with_the_envelope_recipients(
+    api: MailgunAPI, guard: Callable[..., Guard]
+) -> None:
+    result = await guard().send(message("a@example.com", bcc="b@example.com"))
+    assert result.accepted == ["a@example.com", "b@example.com"]
+    ((to, content),) = api.posts
+    assert to == ["a@example.com", "b@example.com"]
+    assert b"Bcc:" not in content  # never transmitted
+    assert b"Subject: Hello" in content
+
+
+@pytest.mark.parametrize(
+    ("status", "final"), [(429, DeliveryStatus.PAUSED), (503, DeliveryStatus.DEFERRED)]
+)
+async def test_load_answers_are_temporary(
+    status: int, final: DeliveryStatus, api: MailgunAPI, guard: Callable[..., Guard]
+) -> None:
+    api.answers = [(status, {"message": "slow down"})] * 2
+    g = guard()
+    rr = (await g.send(message("a@example.com"))).recipients["a@example.com"]
+    assert rr.status is final
+    assert not await g.is_suppressed("a@example.com")
+
+
+async def test_a_bad_request_fails_the_message_and_a_bad_key_suppresses_nobody(
+    api: MailgunAPI, guard: Callable[..., Guard]
+) -> None:
+    api.answers = [(400, {"message": "'from' parameter is not a valid address"})]
+    rr = (await guard().send(message("a@example.com"))).recipients["a@example.com"]
+    assert (rr.status, rr.suppressed) == (DeliveryStatus.REJECTED, False)
+    g = guard(key="wrong")
+    rr = (await g.send(message("a@example.com"))).recipients["a@example.com"]
+    assert not rr.suppressed
+    assert not await g.is_suppressed("a@example.com")
+
+
+NOW = dt.datetime(2026, 11, 1, 9, tzinfo=dt.UTC)
+
+
+def signed(
+    event_data: dict[str, Any], *, key: str = SIGNING, age: int = 0, token: str = "tok-1"
+) -> str:
+    timestamp = str(int(NOW.timestamp()) - age)
+    sig = hmac.new(key.encode(), (timestamp + token).encode(), hashlib.sha256).hexdigest()
+    return json.dumps(
+        {
+            "signature": {"timestamp": timestamp, "token": token, "signature": sig},
+            "event-data": event_data,
+        }
+    )
+
+
+FAILED = {
+    "event": "failed",
+    "id": "ev-1",
+    "severity": "permanent",
+    "reason": "bounce",
+    "recipient": "gone@example.com",
+    "timestamp": NOW.timestamp(),
+    "delivery-status": {
+        "code": 550,
+        "message": "5.1.1 The email account that you tried to reach does not exist",
+    },
+    "message": {
+        "headers": {"from": "news@shop.example", "message-id": "20261101.1@mg.shop.example"}
+    },
+}
+
+
+def verifier(**options: Any) -> WebhookVerifier:
+    return WebhookVerifier(signing_keys=[SIGNING, "old-key"], clock=lambda: NOW, **options)
+
+
+def test_a_signed_permanent_failure_is_a_hard_bounce() -> None:
+    (event,) = verifier().parse({}, signed(FAILED))
+    assert (event.type, event.recipient, event.reason, event.hard) == (
+        "bounced",
+        "gone@example.com",
+        "userunknown",
+        True,
+    )
+    (old,) = verifier().parse({}, signed(FAILED, key="old-key"))
+    assert old.hard
+
+
+def test_mailguns_own_suppression_is_suppressed_and_temporary_failures_are_deferred() -> None:
+    listed = {
+        **FAILED,
+        "reason": "suppress-bounce",
+        "delivery-status": {"message": "Not delivering to previously bounced address"},
+    }
+    (event,) = verifier().parse({}, signed(listed))
+    assert (event.reason, event.hard) == ("suppressed", True)
+    temporary = {
+        **FAILED,
+        "severity": "temporary",
+        "delivery-status": {"code": 452, "message": "4.2.2 Mailbox full"},
+    }
+    (later,) = verifier().parse({}, signed(temporary, token="tok-2"))
+    assert (later.type, later.hard) == ("deferred", False)
+
+
+def test_forged_stale_and_replayed_webhooks_are_refused() -> None:
+    v = verifier()
+    with pytest.raises(WebhookAuthError, match="signature"):
+        v.parse({}, signed(FAILED, key="guessed"))
+    body = json.loads(signed(FAILED))
+    body["event-data"]["recipient"] = (
+        "victim@example.com"  # tampered after signing: still verifies?
+    )
+    # The signature covers timestamp + token only (Mailgun's design); the token is single-use.
+    v.parse({}, json.dumps(body))
+    with pytest.raises(WebhookAuthError, match="replay"):
+        v.parse({}, signed(FAILED))
+    with pytest.raises(WebhookAuthError, match="stale"):
+        v.parse({}, signed(FAILED, age=3600, token="tok-old"))
+    for junk in (b"", b"[]", b'{"signature": {}}'):
+        with pytest.raises(WebhookAuthError):
+            v.parse({}, junk)
+
+
+async def test_complaints_and_bounces_reach_the_list(make_guard: Callable[..., Guard]) -> None:
+    g = make_guard()
+    v = verifier()
+    complaint = {**FAILED, "event": "complained", "id": "ev-2", "recipient": "angry@example.com"}
+    for token, data in (("t1", FAILED), ("t2", complaint)):
+        await g.ingest_events(v.parse({}, signed(data, token=token)))
+    assert await g.is_suppressed("gone@example.com")
+    entry = await g.suppression("angry@example.com")
+    assert entry is not None
+    assert (entry.reason, entry.source) == ("feedback", "mailgun:webhook")
