@@ -64,6 +64,7 @@ ADAPTERS = {
     ),
     "postmark": "import sendguard_postmark",
     "mailgun": "import sendguard_mailgun",
+    "sendgrid": "import sendguard_sendgrid",
 }
 
 

@@ -9,6 +9,7 @@ import sendguard_django
 import sendguard_flask
 import sendguard_mailgun
 import sendguard_postmark
+import sendguard_sendgrid
 
 import sendguard
 
@@ -23,6 +24,7 @@ def test_every_distribution_has_the_same_version_and_pins_the_core() -> None:
         ("flask", sendguard_flask),
         ("postmark", sendguard_postmark),
         ("mailgun", sendguard_mailgun),
+        ("sendgrid", sendguard_sendgrid),
     )
     for name, module in adapters:
         project = tomllib.loads((ROOT / "adapters" / name / "pyproject.toml").read_text())
