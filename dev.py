@@ -65,6 +65,7 @@ ADAPTERS = {
     "postmark": "import sendguard_postmark",
     "mailgun": "import sendguard_mailgun",
     "sendgrid": "import sendguard_sendgrid",
+    "ses": "import sendguard_ses",
 }
 
 

@@ -10,6 +10,7 @@ import sendguard_flask
 import sendguard_mailgun
 import sendguard_postmark
 import sendguard_sendgrid
+import sendguard_ses
 
 import sendguard
 
@@ -25,6 +26,7 @@ def test_every_distribution_has_the_same_version_and_pins_the_core() -> None:
         ("postmark", sendguard_postmark),
         ("mailgun", sendguard_mailgun),
         ("sendgrid", sendguard_sendgrid),
+        ("ses", sendguard_ses),
     )
     for name, module in adapters:
         project = tomllib.loads((ROOT / "adapters" / name / "pyproject.toml").read_text())

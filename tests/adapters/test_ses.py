@@ -1,0 +1,280 @@
+"""sendguard-ses against an emulation of SES v2 SendEmail and of SNS-delivered SES events.
+
+SNS messages are signed here as AWS signs them (the documented string to sign, SHA1withRSA
+for SignatureVersion 1, SHA256withRSA for 2) with a certificate the test makes; the verifier
+fetches it only from an sns.<region>.amazonaws.com https URL.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.x509.oid import NameOID
+from sendguard_ses import SESAdapter, SNSVerifier
+
+from sendguard import DeliveryStatus, Guard, RetryPolicy, WebhookAuthError
+from sendguard.testing import FakeClock
+from tests.conftest import message
+
+TOPIC = "arn:aws:sns:eu-west-1:123456789012:ses-events"
+CERT_URL = "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-0000.pem"
+KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sns.amazonaws.com")])
+CERT = (
+    x509.CertificateBuilder()
+    .subject_name(_name)
+    .issuer_name(_name)
+    .public_key(KEY.public_key())
+    .serial_number(1)
+    .not_valid_before(dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
+    .not_valid_after(dt.datetime(2027, 1, 1, tzinfo=dt.UTC))
+    .sign(KEY, hashes.SHA256())
+    .public_bytes(serialization.Encoding.PEM)
+)
+
+
+class SESAPI:
+    def __init__(self) -> None:
+        self.calls: list[httpx.Request] = []
+        self.answers: list[httpx.Response] = []
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        assert request.url.path == "/v2/email/outbound-emails"
+        self.calls.append(request)
+        auth = request.headers.get("Authorization", "")
+        if (
+            not auth.startswith("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/")
+            or "/eu-west-1/ses/aws4_request" not in auth
+        ):
+            return httpx.Response(
+                403, json={"message": "The request signature we calculated does not match"}
+            )
+        if self.answers:
+            return self.answers.pop(0)
+        return httpx.Response(200, json={"MessageId": "0102018c-example"})
+
+
+@pytest.fixture
+def api() -> SESAPI:
+    return SESAPI()
+
+
+@pytest.fixture
+def guard(api: SESAPI, clock: FakeClock) -> Callable[..., Guard]:
+    def make() -> Guard:
+        adapter = SESAdapter(
+            region="eu-west-1",
+            access_key_id="AKIDEXAMPLE",
+            secret_access_key="secret",
+            endpoint_url="https://email.ses.test",
+            transport=httpx.MockTransport(api.handle),
+        )
+        return Guard(
+            adapter=adapter,
+            clock=clock,
+            sleep=clock.sleep,
+            retry=RetryPolicy(attempts=2, initial_wait=1, jitter=0),
+        )
+
+    return make
+
+
+async def test_the_raw_message_goes_out_signed_by_botocore(
+    api: SESAPI, guard: Callable[..., Guard]
+) -> None:
+    result = await guard().send(message("a@example.com", bcc="b@example.com"))
+    assert result.accepted == ["a@example.com", "b@example.com"]
+    (call,) = api.calls
+    body = json.loads(call.content)
+    assert body["Destination"]["ToAddresses"] == ["a@example.com", "b@example.com"]
+    raw = base64.b64decode(body["Content"]["Raw"]["Data"])
+    assert b"Subject: Hello" in raw
+    assert b"Bcc:" not in raw
+    assert "X-Amz-Date" in call.headers
+
+
+@pytest.mark.parametrize(
+    ("response", "status"),
+    [
+        (
+            httpx.Response(
+                429,
+                headers={"x-amzn-ErrorType": "TooManyRequestsException"},
+                json={"message": "Maximum sending rate exceeded."},
+            ),
+            {DeliveryStatus.PAUSED, DeliveryStatus.DEFERRED},
+        ),
+        (
+            httpx.Response(
+                400,
+                headers={"x-amzn-ErrorType": "MessageRejected"},
+                json={"message": "Email address is not verified."},
+            ),
+            {DeliveryStatus.REJECTED},
+        ),
+        (
+            httpx.Response(
+                400,
+                headers={"x-amzn-ErrorType": "SendingPausedException"},
+                json={"message": "Sending is paused for this account."},
+            ),
+            {DeliveryStatus.REJECTED},
+        ),
+    ],
+)
+async def test_errors(
+    response: httpx.Response, status: set[DeliveryStatus], api: SESAPI, guard: Callable[..., Guard]
+) -> None:
+    api.answers = [response, response]
+    g = guard()
+    rr = (await g.send(message("a@example.com"))).recipients["a@example.com"]
+    assert rr.status in status
+    assert not rr.suppressed
+    assert not await g.is_suppressed("a@example.com")
+
+
+def sns(
+    kind: str,
+    payload: dict[str, Any],
+    *,
+    version: str = "2",
+    url: str = CERT_URL,
+    topic: str = TOPIC,
+    key: rsa.RSAPrivateKey = KEY,
+) -> str:
+    envelope: dict[str, Any] = {
+        "Type": kind,
+        "MessageId": "sns-1",
+        "TopicArn": topic,
+        "Timestamp": "2026-11-01T09:00:00.000Z",
+        "SignatureVersion": version,
+        "SigningCertURL": url,
+    }
+    if kind == "Notification":
+        envelope["Message"] = json.dumps(payload)
+        fields: tuple[str, ...] = (
+            "Message",
+            "MessageId",
+            "Subject",
+            "Timestamp",
+            "TopicArn",
+            "Type",
+        )
+    else:
+        envelope.update(
+            Message="You have chosen to subscribe",
+            Token="tok",
+            SubscribeURL="https://sns.eu-west-1.amazonaws.com/?Action=ConfirmSubscription&Token=tok",
+        )
+        fields = ("Message", "MessageId", "SubscribeURL", "Timestamp", "Token", "TopicArn", "Type")
+    text = "".join(f"{k}\n{envelope[k]}\n" for k in fields if k in envelope)
+    digest = hashes.SHA1() if version == "1" else hashes.SHA256()  # noqa: S303 (SNS's v1)
+    envelope["Signature"] = base64.b64encode(
+        key.sign(text.encode(), padding.PKCS1v15(), digest)
+    ).decode()
+    return json.dumps(envelope)
+
+
+BOUNCE = {
+    "eventType": "Bounce",
+    "bounce": {
+        "bounceType": "Permanent",
+        "bounceSubType": "General",
+        "bouncedRecipients": [
+            {
+                "emailAddress": "gone@example.com",
+                "action": "failed",
+                "status": "5.1.1",
+                "diagnosticCode": "smtp; 550 5.1.1 user unknown",
+            }
+        ],
+    },
+    "mail": {
+        "timestamp": "2026-11-01T08:59:00.000Z",
+        "source": "news@shop.example",
+        "messageId": "m1",
+    },
+}
+
+
+class Fetcher:
+    def __init__(self) -> None:
+        self.urls: list[str] = []
+
+    def __call__(self, url: str) -> bytes:
+        self.urls.append(url)
+        return CERT if url.endswith(".pem") else b"<ConfirmSubscriptionResponse/>"
+
+
+@pytest.mark.parametrize("version", ["1", "2"])
+def test_a_signed_bounce_notification(version: str) -> None:
+    fetch = Fetcher()
+    verifier = SNSVerifier(topic_arns=[TOPIC], fetch=fetch)
+    (event,) = verifier.parse({}, sns("Notification", BOUNCE, version=version))
+    assert (event.recipient, event.reason, event.hard, event.sender) == (
+        "gone@example.com",
+        "userunknown",
+        True,
+        "news@shop.example",
+    )
+    verifier.parse({}, sns("Notification", BOUNCE, version=version))
+    assert fetch.urls == [CERT_URL]  # fetched once, then cached
+
+
+def test_forgeries_are_refused_without_fetching_anything_foreign() -> None:
+    fetch = Fetcher()
+    verifier = SNSVerifier(topic_arns=[TOPIC], fetch=fetch)
+    other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    with pytest.raises(WebhookAuthError, match="signature"):
+        verifier.parse({}, sns("Notification", BOUNCE, key=other))
+    with pytest.raises(WebhookAuthError, match="SNS URL"):
+        verifier.parse({}, sns("Notification", BOUNCE, url="https://evil.example/cert.pem"))
+    with pytest.raises(WebhookAuthError, match="SNS URL"):
+        verifier.parse(
+            {},
+            sns(
+                "Notification", BOUNCE, url="https://sns.eu-west-1.amazonaws.com.evil.example/c.pem"
+            ),
+        )
+    with pytest.raises(WebhookAuthError, match="topic"):
+        verifier.parse({}, sns("Notification", BOUNCE, topic="arn:aws:sns:eu-west-1:999:other"))
+    tampered = json.loads(sns("Notification", BOUNCE))
+    tampered["Message"] = tampered["Message"].replace("gone@", "victim@")
+    with pytest.raises(WebhookAuthError, match="signature"):
+        verifier.parse({}, json.dumps(tampered))
+    for junk in (b"", b"{}", b'{"Type": "Notification"}'):
+        with pytest.raises(WebhookAuthError):
+            verifier.parse({}, junk)
+    assert all(url == CERT_URL for url in fetch.urls)
+
+
+def test_a_subscription_is_confirmed_once_verified() -> None:
+    fetch = Fetcher()
+    verifier = SNSVerifier(topic_arns=[TOPIC], fetch=fetch)
+    assert verifier.parse({}, sns("SubscriptionConfirmation", {})) == []
+    assert fetch.urls[-1].startswith(
+        "https://sns.eu-west-1.amazonaws.com/?Action=ConfirmSubscription"
+    )
+
+
+async def test_events_reach_the_list(make_guard: Callable[..., Guard]) -> None:
+    g = make_guard()
+    verifier = SNSVerifier(topic_arns=[TOPIC], fetch=Fetcher())
+    complaint = {
+        "eventType": "Complaint",
+        "complaint": {"complainedRecipients": [{"emailAddress": "angry@example.com"}]},
+        "mail": BOUNCE["mail"],
+    }
+    for payload in (BOUNCE, complaint):
+        await g.ingest_events(verifier.parse({}, sns("Notification", payload)))
+    assert await g.is_suppressed("gone@example.com")
+    assert await g.is_suppressed("angry@example.com")
