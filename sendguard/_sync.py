@@ -19,6 +19,7 @@ from typing import Any, Self, TypeVar
 from sendguard._bounce import BounceReport
 from sendguard._breaker import SenderStatus
 from sendguard._errors import ConfigurationError
+from sendguard._events import DeliveryEvent
 from sendguard._guard import Guard
 from sendguard._models import SendResult, Suppression
 from sendguard._store import Pause
@@ -163,3 +164,7 @@ class SyncGuard:
     def ingest_bounce(self, raw: bytes | str | Message, /) -> list[BounceReport]:
         """See :meth:`Guard.ingest_bounce`."""
         return self._call(self.guard.ingest_bounce(raw))
+
+    def ingest_events(self, events: Iterable[DeliveryEvent], /) -> list[DeliveryEvent]:
+        """See :meth:`Guard.ingest_events`."""
+        return self._call(self.guard.ingest_events(list(events)))

@@ -20,7 +20,7 @@ import contextlib
 from typing import Any
 
 import typer.main
-from flask import Flask, current_app, g
+from flask import Blueprint, Flask, Response, current_app, g, request
 
 from sendguard import (
     Breaker,
@@ -33,8 +33,9 @@ from sendguard import (
     WarmupSchedule,
 )
 from sendguard._cli import app as cli_app
+from sendguard.webhooks import Verify, handle_sync
 
-__all__ = ["SendGuard", "current_guard"]
+__all__ = ["SendGuard", "current_guard", "webhook_blueprint"]
 __version__ = "0.1.0"
 
 MAILMAN_BACKEND = "sendguard_flask.mailman.EmailBackend"
@@ -75,6 +76,23 @@ def current_guard(app: Flask | None = None) -> SyncGuard:
     target = app if app is not None else current_app
     guard: SyncGuard = target.extensions["sendguard"]
     return guard
+
+
+def webhook_blueprint(name: str, verify: Verify, *, url_prefix: str = "") -> Blueprint:
+    """A blueprint with one POST route (``<url_prefix>/``) for an ESP's webhook.
+
+    ``app.register_blueprint(webhook_blueprint("postmark", partial(parse_webhook,
+    credentials=[...]), url_prefix="/hooks/postmark"))``: each request is verified, recorded
+    by the app's guard, and only then acknowledged (401 refused, 503 not stored).
+    """
+    blueprint = Blueprint(f"sendguard_{name}", __name__, url_prefix=url_prefix)
+
+    @blueprint.post("/")
+    def receive() -> Response:
+        answer = handle_sync(current_guard(), verify, dict(request.headers), request.get_data())
+        return Response(answer.body, status=answer.status, mimetype="text/plain")
+
+    return blueprint
 
 
 def record(result: SendResult) -> None:
