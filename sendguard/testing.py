@@ -27,6 +27,7 @@ from sendguard._models import Envelope, Reply, Stage
 
 __all__ = [
     "DROP",
+    "AdapterConformance",
     "FakeClock",
     "Received",
     "RecordingAdapter",
@@ -322,3 +323,84 @@ def make_arf(
     )
     body = original.replace(b"\r\n", b"\n")
     return head.encode() + body + f"\n--{boundary}--\n".encode()
+
+
+class AdapterConformance:
+    """The behaviour every ESP adapter owes the guard; subclass it in the adapter's tests.
+
+    Implement :meth:`make_adapter` (an adapter talking to your emulated provider, which
+    accepts, throttles or refuses the message as asked), :meth:`webhook` (a genuine or a
+    forged request reporting a hard bounce of ``bounced@example.com``) and
+    :meth:`parse_webhook`; the ``test_conformance_*`` methods come with the class.
+    """
+
+    RECIPIENTS = ("a@example.com", "b@example.com")
+
+    def make_adapter(self, behaviour: str) -> Adapter:
+        """An adapter whose provider will ``"accept"``, ``"throttle"`` or ``"refuse"``."""
+        raise NotImplementedError
+
+    def webhook(self, *, genuine: bool) -> tuple[Mapping[str, str], bytes]:
+        """Headers and body of a webhook request reporting a hard bounce."""
+        raise NotImplementedError
+
+    def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> list[Any]:
+        """The adapter's webhook parser with the test's secrets bound."""
+        raise NotImplementedError
+
+    def _envelope(self) -> Envelope:
+        message = EmailMessage()
+        message["From"] = "news@sender.example"
+        message["To"] = ", ".join(self.RECIPIENTS)
+        message["Subject"] = "Conformance"
+        message.set_content("Hello.\n")
+        return Envelope("news@sender.example", self.RECIPIENTS, message, message.as_bytes())
+
+    async def _replies(self, behaviour: str) -> Mapping[str, Reply]:
+        adapter = self.make_adapter(behaviour)
+        try:
+            replies = await adapter.deliver(self._envelope())
+        finally:
+            await adapter.aclose()
+        assert set(replies) == set(self.RECIPIENTS), "a reply for every recipient"
+        return replies
+
+    async def test_conformance_an_accepted_send_is_2xx_for_everyone(self) -> None:
+        """Accepted: every recipient gets a 2xx."""
+        replies = await self._replies("accept")
+        assert all(r.code is not None and 200 <= r.code < 300 for r in replies.values())
+
+    async def test_conformance_throttling_is_temporary_and_never_dead(self) -> None:
+        """Throttled (429/5xx): no code or a 4xx, and never a recipient fault."""
+        from sendguard._classify import HARD_REASONS  # noqa: PLC0415
+
+        for reply in (await self._replies("throttle")).values():
+            assert reply.code is None or 400 <= reply.code < 500, reply
+            assert reply.reason not in HARD_REASONS, reply
+
+    async def test_conformance_a_refused_message_suppresses_nobody(self) -> None:
+        """A refused request fails the message; no recipient is suppressed for it."""
+        from sendguard._classify import DEFAULT  # noqa: PLC0415
+        from sendguard._policy import Decision, decide  # noqa: PLC0415
+
+        for reply in (await self._replies("refuse")).values():
+            assert reply.code is not None and reply.code >= 500, reply
+            assert decide(reply, DEFAULT)[0] is not Decision.SUPPRESS, reply
+
+    def test_conformance_a_genuine_webhook_reports_the_hard_bounce(self) -> None:
+        """A genuine request is read: the hard bounce is there."""
+        headers, body = self.webhook(genuine=True)
+        events = self.parse_webhook(headers, body)
+        hard = [e for e in events if e.recipient == "bounced@example.com"]
+        assert hard and all(e.hard and e.type == "bounced" for e in hard)
+
+    def test_conformance_a_forged_webhook_is_refused(self) -> None:
+        """A forged request raises WebhookAuthError."""
+        from sendguard._errors import WebhookAuthError  # noqa: PLC0415
+
+        headers, body = self.webhook(genuine=False)
+        try:
+            self.parse_webhook(headers, body)
+        except WebhookAuthError:
+            return
+        raise AssertionError("a forged webhook was accepted")

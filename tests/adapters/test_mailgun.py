@@ -13,7 +13,7 @@ import datetime as dt
 import hashlib
 import hmac
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import httpx
@@ -21,7 +21,7 @@ import pytest
 from sendguard_mailgun import MailgunAdapter, WebhookVerifier
 
 from sendguard import DeliveryStatus, Guard, RetryPolicy, WebhookAuthError
-from sendguard.testing import FakeClock
+from sendguard.testing import AdapterConformance, FakeClock
 from tests.conftest import message
 
 KEY = "key-123"
@@ -208,3 +208,22 @@ async def test_complaints_and_bounces_reach_the_list(make_guard: Callable[..., G
     entry = await g.suppression("angry@example.com")
     assert entry is not None
     assert (entry.reason, entry.source) == ("feedback", "mailgun:webhook")
+
+
+class TestMailgunConformance(AdapterConformance):
+    def make_adapter(self, behaviour: str) -> MailgunAdapter:
+        api = MailgunAPI()
+        if behaviour == "throttle":
+            api.answers = [(429, {"message": "Too many requests"})]
+        elif behaviour == "refuse":
+            api.answers = [(400, {"message": "'to' parameter is not a valid address"})]
+        return MailgunAdapter(
+            api_key=KEY, domain="mg.shop.example", transport=httpx.MockTransport(api.handle)
+        )
+
+    def webhook(self, *, genuine: bool) -> tuple[dict[str, str], bytes]:
+        data = {**FAILED, "recipient": "bounced@example.com"}
+        return {}, signed(data, key=SIGNING if genuine else "forged", token="conf").encode()
+
+    def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> list[Any]:
+        return verifier().parse(headers, body)

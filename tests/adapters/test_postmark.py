@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import httpx
@@ -18,7 +18,7 @@ import pytest
 from sendguard_postmark import PostmarkAdapter, parse_webhook
 
 from sendguard import DeliveryStatus, Guard, RetryPolicy, WebhookAuthError
-from sendguard.testing import FakeClock
+from sendguard.testing import AdapterConformance, FakeClock
 from tests.conftest import message
 
 TOKEN = "server-token-1"
@@ -258,3 +258,20 @@ async def test_webhook_events_reach_the_suppression_list_once(
     assert (await g.suppression("john@example.com")).reason == "userunknown"  # type: ignore[union-attr]
     assert (await g.suppression("angry@example.com")).reason == "feedback"  # type: ignore[union-attr]
     assert not await g.is_suppressed("fine@example.com")
+
+
+class TestPostmarkConformance(AdapterConformance):
+    def make_adapter(self, behaviour: str) -> PostmarkAdapter:
+        api = PostmarkAPI()
+        if behaviour == "throttle":
+            api.status = [(429, {"ErrorCode": 429, "Message": "Rate limit exceeded"})]
+        elif behaviour == "refuse":
+            api.status = [(422, {"ErrorCode": 300, "Message": "Invalid email request"})]
+        return PostmarkAdapter(server_token=TOKEN, transport=httpx.MockTransport(api.handle))
+
+    def webhook(self, *, genuine: bool) -> tuple[dict[str, str], bytes]:
+        record = {**BOUNCE, "Email": "bounced@example.com"}
+        return auth("hook", "new-secret" if genuine else "forged"), json.dumps(record).encode()
+
+    def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> list[Any]:
+        return parse_webhook(headers, body, credentials=CREDENTIALS)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import httpx
@@ -26,7 +26,7 @@ from sendguard_sendgrid import (
 )
 
 from sendguard import DeliveryStatus, Guard, RetryPolicy, WebhookAuthError
-from sendguard.testing import FakeClock
+from sendguard.testing import AdapterConformance, FakeClock
 from tests.conftest import message
 
 KEY = "SG.test-key"
@@ -201,3 +201,21 @@ async def test_the_events_reach_the_list_once(make_guard: Callable[..., Guard]) 
     assert [e.suppressed for e in first] == [True, False, True, True]
     assert not any(e.ingested for e in again)
     assert not await g.is_suppressed("fine@example.com")
+
+
+class TestSendGridConformance(AdapterConformance):
+    def make_adapter(self, behaviour: str) -> SendGridAdapter:
+        api = SendGridAPI()
+        if behaviour == "throttle":
+            api.answers = [(429, {"errors": [{"message": "too many requests"}]})]
+        elif behaviour == "refuse":
+            api.answers = [(400, {"errors": [{"message": "The subject is required."}]})]
+        return SendGridAdapter(api_key=KEY, transport=httpx.MockTransport(api.handle))
+
+    def webhook(self, *, genuine: bool) -> tuple[dict[str, str], bytes]:
+        body = json.dumps([{**EVENTS[0], "email": "bounced@example.com"}]).encode()
+        key = PRIVATE if genuine else ec.generate_private_key(ec.SECP256R1())
+        return sign(body, str(int(NOW.timestamp())), key=key), body
+
+    def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> list[Any]:
+        return list(parse(dict(headers), body))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import httpx
@@ -22,7 +22,7 @@ from cryptography.x509.oid import NameOID
 from sendguard_ses import SESAdapter, SNSVerifier
 
 from sendguard import DeliveryStatus, Guard, RetryPolicy, WebhookAuthError
-from sendguard.testing import FakeClock
+from sendguard.testing import AdapterConformance, FakeClock
 from tests.conftest import message
 
 TOPIC = "arn:aws:sns:eu-west-1:123456789012:ses-events"
@@ -278,3 +278,40 @@ async def test_events_reach_the_list(make_guard: Callable[..., Guard]) -> None:
         await g.ingest_events(verifier.parse({}, sns("Notification", payload)))
     assert await g.is_suppressed("gone@example.com")
     assert await g.is_suppressed("angry@example.com")
+
+
+class TestSESConformance(AdapterConformance):
+    def make_adapter(self, behaviour: str) -> SESAdapter:
+        api = SESAPI()
+        if behaviour == "throttle":
+            api.answers = [
+                httpx.Response(
+                    429,
+                    headers={"x-amzn-ErrorType": "TooManyRequestsException"},
+                    json={"message": "Maximum sending rate exceeded."},
+                )
+            ]
+        elif behaviour == "refuse":
+            api.answers = [
+                httpx.Response(
+                    400,
+                    headers={"x-amzn-ErrorType": "MessageRejected"},
+                    json={"message": "Email address is not verified."},
+                )
+            ]
+        return SESAdapter(
+            region="eu-west-1",
+            access_key_id="AKIDEXAMPLE",
+            secret_access_key="s",
+            endpoint_url="https://email.ses.test",
+            transport=httpx.MockTransport(api.handle),
+        )
+
+    def webhook(self, *, genuine: bool) -> tuple[dict[str, str], bytes]:
+        bounce = json.loads(json.dumps(BOUNCE))
+        bounce["bounce"]["bouncedRecipients"][0]["emailAddress"] = "bounced@example.com"
+        key = KEY if genuine else rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        return {}, sns("Notification", bounce, key=key).encode()
+
+    def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> list[Any]:
+        return SNSVerifier(topic_arns=[TOPIC], fetch=Fetcher()).parse(headers, body)
