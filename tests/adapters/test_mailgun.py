@@ -227,3 +227,20 @@ class TestMailgunConformance(AdapterConformance):
 
     def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> list[Any]:
         return verifier().parse(headers, body)
+
+
+def test_the_module_level_parser_remembers_tokens_between_calls() -> None:
+    from sendguard_mailgun import parse_webhook  # noqa: PLC0415
+
+    timestamp = str(int(dt.datetime.now(dt.UTC).timestamp()))
+    sig = hmac.new(SIGNING.encode(), (timestamp + "once").encode(), hashlib.sha256).hexdigest()
+    body = json.dumps(
+        {
+            "signature": {"timestamp": timestamp, "token": "once", "signature": sig},
+            "event-data": FAILED,
+        }
+    )
+    (event,) = parse_webhook({}, body, signing_keys=SIGNING)
+    assert event.hard
+    with pytest.raises(WebhookAuthError, match="replay"):
+        parse_webhook({}, body, signing_keys=SIGNING)

@@ -315,3 +315,12 @@ class TestSESConformance(AdapterConformance):
 
     def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> list[Any]:
         return SNSVerifier(topic_arns=[TOPIC], fetch=Fetcher()).parse(headers, body)
+
+
+def test_the_module_level_parser_refuses_an_unknown_topic_before_fetching() -> None:
+    from sendguard_ses import parse_webhook  # noqa: PLC0415
+
+    with pytest.raises(WebhookAuthError, match="topic"):
+        parse_webhook(
+            {}, sns("Notification", BOUNCE, topic="arn:aws:sns:eu-west-1:9:x"), topic_arns=[TOPIC]
+        )

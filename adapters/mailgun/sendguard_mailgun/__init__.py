@@ -34,7 +34,7 @@ from sendguard import (
     event_from,
 )
 
-__all__ = ["MailgunAdapter", "WebhookVerifier"]
+__all__ = ["MailgunAdapter", "WebhookVerifier", "parse_webhook"]
 __version__ = "0.1.0"
 
 
@@ -218,3 +218,23 @@ def _events(data: dict[str, Any]) -> list[DeliveryEvent]:
     if kind == "unsubscribed":
         return [event_from(type="unsubscribed", **common)]
     return []  # accepted, opened, clicked: nothing for the guard
+
+
+_verifiers: dict[tuple[str, ...], WebhookVerifier] = {}
+_verifiers_lock = threading.Lock()
+
+
+def parse_webhook(
+    headers: Mapping[str, str], body: bytes | str, *, signing_keys: str | list[str]
+) -> list[DeliveryEvent]:
+    """Verify and read one Mailgun webhook request; raises WebhookAuthError.
+
+    One :class:`WebhookVerifier` per key set is kept for the process, so its replay window and
+    seen tokens persist between calls.
+    """
+    keys = (signing_keys,) if isinstance(signing_keys, str) else tuple(signing_keys)
+    with _verifiers_lock:
+        verifier = _verifiers.get(keys)
+        if verifier is None:
+            verifier = _verifiers[keys] = WebhookVerifier(signing_keys=list(keys))
+    return verifier.parse(headers, body)

@@ -43,7 +43,7 @@ from sendguard import (
     event_from,
 )
 
-__all__ = ["SESAdapter", "SNSVerifier"]
+__all__ = ["SESAdapter", "SNSVerifier", "parse_webhook"]
 __version__ = "0.1.0"
 
 _SNS_HOST = re.compile(r"^sns\.[a-z0-9-]+\.amazonaws\.com(?:\.cn)?$")
@@ -304,3 +304,23 @@ def _ses_events(event: dict[str, Any], message_id: str) -> list[DeliveryEvent]:
             for r in event["delivery"]["recipients"]
         ]
     return []
+
+
+_verifiers: dict[frozenset[str], SNSVerifier] = {}
+_verifiers_lock = threading.Lock()
+
+
+def parse_webhook(
+    headers: Mapping[str, str], body: bytes | str, *, topic_arns: Iterable[str]
+) -> list[DeliveryEvent]:
+    """Verify and read one SNS request carrying SES events; raises WebhookAuthError.
+
+    One :class:`SNSVerifier` per topic set is kept for the process, so its certificate cache
+    persists between calls.
+    """
+    topics = frozenset(topic_arns)
+    with _verifiers_lock:
+        verifier = _verifiers.get(topics)
+        if verifier is None:
+            verifier = _verifiers[topics] = SNSVerifier(topic_arns=topics)
+    return verifier.parse(headers, body)
