@@ -686,8 +686,19 @@ class Guard:
             state.pending = retry
             return retry
 
-        await self.retry.run(attempt, should_retry=bool, clock=self._clock, sleep=self._sleep)
-        retry_at = self._clock() + timedelta(seconds=self.retry.defer_for)
+        def not_before(_: object) -> float | None:
+            waits = [state.last[k][0].retry_after or 0.0 for k in state.pending]
+            return max(waits, default=0.0) or None
+
+        await self.retry.run(
+            attempt,
+            should_retry=bool,
+            clock=self._clock,
+            sleep=self._sleep,
+            not_before=not_before,
+        )
+        wait = max(self.retry.defer_for, not_before(None) or 0.0)
+        retry_at = self._clock() + timedelta(seconds=wait)
         for key in state.pending:
             reply, found = state.last[key]
             state.results[key] = replace(

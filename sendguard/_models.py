@@ -81,6 +81,8 @@ class Reply:
     "this recipient is on our suppression list" is ``"suppressed"``); it is taken instead of
     classifying ``text``.  HTTP adapters report SMTP-style codes: 2xx accepted, 4xx
     temporary, 5xx permanent."""
+    retry_after: float | None = None
+    """Seconds the provider asked to wait before the next try (HTTP Retry-After)."""
 
     @classmethod
     def from_smtp(cls, code: int, text: str, stage: Stage) -> Reply:

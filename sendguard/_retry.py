@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import tenacity
 
@@ -56,8 +56,14 @@ class RetryPolicy:
         should_retry: Callable[[T], bool],
         clock: Callable[[], datetime],
         sleep: Callable[[float], Awaitable[None]],
+        not_before: Callable[[T], float | None] = lambda _: None,
     ) -> T:
-        """Call *attempt* until ``should_retry`` says no or the policy is spent; last result."""
+        """Call *attempt* until ``should_retry`` says no or the policy is spent; last result.
+
+        ``not_before(result)`` is the server's own wait (a Retry-After): the next attempt
+        waits at least that long, and when that is longer than ``max_wait`` the policy stops
+        and lets the caller defer instead of sleeping through it.
+        """
         started = clock()
         first = await attempt()
         if self.attempts == 1 or not should_retry(first):
@@ -70,9 +76,14 @@ class RetryPolicy:
             return replay.pop() if replay else await attempt()
 
         retrying: tenacity.AsyncRetrying = tenacity.AsyncRetrying(
-            stop=tenacity.stop_after_attempt(self.attempts) | _OutOfTime(clock, started, budget),
-            wait=tenacity.wait_exponential(multiplier=self.initial_wait, max=self.max_wait)
-            + tenacity.wait_random(0, self.jitter),
+            stop=tenacity.stop_after_attempt(self.attempts)
+            | _OutOfTime(clock, started, budget)
+            | _WaitTooLong(not_before, self.max_wait),
+            wait=_AtLeast(
+                tenacity.wait_exponential(multiplier=self.initial_wait, max=self.max_wait)
+                + tenacity.wait_random(0, self.jitter),
+                not_before,
+            ),
             retry=tenacity.retry_if_result(should_retry),
             sleep=sleep,
             # A spent policy hands back the last result: the caller reports it as deferred.
@@ -93,3 +104,33 @@ class _OutOfTime(tenacity.stop.stop_base):
 
     def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
         return self._clock() - self._started >= self._budget
+
+
+def _hint(not_before: Callable[[Any], float | None], state: tenacity.RetryCallState) -> float:
+    if state.outcome is None or state.outcome.failed:
+        return 0.0
+    return not_before(state.outcome.result()) or 0.0
+
+
+class _WaitTooLong(tenacity.stop.stop_base):
+    """Stop when the server asks for a longer wait than the policy ever sleeps."""
+
+    def __init__(self, not_before: Callable[[Any], float | None], longest: float) -> None:
+        self._not_before = not_before
+        self._longest = longest
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+        return _hint(self._not_before, retry_state) > self._longest
+
+
+class _AtLeast(tenacity.wait.wait_base):
+    """The policy's wait, or the server's Retry-After if that is longer."""
+
+    def __init__(
+        self, base: tenacity.wait.wait_base, not_before: Callable[[Any], float | None]
+    ) -> None:
+        self._base = base
+        self._not_before = not_before
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
+        return max(self._base(retry_state), _hint(self._not_before, retry_state))

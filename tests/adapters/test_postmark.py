@@ -9,6 +9,7 @@ SpamComplaint and Delivery records, authenticated by basic auth in the webhook U
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -275,3 +276,43 @@ class TestPostmarkConformance(AdapterConformance):
 
     def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> list[Any]:
         return parse_webhook(headers, body, credentials=CREDENTIALS)
+
+
+async def test_a_short_retry_after_is_waited_out(api: PostmarkAPI, clock: FakeClock) -> None:
+    calls: list[float] = []
+
+    def busy_once(request: httpx.Request) -> httpx.Response:
+        calls.append(clock.now.timestamp())
+        if len(calls) == 1:
+            answer = {"ErrorCode": 100, "Message": "Maintenance"}
+            return httpx.Response(503, headers={"Retry-After": "7"}, json=answer)
+        return api.handle(request)
+
+    adapter = PostmarkAdapter(server_token=TOKEN, transport=httpx.MockTransport(busy_once))
+    policy = RetryPolicy(attempts=3, initial_wait=1, max_wait=30, jitter=0)
+    g = Guard(adapter=adapter, clock=clock, sleep=clock.sleep, retry=policy)
+    rr = (await g.send(message("a@example.com"))).recipients["a@example.com"]
+    assert (rr.status, rr.attempts) == (DeliveryStatus.ACCEPTED, 2)
+    assert clock.sleeps == [7]  # not the policy's 1 s: the server said 7
+
+
+async def test_a_retry_after_longer_than_the_policy_defers_without_sleeping(
+    clock: FakeClock,
+) -> None:
+    def later(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            503, headers={"Retry-After": "3600"}, json={"ErrorCode": 100, "Message": "Maintenance"}
+        )
+
+    adapter = PostmarkAdapter(server_token=TOKEN, transport=httpx.MockTransport(later))
+    g = Guard(
+        adapter=adapter,
+        clock=clock,
+        sleep=clock.sleep,
+        retry=RetryPolicy(attempts=3, initial_wait=1, max_wait=30, jitter=0, defer_for=60),
+    )
+    start = clock.now
+    rr = (await g.send(message("a@example.com"))).recipients["a@example.com"]
+    assert (rr.status, rr.attempts) == (DeliveryStatus.DEFERRED, 1)
+    assert clock.sleeps == []
+    assert rr.retry_at == start + dt.timedelta(seconds=3600)

@@ -20,6 +20,7 @@ import json
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
@@ -80,7 +81,14 @@ class MailgunAdapter(Adapter):
         if status == 429 or status >= 500:
             reason = "ratelimited" if status == 429 else None
             return _everyone(
-                envelope, Reply(451, f"Mailgun HTTP {status}: {text}", Stage.DATA, reason=reason)
+                envelope,
+                Reply(
+                    451,
+                    f"Mailgun HTTP {status}: {text}",
+                    Stage.DATA,
+                    reason=reason,
+                    retry_after=_retry_after(response),
+                ),
             )
         if status in (401, 403):
             return _everyone(
@@ -238,3 +246,17 @@ def parse_webhook(
         if verifier is None:
             verifier = _verifiers[keys] = WebhookVerifier(signing_keys=list(keys))
     return verifier.parse(headers, body)
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """The Retry-After header in seconds (a number of seconds or an HTTP date)."""
+    value = response.headers.get("Retry-After", "").strip()
+    if not value:
+        return None
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (when - dt.datetime.now(dt.UTC)).total_seconds())

@@ -23,7 +23,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from email.message import Message
-from email.utils import getaddresses
+from email.utils import getaddresses, parsedate_to_datetime
 from typing import Any
 
 import httpx
@@ -141,7 +141,13 @@ class PostmarkAdapter(Adapter):
             detail = f"Postmark HTTP {status}: {text}"
             return _everyone(
                 envelope,
-                Reply(451, detail, Stage.DATA, reason="ratelimited" if status == 429 else None),
+                Reply(
+                    451,
+                    detail,
+                    Stage.DATA,
+                    reason="ratelimited" if status == 429 else None,
+                    retry_after=_retry_after(response),
+                ),
             )
         if code == 406:
             found = _INACTIVE.search(text)
@@ -301,3 +307,17 @@ def _events(record: dict[str, Any]) -> list[DeliveryEvent]:
             )
         ]
     return []  # opens, clicks, subscription changes: nothing for the guard
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """The Retry-After header in seconds (a number of seconds or an HTTP date)."""
+    value = response.headers.get("Retry-After", "").strip()
+    if not value:
+        return None
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (when - dt.datetime.now(dt.UTC)).total_seconds())

@@ -18,7 +18,7 @@ import datetime as dt
 import json
 from collections.abc import Callable, Mapping
 from email.message import Message
-from email.utils import getaddresses, parseaddr
+from email.utils import getaddresses, parseaddr, parsedate_to_datetime
 from typing import Any
 
 import httpx
@@ -81,7 +81,10 @@ class SendGridAdapter(Adapter):
         if status == 429 or status >= 500:
             reason = "ratelimited" if status == 429 else None
             detail = f"SendGrid HTTP {status}: {text}"
-            return _everyone(envelope, Reply(451, detail, Stage.DATA, reason=reason))
+            return _everyone(
+                envelope,
+                Reply(451, detail, Stage.DATA, reason=reason, retry_after=_retry_after(response)),
+            )
         if status in (401, 403):
             detail = f"SendGrid HTTP {status}: {text}"
             return _everyone(envelope, Reply(530, detail, Stage.MAIL, reason="authfailure"))
@@ -258,3 +261,17 @@ def _events(record: dict[str, Any]) -> list[DeliveryEvent]:  # noqa: PLR0911 (on
     if kind in ("unsubscribe", "group_unsubscribe"):
         return [event_from(type="unsubscribed", **common)]
     return []  # processed, open, click: nothing for the guard
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """The Retry-After header in seconds (a number of seconds or an HTTP date)."""
+    value = response.headers.get("Retry-After", "").strip()
+    if not value:
+        return None
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (when - dt.datetime.now(dt.UTC)).total_seconds())

@@ -21,6 +21,7 @@ import json
 import re
 import threading
 from collections.abc import Callable, Iterable, Mapping
+from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlparse
 
@@ -117,7 +118,10 @@ class SESAdapter(Adapter):
         detail = f"SES {kind or status}: {text}"
         if status == 429 or status >= 500 or kind == "TooManyRequestsException":
             reason = "ratelimited" if status == 429 or kind else None
-            return _everyone(envelope, Reply(451, detail, Stage.DATA, reason=reason))
+            return _everyone(
+                envelope,
+                Reply(451, detail, Stage.DATA, reason=reason, retry_after=_retry_after(response)),
+            )
         if kind in _SENDER_REFUSED or status == 403:
             return _everyone(envelope, Reply(554, detail, Stage.MAIL, reason="rejected"))
         return _everyone(envelope, Reply(554, detail, Stage.DATA, reason="contenterror"))
@@ -324,3 +328,17 @@ def parse_webhook(
         if verifier is None:
             verifier = _verifiers[topics] = SNSVerifier(topic_arns=topics)
     return verifier.parse(headers, body)
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """The Retry-After header in seconds (a number of seconds or an HTTP date)."""
+    value = response.headers.get("Retry-After", "").strip()
+    if not value:
+        return None
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (when - dt.datetime.now(dt.UTC)).total_seconds())
