@@ -36,10 +36,12 @@ from sendguard._models import (
     Stage,
     Suppression,
 )
+from sendguard._open import STORE_SCHEMES, open_store, store_url
 from sendguard._redis import RedisStore
 from sendguard._retry import RetryPolicy
 from sendguard._shaping import PROVIDERS, Limit, Shaping, mx_provider, parse_limit
 from sendguard._smtp import SMTPAdapter
+from sendguard._sqlite import SQLiteStore
 from sendguard._store import (
     Admission,
     Admit,
@@ -61,6 +63,7 @@ __all__ = [
     "DEFAULT_RULES",
     "PROVIDERS",
     "REASONS",
+    "STORE_SCHEMES",
     "Action",
     "Adapter",
     "Address",
@@ -93,6 +96,7 @@ __all__ = [
     "Rule",
     "Rules",
     "SMTPAdapter",
+    "SQLiteStore",
     "SendGuardError",
     "SendResult",
     "SenderStatus",
@@ -112,6 +116,8 @@ __all__ = [
     "event_from",
     "mx_provider",
     "normalize_address",
+    "open_store",
     "parse_bounce",
     "parse_limit",
+    "store_url",
 ]

@@ -49,7 +49,8 @@ class MemoryStore(Store):
         key = (quota.sender_domain, quota.day.isoformat())
         if key not in self._used:
             # A new day for this domain: yesterday's counters are of no further use.
-            self._used = {k: v for k, v in self._used.items() if k[1] >= key[1]}
+            for old in [k for k in self._used if k[1] < key[1]]:
+                del self._used[old]
         return key
 
     def _pause(self, sender: str, domain: str, now: dt.datetime) -> Pause | None:
@@ -131,13 +132,8 @@ class MemoryStore(Store):
 
     async def settle(self, outcome: Outcome) -> Settled:
         """See :meth:`Store.settle`."""
-        if outcome.event_id:
-            now = outcome.now.timestamp()
-            horizon = now - outcome.remember.total_seconds()
-            self._events = {k: t for k, t in self._events.items() if t > horizon}
-            if outcome.event_id in self._events:
-                return Settled([], [], None, tripped=False, duplicate=True)
-            self._events[outcome.event_id] = now
+        if outcome.event_id and self._seen(outcome):
+            return Settled([], [], None, tripped=False, duplicate=True)
         if outcome.quota is not None and outcome.give_back:
             counter = self._counter(outcome.quota)
             self._used[counter] = max(0, self._used.get(counter, 0) - outcome.give_back)
@@ -169,6 +165,17 @@ class MemoryStore(Store):
             self._slow[field] = (min(outcome.slow_max, factor * 2), now)
         volume, tripped = self._count(outcome)
         return Settled(added, escalated, volume, tripped)
+
+    def _seen(self, outcome: Outcome) -> bool:
+        """Whether the outcome's event was recorded before; remember it now if not."""
+        now = outcome.now.timestamp()
+        horizon = now - outcome.remember.total_seconds()
+        for old in [k for k, t in self._events.items() if t <= horizon]:
+            del self._events[old]
+        if outcome.event_id in self._events:
+            return True
+        self._events[outcome.event_id] = now
+        return False
 
     def _count(self, outcome: Outcome) -> tuple[Volume | None, bool]:
         breaker, sender = outcome.breaker, outcome.sender_domain

@@ -17,7 +17,15 @@ import pytest
 import redis
 import structlog
 
-from sendguard import Guard, MemoryStore, RedisStore, RetryPolicy, SMTPAdapter, Store
+from sendguard import (
+    Guard,
+    MemoryStore,
+    RedisStore,
+    RetryPolicy,
+    SMTPAdapter,
+    SQLiteStore,
+    Store,
+)
 from sendguard.testing import FakeClock, ScriptedSMTPServer
 
 structlog.configure(
@@ -162,11 +170,18 @@ async def redis_store(redis_url: str, prefix: str) -> AsyncIterator[RedisStore]:
         yield store
 
 
-@pytest.fixture(params=["memory", "redis", "cluster"])
-async def store(request: pytest.FixtureRequest, prefix: str) -> AsyncIterator[Store]:
+@pytest.fixture(params=["memory", "sqlite", "redis", "cluster"])
+async def store(
+    request: pytest.FixtureRequest, prefix: str, tmp_path: Path
+) -> AsyncIterator[Store]:
     """Each store implementation in turn: one test body, every store."""
     if request.param == "memory":
         yield MemoryStore()
+        return
+    if request.param == "sqlite":
+        sqlite = SQLiteStore(tmp_path / "sendguard.db")
+        yield sqlite
+        await sqlite.aclose()
         return
     cluster = request.param == "cluster"
     url = request.getfixturevalue("redis_cluster_url" if cluster else "redis_url")

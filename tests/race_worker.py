@@ -1,4 +1,8 @@
-"""One process of a race: send N one-recipient messages at once, print the outcome."""
+"""A race: processes sending one-recipient messages at once, all spending one cap.
+
+``python -m tests.race_worker STORE_URL PREFIX PORT WORKER COUNT CAP KIND`` is one process:
+it sends COUNT messages at once and prints the outcome; :func:`race` runs several.
+"""
 
 from __future__ import annotations
 
@@ -7,23 +11,42 @@ import datetime as dt
 import json
 import sys
 from collections import Counter
+from pathlib import Path
 
 import structlog
 
-from sendguard import Guard, RedisStore, RetryPolicy, Shaping, SMTPAdapter, WarmupSchedule
+from sendguard import Guard, RetryPolicy, Shaping, SMTPAdapter, WarmupSchedule, open_store
 from tests.conftest import message
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+async def race(
+    store_url: str, prefix: str, port: int, *, workers: int, per_worker: int, cap: int, kind: str
+) -> Counter[str]:
+    """Run *workers* processes at once; the statuses of all their recipients."""
+    procs = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "tests.race_worker",
+            *(store_url, prefix, str(port), str(w), str(per_worker), str(cap), kind),
+            cwd=ROOT,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        for w in range(workers)
+    ]
+    totals: Counter[str] = Counter()
+    for proc in procs:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout=300)
+        assert proc.returncode == 0, err.decode()
+        totals.update(json.loads(out))
+    return totals
 
 
 async def main(
-    redis_url: str,
-    prefix: str,
-    port: int,
-    *,
-    worker: int,
-    count: int,
-    cap: int,
-    kind: str,
-    cluster: bool,
+    store_url: str, prefix: str, port: int, *, worker: int, count: int, cap: int, kind: str
 ) -> None:
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))
     today = dt.datetime.now(dt.UTC).date()
@@ -34,7 +57,7 @@ async def main(
         shaping = Shaping({"*": f"{cap}/day"}, burst=cap)
     async with Guard(
         adapter=SMTPAdapter("127.0.0.1", port, pool_size=4),
-        store=RedisStore.from_url(redis_url, prefix=prefix, cluster=cluster),
+        store=open_store(store_url, prefix=prefix),
         retry=RetryPolicy.never(),
         warmup=warmup,
         shaping=shaping,
@@ -47,16 +70,7 @@ async def main(
 
 
 if __name__ == "__main__":
-    url, prefix, port, worker, count, cap, kind, cluster = sys.argv[1:]
+    url, prefix, port, worker, count, cap, kind = sys.argv[1:]
     asyncio.run(
-        main(
-            url,
-            prefix,
-            int(port),
-            worker=int(worker),
-            count=int(count),
-            cap=int(cap),
-            kind=kind,
-            cluster=cluster == "cluster",
-        )
+        main(url, prefix, int(port), worker=int(worker), count=int(count), cap=int(cap), kind=kind)
     )
