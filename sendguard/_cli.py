@@ -10,6 +10,8 @@ import math
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, TextIO, TypeVar, cast
@@ -29,11 +31,11 @@ from sendguard._errors import (
 )
 from sendguard._guard import Guard
 from sendguard._models import Suppression
-from sendguard._redis import RedisStore
+from sendguard._open import open_store, store_url
 from sendguard._store import Store
 from sendguard._warmup import PRESETS, WarmupSchedule
 
-__all__ = ["app", "main"]
+__all__ = ["Defaults", "app", "main"]
 
 T = TypeVar("T")
 
@@ -49,10 +51,28 @@ app = typer.Typer(
 )
 
 
+@dataclass(frozen=True)
+class Defaults:
+    """What the commands use when neither an option nor the environment says otherwise.
+
+    An integration passes its own as the click context's ``obj`` (``app(args, obj=...)``, or
+    ``context_settings["obj"]`` of a command it mounts), so ``manage.py sendguard`` and
+    ``flask sendguard`` work on the store the app uses.
+    """
+
+    store: str = "sqlite:///sendguard.db"
+    prefix: str = "sendguard"
+
+
+_STANDALONE = Defaults()
+_defaults: ContextVar[Defaults] = ContextVar("sendguard_cli_defaults", default=_STANDALONE)
+
+
 @app.callback()
-def _setup() -> None:
+def _setup(ctx: typer.Context) -> None:
     """Keep stdout for the command's output: the guard's logs go to stderr."""
     structlog.configure(logger_factory=_stderr_logger)
+    _defaults.set(ctx.obj if isinstance(ctx.obj, Defaults) else _STANDALONE)
 
 
 def _stderr_logger(*_args: object) -> structlog.PrintLogger:
@@ -65,14 +85,33 @@ suppress_app = typer.Typer(
 )
 app.add_typer(suppress_app, name="suppress")
 
+StoreURL = Annotated[
+    str | None,
+    typer.Option(
+        "--store",
+        envvar="SENDGUARD_STORE",
+        help="The store holding the list: sqlite:///path, redis://... "
+        f"[default: {Defaults.store}, or the app's store]",
+        show_default=False,
+    ),
+]
 RedisURL = Annotated[
-    str,
-    typer.Option("--redis-url", envvar="SENDGUARD_REDIS_URL", help="Redis holding the list."),
+    str | None,
+    typer.Option(
+        "--redis-url",
+        envvar="SENDGUARD_REDIS_URL",
+        help="Redis holding the list (the same as --store redis://...).",
+    ),
 ]
 Prefix = Annotated[
-    str, typer.Option("--prefix", envvar="SENDGUARD_PREFIX", help="Key prefix of the list.")
+    str | None,
+    typer.Option(
+        "--prefix",
+        envvar="SENDGUARD_PREFIX",
+        help="Key prefix of a Redis store. [default: sendguard]",
+        show_default=False,
+    ),
 ]
-DEFAULT_URL = "redis://localhost:6379/0"
 CSV_FIELDS = ("address", "reason", "created_at")
 _BATCH = 1000
 
@@ -82,11 +121,26 @@ def _fail(message: str, code: int = EXIT_ERROR) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _run(redis_url: str, prefix: str, work: Callable[[Store], Awaitable[T]]) -> T:
-    async def go() -> T:
-        async with RedisStore.from_url(redis_url, prefix=prefix) as store:
-            return await work(store)
+def _store_url(store: str | None, redis_url: str | None) -> str:
+    if store and redis_url:
+        raise _fail("give --store or --redis-url, not both")
+    return store_url(store, redis_url, default=_defaults.get().store)
 
+
+def _run(
+    store: str | None,
+    redis_url: str | None,
+    prefix: str | None,
+    work: Callable[[Store], Awaitable[T]],
+) -> T:
+    url = _store_url(store, redis_url)
+
+    async def go() -> T:
+        async with open_store(url, prefix=prefix or _defaults.get().prefix) as opened:
+            return await work(opened)
+
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        typer.echo(f"note: {url} did not exist; starting an empty store there", err=True)
     try:
         return asyncio.run(go())
     except (StoreError, ConfigurationError) as exc:
@@ -115,16 +169,18 @@ def _key(address: str) -> str:
 @suppress_app.command("add")
 def add(
     addresses: Annotated[list[str], typer.Argument(help="Addresses to suppress.")],
+    *,
     reason: Annotated[str, typer.Option(help="Why they are suppressed.")] = "manual",
     detail: Annotated[str, typer.Option(help="Free text kept with the entry.")] = "",
-    redis_url: RedisURL = DEFAULT_URL,
-    prefix: Prefix = "sendguard",
+    store: StoreURL = None,
+    redis_url: RedisURL = None,
+    prefix: Prefix = None,
 ) -> None:
     """Suppress ADDRESSES (an existing entry is replaced)."""
     keys = [_key(a) for a in addresses]
     now = datetime.now(UTC)
     entries = [Suppression(k, reason, detail=detail, source="cli", created_at=now) for k in keys]
-    _run(redis_url, prefix, lambda store: store.add(entries, replace=True))
+    _run(store, redis_url, prefix, lambda opened: opened.add(entries, replace=True))
     for key in keys:
         typer.echo(f"suppressed {key}")
 
@@ -132,8 +188,9 @@ def add(
 @suppress_app.command("remove")
 def remove(
     addresses: Annotated[list[str], typer.Argument(help="Addresses to take off the list.")],
-    redis_url: RedisURL = DEFAULT_URL,
-    prefix: Prefix = "sendguard",
+    store: StoreURL = None,
+    redis_url: RedisURL = None,
+    prefix: Prefix = None,
 ) -> None:
     """Take ADDRESSES off the suppression list."""
     keys = [_key(a) for a in addresses]
@@ -141,19 +198,20 @@ def remove(
     async def work(store: Store) -> list[bool]:
         return [await store.remove(k) for k in keys]
 
-    for key, removed in zip(keys, _run(redis_url, prefix, work), strict=True):
+    for key, removed in zip(keys, _run(store, redis_url, prefix, work), strict=True):
         typer.echo(f"removed {key}" if removed else f"not suppressed {key}")
 
 
 @suppress_app.command("check")
 def check(
     address: Annotated[str, typer.Argument(help="The address to look up.")],
-    redis_url: RedisURL = DEFAULT_URL,
-    prefix: Prefix = "sendguard",
+    store: StoreURL = None,
+    redis_url: RedisURL = None,
+    prefix: Prefix = None,
 ) -> None:
     """Say whether ADDRESS is suppressed and why; exit 0 if it is, 1 if not."""
     key = _key(address)
-    entry = _run(redis_url, prefix, lambda store: store.get(key))
+    entry = _run(store, redis_url, prefix, lambda opened: opened.get(key))
     if entry is None:
         typer.echo(f"not suppressed {key}")
         raise typer.Exit(EXIT_NOT_FOUND)
@@ -170,11 +228,12 @@ async def _all(store: Store) -> list[Suppression]:
 
 @suppress_app.command("list")
 def list_(
-    redis_url: RedisURL = DEFAULT_URL,
-    prefix: Prefix = "sendguard",
+    store: StoreURL = None,
+    redis_url: RedisURL = None,
+    prefix: Prefix = None,
 ) -> None:
     """List every suppressed address with its reason and date, sorted by address."""
-    entries = sorted(_run(redis_url, prefix, _all), key=lambda e: e.address)
+    entries = sorted(_run(store, redis_url, prefix, _all), key=lambda e: e.address)
     for entry in entries:
         typer.echo(f"{entry.address}\t{entry.reason}\t{entry.created_at.isoformat()}")
     typer.echo(f"{len(entries)} suppressed", err=True)
@@ -183,11 +242,12 @@ def list_(
 @suppress_app.command("export")
 def export(
     file: Annotated[str, typer.Argument(help="CSV file to write, - for standard output.")] = "-",
-    redis_url: RedisURL = DEFAULT_URL,
-    prefix: Prefix = "sendguard",
+    store: StoreURL = None,
+    redis_url: RedisURL = None,
+    prefix: Prefix = None,
 ) -> None:
     """Write the list as CSV: address,reason,created_at."""
-    entries = sorted(_run(redis_url, prefix, _all), key=lambda e: e.address)
+    entries = sorted(_run(store, redis_url, prefix, _all), key=lambda e: e.address)
     with _open(file, "w") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(CSV_FIELDS)
@@ -217,8 +277,9 @@ def _parse_row(row: list[str], now: datetime) -> Suppression:
 def import_(
     file: Annotated[str, typer.Argument(help="CSV file to read, - for standard input.")],
     replace: Annotated[bool, typer.Option(help="Overwrite entries already listed.")] = False,
-    redis_url: RedisURL = DEFAULT_URL,
-    prefix: Prefix = "sendguard",
+    store: StoreURL = None,
+    redis_url: RedisURL = None,
+    prefix: Prefix = None,
 ) -> None:
     """Read CSV rows address[,reason[,created_at]]; a header row is optional.
 
@@ -246,11 +307,63 @@ def import_(
             written += await store.add(entries[start : start + _BATCH], replace=replace)
         return written
 
-    written = _run(redis_url, prefix, work)
+    written = _run(store, redis_url, prefix, work)
     skipped = len(entries) - written
     typer.echo(f"imported {written}, already listed {skipped}, bad rows {bad}")
     if bad:
         raise typer.Exit(EXIT_NOT_FOUND)
+
+
+@app.command("migrate")
+def migrate(
+    source: Annotated[
+        str, typer.Option("--from", help="The store to copy from: sqlite:///a.db, redis://...")
+    ],
+    target: Annotated[str, typer.Option("--to", help="The store to copy into.")],
+    replace: Annotated[
+        bool, typer.Option(help="Overwrite entries the target already lists.")
+    ] = False,
+    prefix: Prefix = None,
+) -> None:
+    """Copy every suppression, with its reason, codes and date, from one store to another.
+
+    Entries the target already lists are kept unless --replace.  Afterwards every address of
+    the source is checked on the target; the command fails (exit 2) if one is missing.  Safe
+    to run again: a second run copies nothing new.
+    """
+    if source == target:
+        raise _fail("--from and --to name the same store")
+
+    async def work() -> tuple[int, int, int]:
+        async with (
+            open_store(source, prefix=prefix or _defaults.get().prefix) as src,
+            open_store(target, prefix=prefix or _defaults.get().prefix) as dst,
+        ):
+            keys: set[str] = set()
+            written = 0
+            batch: list[Suppression] = []
+            async for entry in src.scan():
+                keys.add(entry.address)
+                batch.append(entry)
+                if len(batch) == _BATCH:
+                    written += await dst.add(batch, replace=replace)
+                    batch = []
+            if batch:
+                written += await dst.add(batch, replace=replace)
+            total = len(keys)
+            async for entry in dst.scan():
+                keys.discard(entry.address)
+            return total, written, len(keys)
+
+    if source.startswith("sqlite:///") and not Path(source.removeprefix("sqlite:///")).exists():
+        raise _fail(f"{source}: no such file")
+    try:
+        total, written, missing = asyncio.run(work())
+    except (StoreError, ConfigurationError) as exc:
+        raise _fail(str(exc)) from exc
+    if missing:
+        raise _fail(f"{missing} suppressions of {source} are not on {target}")
+    typer.echo(f"copied {written} of {total} suppressions, already listed {total - written}")
 
 
 # -- bounces ------------------------------------------------------------------------------------
@@ -319,8 +432,9 @@ def _messages(path: Path) -> Iterator[tuple[str, bytes]]:
 @app.command("ingest")
 def ingest(
     path: Annotated[Path, typer.Argument(help="An .eml file, an mbox file or a maildir.")],
+    *,
     apply: Annotated[
-        bool, typer.Option("--apply", help="Record suppressions in Redis (default: only show).")
+        bool, typer.Option("--apply", help="Record suppressions in the store (default: only show).")
     ] = False,
     secret: Annotated[
         str | None,
@@ -330,8 +444,9 @@ def ingest(
             help="Trust only bounces signed with this secret.",
         ),
     ] = None,
-    redis_url: RedisURL = DEFAULT_URL,
-    prefix: Prefix = "sendguard",
+    store: StoreURL = None,
+    redis_url: RedisURL = None,
+    prefix: Prefix = None,
 ) -> None:
     """Read bounces and print one line per recipient, then a summary by reason."""
     if not path.exists():
@@ -352,7 +467,7 @@ def ingest(
         return done
 
     if apply:
-        results = _run(redis_url, prefix, work)
+        results = _run(store, redis_url, prefix, work)
     else:
         results = []
         for name, raw in messages:
@@ -493,15 +608,16 @@ def _draw_png(table: list[tuple[int, int]], path: Path) -> None:
 @app.command("status")
 def status(
     sender: Annotated[str, typer.Argument(help="The sender domain, e.g. shop.example.")],
-    redis_url: RedisURL = DEFAULT_URL,
-    prefix: Prefix = "sendguard",
+    store: StoreURL = None,
+    redis_url: RedisURL = None,
+    prefix: Prefix = None,
 ) -> None:
     """Print a sender's pauses and its sends, bounces and complaints of the last 24 hours."""
 
     async def work(store: Store) -> SenderStatus:
         return await Guard(store=store, breaker=Breaker()).status(sender)
 
-    found = _run(redis_url, prefix, work)
+    found = _run(store, redis_url, prefix, work)
     volume = found.volume
     typer.echo(f"sender      {found.sender_domain}")
     typer.echo(
@@ -519,15 +635,16 @@ def status(
 @app.command("resume")
 def resume(
     sender: Annotated[str, typer.Argument(help="The sender domain to resume.")],
-    redis_url: RedisURL = DEFAULT_URL,
-    prefix: Prefix = "sendguard",
+    store: StoreURL = None,
+    redis_url: RedisURL = None,
+    prefix: Prefix = None,
 ) -> None:
     """Lift every pause of a sender (the breaker's and those toward single domains)."""
 
     async def work(store: Store) -> int:
         return await Guard(store=store).resume(sender)
 
-    lifted = _run(redis_url, prefix, work)
+    lifted = _run(store, redis_url, prefix, work)
     typer.echo(f"lifted {lifted} pause{'s' if lifted != 1 else ''} of {sender.lower()}")
 
 

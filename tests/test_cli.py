@@ -1,4 +1,4 @@
-"""The sendguard command line against a real Redis."""
+"""The sendguard command line, against a real Redis and against a SQLite file."""
 
 from __future__ import annotations
 
@@ -12,22 +12,29 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from sendguard import SQLiteStore
 from sendguard._cli import app
 from tests.conftest import free_port
 
 Invoke = Callable[..., tuple[int, str, str]]
 
 
-@pytest.fixture
-def run(redis_store: object, redis_url: str, prefix: str) -> Invoke:
+@pytest.fixture(params=["redis", "sqlite"])
+def run(request: pytest.FixtureRequest, prefix: str, tmp_path: Path) -> Invoke:
     runner = CliRunner()
+    if request.param == "redis":
+        request.getfixturevalue("redis_store")  # deletes the prefix's keys afterwards
+        env = {"SENDGUARD_REDIS_URL": request.getfixturevalue("redis_url")}
+    else:
+        SQLiteStore(tmp_path / "cli.db").db.close()  # an existing store: no "starting" note
+        env = {"SENDGUARD_STORE": f"sqlite:///{tmp_path / 'cli.db'}"}
 
     def invoke(*args: str, stdin: str | None = None) -> tuple[int, str, str]:
         result = runner.invoke(
             app,
             ["suppress", *args],
             input=stdin,
-            env={"SENDGUARD_REDIS_URL": redis_url, "SENDGUARD_PREFIX": prefix},
+            env={**env, "SENDGUARD_PREFIX": prefix},
         )
         return result.exit_code, result.stdout, result.stderr
 
