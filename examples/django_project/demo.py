@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import structlog
@@ -17,9 +18,10 @@ from sendguard.testing import ScriptedSMTPServer
 
 def main() -> None:
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
-    with ScriptedSMTPServer().in_thread() as server:
+    with ScriptedSMTPServer().in_thread() as server, tempfile.TemporaryDirectory() as base:
         server.script("gone@example.com", "550 5.1.1 <gone@example.com>: User unknown")
         os.environ["EMAIL_PORT"] = str(server.port)
+        os.environ["EXAMPLE_BASE_DIR"] = base  # the list is kept in sendguard.db there
         sys.path.insert(0, str(Path(__file__).resolve().parent))
         os.environ["DJANGO_SETTINGS_MODULE"] = "settings"  # this project's, whatever is set
         import django  # noqa: PLC0415 (after the settings are chosen)
@@ -31,6 +33,7 @@ def main() -> None:
         first = mail.send_mail("Hello", "Hi!", None, ["ok@example.com", "gone@example.com"])
         print(f"first send: {first} message sent; the server accepted {server.accepted}")
         print(f"gone@example.com suppressed: {get_guard().is_suppressed('gone@example.com')}")
+        reset_guard()  # as if the process restarted: the list is in the file, not in memory
         server.rcpt_log.clear()
         message = mail.EmailMessage("Again", "Hi!", None, ["gone@example.com"])
         print(f"second send: {message.send()} sent, RCPT TO seen: {server.rcpt_log or 'none'}")

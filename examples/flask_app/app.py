@@ -6,6 +6,7 @@ Run: python3 dev.py run python examples/flask_app/app.py   (a demo with a local 
 from __future__ import annotations
 
 import logging
+import tempfile
 
 import flask_mailman
 import structlog
@@ -18,9 +19,12 @@ mail = flask_mailman.Mail()
 guard = SendGuard()
 
 
-def create_app(**config: object) -> Flask:
-    """The app factory: extensions first, then the views."""
-    app = Flask(__name__)
+def create_app(instance_path: str | None = None, **config: object) -> Flask:
+    """The app factory: extensions first, then the views.
+
+    With no store configured, the suppression list is ``sendguard.db`` in the instance folder.
+    """
+    app = Flask(__name__, instance_path=instance_path)
     app.config.update(MAIL_SERVER="127.0.0.1", MAIL_DEFAULT_SENDER="news@shop.example")
     app.config.update(config)
     guard.init_app(app)
@@ -38,9 +42,9 @@ def create_app(**config: object) -> Flask:
 
 def main() -> None:
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
-    with ScriptedSMTPServer().in_thread() as server:
+    with ScriptedSMTPServer().in_thread() as server, tempfile.TemporaryDirectory() as instance:
         server.script("gone@example.com", "550 5.1.1 <gone@example.com>: User unknown")
-        app = create_app(MAIL_PORT=server.port)
+        app = create_app(instance, MAIL_PORT=server.port)  # a scratch list, for a fresh demo
         client = app.test_client()
         for address in ("ok@example.com", "gone@example.com", "gone@example.com"):
             print(f"POST /invite/{address} -> {client.post(f'/invite/{address}').get_json()}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,9 +34,11 @@ def server() -> Iterator[ScriptedSMTPServer]:
 
 
 @pytest.fixture(autouse=True)
-def fresh_guard() -> Iterator[None]:
+def fresh_guard(tmp_path: Path) -> Iterator[None]:
+    """A guard built afresh for each test; a store not configured is a file in its tmp_path."""
     reset_guard()
-    yield
+    with override_settings(BASE_DIR=tmp_path):
+        yield
     reset_guard()
 
 
@@ -197,3 +200,28 @@ def test_manage_py_sendguard(capsys: pytest.CaptureFixture[str]) -> None:
     assert done.value.code == 0
     assert "suppressed x@example.com" in capsys.readouterr().out
     assert get_guard().is_suppressed("x@example.com")
+
+
+def test_without_a_store_the_list_is_a_file_in_base_dir_and_survives_a_restart(
+    server: ScriptedSMTPServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server.script("gone@example.com", "550 5.1.1 <gone@example.com>: User unknown")
+    conf = {"RETRY": FAST_RETRY}
+    with override_settings(EMAIL_BACKEND=OURS, EMAIL_PORT=server.port, SENDGUARD=conf):
+        assert mail.send_mail("Hi", "Body", None, ["gone@example.com"]) == 0
+        reset_guard()  # as a restart: the next use builds the guard again
+        assert (tmp_path / "sendguard.db").is_file()
+        assert get_guard().is_suppressed("gone@example.com")
+        with pytest.raises(SystemExit) as done:
+            call_command("sendguard", "suppress", "check", "gone@example.com")
+    assert done.value.code == 0
+    assert capsys.readouterr().out.startswith("suppressed gone@example.com reason=userunknown")
+
+
+def test_store_and_redis_url_together_is_improperly_configured() -> None:
+    both = {"STORE": "memory://", "REDIS_URL": "redis://localhost"}
+    with (
+        override_settings(EMAIL_BACKEND=OURS, SENDGUARD=both),
+        pytest.raises(ImproperlyConfigured, match="not both"),
+    ):
+        get_guard()

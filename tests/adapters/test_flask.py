@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import smtplib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import flask_mail
@@ -13,7 +14,7 @@ import pytest
 from flask import Flask, g
 from sendguard_flask import SendGuard, current_guard
 
-from sendguard import DeliveryStatus, StoreError
+from sendguard import ConfigurationError, DeliveryStatus, StoreError
 from sendguard.testing import ScriptedSMTPServer
 from tests.conftest import free_port, scratch_redis_store
 
@@ -26,16 +27,28 @@ def server() -> Iterator[ScriptedSMTPServer]:
         yield running
 
 
-def make_app(server: ScriptedSMTPServer, **config: Any) -> Flask:
-    app = Flask("test")
-    app.config.update(
-        MAIL_SERVER="127.0.0.1",
-        MAIL_PORT=server.port,
-        MAIL_DEFAULT_SENDER="news@shop.example",
-        SENDGUARD_RETRY=FAST_RETRY,
-        **config,
-    )
-    return app
+MakeApp = Callable[..., Flask]
+
+
+@pytest.fixture
+def make_app(server: ScriptedSMTPServer, tmp_path: Path) -> MakeApp:
+    """Apps that send to *server*, each with its own instance folder (the default store's)."""
+
+    def make(instance: Path | None = None, **config: Any) -> Flask:
+        folder = instance or tmp_path / f"instance{len(made)}"
+        app = Flask("test", instance_path=str(folder))
+        made.append(app)
+        app.config.update(
+            MAIL_SERVER="127.0.0.1",
+            MAIL_PORT=server.port,
+            MAIL_DEFAULT_SENDER="news@shop.example",
+            SENDGUARD_RETRY=FAST_RETRY,
+            **config,
+        )
+        return app
+
+    made: list[Flask] = []
+    return make
 
 
 @pytest.fixture
@@ -53,9 +66,9 @@ def apps(server: ScriptedSMTPServer, redis_url: str, prefix: str) -> Iterator[li
 
 
 def test_flask_mailman_sends_through_the_guard(
-    server: ScriptedSMTPServer, apps: list[Flask], redis_url: str, prefix: str
+    server: ScriptedSMTPServer, make_app: MakeApp, apps: list[Flask], redis_url: str, prefix: str
 ) -> None:
-    app = make_app(server, SENDGUARD_REDIS_URL=redis_url, SENDGUARD_PREFIX=prefix)
+    app = make_app(SENDGUARD_REDIS_URL=redis_url, SENDGUARD_PREFIX=prefix)
     SendGuard(app)
     mail = flask_mailman.Mail(app)
     apps.append(app)
@@ -74,11 +87,11 @@ def test_flask_mailman_sends_through_the_guard(
 
 
 def test_an_app_factory_and_mailman_registered_first(
-    server: ScriptedSMTPServer, apps: list[Flask]
+    server: ScriptedSMTPServer, make_app: MakeApp, apps: list[Flask]
 ) -> None:
     server.script("grey@example.com", "451 4.7.1 Greylisted", "250 OK")
     sg = SendGuard()
-    app = make_app(server)
+    app = make_app()
     mail = flask_mailman.Mail(app)  # registered before sendguard: it already chose a backend
     sg.init_app(app)
     apps.append(app)
@@ -90,8 +103,10 @@ def test_an_app_factory_and_mailman_registered_first(
         sg.init_app(app)
 
 
-def test_fail_silently_hides_a_store_outage(server: ScriptedSMTPServer, apps: list[Flask]) -> None:
-    app = make_app(server, SENDGUARD_REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
+def test_fail_silently_hides_a_store_outage(
+    server: ScriptedSMTPServer, make_app: MakeApp, apps: list[Flask]
+) -> None:
+    app = make_app(SENDGUARD_REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
     SendGuard(app)
     mail = flask_mailman.Mail(app)
     apps.append(app)
@@ -102,8 +117,10 @@ def test_fail_silently_hides_a_store_outage(server: ScriptedSMTPServer, apps: li
     assert server.received == []
 
 
-def test_flask_mail_sends_through_the_guard(server: ScriptedSMTPServer, apps: list[Flask]) -> None:
-    app = make_app(server)
+def test_flask_mail_sends_through_the_guard(
+    server: ScriptedSMTPServer, make_app: MakeApp, apps: list[Flask]
+) -> None:
+    app = make_app()
     SendGuard(app)
     mail = flask_mail.Mail(app)
     apps.append(app)
@@ -120,10 +137,12 @@ def test_flask_mail_sends_through_the_guard(server: ScriptedSMTPServer, apps: li
     assert server.accepted == ["ok@example.com"]
 
 
-def test_an_unguarded_app_keeps_flask_mail_as_it_was(server: ScriptedSMTPServer) -> None:
-    guarded = make_app(server)
+def test_an_unguarded_app_keeps_flask_mail_as_it_was(
+    server: ScriptedSMTPServer, make_app: MakeApp
+) -> None:
+    guarded = make_app()
     SendGuard(guarded)  # patches Flask-Mail once, for guarded apps only
-    plain = make_app(server)
+    plain = make_app()
     mail = flask_mail.Mail(plain)
     with plain.app_context():
         mail.send(flask_mail.Message("Hi", recipients=["plain@example.com"]))
@@ -133,9 +152,9 @@ def test_an_unguarded_app_keeps_flask_mail_as_it_was(server: ScriptedSMTPServer)
 
 
 def test_a_view_sends_and_the_cli_group_manages_the_list(
-    server: ScriptedSMTPServer, apps: list[Flask], redis_url: str, prefix: str
+    server: ScriptedSMTPServer, make_app: MakeApp, apps: list[Flask], redis_url: str, prefix: str
 ) -> None:
-    app = make_app(server, SENDGUARD_REDIS_URL=redis_url, SENDGUARD_PREFIX=prefix)
+    app = make_app(SENDGUARD_REDIS_URL=redis_url, SENDGUARD_PREFIX=prefix)
     SendGuard(app)
     mail = flask_mailman.Mail(app)
     apps.append(app)
@@ -152,3 +171,32 @@ def test_a_view_sends_and_the_cli_group_manages_the_list(
     assert current_guard(app).is_suppressed("new@example.com")
     assert app.test_client().post("/signup").get_json() == {"sent": 0}
     assert server.accepted == ["new@example.com"]
+
+
+def test_without_a_store_the_list_is_a_file_in_the_instance_folder_and_survives_a_restart(
+    server: ScriptedSMTPServer, make_app: MakeApp, tmp_path: Path
+) -> None:
+    server.script("gone@example.com", "550 5.1.1 <gone@example.com>: User unknown")
+    instance = tmp_path / "instance"
+    app = make_app(instance)
+    SendGuard(app)
+    with app.app_context():
+        sent = flask_mailman.Mail(app).send_mail("Hi", "Body", None, ["gone@example.com"])
+    assert sent == 0
+    assert current_guard(app).is_suppressed("gone@example.com")
+    current_guard(app).close()
+    assert (instance / "sendguard.db").is_file()
+
+    restarted = make_app(instance)
+    SendGuard(restarted)
+    assert current_guard(restarted).is_suppressed("gone@example.com")
+    listed = restarted.test_cli_runner().invoke(args=["sendguard", "suppress", "list"])
+    assert listed.exit_code == 0, listed.output
+    assert listed.stdout.startswith("gone@example.com\tuserunknown\t")
+    current_guard(restarted).close()
+
+
+def test_a_store_url_and_a_redis_url_together_is_refused(make_app: MakeApp) -> None:
+    app = make_app(SENDGUARD_STORE="memory://", SENDGUARD_REDIS_URL="redis://localhost")
+    with pytest.raises(ConfigurationError, match="not both"):
+        SendGuard(app)

@@ -6,6 +6,7 @@ import base64
 import json
 from collections.abc import Iterator
 from functools import partial
+from pathlib import Path
 
 import pytest
 from django.test import Client, override_settings
@@ -57,9 +58,9 @@ urlpatterns = [path("hooks/postmark", webhook_view(VERIFY))]
 
 
 @pytest.fixture
-def django_guard() -> Iterator[None]:
+def django_guard(tmp_path: Path) -> Iterator[None]:
     reset_guard()
-    with override_settings(ROOT_URLCONF=__name__, SENDGUARD={}):
+    with override_settings(ROOT_URLCONF=__name__, SENDGUARD={}, BASE_DIR=tmp_path):
         yield
     reset_guard()
 
@@ -80,8 +81,8 @@ def test_the_django_view() -> None:
     assert client.get("/hooks/postmark").status_code == 405
 
 
-def test_the_flask_blueprint() -> None:
-    app = Flask("hooks")
+def test_the_flask_blueprint(tmp_path: Path) -> None:
+    app = Flask("hooks", instance_path=str(tmp_path))
     SendGuard(app)
     app.register_blueprint(webhook_blueprint("postmark", VERIFY, url_prefix="/hooks/postmark"))
     client = app.test_client()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import datetime as dt
 import threading
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -15,20 +16,22 @@ from django.dispatch import receiver
 from sendguard import (
     Breaker,
     ConfigurationError,
-    RedisStore,
     RetryPolicy,
     Shaping,
     SMTPAdapter,
     SyncGuard,
     WarmupSchedule,
+    open_store,
+    store_url,
 )
 
-__all__ = ["SMTP_BACKEND", "config", "get_guard", "reset_guard"]
+__all__ = ["SMTP_BACKEND", "config", "get_guard", "project_store_url", "reset_guard"]
 
 SMTP_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
 KEYS = frozenset(
     {
         "BACKEND",
+        "STORE",
         "REDIS_URL",
         "PREFIX",
         "CLUSTER",
@@ -55,6 +58,24 @@ def config() -> dict[str, Any]:
         known = ", ".join(sorted(KEYS))
         raise ImproperlyConfigured(f"SENDGUARD has unknown keys {unknown}; known: {known}")
     return {"BACKEND": SMTP_BACKEND, **raw}
+
+
+def project_store_url(conf: dict[str, Any]) -> str:
+    """The store URL of the settings.
+
+    ``STORE``, else ``REDIS_URL`` (with ``CLUSTER``), else a SQLite file ``sendguard.db`` in
+    ``BASE_DIR`` (in the working directory if the settings have no ``BASE_DIR``).
+    """
+    base = getattr(settings, "BASE_DIR", None)
+    try:
+        return store_url(
+            conf.get("STORE"),
+            conf.get("REDIS_URL"),
+            cluster=bool(conf.get("CLUSTER")),
+            default=f"sqlite:///{Path(base) / 'sendguard.db' if base else 'sendguard.db'}",
+        )
+    except ConfigurationError as exc:
+        raise ImproperlyConfigured(f"SENDGUARD: {exc}") from exc
 
 
 def _warmup(spec: dict[str, Any]) -> WarmupSchedule:
@@ -90,12 +111,7 @@ def _options(conf: dict[str, Any]) -> dict[str, Any]:
             start_tls=bool(settings.EMAIL_USE_TLS),
             timeout=float(settings.EMAIL_TIMEOUT or 60),
         )
-    if conf.get("REDIS_URL"):
-        options["store"] = RedisStore.from_url(
-            conf["REDIS_URL"],
-            prefix=conf.get("PREFIX", "sendguard"),
-            cluster=bool(conf.get("CLUSTER", False)),
-        )
+    options["store"] = open_store(project_store_url(conf), prefix=conf.get("PREFIX") or "sendguard")
     if conf.get("WARMUP"):
         options["warmup"] = _warmup(conf["WARMUP"])
     if conf.get("RETRY"):

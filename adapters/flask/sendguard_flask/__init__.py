@@ -1,11 +1,13 @@
 """sendguard for Flask: ``SendGuard(app)`` guards every e-mail the app sends.
 
-Configuration comes from ``app.config``: ``SENDGUARD_REDIS_URL`` (absent: the embedded store),
-``SENDGUARD_PREFIX``, ``SENDGUARD_CLUSTER``, ``SENDGUARD_RETRY`` (RetryPolicy options),
-``SENDGUARD_WARMUP`` (a WarmupSchedule), ``SENDGUARD_SHAPING`` (limits), ``SENDGUARD_BREAKER``
-(Breaker options) and ``SENDGUARD_BOUNCE_SECRET``; the SMTP server is the one Flask-Mail and
-Flask-Mailman use (``MAIL_SERVER``, ``MAIL_PORT``, ``MAIL_USE_TLS``, ``MAIL_USE_SSL``,
-``MAIL_USERNAME``, ``MAIL_PASSWORD``, ``MAIL_TIMEOUT``).
+Configuration comes from ``app.config``: ``SENDGUARD_STORE`` (a store URL:
+``sqlite:///path``, ``redis://...``, ``memory://``) or ``SENDGUARD_REDIS_URL`` (absent both:
+``sendguard.db`` in the app's instance folder), ``SENDGUARD_PREFIX``, ``SENDGUARD_CLUSTER``,
+``SENDGUARD_RETRY`` (RetryPolicy options), ``SENDGUARD_WARMUP`` (a WarmupSchedule),
+``SENDGUARD_SHAPING`` (limits), ``SENDGUARD_BREAKER`` (Breaker options) and
+``SENDGUARD_BOUNCE_SECRET``; the SMTP server is the one Flask-Mail and Flask-Mailman use
+(``MAIL_SERVER``, ``MAIL_PORT``, ``MAIL_USE_TLS``, ``MAIL_USE_SSL``, ``MAIL_USERNAME``,
+``MAIL_PASSWORD``, ``MAIL_TIMEOUT``).
 
 Flask-Mailman sends through :class:`sendguard_flask.mailman.EmailBackend` (``MAIL_BACKEND``
 is set to it unless the app chose one); Flask-Mail's connections hand their SMTP work to the
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+from pathlib import Path
 from typing import Any
 
 import typer.main
@@ -24,18 +27,20 @@ from flask import Blueprint, Flask, Response, current_app, g, request
 
 from sendguard import (
     Breaker,
-    RedisStore,
     RetryPolicy,
     SendResult,
     Shaping,
     SMTPAdapter,
     SyncGuard,
     WarmupSchedule,
+    open_store,
+    store_url,
 )
+from sendguard._cli import Defaults
 from sendguard._cli import app as cli_app
 from sendguard.webhooks import Verify, handle_sync
 
-__all__ = ["SendGuard", "current_guard", "webhook_blueprint"]
+__all__ = ["SendGuard", "app_store_url", "current_guard", "webhook_blueprint"]
 __version__ = "0.1.0"
 
 MAILMAN_BACKEND = "sendguard_flask.mailman.EmailBackend"
@@ -53,7 +58,8 @@ class SendGuard:
         """Register with *app*: its guard, the mail integrations and the CLI group."""
         if "sendguard" in app.extensions:
             raise RuntimeError("sendguard is already registered on this app")
-        guard = SyncGuard(**_options(app.config))
+        url = app_store_url(app)
+        guard = SyncGuard(**_options(app.config), store=open_store(url, prefix=_prefix(app.config)))
         app.extensions["sendguard"] = guard
         atexit.register(guard.close)
         app.config.setdefault("MAIL_BACKEND", MAILMAN_BACKEND)
@@ -63,6 +69,10 @@ class SendGuard:
         _guard_flask_mail()
         command = typer.main.get_command(cli_app)
         command.name = "sendguard"
+        command.context_settings = {
+            **command.context_settings,
+            "obj": Defaults(url, _prefix(app.config)),  # `flask sendguard` works on this store
+        }
         app.cli.add_command(command)  # type: ignore[arg-type]  # typer vendors click
 
     @property
@@ -101,6 +111,28 @@ def record(result: SendResult) -> None:
         g.setdefault("sendguard_results", []).append(result)
 
 
+def app_store_url(app: Flask) -> str:
+    """The store URL of *app*.
+
+    ``SENDGUARD_STORE``, else ``SENDGUARD_REDIS_URL`` (with ``SENDGUARD_CLUSTER``), else a
+    SQLite file ``sendguard.db`` in the app's instance folder.
+    """
+    default = Path(app.instance_path) / "sendguard.db"
+    url = store_url(
+        app.config.get("SENDGUARD_STORE"),
+        app.config.get("SENDGUARD_REDIS_URL"),
+        cluster=bool(app.config.get("SENDGUARD_CLUSTER")),
+        default=f"sqlite:///{default}",
+    )
+    if url == f"sqlite:///{default}":
+        default.parent.mkdir(parents=True, exist_ok=True)  # Flask leaves that to the app
+    return url
+
+
+def _prefix(config: Any) -> str:  # noqa: ANN401 (Flask's Config)
+    return str(config.get("SENDGUARD_PREFIX") or "sendguard")
+
+
 def _options(config: Any) -> dict[str, Any]:  # noqa: ANN401 (Flask's Config)
     login = bool(config.get("MAIL_USERNAME") and config.get("MAIL_PASSWORD"))
     options: dict[str, Any] = {
@@ -114,12 +146,6 @@ def _options(config: Any) -> dict[str, Any]:  # noqa: ANN401 (Flask's Config)
             timeout=float(config.get("MAIL_TIMEOUT") or 60),
         )
     }
-    if config.get("SENDGUARD_REDIS_URL"):
-        options["store"] = RedisStore.from_url(
-            config["SENDGUARD_REDIS_URL"],
-            prefix=config.get("SENDGUARD_PREFIX", "sendguard"),
-            cluster=bool(config.get("SENDGUARD_CLUSTER", False)),
-        )
     if config.get("SENDGUARD_RETRY"):
         options["retry"] = RetryPolicy(**config["SENDGUARD_RETRY"])
     warmup = config.get("SENDGUARD_WARMUP")

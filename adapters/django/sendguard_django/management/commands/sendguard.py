@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from sendguard._cli import app
-from sendguard_django._config import config
+from sendguard._cli import Defaults, app
+from sendguard_django._config import config, project_store_url
 
 
 class Command(BaseCommand):
-    """Runs ``sendguard`` with SENDGUARD['REDIS_URL'] and ['PREFIX'] as defaults."""
+    """Runs ``sendguard`` on the project's store (``--store`` and ``--redis-url`` still win)."""
 
     help = "The sendguard command line (suppress, status, resume, classify, ingest, ...)."
 
@@ -27,8 +26,5 @@ class Command(BaseCommand):
     def handle(self, *args: str, **_: Any) -> None:  # noqa: ANN401
         """Run the CLI; its exit status becomes this command's."""
         conf = config()
-        if conf.get("REDIS_URL"):
-            os.environ.setdefault("SENDGUARD_REDIS_URL", conf["REDIS_URL"])
-        if conf.get("PREFIX"):
-            os.environ.setdefault("SENDGUARD_PREFIX", conf["PREFIX"])
-        app(args=list(args), prog_name="manage.py sendguard")
+        defaults = Defaults(project_store_url(conf), conf.get("PREFIX") or "sendguard")
+        app(args=list(args), prog_name="manage.py sendguard", obj=defaults)
