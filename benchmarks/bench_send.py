@@ -6,7 +6,8 @@
 The sink is Postfix's smtp-sink (a fast C server that accepts everything) when installed
 (Debian: apt-get install postfix), else an aiosmtpd server in a separate process.  Raw
 aiosmtplib sends with C connections, each in a loop of send_message(); the guard sends with
-C tasks through one SMTPAdapter(pool_size=C) and a RedisStore, with a warmup cap high enough
+C tasks through one SMTPAdapter(pool_size=C) and a RedisStore (or, with --store sqlite, a
+SQLiteStore on a scratch file), with a warmup cap high enough
 never to bite, so every message takes the full hot path: validate, one Redis script call
 (suppression check + quota reservation), one SMTP transaction.  Rounds alternate raw and guard
 so both see the same machine state; the median round is reported.  Redis round trips are
@@ -25,15 +26,28 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from email.message import EmailMessage
+from pathlib import Path
+from typing import Any, TypeVar
 
 import aiosmtplib
 import redis.asyncio as aioredis
 import structlog
 
-from sendguard import Guard, RedisStore, RetryPolicy, SMTPAdapter, WarmupSchedule
+from sendguard import (
+    Guard,
+    RedisStore,
+    RetryPolicy,
+    SMTPAdapter,
+    SQLiteStore,
+    Store,
+    WarmupSchedule,
+)
+
+T = TypeVar("T")
 
 
 class CountingConnection(aioredis.Connection):
@@ -139,12 +153,33 @@ async def raw_round(port: int, total: int, concurrency: int) -> float:
     return rate
 
 
+class CountingSQLiteStore(SQLiteStore):
+    """Counts its transactions: SQLite's counterpart of a Redis round trip."""
+
+    transactions = 0
+
+    def _transaction(self, work: Coroutine[Any, Any, T]) -> T:
+        CountingSQLiteStore.transactions += 1
+        return super()._transaction(work)
+
+
+def trips_so_far() -> int:
+    return CountingConnection.writes + CountingSQLiteStore.transactions
+
+
 async def guard_round(
-    port: int, redis_url: str, total: int, concurrency: int, round_no: int
+    port: int, store_url: str, total: int, concurrency: int, round_no: int
 ) -> tuple[float, float]:
-    store = RedisStore.from_url(
-        redis_url, prefix=f"bench-{os.getpid()}-{round_no}", connection_class=CountingConnection
-    )
+    store: Store
+    if store_url.startswith("sqlite:///"):
+        folder = tempfile.mkdtemp(prefix="bench-")
+        store = CountingSQLiteStore(Path(folder) / "bench.db")
+    else:
+        store = RedisStore.from_url(
+            store_url,
+            prefix=f"bench-{os.getpid()}-{round_no}",
+            connection_class=CountingConnection,
+        )
     today = dt.datetime.now(dt.UTC).date()
     guard = Guard(
         adapter=SMTPAdapter("127.0.0.1", port, start_tls=False, pool_size=concurrency),
@@ -154,20 +189,23 @@ async def guard_round(
     )
     # Connect the pools and load the script before timing.
     await asyncio.gather(*(guard.send(make_message(-1 - i)) for i in range(concurrency)))
-    before = CountingConnection.writes
+    before = trips_so_far()
 
     async def send(i: int) -> None:
         result = await guard.send(make_message(i))
         assert len(result.accepted) == 1, result
 
     rate = await run_workers(total, concurrency, send)
-    trips = (CountingConnection.writes - before) / total
-    client = aioredis.Redis.from_url(redis_url)
+    trips = (trips_so_far() - before) / total
+    await guard.aclose()
+    if isinstance(store, SQLiteStore):
+        shutil.rmtree(store.path.parent)
+        return rate, trips
+    client = aioredis.Redis.from_url(store_url)
     keys = [k async for k in client.scan_iter(match=f"{{bench-{os.getpid()}-{round_no}}}*")]
     if keys:
         await client.delete(*keys)
     await client.aclose()
-    await guard.aclose()
     return rate, trips
 
 
@@ -180,6 +218,12 @@ async def main() -> None:
     parser.add_argument(
         "--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
     )
+    parser.add_argument(
+        "--store",
+        choices=["redis", "sqlite"],
+        default="redis",
+        help="the guard's store: RedisStore at --redis-url, or SQLiteStore on a scratch file",
+    )
     args = parser.parse_args()
     # Decisions are logged at info; a production sender would ship them somewhere, this run
     # measures the guard itself.
@@ -190,14 +234,15 @@ async def main() -> None:
         raw_rates, guard_rates, trips = [], [], []
         for r in range(args.rounds):
             raw_rates.append(await raw_round(port, args.messages, args.concurrency))
+            store_url = args.redis_url if args.store == "redis" else "sqlite:///scratch"
             rate, per_message = await guard_round(
-                port, args.redis_url, args.messages, args.concurrency, r
+                port, store_url, args.messages, args.concurrency, r
             )
             guard_rates.append(rate)
             trips.append(per_message)
             print(
                 f"round {r + 1}: raw {raw_rates[-1]:7.0f} msg/s   guard {rate:7.0f} msg/s   "
-                f"ratio {rate / raw_rates[-1]:.2f}   redis round trips/msg {per_message:.2f}"
+                f"ratio {rate / raw_rates[-1]:.2f}   store round trips/msg {per_message:.2f}"
             )
     finally:
         proc.terminate()
@@ -205,7 +250,7 @@ async def main() -> None:
     raw, guard = statistics.median(raw_rates), statistics.median(guard_rates)
     print(
         f"\nsink: {sink}; {args.messages} messages x {args.rounds} rounds, "
-        f"concurrency {args.concurrency}, Python {sys.version.split()[0]}"
+        f"concurrency {args.concurrency}, store {args.store}, Python {sys.version.split()[0]}"
     )
     print(f"median raw aiosmtplib: {raw:.0f} msg/s")
     print(f"median Guard.send:     {guard:.0f} msg/s")
@@ -219,7 +264,8 @@ async def main() -> None:
         f"CPU per message:       raw {raw_cpu:.0f} us, guard {guard_cpu:.0f} us "
         f"(+{guard_cpu - raw_cpu:.0f} us)"
     )
-    print(f"redis round trips per message: {max(trips):.2f}")
+    what = "Redis round trips" if args.store == "redis" else "SQLite transactions"
+    print(f"{what} per message: {max(trips):.2f}")
 
 
 if __name__ == "__main__":

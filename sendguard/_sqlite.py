@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mutabl
 from pathlib import Path
 from typing import Any, TypeVar
 
+from sendguard._coalesce import Coalescer
 from sendguard._errors import StoreError
 from sendguard._memory import MemoryStore
 from sendguard._models import Suppression
@@ -143,6 +144,7 @@ class SQLiteStore(MemoryStore):
         self._slow = _Table(self, "slow", load=lambda raw: tuple(json.loads(raw)))  # type: ignore[assignment]
         self._ramps = _Table(self, "ramps", load=lambda raw: tuple(json.loads(raw)))  # type: ignore[assignment]
         self._events = _Table(self, "events")  # type: ignore[assignment]
+        self._reservations = Coalescer(self._reserve_batch)
 
     def __repr__(self) -> str:
         return f"SQLiteStore({str(self.path)!r})"
@@ -190,8 +192,14 @@ class SQLiteStore(MemoryStore):
         return await asyncio.to_thread(self._transaction, work)
 
     async def reserve(self, request: Reservation) -> list[Admission]:
-        """See :meth:`Store.reserve`: one transaction."""
-        return await self._run(super().reserve(request))
+        """See :meth:`Store.reserve`: one transaction, shared with concurrent sends."""
+        return await self._reservations.submit(request)
+
+    async def _reserve_batch(self, requests: Sequence[Reservation]) -> list[list[Admission]]:
+        async def each() -> list[list[Admission]]:
+            return [await MemoryStore.reserve(self, request) for request in requests]
+
+        return await self._run(each())
 
     async def settle(self, outcome: Outcome) -> Settled:
         """See :meth:`Store.settle`: one transaction."""
@@ -252,7 +260,8 @@ class SQLiteStore(MemoryStore):
         return await self._run(super().volume(sender_domain, bucket))
 
     async def aclose(self) -> None:
-        """Close the database."""
+        """Close the database (after the reservations in flight)."""
+        await self._reservations.aclose()
         with self._lock:
             self.db.close()
 

@@ -12,10 +12,11 @@ import stat
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from sendguard import Quota, Reservation, SQLiteStore, StoreError, Suppression
+from sendguard import Admit, Quota, Reservation, SQLiteStore, StoreError, Suppression
 from sendguard.testing import ScriptedSMTPServer
 from tests.race_worker import race
 
@@ -129,3 +130,29 @@ async def test_the_event_loop_is_not_blocked(tmp_path: Path) -> None:
     task.cancel()
     await store.aclose()
     assert ticks >= 50  # the loop kept turning while SQLite worked in a thread
+
+
+async def test_concurrent_reservations_share_transactions(tmp_path: Path) -> None:
+    class Counting(SQLiteStore):
+        transactions = 0
+
+        def _transaction(self, work: Any) -> Any:
+            Counting.transactions += 1
+            return super()._transaction(work)
+
+    store = Counting(tmp_path / "store.db")
+    await store.add([Suppression("r3@example.com", "userunknown")])
+    before = Counting.transactions
+    now = dt.datetime.now(dt.UTC)
+    quota = Quota("sender.example", now.date(), 10)
+    results = await asyncio.gather(
+        *(store.reserve(Reservation([f"r{i}@example.com"], now, quota=quota)) for i in range(20))
+    )
+    used = await store.quota_used(quota)
+    await store.aclose()
+    assert Counting.transactions - before < 20
+    verdicts = [a.verdict for (a,) in results]
+    assert verdicts[3] is Admit.SUPPRESSED
+    assert verdicts.count(Admit.CLEAR) == 10
+    assert verdicts.count(Admit.THROTTLED) == 9
+    assert used == 10
