@@ -169,8 +169,20 @@ class SQLiteStore(MemoryStore):
             self.db.execute(
                 f"CREATE TABLE IF NOT EXISTS {name} (k TEXT PRIMARY KEY, v TEXT NOT NULL)"
             )
+        # Event ids are forgotten by age: found by an index, not by reading the whole table.
+        self.db.execute("CREATE INDEX IF NOT EXISTS events_at ON events (CAST(v AS REAL))")
         self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")  # the write that proves we may
         self.db.execute("COMMIT")
+
+    def _seen(self, outcome: Outcome) -> bool:
+        """:meth:`MemoryStore._seen` in SQL: one lookup, and only the expired ids are read."""
+        now = outcome.now.timestamp()
+        horizon = now - outcome.remember.total_seconds()
+        self.db.execute("DELETE FROM events WHERE CAST(v AS REAL) <= ?", (horizon,))
+        if self.db.execute("SELECT 1 FROM events WHERE k = ?", (outcome.event_id,)).fetchone():
+            return True
+        self.db.execute("INSERT INTO events (k, v) VALUES (?, ?)", (outcome.event_id, repr(now)))
+        return False
 
     def _transaction(self, work: Coroutine[Any, Any, T]) -> T:
         """Run one of MemoryStore's operations (they never await) in one transaction."""

@@ -122,6 +122,25 @@ async def test_resent_soft_bounces_are_counted_once(
     assert done.suppressed
 
 
+async def test_an_event_id_is_forgotten_after_30_days(
+    store: Store, make_guard: Callable[..., Guard], clock: FakeClock
+) -> None:
+    guard = make_guard(store=store, soft_bounce=SoftBouncePolicy(threshold=2, span=dt.timedelta(0)))
+    full = event(
+        event_id="s1",
+        type="bounced",
+        recipient="full@example.com",
+        diagnostic="552 5.2.2 Mailbox full",
+    )
+    await guard.ingest_events([full])
+    clock.advance(days=29)
+    assert [e.ingested for e in await guard.ingest_events([full])] == [False]
+    clock.advance(days=2)  # 31 days after it was first seen: a new event, for all we know
+    (again,) = await guard.ingest_events([full])
+    assert again.ingested
+    assert again.suppressed
+
+
 async def test_events_count_for_the_breaker(store: Store, make_guard: Callable[..., Guard]) -> None:
     guard = make_guard(store=store, breaker=Breaker(min_volume=1))
     await guard.ingest_events(
