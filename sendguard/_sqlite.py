@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, MutableMapping, Sequence
@@ -119,13 +120,10 @@ class SQLiteStore(MemoryStore):
     def __init__(self, path: str | Path, *, busy_timeout: float = 30.0) -> None:
         super().__init__()
         self.path = Path(path)
+        self.busy_timeout = busy_timeout
         self._lock = threading.Lock()
-        try:
-            self.db = sqlite3.connect(
-                self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
-            )
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot use {self.path} as a sendguard store: {exc}") from exc
+        self._pid = os.getpid()
+        self.db = self._connect()
         try:
             self._create()
         except (sqlite3.Error, StoreError) as exc:
@@ -148,6 +146,28 @@ class SQLiteStore(MemoryStore):
 
     def __repr__(self) -> str:
         return f"SQLiteStore({str(self.path)!r})"
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            return sqlite3.connect(
+                self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot use {self.path} as a sendguard store: {exc}") from exc
+
+    def _fork_check(self) -> None:
+        """In a child of a fork, start over: a connection must not cross a fork.
+
+        The parent's connection is left alone (closing it here could drop the parent's
+        locks), and so are a lock some parent thread may have held and a batch of
+        reservations in flight on the parent's event loop.
+        """
+        if self._pid == os.getpid():
+            return
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+        self._reservations = Coalescer(self._reserve_batch)
+        self.db = self._connect()
 
     def _create(self) -> None:
         """Make or check the tables, in one write: a file that cannot be written fails here.
@@ -186,6 +206,7 @@ class SQLiteStore(MemoryStore):
 
     def _transaction(self, work: Coroutine[Any, Any, T]) -> T:
         """Run one of MemoryStore's operations (they never await) in one transaction."""
+        self._fork_check()
         with self._lock:
             try:
                 self.db.execute("BEGIN IMMEDIATE")
@@ -205,6 +226,7 @@ class SQLiteStore(MemoryStore):
 
     async def reserve(self, request: Reservation) -> list[Admission]:
         """See :meth:`Store.reserve`: one transaction, shared with concurrent sends."""
+        self._fork_check()
         return await self._reservations.submit(request)
 
     async def _reserve_batch(self, requests: Sequence[Reservation]) -> list[list[Admission]]:
@@ -235,6 +257,7 @@ class SQLiteStore(MemoryStore):
         while True:
 
             def page(after: str) -> list[tuple[str, str]]:
+                self._fork_check()
                 with self._lock:
                     return self.db.execute(
                         "SELECT k, v FROM suppressed WHERE k > ? ORDER BY k LIMIT 500", (after,)
@@ -273,6 +296,7 @@ class SQLiteStore(MemoryStore):
 
     async def aclose(self) -> None:
         """Close the database (after the reservations in flight)."""
+        self._fork_check()
         await self._reservations.aclose()
         with self._lock:
             self.db.close()
