@@ -9,6 +9,7 @@ of its own running (that loop is blocked for the call, as with any blocking call
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from collections.abc import Coroutine, Iterable
 from concurrent.futures import Future
@@ -39,6 +40,7 @@ class SyncGuard:
 
     def __init__(self, *, timeout: float | None = None, **options: Any) -> None:  # noqa: ANN401
         self.timeout = timeout
+        self._pid = os.getpid()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="sendguard-loop", daemon=True
@@ -63,6 +65,13 @@ class SyncGuard:
         if threading.current_thread() is self._thread:
             work.close()
             raise RuntimeError("SyncGuard called from its own event loop: use the async Guard")
+        if self.forked:
+            work.close()
+            raise ConfigurationError(
+                f"this SyncGuard was made in process {self._pid}, before a fork: its thread and "
+                "connections stayed there; make one in each process (the Django and Flask "
+                "integrations do)"
+            )
         with self._idle:
             if self._closed:
                 work.close()
@@ -81,11 +90,20 @@ class SyncGuard:
         self._thread.join()
         self._loop.close()
 
+    @property
+    def forked(self) -> bool:
+        """Whether this is a child of a fork of the process that made the guard: unusable."""
+        return os.getpid() != self._pid
+
     def close(self) -> None:
         """Wait for calls in flight, close the connections and stop the thread.
 
-        Calls made after ``close`` raise :class:`ConfigurationError`.
+        Calls made after ``close`` raise :class:`ConfigurationError`.  In a child of a fork
+        it only marks the guard closed: the thread and connections are the parent's.
         """
+        if self.forked:
+            self._closed = True
+            return
         with self._idle:
             if self._closed:
                 return

@@ -5,9 +5,11 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
+import traceback
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from email.message import EmailMessage
@@ -39,6 +41,30 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def in_forked_child(work: Callable[[], object], timeout: float = 30.0) -> None:
+    """Run *work* in a child of a fork of this process; fail if it raises or hangs."""
+    pid = os.fork()
+    if pid == 0:  # the child: never return into pytest
+        code = 1
+        try:
+            work()
+            code = 0
+        except BaseException:  # noqa: BLE001 (reported on stderr, then the exit status says)
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            assert os.waitstatus_to_exitcode(status) == 0, "the child failed (stderr has why)"
+            return
+        time.sleep(0.02)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    pytest.fail(f"the forked child hung for {timeout} s")
 
 
 def spawn_redis(directory: Path, *extra: str) -> tuple[subprocess.Popen[bytes], int]:

@@ -6,6 +6,7 @@ import asyncio
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,10 +17,12 @@ from sendguard import (
     RedisStore,
     RetryPolicy,
     SMTPAdapter,
+    SQLiteStore,
+    Suppression,
     SyncGuard,
 )
 from sendguard.testing import ScriptedSMTPServer
-from tests.conftest import message
+from tests.conftest import in_forked_child, message
 
 
 @pytest.fixture
@@ -126,3 +129,36 @@ def test_bad_options_raise_at_construction_and_leave_no_thread() -> None:
     with pytest.raises(ConfigurationError):
         SyncGuard(on_store_error="ignore")
     assert threading.active_count() == before
+
+
+def test_in_a_forked_child_a_clear_error_instead_of_a_hang(server: ScriptedSMTPServer) -> None:
+    guard = make(server)
+    guard.suppress("gone@example.com")
+
+    def child() -> None:
+        assert guard.forked
+        with pytest.raises(ConfigurationError, match="before a fork"):
+            guard.is_suppressed("gone@example.com")
+        guard.close()  # returns at once: the thread it would wait for is the parent's
+
+    in_forked_child(child, timeout=10)
+    assert not guard.forked
+    assert guard.is_suppressed("gone@example.com")
+    guard.close()
+
+
+async def test_a_sqlite_store_reopens_its_file_in_a_forked_child(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "store.db")
+    await store.add([Suppression("a@example.com", "userunknown")])
+
+    def child() -> None:
+        async def work() -> None:
+            assert await store.get("a@example.com") is not None
+            await store.add([Suppression("b@example.com", "userunknown")])
+            await store.aclose()
+
+        asyncio.run(work())
+
+    in_forked_child(child, timeout=10)
+    assert await store.get("b@example.com") is not None
+    await store.aclose()

@@ -18,7 +18,7 @@ from sendguard_django import get_guard, reset_guard
 
 from sendguard import DeliveryStatus, StoreError
 from sendguard.testing import ScriptedSMTPServer
-from tests.conftest import free_port, scratch_redis_store
+from tests.conftest import free_port, in_forked_child, scratch_redis_store
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -225,3 +225,21 @@ def test_store_and_redis_url_together_is_improperly_configured() -> None:
         pytest.raises(ImproperlyConfigured, match="not both"),
     ):
         get_guard()
+
+
+def test_a_worker_forked_after_the_guard_was_built_gets_its_own(
+    server: ScriptedSMTPServer,
+) -> None:
+    server.script("gone@example.com", "550 5.1.1 <gone@example.com>: User unknown")
+    conf = {"RETRY": FAST_RETRY}
+    with override_settings(EMAIL_BACKEND=OURS, EMAIL_PORT=server.port, SENDGUARD=conf):
+        assert mail.send_mail("Hi", "Body", None, ["parent@example.com"]) == 1
+
+        def worker() -> None:
+            assert mail.send_mail("Hi", "Body", None, ["gone@example.com", "ok@example.com"]) == 1
+            assert get_guard().is_suppressed("gone@example.com")
+            reset_guard()
+
+        in_forked_child(worker)
+        assert server.accepted == ["parent@example.com", "ok@example.com"]
+        assert get_guard().is_suppressed("gone@example.com")  # the parent's, on the same file

@@ -16,7 +16,7 @@ from sendguard_flask import SendGuard, current_guard
 
 from sendguard import ConfigurationError, DeliveryStatus, StoreError
 from sendguard.testing import ScriptedSMTPServer
-from tests.conftest import free_port, scratch_redis_store
+from tests.conftest import free_port, in_forked_child, scratch_redis_store
 
 FAST_RETRY = {"attempts": 2, "initial_wait": 0.01, "max_wait": 0.02, "jitter": 0}
 
@@ -200,3 +200,27 @@ def test_a_store_url_and_a_redis_url_together_is_refused(make_app: MakeApp) -> N
     app = make_app(SENDGUARD_STORE="memory://", SENDGUARD_REDIS_URL="redis://localhost")
     with pytest.raises(ConfigurationError, match="not both"):
         SendGuard(app)
+
+
+def test_a_worker_forked_after_the_app_was_loaded_gets_its_own_guard(
+    server: ScriptedSMTPServer, make_app: MakeApp
+) -> None:
+    """gunicorn --preload, uWSGI without lazy-apps: the app is made, then workers are forked."""
+    server.script("gone@example.com", "550 5.1.1 <gone@example.com>: User unknown")
+    app = make_app()
+    SendGuard(app)
+    mail = flask_mailman.Mail(app)
+    with app.app_context():
+        assert mail.send_mail("Hi", "Body", None, ["parent@example.com"]) == 1
+
+    def worker() -> None:
+        with app.app_context():
+            assert mail.send_mail("Hi", "Body", None, ["gone@example.com", "ok@example.com"]) == 1
+            assert current_guard(app).is_suppressed("gone@example.com")
+        current_guard(app).close()
+
+    in_forked_child(worker)
+    assert server.accepted == ["parent@example.com", "ok@example.com"]
+    # The parent's guard still works, and sees what the worker wrote to the shared file.
+    assert current_guard(app).is_suppressed("gone@example.com")
+    current_guard(app).close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import datetime as dt
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -128,9 +129,15 @@ def _options(conf: dict[str, Any]) -> dict[str, Any]:
 
 
 def get_guard() -> SyncGuard:
-    """The process's guard, built on first use; configuration errors raise ImproperlyConfigured."""
+    """The process's guard, built on first use; configuration errors raise ImproperlyConfigured.
+
+    A worker forked after the guard was built (``gunicorn --preload``) builds its own: the
+    parent's thread and connections did not come along.
+    """
     global _guard  # noqa: PLW0603 (one guard per process, as one connection pool)
     with _lock:
+        if _guard is not None and _guard.forked:
+            _guard = None  # the parent's: left to the parent
         if _guard is None:
             try:
                 _guard = SyncGuard(**_options(config()))
@@ -146,6 +153,14 @@ def reset_guard() -> None:
         guard, _guard = _guard, None
     if guard is not None:
         guard.close()
+
+
+def _forked() -> None:
+    global _lock  # noqa: PLW0603
+    _lock = threading.Lock()  # one of the parent's threads may have held it
+
+
+os.register_at_fork(after_in_child=_forked)
 
 
 @receiver(setting_changed)

@@ -19,6 +19,9 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import os
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -59,9 +62,14 @@ class SendGuard:
         if "sendguard" in app.extensions:
             raise RuntimeError("sendguard is already registered on this app")
         url = app_store_url(app)
-        guard = SyncGuard(**_options(app.config), store=open_store(url, prefix=_prefix(app.config)))
-        app.extensions["sendguard"] = guard
-        atexit.register(guard.close)
+        config = app.config
+
+        def build() -> SyncGuard:
+            return SyncGuard(**_options(config), store=open_store(url, prefix=_prefix(config)))
+
+        guards = _PerProcess(build)  # built now: a bad setting fails here, not at a send
+        app.extensions["sendguard"] = guards
+        atexit.register(guards.close)
         app.config.setdefault("MAIL_BACKEND", MAILMAN_BACKEND)
         mailman = app.extensions.get("mailman")
         if mailman is not None:  # Flask-Mailman registered first: it read MAIL_BACKEND already
@@ -82,10 +90,40 @@ class SendGuard:
 
 
 def current_guard(app: Flask | None = None) -> SyncGuard:
-    """The guard of *app*, or of the current app."""
+    """The guard of *app*, or of the current app (this process's: see :class:`_PerProcess`)."""
     target = app if app is not None else current_app
-    guard: SyncGuard = target.extensions["sendguard"]
-    return guard
+    guards: _PerProcess = target.extensions["sendguard"]
+    return guards.get()
+
+
+class _PerProcess:
+    """One SyncGuard per process of an app.
+
+    A guard's thread and connections do not survive a fork: a prefork server that loads the
+    app before forking its workers (``gunicorn --preload``, uWSGI without ``lazy-apps``) gives
+    each worker a fresh guard, built from the same settings on the worker's first use.
+    """
+
+    def __init__(self, build: Callable[[], SyncGuard]) -> None:
+        self._build = build
+        self._lock = threading.Lock()
+        self._guard = build()
+        os.register_at_fork(after_in_child=self._forked)
+
+    def _forked(self) -> None:
+        self._lock = threading.Lock()  # the parent's may have been held by one of its threads
+
+    def get(self) -> SyncGuard:
+        """The guard of this process."""
+        if self._guard.forked:
+            with self._lock:
+                if self._guard.forked:
+                    self._guard = self._build()
+        return self._guard
+
+    def close(self) -> None:
+        """Close this process's guard (a parent's, seen from a child, is left to the parent)."""
+        self._guard.close()
 
 
 def webhook_blueprint(name: str, verify: Verify, *, url_prefix: str = "") -> Blueprint:

@@ -10,7 +10,7 @@ from typing import Any
 from flask import current_app
 
 from sendguard import DeliveryStatus
-from sendguard_flask import record
+from sendguard_flask import current_guard, record
 
 __all__ = ["GuardHost", "patch"]
 
@@ -58,8 +58,9 @@ def patch(flask_mail: ModuleType) -> None:
     original = connection.configure_host
 
     def configure_host(self: Any) -> Any:  # noqa: ANN401 (flask_mail's Connection)
-        guard = current_app.extensions.get("sendguard")
-        return GuardHost(guard) if guard is not None else original(self)
+        if "sendguard" not in current_app.extensions:
+            return original(self)
+        return GuardHost(current_guard())
 
     configure_host._sendguard = True  # type: ignore[attr-defined]
     connection.configure_host = configure_host
