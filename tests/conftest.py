@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import traceback
 import uuid
@@ -65,6 +67,22 @@ def in_forked_child(work: Callable[[], object], timeout: float = 30.0) -> None:
     os.kill(pid, signal.SIGKILL)
     os.waitpid(pid, 0)
     pytest.fail(f"the forked child hung for {timeout} s")
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+async def python_module(module: str, *args: str) -> asyncio.subprocess.Process:
+    """``python -m module args...`` from the repository root, stdout and stderr piped."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        module,
+        *args,
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
 
 
 def spawn_redis(directory: Path, *extra: str) -> tuple[subprocess.Popen[bytes], int]:

@@ -11,14 +11,11 @@ import datetime as dt
 import json
 import sys
 from collections import Counter
-from pathlib import Path
 
 import structlog
 
 from sendguard import Guard, RetryPolicy, Shaping, SMTPAdapter, WarmupSchedule, open_store
-from tests.conftest import message
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.conftest import message, python_module
 
 
 async def race(
@@ -26,14 +23,9 @@ async def race(
 ) -> Counter[str]:
     """Run *workers* processes at once; the statuses of all their recipients."""
     procs = [
-        await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
+        await python_module(
             "tests.race_worker",
             *(store_url, prefix, str(port), str(w), str(per_worker), str(cap), kind),
-            cwd=ROOT,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
         )
         for w in range(workers)
     ]

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import signal
 import sqlite3
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -14,9 +13,8 @@ import pytest
 
 from sendguard import open_store
 from sendguard.testing import ScriptedSMTPServer
-from tests.conftest import scratch_redis_store
+from tests.conftest import python_module, scratch_redis_store
 
-ROOT = Path(__file__).resolve().parent.parent
 COUNT = 3000  # far more than get done before the kill
 
 
@@ -45,15 +43,7 @@ async def test_sigkill_mid_send_loses_no_reported_suppression(
     else:
         url = request.getfixturevalue("redis_url")
         await cleanup.enter_async_context(scratch_redis_store(url, prefix))
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "tests.crash_worker",
-        *(url, prefix, str(smtp_server.port), str(COUNT)),
-        cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    proc = await python_module("tests.crash_worker", url, prefix, str(smtp_server.port), str(COUNT))
     assert proc.stdout is not None
     reported: list[str] = []
     while len(reported) < kill_after:

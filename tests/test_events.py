@@ -98,26 +98,29 @@ async def test_hard_bounces_and_complaints_suppress_once(
     assert [e.ingested for e in again] == [False] * 4
 
 
-async def test_resent_soft_bounces_are_counted_once(
-    store: Store, make_guard: Callable[..., Guard], clock: FakeClock
-) -> None:
-    guard = make_guard(store=store, soft_bounce=SoftBouncePolicy(threshold=2, span=dt.timedelta(0)))
-    full = event(
-        event_id="s1",
+def mailbox_full(event_id: str) -> Any:
+    """A soft bounce event of full@example.com."""
+    return event(
+        event_id=event_id,
         type="bounced",
         recipient="full@example.com",
         diagnostic="552 5.2.2 Mailbox full",
     )
+
+
+TWO_SOFT_BOUNCES = SoftBouncePolicy(threshold=2, span=dt.timedelta(0))
+
+
+async def test_resent_soft_bounces_are_counted_once(
+    store: Store, make_guard: Callable[..., Guard], clock: FakeClock
+) -> None:
+    guard = make_guard(store=store, soft_bounce=TWO_SOFT_BOUNCES)
+    full = mailbox_full("s1")
     for _ in range(3):
         await guard.ingest_events([full])
     assert await guard.soft_bounces("full@example.com") == 1
     assert not await guard.is_suppressed("full@example.com")
-    second = event(
-        event_id="s2",
-        type="bounced",
-        recipient="full@example.com",
-        diagnostic="552 5.2.2 Mailbox full",
-    )
+    second = mailbox_full("s2")
     (done,) = await guard.ingest_events([second])
     assert done.suppressed
 
@@ -125,13 +128,8 @@ async def test_resent_soft_bounces_are_counted_once(
 async def test_an_event_id_is_forgotten_after_30_days(
     store: Store, make_guard: Callable[..., Guard], clock: FakeClock
 ) -> None:
-    guard = make_guard(store=store, soft_bounce=SoftBouncePolicy(threshold=2, span=dt.timedelta(0)))
-    full = event(
-        event_id="s1",
-        type="bounced",
-        recipient="full@example.com",
-        diagnostic="552 5.2.2 Mailbox full",
-    )
+    guard = make_guard(store=store, soft_bounce=TWO_SOFT_BOUNCES)
+    full = mailbox_full("s1")
     await guard.ingest_events([full])
     clock.advance(days=29)
     assert [e.ingested for e in await guard.ingest_events([full])] == [False]
