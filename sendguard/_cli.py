@@ -91,7 +91,7 @@ StoreURL = Annotated[
         "--store",
         envvar="SENDGUARD_STORE",
         help="The store holding the list: sqlite:///path, redis://... "
-        f"[default: {Defaults.store}, or the app's store]",
+        f"(default: {Defaults.store}, or the app's store under manage.py and flask)",
         show_default=False,
     ),
 ]
@@ -108,7 +108,7 @@ Prefix = Annotated[
     typer.Option(
         "--prefix",
         envvar="SENDGUARD_PREFIX",
-        help="Key prefix of a Redis store. [default: sendguard]",
+        help="Key prefix of a Redis store (default: sendguard).",
         show_default=False,
     ),
 ]
@@ -327,9 +327,11 @@ def migrate(
 ) -> None:
     """Copy every suppression, with its reason, codes and date, from one store to another.
 
-    Entries the target already lists are kept unless --replace.  Afterwards every address of
-    the source is checked on the target; the command fails (exit 2) if one is missing.  Safe
-    to run again: a second run copies nothing new.
+    Entries the target already lists are kept unless --replace.
+
+    Afterwards each address of the source is looked up on the target: one missing, exit 2.
+
+    Safe to run again: a second run copies nothing new.
     """
     if source == target:
         raise _fail("--from and --to name the same store")
