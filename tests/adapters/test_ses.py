@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 from sendguard_ses import SESAdapter, SNSVerifier
 
-from sendguard import DeliveryStatus, Guard, RetryPolicy, WebhookAuthError
+from sendguard import DeliveryStatus, Envelope, Guard, RetryPolicy, WebhookAuthError
 from sendguard.testing import AdapterConformance, FakeClock
 from tests.conftest import message
 
@@ -140,6 +140,25 @@ async def test_errors(
     assert rr.status in status
     assert not rr.suppressed
     assert not await g.is_suppressed("a@example.com")
+
+
+async def test_an_outage_is_temporary_but_not_a_rate_limit(
+    api: SESAPI, guard: Callable[..., Guard]
+) -> None:
+    outage = httpx.Response(
+        500, headers={"x-amzn-ErrorType": "InternalFailure"}, json={"message": "Internal error"}
+    )
+    limited = httpx.Response(
+        429, headers={"x-amzn-ErrorType": "TooManyRequestsException"}, json={"message": "Slow"}
+    )
+    adapter = guard().adapter
+    envelope = Envelope("news@shop.example", ("a@example.com",), message("a@example.com"), b"")
+    api.answers = [outage, limited]
+    down = (await adapter.deliver(envelope))["a@example.com"]
+    slow = (await adapter.deliver(envelope))["a@example.com"]
+    assert (down.code, down.reason) == (451, None)  # no reason to slow the sender down
+    assert (slow.code, slow.reason) == (451, "ratelimited")
+    await adapter.aclose()
 
 
 def sns(

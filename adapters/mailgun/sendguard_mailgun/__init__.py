@@ -20,7 +20,6 @@ import json
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
@@ -34,6 +33,7 @@ from sendguard import (
     WebhookAuthError,
     event_from,
 )
+from sendguard.http import everyone, temporary
 
 __all__ = ["MailgunAdapter", "WebhookVerifier", "parse_webhook"]
 __version__ = "0.1.0"
@@ -68,34 +68,28 @@ class MailgunAdapter(Adapter):
                 files={"message": ("message.eml", envelope.data, "message/rfc822")},
             )
         except httpx.TimeoutException as exc:
-            return _everyone(envelope, Reply(None, f"Mailgun timed out: {exc}", Stage.DATA_END))
+            return everyone(envelope, Reply(None, f"Mailgun timed out: {exc}", Stage.DATA_END))
         except httpx.HTTPError as exc:
-            return _everyone(envelope, Reply(None, f"Mailgun unreachable: {exc}", Stage.CONNECT))
+            return everyone(envelope, Reply(None, f"Mailgun unreachable: {exc}", Stage.CONNECT))
         status = response.status_code
         try:
             text = str(response.json().get("message", response.reason_phrase))
         except (ValueError, AttributeError):
             text = response.text[:200] or response.reason_phrase
         if status == 200:
-            return _everyone(envelope, Reply(250, f"2.0.0 Mailgun: {text}", Stage.DATA_END))
+            return everyone(envelope, Reply(250, f"2.0.0 Mailgun: {text}", Stage.DATA_END))
         if status == 429 or status >= 500:
-            reason = "ratelimited" if status == 429 else None
-            return _everyone(
-                envelope,
-                Reply(
-                    451,
-                    f"Mailgun HTTP {status}: {text}",
-                    Stage.DATA,
-                    reason=reason,
-                    retry_after=_retry_after(response),
-                ),
+            wait = response.headers.get("Retry-After")
+            reply = temporary(
+                f"Mailgun HTTP {status}: {text}", ratelimited=status == 429, retry_after_header=wait
             )
+            return everyone(envelope, reply)
         if status in (401, 403):
-            return _everyone(
+            return everyone(
                 envelope,
                 Reply(530, f"Mailgun HTTP {status}: {text}", Stage.MAIL, reason="authfailure"),
             )
-        return _everyone(
+        return everyone(
             envelope,
             Reply(554, f"Mailgun HTTP {status}: {text}", Stage.DATA, reason="contenterror"),
         )
@@ -103,10 +97,6 @@ class MailgunAdapter(Adapter):
     async def aclose(self) -> None:
         """Close the HTTP connection pool."""
         await self._client.aclose()
-
-
-def _everyone(envelope: Envelope, reply: Reply) -> dict[str, Reply]:
-    return dict.fromkeys(envelope.recipients, reply)
 
 
 class WebhookVerifier:
@@ -246,17 +236,3 @@ def parse_webhook(
         if verifier is None:
             verifier = _verifiers[keys] = WebhookVerifier(signing_keys=list(keys))
     return verifier.parse(headers, body)
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    """The Retry-After header in seconds (a number of seconds or an HTTP date)."""
-    value = response.headers.get("Retry-After", "").strip()
-    if not value:
-        return None
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, (when - dt.datetime.now(dt.UTC)).total_seconds())

@@ -23,7 +23,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from email.message import Message
-from email.utils import getaddresses, parsedate_to_datetime
+from email.utils import getaddresses
 from typing import Any
 
 import httpx
@@ -37,6 +37,7 @@ from sendguard import (
     WebhookAuthError,
     event_from,
 )
+from sendguard.http import everyone, temporary
 
 __all__ = ["PostmarkAdapter", "parse_webhook"]
 __version__ = "0.1.0"
@@ -79,9 +80,9 @@ class PostmarkAdapter(Adapter):
             response = await self._client.post("/email", json=self.payload(envelope))
         except httpx.TimeoutException as exc:
             # Postmark may or may not have taken it: like no reply to the final dot.
-            return _everyone(envelope, Reply(None, f"Postmark timed out: {exc}", Stage.DATA_END))
+            return everyone(envelope, Reply(None, f"Postmark timed out: {exc}", Stage.DATA_END))
         except httpx.HTTPError as exc:
-            return _everyone(envelope, Reply(None, f"Postmark unreachable: {exc}", Stage.CONNECT))
+            return everyone(envelope, Reply(None, f"Postmark unreachable: {exc}", Stage.CONNECT))
         return self._replies(envelope, response)
 
     def payload(self, envelope: Envelope) -> dict[str, Any]:
@@ -136,19 +137,15 @@ class PostmarkAdapter(Adapter):
         )
         if status == 200 and code == 0:
             ok = f"2.0.0 Postmark accepted, MessageID {answer.get('MessageID', '')}"
-            return _everyone(envelope, Reply(250, ok, Stage.DATA_END))
+            return everyone(envelope, Reply(250, ok, Stage.DATA_END))
         if status == 429 or status >= 500:
-            detail = f"Postmark HTTP {status}: {text}"
-            return _everyone(
-                envelope,
-                Reply(
-                    451,
-                    detail,
-                    Stage.DATA,
-                    reason="ratelimited" if status == 429 else None,
-                    retry_after=_retry_after(response),
-                ),
+            wait = response.headers.get("Retry-After")
+            reply = temporary(
+                f"Postmark HTTP {status}: {text}",
+                ratelimited=status == 429,
+                retry_after_header=wait,
             )
+            return everyone(envelope, reply)
         if code == 406:
             found = _INACTIVE.search(text)
             inactive = {a.strip().lower() for a in found.group(1).split(",")} if found else None
@@ -165,7 +162,7 @@ class PostmarkAdapter(Adapter):
                     )
             return replies
         if code == 10 or status == 401:
-            return _everyone(
+            return everyone(
                 envelope,
                 Reply(
                     530,
@@ -176,17 +173,13 @@ class PostmarkAdapter(Adapter):
             )
         # Any other refusal is about the message (ErrorCode 300 invalid request, 411 a
         # forbidden attachment type, ...).
-        return _everyone(
+        return everyone(
             envelope, Reply(554, f"Postmark {code}: {text}", Stage.DATA, reason="contenterror")
         )
 
     async def aclose(self) -> None:
         """Close the HTTP connection pool."""
         await self._client.aclose()
-
-
-def _everyone(envelope: Envelope, reply: Reply) -> dict[str, Reply]:
-    return dict.fromkeys(envelope.recipients, reply)
 
 
 def _listed(message: Message, header: str, wanted: set[str]) -> list[str]:
@@ -307,17 +300,3 @@ def _events(record: dict[str, Any]) -> list[DeliveryEvent]:
             )
         ]
     return []  # opens, clicks, subscription changes: nothing for the guard
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    """The Retry-After header in seconds (a number of seconds or an HTTP date)."""
-    value = response.headers.get("Retry-After", "").strip()
-    if not value:
-        return None
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, (when - dt.datetime.now(dt.UTC)).total_seconds())

@@ -18,7 +18,7 @@ import datetime as dt
 import json
 from collections.abc import Callable, Mapping
 from email.message import Message
-from email.utils import getaddresses, parseaddr, parsedate_to_datetime
+from email.utils import getaddresses, parseaddr
 from typing import Any
 
 import httpx
@@ -35,6 +35,7 @@ from sendguard import (
     WebhookAuthError,
     event_from,
 )
+from sendguard.http import everyone, temporary
 
 __all__ = ["SIGNATURE_HEADER", "TIMESTAMP_HEADER", "SendGridAdapter", "parse_webhook"]
 __version__ = "0.1.0"
@@ -71,25 +72,26 @@ class SendGridAdapter(Adapter):
         try:
             response = await self._client.post("/v3/mail/send", json=payload(envelope))
         except httpx.TimeoutException as exc:
-            return _everyone(envelope, Reply(None, f"SendGrid timed out: {exc}", Stage.DATA_END))
+            return everyone(envelope, Reply(None, f"SendGrid timed out: {exc}", Stage.DATA_END))
         except httpx.HTTPError as exc:
-            return _everyone(envelope, Reply(None, f"SendGrid unreachable: {exc}", Stage.CONNECT))
+            return everyone(envelope, Reply(None, f"SendGrid unreachable: {exc}", Stage.CONNECT))
         status = response.status_code
         text = _errors(response)
         if status in (200, 202):
-            return _everyone(envelope, Reply(250, "2.0.0 SendGrid accepted", Stage.DATA_END))
+            return everyone(envelope, Reply(250, "2.0.0 SendGrid accepted", Stage.DATA_END))
         if status == 429 or status >= 500:
-            reason = "ratelimited" if status == 429 else None
-            detail = f"SendGrid HTTP {status}: {text}"
-            return _everyone(
-                envelope,
-                Reply(451, detail, Stage.DATA, reason=reason, retry_after=_retry_after(response)),
+            wait = response.headers.get("Retry-After")
+            reply = temporary(
+                f"SendGrid HTTP {status}: {text}",
+                ratelimited=status == 429,
+                retry_after_header=wait,
             )
+            return everyone(envelope, reply)
         if status in (401, 403):
             detail = f"SendGrid HTTP {status}: {text}"
-            return _everyone(envelope, Reply(530, detail, Stage.MAIL, reason="authfailure"))
+            return everyone(envelope, Reply(530, detail, Stage.MAIL, reason="authfailure"))
         detail = f"SendGrid HTTP {status}: {text}"
-        return _everyone(envelope, Reply(554, detail, Stage.DATA, reason="contenterror"))
+        return everyone(envelope, Reply(554, detail, Stage.DATA, reason="contenterror"))
 
     async def aclose(self) -> None:
         """Close the HTTP connection pool."""
@@ -161,10 +163,6 @@ def _errors(response: httpx.Response) -> str:
         return "; ".join(str(e.get("message", e)) for e in errors) or response.reason_phrase
     except (ValueError, AttributeError):
         return response.text[:200] or response.reason_phrase
-
-
-def _everyone(envelope: Envelope, reply: Reply) -> dict[str, Reply]:
-    return dict.fromkeys(envelope.recipients, reply)
 
 
 # -- the signed event webhook ------------------------------------------------------------------
@@ -261,17 +259,3 @@ def _events(record: dict[str, Any]) -> list[DeliveryEvent]:  # noqa: PLR0911 (on
     if kind in ("unsubscribe", "group_unsubscribe"):
         return [event_from(type="unsubscribed", **common)]
     return []  # processed, open, click: nothing for the guard
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    """The Retry-After header in seconds (a number of seconds or an HTTP date)."""
-    value = response.headers.get("Retry-After", "").strip()
-    if not value:
-        return None
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, (when - dt.datetime.now(dt.UTC)).total_seconds())

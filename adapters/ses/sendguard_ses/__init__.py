@@ -21,7 +21,6 @@ import json
 import re
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlparse
 
@@ -43,11 +42,13 @@ from sendguard import (
     WebhookAuthError,
     event_from,
 )
+from sendguard.http import everyone, temporary
 
 __all__ = ["SESAdapter", "SNSVerifier", "parse_webhook"]
 __version__ = "0.1.0"
 
 _SNS_HOST = re.compile(r"^sns\.[a-z0-9-]+\.amazonaws\.com(?:\.cn)?$")
+_RATE_LIMITED = ("TooManyRequestsException",)
 _SENDER_REFUSED = (
     "SendingPausedException",
     "AccountSuspendedException",
@@ -102,9 +103,9 @@ class SESAdapter(Adapter):
         try:
             response = await self._client.post(url, headers=headers, content=data)
         except httpx.TimeoutException as exc:
-            return _everyone(envelope, Reply(None, f"SES timed out: {exc}", Stage.DATA_END))
+            return everyone(envelope, Reply(None, f"SES timed out: {exc}", Stage.DATA_END))
         except httpx.HTTPError as exc:
-            return _everyone(envelope, Reply(None, f"SES unreachable: {exc}", Stage.CONNECT))
+            return everyone(envelope, Reply(None, f"SES unreachable: {exc}", Stage.CONNECT))
         status = response.status_code
         kind = response.headers.get("x-amzn-ErrorType", "").split(":")[0]
         try:
@@ -114,25 +115,21 @@ class SESAdapter(Adapter):
         text = str(answer.get("message") or answer.get("Message") or response.reason_phrase)
         if status == 200:
             detail = f"2.0.0 SES MessageId {answer.get('MessageId', '')}"
-            return _everyone(envelope, Reply(250, detail, Stage.DATA_END))
+            return everyone(envelope, Reply(250, detail, Stage.DATA_END))
         detail = f"SES {kind or status}: {text}"
-        if status == 429 or status >= 500 or kind == "TooManyRequestsException":
-            reason = "ratelimited" if status == 429 or kind else None
-            return _everyone(
-                envelope,
-                Reply(451, detail, Stage.DATA, reason=reason, retry_after=_retry_after(response)),
+        limited = status == 429 or kind in _RATE_LIMITED
+        if limited or status >= 500:
+            wait = response.headers.get("Retry-After")
+            return everyone(
+                envelope, temporary(detail, ratelimited=limited, retry_after_header=wait)
             )
         if kind in _SENDER_REFUSED or status == 403:
-            return _everyone(envelope, Reply(554, detail, Stage.MAIL, reason="rejected"))
-        return _everyone(envelope, Reply(554, detail, Stage.DATA, reason="contenterror"))
+            return everyone(envelope, Reply(554, detail, Stage.MAIL, reason="rejected"))
+        return everyone(envelope, Reply(554, detail, Stage.DATA, reason="contenterror"))
 
     async def aclose(self) -> None:
         """Close the HTTP connection pool."""
         await self._client.aclose()
-
-
-def _everyone(envelope: Envelope, reply: Reply) -> dict[str, Reply]:
-    return dict.fromkeys(envelope.recipients, reply)
 
 
 # -- SNS notifications -------------------------------------------------------------------------
@@ -328,17 +325,3 @@ def parse_webhook(
         if verifier is None:
             verifier = _verifiers[topics] = SNSVerifier(topic_arns=topics)
     return verifier.parse(headers, body)
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    """The Retry-After header in seconds (a number of seconds or an HTTP date)."""
-    value = response.headers.get("Retry-After", "").strip()
-    if not value:
-        return None
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, (when - dt.datetime.now(dt.UTC)).total_seconds())

@@ -1,0 +1,55 @@
+"""What every adapter of an HTTP sending API needs, whichever HTTP client it uses.
+
+The Postmark, Mailgun, SendGrid and SES adapters are built on these; a new one should be too,
+so that a provider's 429 or 503 means the same to the guard whoever reports it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from email.utils import parsedate_to_datetime
+
+from sendguard._models import Envelope, Reply, Stage
+
+__all__ = ["everyone", "retry_after", "temporary"]
+
+
+def retry_after(value: str | None, *, now: dt.datetime | None = None) -> float | None:
+    """Seconds to wait by a ``Retry-After`` header: delay-seconds or an HTTP date (RFC 9110).
+
+    None when there is no header or it says neither; a date already past is 0.
+    """
+    value = (value or "").strip()
+    if not value:
+        return None
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:  # "-0000": UTC, as HTTP dates always are
+        when = when.replace(tzinfo=dt.UTC)
+    return max(0.0, (when - (now or dt.datetime.now(dt.UTC))).total_seconds())
+
+
+def everyone(envelope: Envelope, reply: Reply) -> dict[str, Reply]:
+    """*reply* for each recipient of *envelope*: one API call, one answer for all."""
+    return dict.fromkeys(envelope.recipients, reply)
+
+
+def temporary(
+    detail: str, *, ratelimited: bool = False, retry_after_header: str | None = None
+) -> Reply:
+    """A provider's "not now" (HTTP 429, 5xx): a 451 to retry, no later than it asked.
+
+    *ratelimited* marks a provider's rate limit (the guard slows the sender's rate down) as
+    distinct from an outage.
+    """
+    return Reply(
+        451,
+        detail,
+        Stage.DATA,
+        reason="ratelimited" if ratelimited else None,
+        retry_after=retry_after(retry_after_header),
+    )
