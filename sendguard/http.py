@@ -7,11 +7,13 @@ so that a provider's 429 or 503 means the same to the guard whoever reports it.
 from __future__ import annotations
 
 import datetime as dt
-from email.utils import parsedate_to_datetime
+from collections.abc import Iterable
+from email.message import Message
+from email.utils import getaddresses, parsedate_to_datetime
 
 from sendguard._models import Envelope, Reply, Stage
 
-__all__ = ["everyone", "retry_after", "temporary"]
+__all__ = ["everyone", "listed_in", "retry_after", "temporary"]
 
 
 def retry_after(value: str | None, *, now: dt.datetime | None = None) -> float | None:
@@ -53,3 +55,14 @@ def temporary(
         reason="ratelimited" if ratelimited else None,
         retry_after=retry_after(retry_after_header),
     )
+
+
+def listed_in(message: Message, header: str, recipients: Iterable[str]) -> list[str]:
+    """The *recipients* that *message*'s *header* (To, Cc) names, in its order.
+
+    For APIs that take To, Cc and Bcc apart: a recipient named in no header is a Bcc.  Each
+    comes back spelled as in *recipients*; the header's spelling may differ in case.
+    """
+    wanted = {r.lower(): r for r in recipients}
+    found = getaddresses([str(v) for v in message.get_all(header, [])])
+    return [wanted[a.lower()] for _, a in found if a.lower() in wanted]

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+from email.message import EmailMessage
 
 import pytest
 
 from sendguard import Stage
-from sendguard.http import retry_after, temporary
+from sendguard.http import listed_in, retry_after, temporary
 
 NOW = dt.datetime(2026, 11, 24, 12, 0, 0, tzinfo=dt.UTC)
 
@@ -42,3 +43,11 @@ def test_temporary_is_a_451_that_says_whether_it_is_a_rate_limit() -> None:
         30.0,
     )
     assert (outage.code, outage.reason, outage.retry_after) == (451, None, None)
+
+
+def test_listed_in_keeps_the_header_order_and_the_envelope_spelling() -> None:
+    msg = EmailMessage()
+    msg["To"] = "Bob <BOB@example.com>, stranger@example.com, alice@example.com"
+    recipients = ["alice@example.com", "bob@example.com", "hidden@example.com"]
+    assert listed_in(msg, "To", recipients) == ["bob@example.com", "alice@example.com"]
+    assert listed_in(msg, "Cc", recipients) == []

@@ -23,7 +23,6 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from email.message import Message
-from email.utils import getaddresses
 from typing import Any
 
 import httpx
@@ -37,7 +36,7 @@ from sendguard import (
     WebhookAuthError,
     event_from,
 )
-from sendguard.http import everyone, temporary
+from sendguard.http import everyone, listed_in, temporary
 
 __all__ = ["PostmarkAdapter", "parse_webhook"]
 __version__ = "0.1.0"
@@ -88,9 +87,8 @@ class PostmarkAdapter(Adapter):
     def payload(self, envelope: Envelope) -> dict[str, Any]:
         """The JSON body of ``POST /email`` for *envelope*."""
         message = envelope.message
-        wanted = set(envelope.recipients)
-        to = _listed(message, "To", wanted)
-        cc = _listed(message, "Cc", wanted - set(to))
+        to = listed_in(message, "To", envelope.recipients)
+        cc = listed_in(message, "Cc", set(envelope.recipients) - set(to))
         bcc = [r for r in envelope.recipients if r not in set(to) | set(cc)]
         text, html = _bodies(message)
         skip = {
@@ -180,12 +178,6 @@ class PostmarkAdapter(Adapter):
     async def aclose(self) -> None:
         """Close the HTTP connection pool."""
         await self._client.aclose()
-
-
-def _listed(message: Message, header: str, wanted: set[str]) -> list[str]:
-    found = [a for _, a in getaddresses([str(v) for v in message.get_all(header, [])]) if a]
-    lowered = {w.lower(): w for w in wanted}
-    return [lowered[a.lower()] for a in found if a.lower() in lowered]
 
 
 def _bodies(message: Message) -> tuple[str | None, str | None]:

@@ -18,7 +18,7 @@ import datetime as dt
 import json
 from collections.abc import Callable, Mapping
 from email.message import Message
-from email.utils import getaddresses, parseaddr
+from email.utils import parseaddr
 from typing import Any
 
 import httpx
@@ -35,7 +35,7 @@ from sendguard import (
     WebhookAuthError,
     event_from,
 )
-from sendguard.http import everyone, temporary
+from sendguard.http import everyone, listed_in, temporary
 
 __all__ = ["SIGNATURE_HEADER", "TIMESTAMP_HEADER", "SendGridAdapter", "parse_webhook"]
 __version__ = "0.1.0"
@@ -101,14 +101,8 @@ class SendGridAdapter(Adapter):
 def payload(envelope: Envelope) -> dict[str, Any]:
     """The JSON body of ``POST /v3/mail/send`` for *envelope*."""
     message = envelope.message
-    wanted = {r.lower(): r for r in envelope.recipients}
-
-    def listed(header: str) -> list[str]:
-        found = [a for _, a in getaddresses([str(v) for v in message.get_all(header, [])])]
-        return [wanted[a.lower()] for a in found if a.lower() in wanted]
-
-    to = listed("To")
-    cc = [a for a in listed("Cc") if a not in to]
+    to = listed_in(message, "To", envelope.recipients)
+    cc = [a for a in listed_in(message, "Cc", envelope.recipients) if a not in to]
     bcc = [r for r in envelope.recipients if r not in to and r not in cc]
     personalization: dict[str, Any] = {"to": [{"email": a} for a in to or bcc[:1]]}
     if not to:
