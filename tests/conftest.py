@@ -22,6 +22,7 @@ import redis
 import structlog
 
 from sendguard import (
+    Adapter,
     Guard,
     MemoryStore,
     RedisStore,
@@ -242,6 +243,16 @@ def clock() -> FakeClock:
 async def smtp_server() -> AsyncIterator[ScriptedSMTPServer]:
     async with ScriptedSMTPServer() as server:
         yield server
+
+
+def guard_over(adapter: Adapter, clock: FakeClock) -> Guard:
+    """A guard delivering through *adapter* on the fake clock, retrying once after a second."""
+    return Guard(
+        adapter=adapter,
+        clock=clock,
+        sleep=clock.sleep,
+        retry=RetryPolicy(attempts=2, initial_wait=1, jitter=0),
+    )
 
 
 @pytest.fixture

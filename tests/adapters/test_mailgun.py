@@ -20,9 +20,9 @@ import httpx
 import pytest
 from sendguard_mailgun import MailgunAdapter, WebhookVerifier
 
-from sendguard import DeliveryStatus, Guard, RetryPolicy, WebhookAuthError
+from sendguard import DeliveryStatus, Guard, WebhookAuthError
 from sendguard.testing import AdapterConformance, FakeClock
-from tests.conftest import message
+from tests.conftest import guard_over, message
 
 KEY = "key-123"
 SIGNING = "signing-key-abc"
@@ -67,12 +67,7 @@ def guard(api: MailgunAPI, clock: FakeClock) -> Callable[..., Guard]:
             base_url="https://api.eu.mailgun.test",
             transport=httpx.MockTransport(api.handle),
         )
-        return Guard(
-            adapter=adapter,
-            clock=clock,
-            sleep=clock.sleep,
-            retry=RetryPolicy(attempts=2, initial_wait=1, jitter=0),
-        )
+        return guard_over(adapter, clock)
 
     return make
 

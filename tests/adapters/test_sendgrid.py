@@ -25,9 +25,9 @@ from sendguard_sendgrid import (
     parse_webhook,
 )
 
-from sendguard import DeliveryStatus, Guard, RetryPolicy, WebhookAuthError
+from sendguard import DeliveryStatus, Guard, WebhookAuthError
 from sendguard.testing import AdapterConformance, FakeClock
-from tests.conftest import message
+from tests.conftest import guard_over, message
 
 KEY = "SG.test-key"
 PRIVATE = ec.generate_private_key(ec.SECP256R1())
@@ -68,12 +68,7 @@ def guard(api: SendGridAPI, clock: FakeClock) -> Callable[..., Guard]:
         adapter = SendGridAdapter(
             api_key=key, base_url="https://sendgrid.test", transport=httpx.MockTransport(api.handle)
         )
-        return Guard(
-            adapter=adapter,
-            clock=clock,
-            sleep=clock.sleep,
-            retry=RetryPolicy(attempts=2, initial_wait=1, jitter=0),
-        )
+        return guard_over(adapter, clock)
 
     return make
 

@@ -21,9 +21,9 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 from sendguard_ses import SESAdapter, SNSVerifier
 
-from sendguard import DeliveryStatus, Envelope, Guard, RetryPolicy, WebhookAuthError
+from sendguard import DeliveryStatus, Envelope, Guard, WebhookAuthError
 from sendguard.testing import AdapterConformance, FakeClock
-from tests.conftest import message
+from tests.conftest import guard_over, message
 
 TOPIC = "arn:aws:sns:eu-west-1:123456789012:ses-events"
 CERT_URL = "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-0000.pem"
@@ -78,12 +78,7 @@ def guard(api: SESAPI, clock: FakeClock) -> Callable[..., Guard]:
             endpoint_url="https://email.ses.test",
             transport=httpx.MockTransport(api.handle),
         )
-        return Guard(
-            adapter=adapter,
-            clock=clock,
-            sleep=clock.sleep,
-            retry=RetryPolicy(attempts=2, initial_wait=1, jitter=0),
-        )
+        return guard_over(adapter, clock)
 
     return make
 
