@@ -13,7 +13,22 @@ from email.utils import getaddresses, parsedate_to_datetime
 
 from sendguard._models import Envelope, Reply, Stage
 
-__all__ = ["everyone", "listed_in", "retry_after", "temporary"]
+__all__ = ["API_FIELDS", "everyone", "listed_in", "retry_after", "temporary"]
+
+API_FIELDS = frozenset(
+    {
+        "from",
+        "to",
+        "cc",
+        "bcc",
+        "subject",
+        "content-type",
+        "mime-version",
+        "content-transfer-encoding",
+    }
+)
+"""Headers (lower case) that a JSON sending API takes as fields of its own, not as headers:
+the addresses, the subject and the body's structure."""
 
 
 def retry_after(value: str | None, *, now: dt.datetime | None = None) -> float | None:

@@ -39,6 +39,11 @@ PUBLIC = base64.b64encode(
 NOW = dt.datetime(2026, 11, 1, 9, tzinfo=dt.UTC)
 
 
+# SendGrid's documented reserved header keys: a request that sets one is refused with a 400.
+RESERVED = {"x-sg-id", "x-sg-eid", "received", "dkim-signature", "content-type"}
+RESERVED |= {"content-transfer-encoding", "to", "from", "subject", "reply-to", "cc", "bcc"}
+
+
 class SendGridAPI:
     def __init__(self) -> None:
         self.bodies: list[dict[str, Any]] = []
@@ -53,7 +58,11 @@ class SendGridAPI:
         if self.answers:
             status, body = self.answers.pop(0)
             return httpx.Response(status, json=body)
-        self.bodies.append(json.loads(request.content))
+        sent = json.loads(request.content)
+        if RESERVED & {k.lower() for k in sent.get("headers", {})}:
+            refused = {"message": "Header can not be one of the reserved keys.", "field": "headers"}
+            return httpx.Response(400, json={"errors": [refused]})
+        self.bodies.append(sent)
         return httpx.Response(202)
 
 
@@ -85,6 +94,29 @@ async def test_one_call_with_to_cc_bcc(api: SendGridAPI, guard: Callable[..., Gu
     )
     assert body["content"] == [{"type": "text/plain", "value": "Hi there.\n"}]
     assert body["from"] == {"email": "news@sender.example"}
+
+
+@pytest.mark.parametrize(
+    ("reply_to", "fields"),
+    [
+        ("Help <help@shop.example>", {"reply_to": {"email": "help@shop.example", "name": "Help"}}),
+        (
+            "a@shop.example, b@shop.example",
+            {"reply_to_list": [{"email": "a@shop.example"}, {"email": "b@shop.example"}]},
+        ),
+    ],
+)
+async def test_reply_to_is_a_field_not_a_header(
+    api: SendGridAPI, guard: Callable[..., Guard], reply_to: str, fields: dict[str, Any]
+) -> None:
+    msg = message("a@example.com")
+    msg["Reply-To"] = reply_to
+    msg["X-Campaign"] = "winter"
+    result = await guard().send(msg)
+    assert result.accepted == ["a@example.com"]
+    (body,) = api.bodies
+    assert {k: body[k] for k in fields} == fields
+    assert body["headers"] == {"X-Campaign": "winter"}
 
 
 async def test_errors_map_to_fail_temporary_and_auth(

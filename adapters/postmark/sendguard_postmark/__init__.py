@@ -36,7 +36,7 @@ from sendguard import (
     WebhookAuthError,
     event_from,
 )
-from sendguard.http import everyone, listed_in, temporary
+from sendguard.http import API_FIELDS, everyone, listed_in, temporary
 
 __all__ = ["PostmarkAdapter", "parse_webhook"]
 __version__ = "0.1.0"
@@ -91,16 +91,6 @@ class PostmarkAdapter(Adapter):
         cc = listed_in(message, "Cc", set(envelope.recipients) - set(to))
         bcc = [r for r in envelope.recipients if r not in set(to) | set(cc)]
         text, html = _bodies(message)
-        skip = {
-            "from",
-            "to",
-            "cc",
-            "bcc",
-            "subject",
-            "content-type",
-            "mime-version",
-            "content-transfer-encoding",
-        }
         body: dict[str, Any] = {
             "From": str(message.get("From", envelope.sender)),
             "To": ", ".join(to),
@@ -109,7 +99,7 @@ class PostmarkAdapter(Adapter):
             "Headers": [
                 {"Name": name, "Value": str(value)}
                 for name, value in message.items()
-                if name.lower() not in skip
+                if name.lower() not in API_FIELDS
             ],
         }
         if cc:

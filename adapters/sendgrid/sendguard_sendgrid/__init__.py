@@ -18,7 +18,7 @@ import datetime as dt
 import json
 from collections.abc import Callable, Mapping
 from email.message import Message
-from email.utils import parseaddr
+from email.utils import getaddresses, parseaddr
 from typing import Any
 
 import httpx
@@ -35,7 +35,7 @@ from sendguard import (
     WebhookAuthError,
     event_from,
 )
-from sendguard.http import everyone, listed_in, temporary
+from sendguard.http import API_FIELDS, everyone, listed_in, temporary
 
 __all__ = ["SIGNATURE_HEADER", "TIMESTAMP_HEADER", "SendGridAdapter", "parse_webhook"]
 __version__ = "0.1.0"
@@ -98,6 +98,12 @@ class SendGridAdapter(Adapter):
         await self._client.aclose()
 
 
+# Fields of the API, SendGrid's reserved header keys (a request that sets one as a header is
+# refused with a 400), and Date and Message-ID, which SendGrid writes itself.
+_NOT_HEADERS = API_FIELDS | {"reply-to", "received", "dkim-signature", "x-sg-id", "x-sg-eid"}
+_NOT_HEADERS |= {"date", "message-id"}
+
+
 def payload(envelope: Envelope) -> dict[str, Any]:
     """The JSON body of ``POST /v3/mail/send`` for *envelope*."""
     message = envelope.message
@@ -112,28 +118,29 @@ def payload(envelope: Envelope) -> dict[str, Any]:
     if bcc:
         personalization["bcc"] = [{"email": a} for a in bcc]
     name, sender = parseaddr(str(message.get("From", envelope.sender)))
-    skip = {
-        "from",
-        "to",
-        "cc",
-        "bcc",
-        "subject",
-        "content-type",
-        "mime-version",
-        "content-transfer-encoding",
-        "date",
-        "message-id",
-    }
     body: dict[str, Any] = {
         "personalizations": [personalization],
-        "from": {"email": sender or envelope.sender, **({"name": name} if name else {})},
+        "from": _person(name, sender or envelope.sender),
         "subject": str(message.get("Subject", "")),
         "content": _content(message),
-        "headers": {k: str(v) for k, v in message.items() if k.lower() not in skip},
+        "headers": {k: str(v) for k, v in message.items() if k.lower() not in _NOT_HEADERS},
     }
     if not body["headers"]:
         del body["headers"]
+    reply_to = [
+        _person(n, a)
+        for n, a in getaddresses([str(v) for v in message.get_all("Reply-To", [])])
+        if a
+    ]
+    if len(reply_to) == 1:
+        body["reply_to"] = reply_to[0]
+    elif reply_to:
+        body["reply_to_list"] = reply_to
     return body
+
+
+def _person(name: str, address: str) -> dict[str, str]:
+    return {"email": address, "name": name} if name else {"email": address}
 
 
 def _content(message: Message) -> list[dict[str, str]]:
