@@ -36,7 +36,7 @@ from sendguard._models import (
     Stage,
     Suppression,
 )
-from sendguard._open import STORE_SCHEMES, open_store, store_url
+from sendguard._open import open_store, store_url
 from sendguard._redis import RedisStore
 from sendguard._retry import RetryPolicy
 from sendguard._shaping import PROVIDERS, Limit, Shaping, mx_provider, parse_limit
@@ -63,7 +63,6 @@ __all__ = [
     "DEFAULT_RULES",
     "PROVIDERS",
     "REASONS",
-    "STORE_SCHEMES",
     "Action",
     "Adapter",
     "Address",

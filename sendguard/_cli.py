@@ -31,7 +31,7 @@ from sendguard._errors import (
 )
 from sendguard._guard import Guard
 from sendguard._models import Suppression
-from sendguard._open import open_store, store_url
+from sendguard._open import open_store, sqlite_path, store_url
 from sendguard._store import Store
 from sendguard._warmup import PRESETS, WarmupSchedule
 
@@ -139,9 +139,9 @@ def _run(
         async with open_store(url, prefix=prefix or _defaults.get().prefix) as opened:
             return await work(opened)
 
-    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
-        typer.echo(f"note: {url} did not exist; starting an empty store there", err=True)
     try:
+        if (path := sqlite_path(url)) is not None and not path.exists():
+            typer.echo(f"note: {url} did not exist; starting an empty store there", err=True)
         return asyncio.run(go())
     except (StoreError, ConfigurationError) as exc:
         raise _fail(str(exc)) from exc
@@ -357,9 +357,9 @@ def migrate(
                 keys.discard(entry.address)
             return total, written, len(keys)
 
-    if source.startswith("sqlite:///") and not Path(source.removeprefix("sqlite:///")).exists():
-        raise _fail(f"{source}: no such file")
     try:
+        if (path := sqlite_path(source)) is not None and not path.exists():
+            raise _fail(f"{source}: no such file")
         total, written, missing = asyncio.run(work())
     except (StoreError, ConfigurationError) as exc:
         raise _fail(str(exc)) from exc

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from sendguard._errors import ConfigurationError
 from sendguard._memory import MemoryStore
 from sendguard._redis import RedisStore
 from sendguard._sqlite import SQLiteStore
 from sendguard._store import Store
 
-__all__ = ["STORE_SCHEMES", "open_store", "store_url"]
+__all__ = ["open_store", "sqlite_path", "store_url"]
 
-STORE_SCHEMES = (
+_SCHEMES = (
     "memory://",
     "sqlite:///relative/path.db",
     "sqlite:////absolute/path.db",
@@ -36,10 +38,7 @@ def open_store(url: str, *, prefix: str = "sendguard") -> Store:
     """
     if url == "memory://":
         return MemoryStore()
-    if url.startswith("sqlite:///"):
-        path = url.removeprefix("sqlite:///")
-        if not path:
-            raise ConfigurationError(f"{url!r} names no file: sqlite:///path/to/file.db")
+    if (path := sqlite_path(url)) is not None:
         return SQLiteStore(path)
     if url.startswith(_REDIS):
         return RedisStore.from_url(url, prefix=prefix)
@@ -48,8 +47,17 @@ def open_store(url: str, *, prefix: str = "sendguard") -> Store:
             plain_url = plain + url.removeprefix(scheme)
             return RedisStore.from_url(plain_url, prefix=prefix, cluster=True)
     raise ConfigurationError(
-        f"no store for {url!r}: use one of " + ", ".join(STORE_SCHEMES),
+        f"no store for {url!r}: use one of " + ", ".join(_SCHEMES),
     )
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file a ``sqlite:///`` URL names; None for any other URL."""
+    if not url.startswith("sqlite:///"):
+        return None
+    if url == "sqlite:///":
+        raise ConfigurationError(f"{url!r} names no file: sqlite:///path/to/file.db")
+    return Path(url.removeprefix("sqlite:///"))
 
 
 def store_url(

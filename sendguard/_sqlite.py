@@ -316,7 +316,3 @@ class _Suppressions(_Table):
 
     def __getitem__(self, key: Any) -> Any:  # noqa: ANN401
         return Suppression.from_json(key, super().__getitem__(key))
-
-    def values(self) -> Any:  # noqa: ANN401
-        rows = self._store.db.execute("SELECT k, v FROM suppressed").fetchall()
-        return [Suppression.from_json(k, v) for k, v in rows]

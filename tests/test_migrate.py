@@ -72,6 +72,15 @@ def test_store_and_redis_url_together_is_a_clear_error(tmp_path: Path) -> None:
     assert "not both" in err
 
 
+@pytest.mark.parametrize(
+    "args", [("suppress", "list", "--store"), ("migrate", "--to", "memory://", "--from")]
+)
+def test_a_sqlite_url_without_a_file_is_a_clear_error(args: tuple[str, ...]) -> None:
+    code, _, err = invoke(*args, "sqlite:///")
+    assert code == 2
+    assert "names no file" in err
+
+
 def test_an_unknown_store_url_names_the_ones_that_work() -> None:
     code, _, err = invoke("suppress", "list", "--store", "postgres://localhost/db")
     assert code == 2
