@@ -95,6 +95,14 @@ def _bounce_key(recipient: str) -> str | None:
         return None
 
 
+def _newly_suppressed(outcome: Outcome, settled: Settled) -> list[str]:
+    """The keys that settling *outcome* put on the suppression list (not those already on it)."""
+    if settled.duplicate:
+        return []
+    added = zip(outcome.suppressions, settled.added, strict=True)
+    return [entry.address for entry, new in added if new] + settled.escalated
+
+
 def _validate(wanted: Iterable[str]) -> tuple[dict[str, RecipientResult], dict[str, Address]]:
     """Results for the invalid recipients, and the valid ones by key (first of duplicates)."""
     results: dict[str, RecipientResult] = {}
@@ -479,11 +487,11 @@ class Guard:
                 )
                 return reports
         outcome = self._bounce_outcome(reports)
-        settled = await self._record(outcome) if not outcome.empty else None
-        newly = set(settled.escalated) if settled else set()
-        if settled is not None:
-            added = zip(outcome.suppressions, settled.added, strict=True)
-            newly |= {entry.address for entry, new in added if new}
+        newly = (
+            set(_newly_suppressed(outcome, await self._record(outcome)))
+            if not outcome.empty
+            else set()
+        )
         result = []
         for report in reports:
             key = _bounce_key(report.recipient)
@@ -515,14 +523,10 @@ class Guard:
             key = _bounce_key(event.recipient)
             outcome = self._event_outcome(event, key)
             settled = await self._record(outcome)
-            new = set(settled.escalated)
-            if not settled.duplicate:
-                added = zip(outcome.suppressions, settled.added, strict=True)
-                new |= {entry.address for entry, fresh in added if fresh}
             marked = replace(
                 event,
                 ingested=not settled.duplicate,
-                suppressed=key is not None and key in new,
+                suppressed=key is not None and key in _newly_suppressed(outcome, settled),
             )
             self._log.info(
                 "sendguard.event",
@@ -786,12 +790,7 @@ class Guard:
             if self.on_store_error == "raise":
                 raise StoreError(str(exc), result=result) from exc
             return []
-        added = [
-            entry.address
-            for entry, new in zip(outcome.suppressions, settled.added, strict=True)
-            if new
-        ]
-        return added + settled.escalated
+        return _newly_suppressed(outcome, settled)
 
     async def _record(self, outcome: Outcome) -> Settled:
         """Settle *outcome* and act on what the breaker says of the sender's volume."""
