@@ -1,10 +1,12 @@
 """Bounces that come back later: classify them, trust only your own, suppress the dead.
 
 A guard with a bounce secret sends one message to three recipients through a local SMTP server
-(which accepts everyone, as a relay does).  Then three e-mails arrive in the bounce mailbox:
+(which accepts everyone, as a relay does); each copy carries a token for its own recipient.
+Then these e-mails arrive in the bounce mailbox:
 
-* a DSN for that message: bob's mailbox does not exist, carol's server blocked our IP;
-* a forged DSN claiming dave is unknown, without the message's token;
+* DSNs for that message: bob's mailbox does not exist, carol's server blocked our IP;
+* a forged DSN claiming dave is unknown, without any token;
+* a forged DSN in which alice returns her own copy's token but names dave;
 * an ARF complaint from alice's provider.
 
 Run: python3 dev.py run python examples/bounces.py
@@ -52,22 +54,23 @@ async def main() -> None:
             message["Subject"] = "Our autumn sale"
             message.set_content("Everything must go.\n")
             await guard.send(message)
-            sent = server.received[0].data  # as it went out, with its X-Sendguard-Token
+            # Each copy as it went out, with the X-Sendguard-Token of its recipient.
+            sent = {m.rcpt_tos[0]: m.data for m in server.received}
 
-            dsn = make_dsn(
-                sent,
-                {
-                    "bob@example.com": "550 5.1.1 <bob@example.com>: User unknown",
-                    "carol@example.com": "554 5.7.1 Client host blocked using zen.spamhaus.org",
-                },
-            )
-            show("A DSN for our message", await guard.ingest_bounce(dsn))
+            for rcpt, reply in (
+                ("bob@example.com", "550 5.1.1 <bob@example.com>: User unknown"),
+                ("carol@example.com", "554 5.7.1 Client host blocked using zen.spamhaus.org"),
+            ):
+                dsn = make_dsn(sent[rcpt], {rcpt: reply})
+                show(f"A DSN for our message to {rcpt}", await guard.ingest_bounce(dsn))
 
-            forged_original = message.as_bytes()  # the same text, but no token of ours
-            forged = make_dsn(forged_original, {"dave@example.com": "550 5.1.1 User unknown"})
+            unknown = {"dave@example.com": "550 5.1.1 User unknown"}
+            forged = make_dsn(message.as_bytes(), unknown)  # the same text, no token of ours
             show("A forged DSN", await guard.ingest_bounce(forged))
+            borrowed = make_dsn(sent["alice@example.com"], unknown)  # alice's token, not dave's
+            show("A DSN with alice's token about dave", await guard.ingest_bounce(borrowed))
 
-            complaint = make_arf(sent, "alice@example.com")
+            complaint = make_arf(sent["alice@example.com"], "alice@example.com")
             show("A complaint", await guard.ingest_bounce(complaint))
 
             print("\nSuppression list now:")

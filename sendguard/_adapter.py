@@ -31,6 +31,14 @@ class Adapter(abc.ABC):
     async def deliver(self, envelope: Envelope) -> Mapping[str, Reply]:
         """Deliver *envelope*; return a reply for every one of its recipients (wire form)."""
 
+    def on_new_loop(self) -> None:  # noqa: B027 (optional hook, a no-op by default)
+        """Forget connections made on an event loop that has ended.
+
+        The guard calls it before it first delivers on another loop (``asyncio.run`` once
+        per job with the same guard); an adapter that pools connections drops them here and
+        opens new ones on the next delivery.
+        """
+
     async def aclose(self) -> None:  # noqa: B027 (optional hook, a no-op by default)
         """Release connections."""
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import math
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+import os
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from email.message import Message
+from pathlib import Path
 from types import TracebackType
-from typing import Literal, Self
+from typing import Literal, Self, TypeVar
 
 import structlog
 
@@ -19,8 +21,15 @@ from sendguard._address import Address, normalize_address, redact
 from sendguard._bounce import BounceReport, bounce_message, parse_bounce
 from sendguard._breaker import Breaker, BreakerEvent, SenderStatus, Volume
 from sendguard._classify import SOFT_REASONS, Action, Classification, Rules
-from sendguard._errors import ConfigurationError, InvalidAddressError, NoRecipientsError, StoreError
+from sendguard._errors import (
+    ConfigurationError,
+    InvalidAddressError,
+    NoRecipientsError,
+    SendGuardError,
+    StoreError,
+)
 from sendguard._events import DeliveryEvent
+from sendguard._journal import Journal, with_event_id
 from sendguard._memory import MemoryStore
 from sendguard._message import check_headers, envelope_recipients, envelope_sender, serialize
 from sendguard._models import (
@@ -54,6 +63,7 @@ from sendguard._warmup import WarmupSchedule
 
 __all__ = ["Guard"]
 
+_T = TypeVar("_T")
 Clock = Callable[[], datetime]
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -80,6 +90,8 @@ class _Delivery:
     pauses: dict[str, Pause] = field(default_factory=dict)
     had_soft: list[str] = field(default_factory=list)
     uncertain: int = 0
+    in_flight: int = 0
+    """Recipients whose delivery is under way: if it is cut off, they may have the message."""
     rate_of: dict[str, str] = field(default_factory=dict)
     """Each recipient's shaping field (sender x provider), when shaping applies to it."""
     slowdowns: set[str] = field(default_factory=set)
@@ -153,6 +165,8 @@ class Guard:
         spread_over: timedelta | None = None,
         spread_burst: float = 0.05,
         on_store_error: Literal["raise", "send"] = "raise",
+        store_timeout: float = 10.0,
+        journal: str | os.PathLike[str] | Literal[False] | None = None,
         redact_addresses: bool = True,
         clock: Clock = _utcnow,
         sleep: Sleep = asyncio.sleep,
@@ -183,6 +197,20 @@ class Guard:
         self.spread_over = spread_over
         self.spread_burst = spread_burst
         self.on_store_error = on_store_error
+        if not store_timeout > 0:
+            raise ConfigurationError("store_timeout must be a positive number of seconds")
+        self.store_timeout = store_timeout
+        directory = (
+            None
+            if journal is False
+            else Path(journal)
+            if journal is not None
+            else self.store.journal_directory
+        )
+        self._journal = Journal(directory, breaker=breaker)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._background: set[asyncio.Task[object]] = set()
+        self._replaying: asyncio.Task[None] | None = None
         self._redact = redact if redact_addresses else str
         self._clock = clock
         self._sleep = sleep
@@ -200,11 +228,103 @@ class Guard:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the adapter's connections and the store's."""
+        """Finish recording what is in flight, then close the adapter's and store's connections.
+
+        Outcomes the store still cannot record stay in the journal for the next guard.
+        """
         try:
+            if self._loop is asyncio.get_running_loop():
+                if self._background:
+                    await asyncio.wait(list(self._background), timeout=self.store_timeout)
+                if self._journal:
+                    await self._replay()
             await self.adapter.aclose()
         finally:
+            self._journal.close()
             await self.store.aclose()
+
+    # -- the event loop, and what the store could not record ------------------------------------
+
+    def _enter(self) -> None:
+        """Before any work: make sure the guard works on this loop; replay the journal."""
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            old = self._loop
+            if old is not None and not old.is_closed() and old.is_running():
+                raise ConfigurationError(
+                    "this Guard is in use on another running event loop: make one Guard per "
+                    "loop, or use SyncGuard from threads"
+                )
+            if old is not None:
+                # asyncio.run() per job: the old loop's connections are gone with it.
+                self.adapter.on_new_loop()
+                self.store.on_new_loop()
+                self._background.clear()
+                self._replaying = None
+            self._loop = loop
+            if self._journal.adopt():
+                self._log.warning(
+                    "sendguard.journal_adopted",
+                    entries=len(self._journal),
+                    directory=str(self._journal.directory),
+                )
+        if self._journal and self._replaying is None:
+            self._replaying = self._spawn(self._replay())
+
+    def _spawn(self, work: Coroutine[object, object, _T]) -> asyncio.Task[_T]:
+        """Run *work* in the background, kept until it is done (``aclose`` waits for it)."""
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
+
+    async def _replay(self) -> None:
+        """Record the journal's outcomes, oldest first, until the store fails again."""
+        try:
+            while self._journal:
+                outcome = self._journal.entries[0]
+                try:
+                    settled = await self._bounded(self._record(outcome), "replay")
+                except StoreError:
+                    return  # still down: the next operation tries again
+                self._journal.done(outcome)
+                self._log.warning(
+                    "sendguard.journal_replayed",
+                    suppressed=[self._redact(k) for k in _newly_suppressed(outcome, settled)],
+                    duplicate=settled.duplicate,
+                    left=len(self._journal),
+                )
+        finally:
+            self._replaying = None
+
+    async def _bounded(self, work: Awaitable[_T], operation: str) -> _T:
+        """Await a store call, at most ``store_timeout`` seconds (a StoreError after that)."""
+        try:
+            async with asyncio.timeout(self.store_timeout):
+                return await work
+        except TimeoutError as exc:
+            raise StoreError(
+                f"the store gave no answer to {operation} within {self.store_timeout:g} s"
+            ) from exc
+
+    def _keep(self, outcome: Outcome, pending: asyncio.Future[Settled] | None) -> None:
+        """Journal *outcome*; if the store call *pending* lands after all, forget it again."""
+        self._journal.add(outcome)
+        self._log.error(
+            "sendguard.journaled",
+            suppressions=[self._redact(e.address) for e in outcome.suppressions],
+            give_back=outcome.give_back,
+            pauses=len(outcome.pauses),
+            durable=self._journal.durable,
+            action="kept in the journal; replayed when the store answers",
+        )
+
+        def landed(future: asyncio.Future[Settled]) -> None:
+            if not future.cancelled() and future.exception() is None:
+                self._journal.done(outcome)
+
+        if pending is not None:
+            pending.add_done_callback(landed)
 
     # -- the suppression list ------------------------------------------------------------------
 
@@ -212,6 +332,7 @@ class Guard:
         self, address: str, *, reason: str = "manual", detail: str = "", source: str = "manual"
     ) -> Suppression:
         """Put *address* on the suppression list (replacing any entry it had)."""
+        self._enter()
         entry = Suppression(
             address=normalize_address(address).key,
             reason=reason,
@@ -230,6 +351,7 @@ class Guard:
 
     async def unsuppress(self, address: str) -> bool:
         """Take *address* off the suppression list (and forget its soft bounces)."""
+        self._enter()
         key = normalize_address(address).key
         removed = await self.store.remove(key)
         self._log.info("sendguard.unsuppressed", recipient=self._redact(key), removed=removed)
@@ -241,20 +363,24 @@ class Guard:
 
     async def suppression(self, address: str) -> Suppression | None:
         """The suppression entry of *address*, if it is on the list."""
+        self._enter()
         return await self.store.get(normalize_address(address).key)
 
     async def soft_bounces(self, address: str) -> int:
         """How many soft bounces *address* has on record since its last delivery."""
+        self._enter()
         return await self.store.soft_bounces(normalize_address(address).key)
 
     # -- pauses --------------------------------------------------------------------------------
 
     async def pauses(self, sender_domain: str) -> list[Pause]:
         """The pauses of *sender_domain* (one per recipient domain) in force now."""
+        self._enter()
         return await self.store.pauses(sender_domain.lower(), self._clock())
 
     async def status(self, sender_domain: str) -> SenderStatus:
         """Where *sender_domain* stands: ramp day, sent and cap today, rates, pauses."""
+        self._enter()
         sender = sender_domain.lower()
         now = self._clock()
         day = sent = cap = None
@@ -292,6 +418,7 @@ class Guard:
 
     async def resume(self, sender_domain: str) -> int:
         """Lift every pause of *sender_domain* now; how many were lifted."""
+        self._enter()
         lifted = await self.store.resume(sender_domain.lower())
         self._log.info("sendguard.resumed", sender_domain=sender_domain.lower(), lifted=lifted)
         return lifted
@@ -314,6 +441,7 @@ class Guard:
         Raises :class:`MessageError` (a header with CR/LF, an invalid sender, no recipients)
         before anything is sent, and :class:`StoreError` when the store gives no verdict.
         """
+        self._enter()
         check_headers(message)
         envelope_from = normalize_address(
             sender if sender is not None else envelope_sender(message)
@@ -324,6 +452,8 @@ class Guard:
 
         now = self._clock()
         results, valid = _validate(wanted)
+        if self._journal:
+            results.update(self._journal_holds(valid, envelope_from, now))
         quota = self._quota(envelope_from, now)
         state = _Delivery(sender=envelope_from, pending={})
         shapes, shape_of, spread = await self._shapes(envelope_from, valid, quota, state)
@@ -344,6 +474,106 @@ class Guard:
         )
         if admissions is None:
             quota = None  # the store is down and on_store_error="send": nothing was reserved
+        results.update(self._admit(state, valid, admissions, quota, now))
+        reserved = len(state.pending) if quota is not None else 0
+
+        message_id: str | None = None
+        try:
+            if state.pending:
+                message_id = await self._transmit(state, message, now)
+        except BaseException:
+            # The caller gave up (a timeout, a cancelled task) or the send failed half-way:
+            # what it learned (a dead address, quota not spent) is recorded all the same.
+            outcome = self._send_outcome(state, quota, reserved)
+            if not outcome.empty:
+                self._spawn(self._settle(outcome))
+            raise
+        results.update(state.results)
+
+        newly = await self._settle(self._send_outcome(state, quota, reserved))
+        result = SendResult(
+            sender=envelope_from.key,
+            message_id=message_id,
+            recipients=results,
+            recorded=newly is not None,
+        )
+        for key in newly or ():
+            results[key] = replace(results[key], suppressed=True)
+        for pause in state.pauses.values():
+            self._log_pause(pause)
+        for rr in results.values():
+            self._log_result(rr, message_id)
+        return result
+
+    async def _transmit(self, state: _Delivery, message: Message, now: datetime) -> str:
+        """Serialize *message* and deliver it to the pending recipients; its Message-ID."""
+        given = message.get("Message-ID")
+        added_id = None if given else email.utils.make_msgid(domain=state.sender.domain)
+        smtputf8 = state.sender.needs_smtputf8 or any(
+            a.needs_smtputf8 for a in state.pending.values()
+        )
+        message_id = str(given or added_id)
+        data = serialize(message, message_id=added_id, utf8=smtputf8)
+        await self._deliver(state, message, data, smtputf8, (message_id, now))
+        return message_id
+
+    def _send_outcome(self, state: _Delivery, quota: Quota | None, reserved: int) -> Outcome:
+        """What a send (finished, or stopped half-way) changes in the store."""
+        accepted = [k for k, rr in state.results.items() if rr.status is _ACCEPTED]
+        # Quota stays spent for what was accepted, and for what may have been (no reply to
+        # the final dot, or a delivery cut off while in flight); the rest is given back.
+        spent = len(accepted) + state.uncertain + state.in_flight
+        return Outcome(
+            now=self._clock(),
+            quota=quota,
+            give_back=reserved - spent if quota else 0,
+            suppressions=[self._entry(key, found, "smtp") for key, found in state.suppress.items()],
+            soft_failures=[self._entry(key, found, "smtp") for key, found in state.soft.items()],
+            soft_resets=[k for k in state.had_soft if k in accepted]
+            if self.adapter.confirms_delivery
+            else [],
+            pauses=list(state.pauses.values()),
+            soft_policy=self.soft_bounce,
+            sender_domain=state.sender.domain,
+            breaker=self.breaker,
+            bounces=len(state.suppress) + sum(1 for f in state.soft.values() if f.permanent),
+            slowdowns=sorted(state.slowdowns),
+            slow_max=self.shaping.slow_factor_max if self.shaping else 64,
+            recover=self.shaping.recover_every if self.shaping else timedelta(minutes=10),
+        )
+
+    def _journal_holds(
+        self, valid: dict[str, Address], sender: Address, now: datetime
+    ) -> dict[str, RecipientResult]:
+        """Take out of *valid* the recipients that outcomes still in the journal hold back."""
+        held: dict[str, RecipientResult] = {}
+        for key, address in list(valid.items()):
+            entry = self._journal.suppression(key)
+            pause = self._journal.pause(sender.domain, address.domain, now)
+            if entry is not None:
+                held[key] = RecipientResult(
+                    key,
+                    DeliveryStatus.SUPPRESSED,
+                    detail=f"suppressed: {entry.reason} (not yet recorded in the store)",
+                    reason=entry.reason,
+                )
+            elif pause is not None:
+                held[key] = self._paused(key, pause, attempts=0)
+            else:
+                continue
+            del valid[key]
+        return held
+
+    def _admit(
+        self,
+        state: _Delivery,
+        valid: dict[str, Address],
+        admissions: list[Admission] | None,
+        quota: Quota | None,
+        now: datetime,
+    ) -> dict[str, RecipientResult]:
+        """Make the recipients the store cleared pending; the results of the others."""
+        held: dict[str, RecipientResult] = {}
         clear = [Admission(Admit.CLEAR)] * len(valid)
         for key, admission in zip(valid, admissions or clear, strict=True):
             if admission.verdict is Admit.CLEAR:
@@ -351,52 +581,8 @@ class Guard:
                 if admission.soft:
                     state.had_soft.append(key)
             else:
-                results[key] = self._held(key, admission, quota, now)
-        reserved = len(state.pending) if quota is not None else 0
-
-        message_id: str | None = None
-        if state.pending:
-            message_id = message.get("Message-ID")
-            added_id = None if message_id else email.utils.make_msgid(domain=envelope_from.domain)
-            smtputf8 = envelope_from.needs_smtputf8 or any(
-                a.needs_smtputf8 for a in state.pending.values()
-            )
-            message_id = str(message_id or added_id)
-            extra = []
-            if self._signer is not None:
-                extra.append((TOKEN_HEADER, self._signer.sign(message_id, now)))
-            data = serialize(message, message_id=added_id, utf8=smtputf8, extra=extra)
-            await self._deliver(state, message, data, smtputf8)
-        results.update(state.results)
-
-        result = SendResult(sender=envelope_from.key, message_id=message_id, recipients=results)
-        # Quota stays spent for what was accepted, and for what may have been (no reply to
-        # the final dot); everything else reserved is given back.
-        outcome = Outcome(
-            now=self._clock(),
-            quota=quota,
-            give_back=reserved - len(result.accepted) - state.uncertain if quota else 0,
-            suppressions=[self._entry(key, found, "smtp") for key, found in state.suppress.items()],
-            soft_failures=[self._entry(key, found, "smtp") for key, found in state.soft.items()],
-            soft_resets=[k for k in state.had_soft if results[k].status is _ACCEPTED]
-            if self.adapter.confirms_delivery
-            else [],
-            pauses=list(state.pauses.values()),
-            soft_policy=self.soft_bounce,
-            sender_domain=envelope_from.domain,
-            breaker=self.breaker,
-            bounces=len(state.suppress) + sum(1 for f in state.soft.values() if f.permanent),
-            slowdowns=sorted(state.slowdowns),
-            slow_max=self.shaping.slow_factor_max if self.shaping else 64,
-            recover=self.shaping.recover_every if self.shaping else timedelta(minutes=10),
-        )
-        for key in await self._settle(result, outcome):
-            results[key] = replace(results[key], suppressed=True)
-        for pause in state.pauses.values():
-            self._log_pause(pause)
-        for rr in results.values():
-            self._log_result(rr, message_id)
-        return result
+                held[key] = self._held(key, admission, quota, now)
+        return held
 
     def _held(
         self, key: str, admission: Admission, quota: Quota | None, now: datetime
@@ -464,36 +650,43 @@ class Guard:
 
         Hard bounces suppress the address (reason as classified), complaints suppress it with
         reason ``feedback``, soft bounces count toward :class:`SoftBouncePolicy`, deliveries
-        reset that count, and auto-replies change nothing.  With a ``bounce_secret`` only a
-        bounce that carries a valid token of this guard is acted on; the others are returned
-        with ``trusted=False`` and logged.  Returns after the store has recorded everything
-        (one store call), so a caller may acknowledge or delete the bounce then.
+        reset that count, and auto-replies change nothing.  With a ``bounce_secret`` a report
+        is acted on only if the bounce returns the token of the copy sent to that report's
+        recipient; the others are returned with ``trusted=False`` and logged.  Returns after
+        the store has recorded everything (one store call), so a caller may acknowledge or
+        delete the bounce then.
 
         Raises :class:`BounceParseError` for input that is not an e-mail, and
         :class:`StoreError` when the store cannot record the outcome.
         """
+        self._enter()
         message = bounce_message(raw)
         reports = parse_bounce(message, rules=self.rules)
         if not reports:
             return []
-        if self._signer is not None:
-            found = find_token(message)
-            if found is None or not self._signer.verify(found[0], found[1], self._clock()):
-                self._log.warning(
-                    "sendguard.bounce_untrusted",
-                    token="invalid" if found else "missing",
-                    recipients=[self._redact(r.recipient) for r in reports if r.recipient],
-                    reasons=[r.reason for r in reports],
-                )
-                return reports
-        outcome = self._bounce_outcome(reports)
+        trust = self._trusted(message, reports)
+        if not all(trust):
+            self._log.warning(
+                "sendguard.bounce_untrusted",
+                recipients=[
+                    self._redact(r.recipient)
+                    for r, ok in zip(reports, trust, strict=True)
+                    if r.recipient and not ok
+                ],
+                reasons=[r.reason for r, ok in zip(reports, trust, strict=True) if not ok],
+                why="no token of this guard for that recipient in the returned headers",
+            )
+        outcome = self._bounce_outcome([r for r, ok in zip(reports, trust, strict=True) if ok])
         newly = (
-            set(_newly_suppressed(outcome, await self._record(outcome)))
+            set(_newly_suppressed(outcome, await self._bounded(self._record(outcome), "settle")))
             if not outcome.empty
             else set()
         )
         result = []
-        for report in reports:
+        for report, ok in zip(reports, trust, strict=True):
+            if not ok:
+                result.append(replace(report, trusted=False))
+                continue
             key = _bounce_key(report.recipient)
             done = key is not None and key in newly
             result.append(replace(report, trusted=True, suppressed=done))
@@ -508,6 +701,22 @@ class Guard:
             )
         return result
 
+    def _trusted(self, bounce: Message, reports: Sequence[BounceReport]) -> list[bool]:
+        """Per report, whether the bounce carries this guard's token for its recipient."""
+        if self._signer is None:
+            return [True] * len(reports)
+        found = find_token(bounce)
+        now = self._clock()
+        trust = []
+        for report in reports:
+            key = _bounce_key(report.recipient)
+            trust.append(
+                found is not None
+                and key is not None
+                and self._signer.verify(found[0], found[1], key, now)
+            )
+        return trust
+
     async def ingest_events(self, events: Iterable[DeliveryEvent], /) -> list[DeliveryEvent]:
         """Record delivery events from an ESP's webhook; the events, marked.
 
@@ -518,11 +727,12 @@ class Guard:
         Each event is recorded in one atomic step, so returning means it is stored: a
         webhook handler may acknowledge the request then.
         """
+        self._enter()
         done: list[DeliveryEvent] = []
         for event in events:
             key = _bounce_key(event.recipient)
             outcome = self._event_outcome(event, key)
-            settled = await self._record(outcome)
+            settled = await self._bounded(self._record(outcome), "settle")
             marked = replace(
                 event,
                 ingested=not settled.duplicate,
@@ -623,9 +833,16 @@ class Guard:
     async def _reserve(self, request: Reservation) -> list[Admission] | None:
         if not request.keys:
             return []
+        pending = asyncio.ensure_future(self.store.reserve(request))
         try:
-            return await self.store.reserve(request)
-        except StoreError as exc:
+            return await self._bounded(asyncio.shield(pending), "reserve")
+        except BaseException as exc:
+            # Given up on (cancelled, or too slow): the reservation may still be made, and
+            # the quota it takes is then given back.
+            if not pending.done():
+                pending.add_done_callback(lambda done: self._unreserve(request, done))
+            if not isinstance(exc, StoreError):
+                raise
             if self.on_store_error == "raise":
                 raise
             self._log.warning(
@@ -636,18 +853,72 @@ class Guard:
             )
             return None
 
+    def _unreserve(self, request: Reservation, done: asyncio.Future[list[Admission]]) -> None:
+        """Give back the quota of a reservation nobody waited for."""
+        if done.cancelled() or done.exception() is not None or request.quota is None:
+            return
+        taken = sum(1 for a in done.result() if a.verdict is Admit.CLEAR)
+        if taken:
+            give_back = Outcome(now=self._clock(), quota=request.quota, give_back=taken)
+            self._spawn(self._settle(give_back))
+
+    def _envelopes(
+        self,
+        state: _Delivery,
+        message: Message,
+        data: bytes,
+        smtputf8: bool,
+        signing: tuple[str, datetime],
+    ) -> list[Envelope]:
+        """One envelope for the recipients still pending, or, when signing, one each.
+
+        A bounce token binds the recipient it was sent to (so a recipient cannot forge
+        bounces about anyone else), so signed mail is one transaction per recipient.
+        """
+        pending = list(state.pending.values())
+        if self._signer is None:
+            wires = tuple(a.wire for a in pending)
+            return [Envelope(state.sender.wire, wires, message, data, smtputf8)]
+        message_id, issued = signing
+        return [
+            Envelope(
+                state.sender.wire,
+                (a.wire,),
+                message,
+                f"{TOKEN_HEADER}: {self._signer.sign(message_id, a.key, issued)}\r\n".encode()
+                + data,
+                smtputf8,
+            )
+            for a in pending
+        ]
+
+    async def _call_adapter(self, envelope: Envelope) -> Mapping[str, Reply]:
+        """The adapter's replies; an adapter that raises made the delivery uncertain."""
+        try:
+            return await self.adapter.deliver(envelope)
+        except SendGuardError:
+            raise
+        except Exception as exc:  # noqa: BLE001 (any failure of the adapter's is an answer)
+            self._log.exception("sendguard.adapter_error", adapter=repr(self.adapter))
+            # It may have sent the message before it failed: never re-send automatically.
+            detail = f"delivery uncertain: {self.adapter!r} raised {exc!r}"
+            reply = Reply(None, detail, Stage.DATA_END)
+            return dict.fromkeys(envelope.recipients, reply)
+
     async def _deliver(
-        self, state: _Delivery, message: Message, data: bytes, smtputf8: bool
+        self,
+        state: _Delivery,
+        message: Message,
+        data: bytes,
+        smtputf8: bool,
+        signing: tuple[str, datetime],
     ) -> None:
         async def attempt() -> dict[str, Address]:
-            envelope = Envelope(
-                sender=state.sender.wire,
-                recipients=tuple(a.wire for a in state.pending.values()),
-                message=message,
-                data=data,
-                smtputf8=smtputf8,
-            )
-            replies = await self.adapter.deliver(envelope)
+            envelopes = self._envelopes(state, message, data, smtputf8, signing)
+            state.in_flight = len(state.pending)
+            answers = await asyncio.gather(*(self._call_adapter(e) for e in envelopes))
+            state.in_flight = 0
+            replies = {wire: reply for answer in answers for wire, reply in answer.items()}
             retry: dict[str, Address] = {}
             for key, address in state.pending.items():
                 reply = replies.get(address.wire) or Reply(
@@ -774,22 +1045,26 @@ class Guard:
             created_at=self._clock(),
         )
 
-    async def _settle(self, result: SendResult, outcome: Outcome) -> list[str]:
-        """Record the outcome in one store call; the keys it newly suppressed."""
+    async def _settle(self, outcome: Outcome) -> list[str] | None:
+        """Record a send's outcome in one store call; the keys it newly suppressed.
+
+        ``None`` when the store did not record it in time: the outcome is then kept in the
+        journal (with an event id of its own, so a late or repeated write counts once) and
+        replayed when the store answers.  A cancelled caller does not cancel the write.
+        """
         if outcome.empty:
             return []  # the common case: everything accepted, nothing to record
+        outcome = with_event_id(outcome)
+        pending = asyncio.ensure_future(self._record(outcome))
         try:
-            settled = await self._record(outcome)
+            settled = await self._bounded(asyncio.shield(pending), "settle")
         except StoreError as exc:
-            self._log.error(
-                "sendguard.store_error",
-                operation="settle",
-                error=str(exc),
-                unrecorded=[self._redact(e.address) for e in outcome.suppressions],
-            )
-            if self.on_store_error == "raise":
-                raise StoreError(str(exc), result=result) from exc
-            return []
+            self._log.error("sendguard.store_error", operation="settle", error=str(exc))
+            self._keep(outcome, pending if not pending.done() else None)
+            return None
+        except asyncio.CancelledError:
+            self._keep(outcome, pending)
+            raise
         return _newly_suppressed(outcome, settled)
 
     async def _record(self, outcome: Outcome) -> Settled:

@@ -125,6 +125,9 @@ class SendResult:
     sender: str
     message_id: str | None
     recipients: Mapping[str, RecipientResult]
+    recorded: bool = True
+    """False when the store could not record what this send learned (a suppression, quota
+    to give back) in time: the guard keeps it in its journal and records it later."""
 
     def by_status(self, status: DeliveryStatus) -> list[str]:
         """Addresses whose outcome was *status*, in envelope order."""

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
 import json
-from collections.abc import AsyncIterator, Iterator, Sequence
+import os
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from importlib import resources
+from pathlib import Path
 from typing import Any, cast
 
 import redis.asyncio as aioredis
@@ -17,6 +20,7 @@ from redis.commands.core import AsyncScript
 from sendguard._breaker import BUCKETS, Volume
 from sendguard._coalesce import Coalescer
 from sendguard._errors import ConfigurationError, StoreError
+from sendguard._loops import abandon
 from sendguard._models import Suppression
 from sendguard._store import (
     Admission,
@@ -48,6 +52,45 @@ def _store_errors(operation: str) -> Iterator[None]:
         yield
     except (redis.exceptions.RedisError, OSError) as exc:
         raise StoreError(f"Redis {operation} failed: {exc}") from exc
+
+
+def _journal_home() -> Path:
+    """The directory of the journals of guards over Redis.
+
+    ``SENDGUARD_JOURNAL_DIR``, else the user's state directory (``XDG_STATE_HOME``, else
+    ``~/.local/state``) under ``sendguard/journal``.
+    """
+    explicit = os.environ.get("SENDGUARD_JOURNAL_DIR")
+    if explicit:
+        return Path(explicit)
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "sendguard" / "journal"
+
+
+def _abandon_connections(client: aioredis.Redis | RedisCluster) -> None:
+    """Close the sockets of *client*'s connections, made on an event loop that has ended."""
+    if isinstance(client, RedisCluster):
+        connections = [c for n in client.get_nodes() for c in getattr(n, "_connections", [])]
+    else:
+        pool = client.connection_pool
+        connections = [
+            *getattr(pool, "_available_connections", []),
+            *getattr(pool, "_in_use_connections", []),
+        ]
+    for connection in connections:
+        writer = getattr(connection, "_writer", None)
+        if writer is not None:
+            abandon(writer.transport)
+        connection._reader = connection._writer = None
+
+
+def _describe(client: aioredis.Redis | RedisCluster) -> str:
+    """Which server *client* talks to, for naming its journal."""
+    if isinstance(client, RedisCluster):
+        return ",".join(sorted(f"{n.host}:{n.port}" for n in client.get_nodes())) or "cluster"
+    kwargs = client.connection_pool.connection_kwargs
+    where = kwargs.get("path") or f"{kwargs.get('host')}:{kwargs.get('port')}"
+    return f"{where}/{kwargs.get('db', 0)}"
 
 
 def _text(raw: bytes | str) -> str:
@@ -134,9 +177,37 @@ class RedisStore(Store):
         self._slow_key = f"{{{prefix}}}:slow"
         self._ramp_key = f"{{{prefix}}}:ramp"
         self._events_key = f"{{{prefix}}}:events"
+        self._rebuild: Callable[[], aioredis.Redis | RedisCluster] | None = None
+        self._bind(client)
+        self.journal_directory = (
+            _journal_home()
+            / hashlib.sha256(f"{_describe(client)}\t{prefix}".encode()).hexdigest()[:16]
+        )
+
+    def _bind(self, client: aioredis.Redis | RedisCluster) -> None:
+        self._client = client
         self._reserve: AsyncScript = client.register_script(_lua("reserve.lua"))
         self._settle: AsyncScript = client.register_script(_lua("settle.lua"))
         self._reservations = Coalescer(self._reserve_batch)
+
+    def on_new_loop(self) -> None:
+        """See :meth:`Store.on_new_loop`: a client of :meth:`from_url` is made anew.
+
+        A client given to the constructor has its pool emptied (a cluster client cannot be,
+        and refuses: build the store with ``from_url`` to use it from several loops).
+        """
+        _abandon_connections(self._client)
+        if self._rebuild is not None:
+            self._bind(self._rebuild())
+        elif isinstance(self._client, aioredis.Redis):
+            self._client.connection_pool.reset()  # type: ignore[no-untyped-call]
+            self._reservations = Coalescer(self._reserve_batch)
+        else:
+            raise ConfigurationError(
+                "a RedisStore over a RedisCluster client of your own cannot move to another "
+                "event loop: make it with RedisStore.from_url(..., cluster=True), or one store "
+                "per loop"
+            )
 
     @classmethod
     def from_url(
@@ -153,15 +224,19 @@ class RedisStore(Store):
         With ``cluster=True`` *url* names any node of a Redis Cluster; every key of the store
         carries the hash tag ``{prefix}``, so each script runs on the one node that owns it.
         """
-        client: aioredis.Redis | RedisCluster
-        try:
+
+        def connect() -> aioredis.Redis | RedisCluster:
             if cluster:
-                client = RedisCluster.from_url(url, **options)
-            else:
-                client = aioredis.Redis.from_url(url, **options)
+                return RedisCluster.from_url(url, **options)
+            return aioredis.Redis.from_url(url, **options)
+
+        try:
+            client = connect()
         except ValueError as exc:
             raise ConfigurationError(f"bad Redis URL {url!r}: {exc}") from exc
-        return cls(client, prefix=prefix, owns_client=True, server_clock=server_clock)
+        store = cls(client, prefix=prefix, owns_client=True, server_clock=server_clock)
+        store._rebuild = connect
+        return store
 
     def _counter_key(self, quota: Quota | None) -> str:
         if quota is None:

@@ -11,12 +11,17 @@ import aiosmtplib
 
 from sendguard._adapter import Adapter
 from sendguard._errors import ConfigurationError
+from sendguard._loops import abandon
 from sendguard._models import Envelope, Reply, Stage
 
 __all__ = ["SMTPAdapter"]
 
 _LEADING_DOT = re.compile(rb"^\.", re.MULTILINE)
 _NETWORK_ERRORS = (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, OSError)
+# Everything a transaction can raise once a connection is open: the network failing, and a
+# reply aiosmtplib cannot read (a malformed or overlong line), after which the connection is
+# in an unknown state and is dropped like a broken one.
+_TRANSACTION_ERRORS = (aiosmtplib.SMTPException, OSError)
 
 
 class _StaleConnectionError(Exception):
@@ -79,6 +84,7 @@ class SMTPAdapter(Adapter):
             "local_hostname": local_hostname,
         }
         self._data_timeout = data_timeout
+        self._pool_size = pool_size
         self._slots = asyncio.Semaphore(pool_size)
         self._idle: list[aiosmtplib.SMTP] = []
         self._closed = False
@@ -103,7 +109,7 @@ class SMTPAdapter(Adapter):
                 await _greet(smtp)
             except aiosmtplib.SMTPResponseException as exc:
                 smtp.close()
-                return _everyone(envelope, Reply.from_smtp(exc.code, exc.message, Stage.CONNECT))
+                return _everyone(envelope, _refusal(exc, Stage.CONNECT))
             except (aiosmtplib.SMTPException, OSError) as exc:
                 smtp.close()
                 return _everyone(envelope, Reply(None, _describe(exc), Stage.CONNECT))
@@ -161,7 +167,7 @@ class SMTPAdapter(Adapter):
             stage = Stage.DATA_END
             response = await smtp.protocol.read_response(timeout=self._data_timeout)
             _update(replies, accepted, Reply.from_smtp(*response, Stage.DATA_END))
-        except _NETWORK_ERRORS as exc:
+        except _TRANSACTION_ERRORS as exc:
             smtp.close()
             if reused and stage is Stage.MAIL:
                 raise _StaleConnectionError from exc
@@ -203,11 +209,18 @@ class SMTPAdapter(Adapter):
         # Leave the connection clean for the next transaction, or drop it.
         try:
             response = await smtp.execute_command(b"RSET")
-        except _NETWORK_ERRORS:
+        except _TRANSACTION_ERRORS:
             smtp.close()
             raise
         if response.code != 250:
             smtp.close()
+
+    def on_new_loop(self) -> None:
+        """See :meth:`Adapter.on_new_loop`: idle connections of the old loop are dropped."""
+        idle, self._idle = self._idle, []
+        for smtp in idle:
+            abandon(smtp.transport)
+        self._slots = asyncio.Semaphore(self._pool_size)
 
     async def aclose(self) -> None:
         """Say QUIT on every idle connection."""
@@ -242,6 +255,13 @@ def _update(replies: dict[str, Reply], recipients: list[str], reply: Reply) -> d
     for rcpt in recipients:
         replies[rcpt] = reply
     return replies
+
+
+def _refusal(exc: aiosmtplib.SMTPResponseException, stage: Stage) -> Reply:
+    """The server's reply an exception carries; none when aiosmtplib could not read one."""
+    if 200 <= exc.code < 600:
+        return Reply.from_smtp(exc.code, exc.message, stage)
+    return Reply(None, _describe(exc), stage)
 
 
 def _describe(exc: BaseException) -> str:

@@ -143,9 +143,14 @@ class SQLiteStore(MemoryStore):
         self._ramps = _Table(self, "ramps", load=lambda raw: tuple(json.loads(raw)))  # type: ignore[assignment]
         self._events = _Table(self, "events")  # type: ignore[assignment]
         self._reservations = Coalescer(self._reserve_batch)
+        self.journal_directory = self.path.with_name(self.path.name + ".sendguard-journal")
 
     def __repr__(self) -> str:
         return f"SQLiteStore({str(self.path)!r})"
+
+    def on_new_loop(self) -> None:
+        """See :meth:`Store.on_new_loop`: the connection is the loop's to share, not its own."""
+        self._reservations = Coalescer(self._reserve_batch)
 
     def _connect(self) -> sqlite3.Connection:
         try:

@@ -7,6 +7,7 @@ import datetime as dt
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
 from types import TracebackType
 from typing import NamedTuple, Self
 
@@ -215,6 +216,18 @@ class Store(abc.ABC):
     processes never lets two of them spend the same quota or miss a suppression:
     :meth:`reserve` before a delivery and :meth:`settle` after it.
     """
+
+    journal_directory: Path | None = None
+    """Where a guard keeps the outcomes this store could not record, until it can (see
+    ``Guard(journal=)``); ``None`` keeps them in memory only."""
+
+    def on_new_loop(self) -> None:  # noqa: B027 (optional hook, a no-op by default)
+        """Forget connections made on an event loop that has ended.
+
+        The guard calls it before it first works on another loop (a script or a Celery task
+        that calls ``asyncio.run`` once per job with the same guard); the next operation
+        opens new connections.
+        """
 
     @abc.abstractmethod
     async def reserve(self, request: Reservation) -> list[Admission]:

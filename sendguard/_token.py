@@ -2,16 +2,17 @@
 
 Anyone can send an e-mail that looks like a bounce.  If such mail were trusted, a forger could
 suppress any address by mailing a fake DSN to the bounce mailbox.  With a ``bounce_secret``
-the guard stamps each outgoing message with a header::
+the guard stamps the copy of a message that goes to each recipient with a header::
 
-    X-Sendguard-Token: v1.<issued, unix seconds>.<HMAC-SHA256 of Message-ID and issued, base64url>
+    X-Sendguard-Token: v2.<issued, unix seconds>.<HMAC-SHA256 of Message-ID, recipient, issued>
 
 Nearly every bounce returns the original message or its headers (RFC 3464 asks for it,
 ``text/rfc822-headers``); :func:`find_token` reads the token and the Message-ID beside it, and
-:meth:`BounceSigner.verify` accepts the pair only if the MAC matches and the token is younger
-than ``max_age``.  The token binds the message, not each recipient: someone who received a
-message can forge bounces that carry its token, but only for ``max_age`` and only with that
-message's headers; VERP (a per-recipient envelope sender) would bind the recipient too.
+:meth:`BounceSigner.verify` accepts them for one recipient only if the MAC matches for that
+recipient and the token is younger than ``max_age``.  So the token binds the recipient: a
+subscriber who returns the token of their own copy in a forged DSN or complaint can speak for
+their own address, never for anyone else on the same message.  (The v1 tokens of earlier
+versions bound only the message, and are no longer accepted.)
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from sendguard._errors import ConfigurationError
 __all__ = ["TOKEN_HEADER", "BounceSigner", "find_token"]
 
 TOKEN_HEADER = "X-Sendguard-Token"  # noqa: S105 (a header name, not a secret)
-_TOKEN = re.compile(r"^X-Sendguard-Token:[ \t]*(v1\.\d{1,12}\.[A-Za-z0-9_-]{16,64})", re.I | re.M)
+_TOKEN = re.compile(r"^X-Sendguard-Token:[ \t]*(v\d\.\d{1,12}\.[A-Za-z0-9_-]{16,64})", re.I | re.M)
 _MESSAGE_ID = re.compile(r"^Message-I[Dd]:[ \t]*(?:\r?\n[ \t]+)?(<[^>\r\n]{1,998}>)", re.M)
 
 
@@ -50,30 +51,29 @@ class BounceSigner:
             raise ConfigurationError("bounce_secret must be at least 16 bytes long")
         return cls(key, max_age)
 
-    def _mac(self, message_id: str, issued: int) -> str:
-        digest = hmac.new(
-            self.secret, f"v1\n{message_id.strip()}\n{issued}".encode(), hashlib.sha256
-        ).digest()
+    def _mac(self, message_id: str, recipient: str, issued: int) -> str:
+        signed = f"v2\n{message_id.strip()}\n{recipient}\n{issued}"
+        digest = hmac.new(self.secret, signed.encode("utf-8"), hashlib.sha256).digest()
         return base64.urlsafe_b64encode(digest[:18]).decode().rstrip("=")
 
-    def sign(self, message_id: str, now: datetime) -> str:
-        """The token for the message *message_id*, issued at *now*."""
+    def sign(self, message_id: str, recipient: str, now: datetime) -> str:
+        """The token of the copy of *message_id* sent to *recipient* (its key), at *now*."""
         issued = int(now.timestamp())
-        return f"v1.{issued}.{self._mac(message_id, issued)}"
+        return f"v2.{issued}.{self._mac(message_id, recipient, issued)}"
 
-    def verify(self, token: str, message_id: str, now: datetime) -> bool:
-        """Whether *token* was made by this signer for *message_id* and is not too old."""
+    def verify(self, token: str, message_id: str, recipient: str, now: datetime) -> bool:
+        """Whether *token* was made by this signer for *recipient*'s copy of *message_id*."""
         try:
             version, issued_text, mac = token.strip().split(".")
             issued = int(issued_text)
         except ValueError:
             return False
-        if version != "v1":
+        if version != "v2":
             return False
         age = now.timestamp() - issued
         if age < -300 or age > self.max_age.total_seconds():  # five minutes of clock skew
             return False
-        return hmac.compare_digest(mac, self._mac(message_id, issued))
+        return hmac.compare_digest(mac, self._mac(message_id, recipient, issued))
 
 
 def find_token(bounce: Message) -> tuple[str, str] | None:

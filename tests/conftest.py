@@ -265,7 +265,8 @@ async def make_guard(
     def make(**options: object) -> Guard:
         options.setdefault("adapter", SMTPAdapter("127.0.0.1", smtp_server.port, timeout=5))
         options.setdefault("retry", RetryPolicy(attempts=3, initial_wait=1, max_wait=10))
-        guard = Guard(clock=clock, sleep=clock.sleep, **options)  # type: ignore[arg-type]
+        options.setdefault("sleep", clock.sleep)
+        guard = Guard(clock=clock, **options)  # type: ignore[arg-type]
         made.append(guard)
         return guard
 

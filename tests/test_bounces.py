@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import email
+import hashlib
+import hmac
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,12 +15,14 @@ from structlog.testing import capture_logs
 
 from sendguard import (
     BounceParseError,
+    Breaker,
     ConfigurationError,
     Guard,
     RetryPolicy,
     Store,
     parse_bounce,
 )
+from sendguard._token import BounceSigner
 from sendguard.testing import FakeClock, ScriptedSMTPServer, make_arf, make_dsn
 from tests.conftest import message
 
@@ -139,14 +145,23 @@ def test_wrong_input_type_raises_a_typed_error() -> None:
 # -- ingestion: what a bounce records ------------------------------------------------------
 
 
-async def sent(
-    guard: Guard, smtp_server: ScriptedSMTPServer, to: str | list[str] = "bob@example.com"
-) -> bytes:
-    """Send through *guard* and return the message exactly as the server received it."""
+async def copies(
+    guard: Guard, smtp_server: ScriptedSMTPServer, to: str | list[str]
+) -> dict[str, bytes]:
+    """Send through *guard*; each recipient's copy exactly as the server received it."""
     smtp_server.received.clear()
     await guard.send(message(to))
-    (received,) = smtp_server.received
-    return received.data
+    found: dict[str, bytes] = {}
+    for received in smtp_server.received:
+        for rcpt in received.rcpt_tos:
+            found[rcpt] = received.data
+    return found
+
+
+async def sent(guard: Guard, smtp_server: ScriptedSMTPServer, to: str = "bob@example.com") -> bytes:
+    """Send through *guard* to one recipient and return the message as the server got it."""
+    (data,) = (await copies(guard, smtp_server, to)).values()
+    return data
 
 
 @pytest.mark.usefixtures("smtp_server")
@@ -154,18 +169,27 @@ async def test_signed_hard_bounce_suppresses(
     store: Store, make_guard: Callable[..., Guard], smtp_server: ScriptedSMTPServer
 ) -> None:
     guard = make_guard(store=store, bounce_secret=SECRET)
-    original = await sent(guard, smtp_server, ["bob@example.com", "carol@example.com"])
-    assert b"X-Sendguard-Token: v1." in original
-    bounce = make_dsn(
-        original,
-        {
-            "bob@example.com": "550 5.1.1 <bob@example.com>: Recipient address rejected: "
-            "User unknown",
-            "carol@example.com": "554 5.7.1 Service unavailable; Client host blocked using "
-            "zen.spamhaus.org",
-        },
+    sent_to = await copies(guard, smtp_server, ["bob@example.com", "carol@example.com"])
+    assert all(b"X-Sendguard-Token: v2." in data for data in sent_to.values())
+    assert len(smtp_server.received) == 2  # one transaction (one token) per recipient
+    (bob,) = await guard.ingest_bounce(
+        make_dsn(
+            sent_to["bob@example.com"],
+            {
+                "bob@example.com": "550 5.1.1 <bob@example.com>: Recipient address rejected: "
+                "User unknown"
+            },
+        )
     )
-    bob, carol = await guard.ingest_bounce(bounce)
+    (carol,) = await guard.ingest_bounce(
+        make_dsn(
+            sent_to["carol@example.com"],
+            {
+                "carol@example.com": "554 5.7.1 Service unavailable; Client host blocked "
+                "using zen.spamhaus.org"
+            },
+        )
+    )
     assert (bob.trusted, bob.suppressed, bob.reason) == (True, True, "userunknown")
     assert (carol.trusted, carol.suppressed, carol.reason) == (True, False, "blocked")
     entry = await guard.suppression("bob@example.com")
@@ -183,7 +207,7 @@ async def test_unsigned_or_forged_bounces_are_reported_but_change_nothing(
     genuine = await sent(guard, smtp_server)
     foreign = await sent(other, smtp_server)
     unsigned = message("bob@example.com").as_bytes()
-    tampered = genuine.replace(b"X-Sendguard-Token: v1.", b"X-Sendguard-Token: v1.1")
+    tampered = genuine.replace(b"X-Sendguard-Token: v2.", b"X-Sendguard-Token: v2.1")
     other_id = genuine.replace(b"Message-ID: <", b"Message-ID: <x")
     user_unknown = {"bob@example.com": "550 5.1.1 User unknown"}
     for original in (unsigned, foreign, tampered, other_id):
@@ -249,8 +273,10 @@ async def test_a_complaint_suppresses_only_the_complainer(
     make_guard: Callable[..., Guard], smtp_server: ScriptedSMTPServer
 ) -> None:
     guard = make_guard(bounce_secret=SECRET)
-    original = await sent(guard, smtp_server, ["alice@example.com", "bob@example.com"])
-    (report,) = await guard.ingest_bounce(make_arf(original, "alice@example.com"))
+    sent_to = await copies(guard, smtp_server, ["alice@example.com", "bob@example.com"])
+    (report,) = await guard.ingest_bounce(
+        make_arf(sent_to["alice@example.com"], "alice@example.com")
+    )
     assert report.recipient == "alice@example.com"
     assert await guard.is_suppressed("alice@example.com")
     assert not await guard.is_suppressed("bob@example.com")
@@ -309,3 +335,66 @@ async def test_auto_replies_change_nothing(make_guard: Callable[..., Guard]) -> 
 def test_a_short_secret_is_refused() -> None:
     with pytest.raises(ConfigurationError, match="16 bytes"):
         Guard(bounce_secret="short")
+
+
+# -- a token speaks for its own recipient only ------------------------------------------------
+
+
+@pytest.mark.usefixtures("smtp_server")
+async def test_a_subscriber_cannot_suppress_others_with_the_token_of_their_copy(
+    store: Store, make_guard: Callable[..., Guard], smtp_server: ScriptedSMTPServer
+) -> None:
+    guard = make_guard(store=store, bounce_secret=SECRET)
+    others = [f"reader{i}@example.org" for i in range(40)]
+    sent_to = await copies(guard, smtp_server, ["mallory@example.com", *others])
+    assert len(set(sent_to.values())) == 41  # every copy carries a token of its own
+    own = sent_to["mallory@example.com"]
+    victims = dict.fromkeys(others, "550 5.1.1 User unknown")
+    for forged in (
+        make_dsn(own, victims),
+        make_dsn(own, {**victims, "mallory@example.com": "550 5.1.1 User unknown"}),
+        make_dsn(sent_to[others[0]], {others[1]: "550 5.1.1 User unknown"}),
+    ):
+        reports = await guard.ingest_bounce(forged)
+        for report in reports:
+            assert report.trusted == (report.recipient == "mallory@example.com")
+    for address in others:
+        assert not await guard.is_suppressed(address)
+
+
+@pytest.mark.usefixtures("smtp_server")
+async def test_a_forged_complaint_naming_many_counts_only_the_token_holder(
+    make_guard: Callable[..., Guard], smtp_server: ScriptedSMTPServer
+) -> None:
+    breaker = Breaker(min_volume=5, complaint_warn=0.1, complaint_pause=0.5)
+    guard = make_guard(bounce_secret=SECRET, breaker=breaker)
+    named = [f"r{i}@example.com" for i in range(5)]
+    sent_to = await copies(guard, smtp_server, ["mallory@example.com", *named])
+    arf = make_arf(sent_to["mallory@example.com"], "mallory@example.com")
+    rcpts = "".join(f"Original-Rcpt-To: {a}\n" for a in named).encode()
+    arf = arf.replace(b"Original-Rcpt-To: mallory@example.com\n", rcpts)
+    with capture_logs() as logs:
+        reports = await guard.ingest_bounce(arf)
+    assert reports
+    assert not any(r.trusted for r in reports)
+    assert not any(e["event"] == "sendguard.breaker" for e in logs)
+    status = await guard.status("sender.example")
+    assert (status.volume.complaints, status.paused_until) == (0, None)
+    for address in named:
+        assert not await guard.is_suppressed(address)
+
+
+@pytest.mark.usefixtures("smtp_server")
+async def test_tokens_of_the_message_bound_format_are_no_longer_accepted(
+    make_guard: Callable[..., Guard], smtp_server: ScriptedSMTPServer, clock: FakeClock
+) -> None:
+    guard = make_guard(bounce_secret=SECRET)
+    original = await sent(guard, smtp_server)
+    signer = BounceSigner.from_secret(SECRET)
+    message_id = email.message_from_bytes(original)["Message-ID"]
+    issued = int(clock().timestamp())
+    digest = hmac.new(signer.secret, f"v1\n{message_id}\n{issued}".encode(), hashlib.sha256)
+    v1 = f"v1.{issued}.{base64.urlsafe_b64encode(digest.digest()[:18]).decode().rstrip('=')}"
+    old = re.sub(rb"X-Sendguard-Token: \S+", f"X-Sendguard-Token: {v1}".encode(), original)
+    (report,) = await guard.ingest_bounce(make_dsn(old, {"bob@example.com": "550 5.1.1 x"}))
+    assert not report.trusted

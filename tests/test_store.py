@@ -293,19 +293,19 @@ class _SettleFails(MemoryStore):
         raise StoreError("Redis settle failed: connection reset")
 
 
-async def test_store_failing_after_delivery_raises_with_the_result(
+async def test_store_failing_after_delivery_returns_the_result_and_keeps_the_outcome(
     make_guard: Callable[..., Guard], smtp_server: ScriptedSMTPServer
 ) -> None:
+    # Raising here would make the caller send the accepted mail again.
     smtp_server.script("gone@example.com", "550 5.1.1 no such user")
-    guard = make_guard(store=_SettleFails())
-    with capture_logs() as logs, pytest.raises(StoreError) as info:
-        await guard.send(message(["ok@example.com", "gone@example.com"]))
-    result = info.value.result
-    assert result is not None
+    guard = make_guard(store=_SettleFails(), journal=False)
+    with capture_logs() as logs:
+        result = await guard.send(message(["ok@example.com", "gone@example.com"]))
+    assert not result.recorded
     assert result.accepted == ["ok@example.com"]
     assert result.recipients["gone@example.com"].status is DeliveryStatus.REJECTED
     assert any(
-        e["event"] == "sendguard.store_error" and e["unrecorded"] == ["g***@example.com"]
+        e["event"] == "sendguard.journaled" and e["suppressions"] == ["g***@example.com"]
         for e in logs
     )
 
