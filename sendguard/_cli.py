@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import datetime as dt
+import io
 import mailbox
 import math
 import sys
@@ -148,13 +149,23 @@ def _run(
 
 
 @contextmanager
-def _open(path: str, mode: str) -> Iterator[TextIO]:
+def _open_for_writing(path: str) -> Iterator[TextIO]:
     if path == "-":
-        yield sys.stdout if "w" in mode else sys.stdin
+        yield sys.stdout
         return
     try:
-        with Path(path).open(mode, newline="", encoding="utf-8") as handle:
+        with Path(path).open("w", newline="", encoding="utf-8") as handle:
             yield cast(TextIO, handle)
+    except OSError as exc:
+        raise _fail(f"cannot open {path}: {exc.strerror}") from exc
+
+
+def _read_bytes(path: str) -> bytes:
+    if path == "-":
+        stdin = getattr(sys.stdin, "buffer", None)
+        return cast(bytes, stdin.read()) if stdin is not None else sys.stdin.read().encode()
+    try:
+        return Path(path).read_bytes()
     except OSError as exc:
         raise _fail(f"cannot open {path}: {exc.strerror}") from exc
 
@@ -239,6 +250,44 @@ def list_(
     typer.echo(f"{len(entries)} suppressed", err=True)
 
 
+# Cells a spreadsheet would evaluate as a formula (OWASP "CSV injection"): those starting with
+# one of these, full-width forms included (Excel and LibreOffice take those in CJK locales).
+_FORMULA_START = frozenset("=+-@\t\r\n\uff1d\uff0b\uff0d\uff20")
+
+
+def _formula_like(cell: str) -> bool:
+    """Whether *cell*, past any leading quotes and spaces, starts a formula.
+
+    Skipping leading quotes makes the escape unambiguous (a genuine leading quote before a
+    trigger is escaped too); skipping spaces guards readers that trim a cell before looking.
+    """
+    for char in cell:
+        if char in _FORMULA_START:
+            return True
+        if char != "'" and not char.isspace():
+            return False
+    return False
+
+
+def _escape_cell(cell: str) -> str:
+    """*cell* as a spreadsheet shows it as text: a formula-like cell gets a leading quote."""
+    return f"'{cell}" if _formula_like(cell) else cell
+
+
+def _unescape_cell(cell: str) -> str:
+    """The inverse of :func:`_escape_cell`; any other cell, leading quote or not, is as written."""
+    return cell[1:] if cell.startswith("'") and _formula_like(cell[1:]) else cell
+
+
+def _write_csv(handle: TextIO, entries: list[Suppression]) -> None:
+    # Every cell quoted and formula-like cells escaped, as OWASP advises.
+    writer = csv.writer(handle, lineterminator="\n", quoting=csv.QUOTE_ALL)
+    writer.writerow(CSV_FIELDS)
+    for entry in entries:
+        cells = (entry.address, entry.reason, entry.created_at.isoformat())
+        writer.writerow([_escape_cell(cell) for cell in cells])
+
+
 @suppress_app.command("export")
 def export(
     file: Annotated[str, typer.Argument(help="CSV file to write, - for standard output.")] = "-",
@@ -246,16 +295,15 @@ def export(
     redis_url: RedisURL = None,
     prefix: Prefix = None,
 ) -> None:
-    """Write the list as CSV: address,reason,created_at."""
+    """Write the list as CSV: address,reason,created_at (formula-like cells start with ')."""
     entries = sorted(_run(store, redis_url, prefix, _all), key=lambda e: e.address)
-    with _open(file, "w") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(CSV_FIELDS)
-        writer.writerows((e.address, e.reason, e.created_at.isoformat()) for e in entries)
+    with _open_for_writing(file) as handle:
+        _write_csv(handle, entries)
     typer.echo(f"exported {len(entries)}", err=True)
 
 
-def _parse_row(row: list[str], now: datetime) -> Suppression:
+def _parse_row(cells: list[str], now: datetime) -> Suppression:
+    row = [_unescape_cell(cell) for cell in cells]
     if not row or not row[0].strip():
         raise ValueError("no address")
     if len(row) > len(CSV_FIELDS):
@@ -289,17 +337,17 @@ def import_(
     now = datetime.now(UTC)
     entries: list[Suppression] = []
     bad = 0
-    with _open(file, "r") as handle:
-        for line, row in enumerate(csv.reader(handle), start=1):
-            if line == 1 and row and row[0].strip().lower() == "address":
-                continue
-            if not any(field.strip() for field in row):
-                continue
-            try:
-                entries.append(_parse_row(row, now))
-            except (ValueError, InvalidAddressError) as exc:
-                bad += 1
-                typer.echo(f"{file}:{line}: {exc}", err=True)
+    handle = io.StringIO(_read_bytes(file).decode("utf-8"), newline="")
+    for line, row in enumerate(csv.reader(handle), start=1):
+        if line == 1 and row and row[0].strip().lower() == "address":
+            continue
+        if not any(field.strip() for field in row):
+            continue
+        try:
+            entries.append(_parse_row(row, now))
+        except (ValueError, InvalidAddressError) as exc:
+            bad += 1
+            typer.echo(f"{file}:{line}: {exc}", err=True)
 
     async def work(store: Store) -> int:
         written = 0

@@ -139,3 +139,46 @@ def test_console_script_runs(redis_url: str, prefix: str) -> None:
         check=False,
     )
     assert (done.returncode, done.stdout) == (1, "not suppressed x@example.com\n")
+
+
+FORMULA_ADDRESSES = [
+    "=cmd|'/Ccalc'!A0@example.com",  # DDE; email-validator refuses the classic ' /C calc'
+    "+cmd|'/Ccalc'!A0@example.com",
+    "-2+3+cmd|'/Ccalc'!A0@example.com",
+    "=1+2@example.com",
+    "'=1+2@example.com",  # a genuine leading quote before a trigger
+    "''-x@example.com",
+    "'plain@example.com",  # a genuine leading quote before anything else
+    "\uff1d1+1@example.com",  # full-width = + - @
+    "\uff0bx@example.com",
+    "\uff0dx@example.com",
+    "\uff20x@example.com",
+]
+FORMULA_REASONS = [
+    '=HYPERLINK("http://evil.example","x")',
+    "@SUM(1+1)*cmd|' /C calc'!A0",
+    "-1",
+    "+1",
+]
+
+
+def test_export_neutralises_formula_cells_and_import_reads_them_back(
+    run: Invoke, tmp_path: Path
+) -> None:
+    for number, address in enumerate(FORMULA_ADDRESSES):
+        assert run("add", f"--reason={FORMULA_REASONS[number % 4]}", "--", address)[0] == 0
+    target = tmp_path / "out.csv"
+    assert run("export", str(target))[0] == 0
+    listed = run("list")[1]
+    cells = [c for row in csv.reader(io.StringIO(target.read_text("utf-8"))) for c in row]
+    assert len(cells) == 3 * (1 + len(FORMULA_ADDRESSES))
+    assert not [c for c in cells if c[0] in "=+-@\t\r\n\uff1d\uff0b\uff0d\uff20"]
+    assert all(line.startswith('"') for line in target.read_text("utf-8").splitlines())
+
+    run("remove", "--", *(a.lower() for a in FORMULA_ADDRESSES))
+    assert run("list")[1] == ""
+    assert run("import", str(target))[:2] == (
+        0,
+        f"imported {len(FORMULA_ADDRESSES)}, already listed 0, bad rows 0\n",
+    )
+    assert run("list")[1] == listed
