@@ -113,7 +113,15 @@ Prefix = Annotated[
         show_default=False,
     ),
 ]
-CSV_FIELDS = ("address", "reason", "created_at")
+CSV_FIELDS = (
+    "address",
+    "reason",
+    "created_at",
+    "reply_code",
+    "enhanced_code",
+    "detail",
+    "source",
+)
 _BATCH = 1000
 
 
@@ -284,7 +292,15 @@ def _write_csv(handle: TextIO, entries: list[Suppression]) -> None:
     writer = csv.writer(handle, lineterminator="\n", quoting=csv.QUOTE_ALL)
     writer.writerow(CSV_FIELDS)
     for entry in entries:
-        cells = (entry.address, entry.reason, entry.created_at.isoformat())
+        cells = (
+            entry.address,
+            entry.reason,
+            entry.created_at.isoformat(),
+            "" if entry.reply_code is None else str(entry.reply_code),
+            entry.enhanced_code or "",
+            entry.detail,
+            entry.source,
+        )
         writer.writerow([_escape_cell(cell) for cell in cells])
 
 
@@ -295,7 +311,7 @@ def export(
     redis_url: RedisURL = None,
     prefix: Prefix = None,
 ) -> None:
-    """Write the list as CSV: address,reason,created_at (formula-like cells start with ')."""
+    """Write the list as CSV, every field of each entry (formula-like cells start with ')."""
     entries = sorted(_run(store, redis_url, prefix, _all), key=lambda e: e.address)
     with _open_for_writing(file) as handle:
         _write_csv(handle, entries)
@@ -309,16 +325,27 @@ def _parse_row(cells: list[str], now: datetime) -> Suppression:
     if len(row) > len(CSV_FIELDS):
         raise ValueError(f"{len(row)} fields, expected at most {len(CSV_FIELDS)}")
     key = normalize_address(row[0]).key
-    reason = row[1].strip() if len(row) > 1 and row[1].strip() else "import"
+    reason, created, reply, enhanced, detail, source = (row[1:] + [""] * len(CSV_FIELDS))[:6]
     created_at = now
-    if len(row) > 2 and row[2].strip():
+    if created.strip():
         try:
-            created_at = datetime.fromisoformat(row[2].strip())
+            created_at = datetime.fromisoformat(created.strip())
         except ValueError:
-            raise ValueError(f"created_at {row[2]!r} is not an ISO 8601 date") from None
+            raise ValueError(f"created_at {created!r} is not an ISO 8601 date") from None
         if created_at.tzinfo is None:
             created_at = created_at.replace(tzinfo=UTC)
-    return Suppression(key, reason, source="import", created_at=created_at)
+    reply = reply.strip()
+    if reply and not (reply.isascii() and reply.isdigit()):
+        raise ValueError(f"reply_code {reply!r} is not a number")
+    return Suppression(
+        key,
+        reason.strip() or "import",
+        reply_code=int(reply) if reply else None,
+        enhanced_code=enhanced.strip() or None,
+        detail=detail,  # verbatim: a server's reply text, spaces and line breaks included
+        source=source.strip() or "import",
+        created_at=created_at,
+    )
 
 
 @suppress_app.command("import")
@@ -329,7 +356,9 @@ def import_(
     redis_url: RedisURL = None,
     prefix: Prefix = None,
 ) -> None:
-    """Read CSV rows address[,reason[,created_at]]; a header row is optional.
+    """Read CSV rows address[,reason[,created_at[,reply_code,enhanced_code,detail,source]]].
+
+    A header row is optional; what export writes reads back to the same entries.
 
     Bad rows are reported with their line numbers and skipped; good rows are imported.
     Exits 1 if any row was bad.

@@ -89,10 +89,10 @@ def test_import_reports_bad_rows_and_keeps_good_ones(run: Invoke, tmp_path: Path
     assert code == 0
     rows = list(csv.reader(io.StringIO(out)))
     assert rows == [
-        ["address", "reason", "created_at"],
-        ["a@example.com", "userunknown", "2025-01-02T03:04:05+00:00"],
-        ["b@example.com", "import", rows[2][2]],
-        ["d@example.com", "complaint", "2025-06-01T00:00:00+00:00"],
+        ["address", "reason", "created_at", "reply_code", "enhanced_code", "detail", "source"],
+        ["a@example.com", "userunknown", "2025-01-02T03:04:05+00:00", "", "", "", "import"],
+        ["b@example.com", "import", rows[2][2], "", "", "", "import"],
+        ["d@example.com", "complaint", "2025-06-01T00:00:00+00:00", "", "", "", "import"],
     ]
 
 
@@ -166,13 +166,14 @@ def test_export_neutralises_formula_cells_and_import_reads_them_back(
     run: Invoke, tmp_path: Path
 ) -> None:
     for number, address in enumerate(FORMULA_ADDRESSES):
-        assert run("add", f"--reason={FORMULA_REASONS[number % 4]}", "--", address)[0] == 0
+        reason, detail = FORMULA_REASONS[number % 4], FORMULA_REASONS[(number + 1) % 4]
+        assert run("add", f"--reason={reason}", f"--detail={detail}", "--", address)[0] == 0
     target = tmp_path / "out.csv"
     assert run("export", str(target))[0] == 0
-    listed = run("list")[1]
+    listed = [run("check", "--", a)[1].split(" since=")[0] for a in FORMULA_ADDRESSES]
     cells = [c for row in csv.reader(io.StringIO(target.read_text("utf-8"))) for c in row]
-    assert len(cells) == 3 * (1 + len(FORMULA_ADDRESSES))
-    assert not [c for c in cells if c[0] in "=+-@\t\r\n\uff1d\uff0b\uff0d\uff20"]
+    assert len(cells) == 7 * (1 + len(FORMULA_ADDRESSES))
+    assert not [c for c in cells if c and c[0] in "=+-@\t\r\n\uff1d\uff0b\uff0d\uff20"]
     assert all(line.startswith('"') for line in target.read_text("utf-8").splitlines())
 
     run("remove", "--", *(a.lower() for a in FORMULA_ADDRESSES))
@@ -181,4 +182,5 @@ def test_export_neutralises_formula_cells_and_import_reads_them_back(
         0,
         f"imported {len(FORMULA_ADDRESSES)}, already listed 0, bad rows 0\n",
     )
-    assert run("list")[1] == listed
+    assert [run("check", "--", a)[1].split(" since=")[0] for a in FORMULA_ADDRESSES] == listed
+    assert run("export")[1] == target.read_text("utf-8")
