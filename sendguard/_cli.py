@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import codecs
 import csv
 import datetime as dt
 import io
@@ -176,6 +177,42 @@ def _read_bytes(path: str) -> bytes:
         return Path(path).read_bytes()
     except OSError as exc:
         raise _fail(f"cannot open {path}: {exc.strerror}") from exc
+
+
+# Byte-order marks, UTF-32-LE before UTF-16-LE (whose mark it begins with).
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32-le", "UTF-32"),
+    (codecs.BOM_UTF32_BE, "utf-32-be", "UTF-32"),
+    (codecs.BOM_UTF8, "utf-8", "UTF-8"),
+    (codecs.BOM_UTF16_LE, "utf-16-le", "UTF-16"),
+    (codecs.BOM_UTF16_BE, "utf-16-be", "UTF-16"),
+)
+
+
+def _decode(raw: bytes, name: str) -> str:
+    """*raw* as text: UTF-8, or what its byte-order mark says (the mark dropped).
+
+    Raises ValueError naming the line and byte offset of the first undecodable byte.
+    """
+    bom, codec, label = next((m for m in _BOMS if raw.startswith(m[0])), (b"", "utf-8", "UTF-8"))
+    body = raw[len(bom) :]
+    try:
+        return body.decode(codec)
+    except UnicodeDecodeError as exc:
+        line = body[: exc.start].decode(codec).count("\n") + 1
+        found = body[exc.start : exc.end].hex(" ")
+        message = f"{name}:{line}: not {label}: byte {found} at offset {len(bom) + exc.start}"
+        raise ValueError(message) from None
+
+
+@contextmanager
+def _any_field_size() -> Iterator[None]:
+    # A detail is a server's reply, of any length; csv refuses fields over 128 KiB by default.
+    previous = csv.field_size_limit(2**31 - 1)
+    try:
+        yield
+    finally:
+        csv.field_size_limit(previous)
 
 
 def _key(address: str) -> str:
@@ -360,23 +397,34 @@ def import_(
 
     A header row is optional; what export writes reads back to the same entries.
 
-    Bad rows are reported with their line numbers and skipped; good rows are imported.
-    Exits 1 if any row was bad.
+    The file is UTF-8 (or UTF-16 or UTF-32 with a byte-order mark); one that is not is an
+    error naming the line, and nothing is imported. Bad rows are reported with their line
+    numbers and skipped; good rows are imported. Exits 1 if any row was bad.
     """
+    name = "stdin" if file == "-" else file
+    try:
+        # All of it decoded before any row is read: undecodable input imports nothing.
+        text = _decode(_read_bytes(file), name)
+    except ValueError as exc:
+        raise _fail(f"{exc}; nothing was imported (save the file as UTF-8)") from exc
     now = datetime.now(UTC)
     entries: list[Suppression] = []
     bad = 0
-    handle = io.StringIO(_read_bytes(file).decode("utf-8"), newline="")
-    for line, row in enumerate(csv.reader(handle), start=1):
-        if line == 1 and row and row[0].strip().lower() == "address":
-            continue
-        if not any(field.strip() for field in row):
-            continue
-        try:
-            entries.append(_parse_row(row, now))
-        except (ValueError, InvalidAddressError) as exc:
-            bad += 1
-            typer.echo(f"{file}:{line}: {exc}", err=True)
+    reader = csv.reader(io.StringIO(text, newline=""))
+    next_line = 1
+    with _any_field_size():
+        for row in reader:
+            # A quoted field may hold line breaks: a row starts after the previous one ended.
+            line, next_line = next_line, reader.line_num + 1
+            if line == 1 and row and row[0].strip().lower() == "address":
+                continue
+            if not any(field.strip() for field in row):
+                continue
+            try:
+                entries.append(_parse_row(row, now))
+            except (ValueError, InvalidAddressError) as exc:
+                bad += 1
+                typer.echo(f"{name}:{line}: {exc}", err=True)
 
     async def work(store: Store) -> int:
         written = 0

@@ -4,12 +4,14 @@ and every exported file reads back to the entries it was written from."""
 from __future__ import annotations
 
 import asyncio
+import codecs
 import csv
 import io
 import tempfile
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
@@ -154,3 +156,143 @@ def test_a_leading_quote_is_kept_unless_it_escapes_a_formula(tmp_path: Path) -> 
         ("a@example.com", "-1"),
         ("b@example.com", "=1"),
     ]
+
+
+# -- what import accepts as text ----------------------------------------------------------------
+
+CSV_TEXT = "address,reason\r\njosé@example.com,manual\r\n=x@example.com,manual\r\n"
+IMPORTED = [("=x@example.com", "manual"), ("josé@example.com", "manual")]
+
+
+def _import(tmp_path: Path, raw: bytes) -> tuple[int, str, str, list[tuple[str, str]]]:
+    db, source = tmp_path / "s.db", tmp_path / "in.csv"
+    source.write_bytes(raw)
+    code, out, err = _suppress(db, "import", str(source))
+    return code, out, err, [(e.address, e.reason) for e in _listed(db)]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        codecs.BOM_UTF8 + CSV_TEXT.encode(),
+        codecs.BOM_UTF8 + CSV_TEXT.split("\r\n", 1)[1].encode(),  # no header: BOM, then a row
+        CSV_TEXT.encode("utf-16"),  # with the platform's BOM
+        codecs.BOM_UTF16_LE + CSV_TEXT.encode("utf-16-le"),
+        codecs.BOM_UTF16_BE + CSV_TEXT.encode("utf-16-be"),
+        codecs.BOM_UTF32_LE + CSV_TEXT.encode("utf-32-le"),
+        codecs.BOM_UTF32_BE + CSV_TEXT.encode("utf-32-be"),
+        CSV_TEXT.replace("\r\n", "\n").encode(),
+        CSV_TEXT.replace("\r\n", "\r").encode(),  # old Mac line ends
+    ],
+    ids=[
+        "utf8-bom",
+        "utf8-bom-no-header",
+        "utf16",
+        "utf16le",
+        "utf16be",
+        "utf32le",
+        "utf32be",
+        "lf",
+        "cr",
+    ],
+)
+def test_import_accepts_byte_order_marks_and_any_line_end(tmp_path: Path, raw: bytes) -> None:
+    code, out, err, listed = _import(tmp_path, raw)
+    assert (code, out, err) == (0, "imported 2, already listed 0, bad rows 0\n", err)
+    assert "bad" not in err
+    assert listed == IMPORTED
+
+
+@pytest.mark.parametrize(
+    ("raw", "line", "offset"),
+    [
+        (b"address\ncaf\xe9@example.com,manual\n", 2, 11),  # Latin-1 in an address
+        (b"a@example.com,r\xe9sili\xe9\nb@example.com\n", 1, 15),  # and in a reason
+        (b"\xe9mail,reason\n", 1, 0),  # in the header
+        (b"a@example.com\r\nb@example.com\r\n\x80@example.com\r\n", 3, 30),  # continuation byte
+        (b"a@example.com\n\xc0\xafb@example.com\n", 2, 14),  # overlong /
+        (b"a@example.com\n\xed\xa0\x80@example.com\n", 2, 14),  # an encoded surrogate
+        (b"a@example.com\nb@example.com\xc3", 2, 27),  # cut in the middle of a character
+        (codecs.BOM_UTF8 + b"a@example.com\n\xff\n", 2, 17),  # a BOM does not excuse the rest
+        (codecs.BOM_UTF16_LE + "a@example.com\n".encode("utf-16-le") + b"\x00\xdc", 2, 30),
+        (codecs.BOM_UTF16_LE + "a@example.com\nb".encode("utf-16-le") + b"x", 2, 32),  # odd
+    ],
+)
+def test_undecodable_input_is_an_error_naming_the_line_and_imports_nothing(
+    tmp_path: Path, raw: bytes, line: int, offset: int
+) -> None:
+    code, out, err, listed = _import(tmp_path, raw)
+    assert code == 2
+    assert out == ""
+    assert err.startswith(f"error: {tmp_path / 'in.csv'}:{line}: not UTF-")
+    assert f"at offset {offset};" in err
+    assert "nothing was imported" in err
+    assert "Traceback" not in err
+    assert listed == []
+
+
+def test_undecodable_standard_input_is_named_stdin(tmp_path: Path) -> None:
+    code, _, err = _suppress(tmp_path / "s.db", "import", "-", stdin=b"ok@example.com\n\xe9\n")
+    assert code == 2
+    assert err.startswith("error: stdin:2: not UTF-8: byte e9 at offset 15;")
+
+
+def test_standard_input_is_read_as_bytes_too(tmp_path: Path) -> None:
+    code, out, _ = _suppress(
+        tmp_path / "s.db", "import", "-", stdin=codecs.BOM_UTF8 + CSV_TEXT.encode()
+    )
+    assert (code, out) == (0, "imported 2, already listed 0, bad rows 0\n")
+
+
+@pytest.mark.parametrize(
+    "raw", [b"", codecs.BOM_UTF8, b"address,reason,created_at\n", b"\r\n\r\n", b"address"]
+)
+def test_an_empty_file_or_a_header_alone_imports_nothing_and_succeeds(
+    tmp_path: Path, raw: bytes
+) -> None:
+    code, out, err, listed = _import(tmp_path, raw)
+    assert (code, out, listed) == (0, "imported 0, already listed 0, bad rows 0\n", [])
+    assert "Traceback" not in err
+
+
+def test_nul_bytes_make_a_bad_row_not_a_crash(tmp_path: Path) -> None:
+    code, out, err, listed = _import(
+        tmp_path, b"a\x00@example.com,manual\nb@example.com,man\x00ual\n\x00\n"
+    )
+    assert code == 1
+    assert out == "imported 1, already listed 0, bad rows 2\n"
+    assert f"{tmp_path / 'in.csv'}:1:" in err
+    assert f"{tmp_path / 'in.csv'}:3:" in err
+    assert listed == [("b@example.com", "man\x00ual")]
+
+
+def test_bad_rows_are_named_by_their_physical_line(tmp_path: Path) -> None:
+    """A quoted field with line breaks spans lines: later rows keep their own numbers."""
+    raw = (
+        b'a@example.com,manual,,550,5.1.1,"line one\r\nline two\nline three",smtp\r\n'
+        b"not an address\r\n"
+        b'"b@example.com","manual","","","","x\ny",""\n'
+        b"also bad\n"
+    )
+    code, _, err, listed = _import(tmp_path, raw)
+    assert code == 1
+    source = tmp_path / "in.csv"
+    named = [line.split(": ")[0] for line in err.splitlines() if line.startswith(str(source))]
+    assert named == [f"{source}:4", f"{source}:7"]
+    assert listed == [("a@example.com", "manual"), ("b@example.com", "manual")]
+
+
+def test_extremely_long_lines(tmp_path: Path) -> None:
+    """A megabyte-long reply text reads back; a megabyte-long junk line is one bad row."""
+    detail = "=" + "x" * 1_000_000 + "\r\n" + "y" * 200_000
+    before, after, exported = tmp_path / "a.db", tmp_path / "b.db", tmp_path / "out.csv"
+    _seed(before, [Suppression("a@example.com", "userunknown", detail=detail)])
+    assert _suppress(before, "export", str(exported))[0] == 0
+    assert _suppress(after, "import", str(exported))[0] == 0
+    assert _listed(after) == _listed(before)
+
+    code, out, err, listed = _import(tmp_path, b"z" * 2_000_000 + b"\nok@example.com\n")
+    assert (code, out) == (1, "imported 1, already listed 0, bad rows 1\n")
+    assert err.startswith(f"{tmp_path / 'in.csv'}:1: ")
+    assert len(err) < 1000, "the message does not repeat the line"
+    assert listed == [("ok@example.com", "import")]
