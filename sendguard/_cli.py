@@ -9,7 +9,9 @@ import datetime as dt
 import io
 import mailbox
 import math
+import os
 import sys
+import tempfile
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -126,6 +128,11 @@ CSV_FIELDS = (
 _BATCH = 1000
 
 
+def _shown(name: str | Path) -> str:
+    """A file name as printable text: bytes that are not UTF-8 as backslash escapes."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
 def _fail(message: str, code: int = EXIT_ERROR) -> typer.Exit:
     typer.echo(f"error: {message}", err=True)
     return typer.Exit(code)
@@ -166,7 +173,7 @@ def _open_for_writing(path: str) -> Iterator[TextIO]:
         with Path(path).open("w", newline="", encoding="utf-8") as handle:
             yield cast(TextIO, handle)
     except OSError as exc:
-        raise _fail(f"cannot open {path}: {exc.strerror}") from exc
+        raise _fail(f"cannot open {_shown(path)}: {exc.strerror}") from exc
 
 
 def _read_bytes(path: str) -> bytes:
@@ -176,7 +183,7 @@ def _read_bytes(path: str) -> bytes:
     try:
         return Path(path).read_bytes()
     except OSError as exc:
-        raise _fail(f"cannot open {path}: {exc.strerror}") from exc
+        raise _fail(f"cannot open {_shown(path)}: {exc.strerror}") from exc
 
 
 # Byte-order marks, UTF-32-LE before UTF-16-LE (whose mark it begins with).
@@ -401,7 +408,7 @@ def import_(
     error naming the line, and nothing is imported. Bad rows are reported with their line
     numbers and skipped; good rows are imported. Exits 1 if any row was bad.
     """
-    name = "stdin" if file == "-" else file
+    name = "stdin" if file == "-" else _shown(file)
     try:
         # All of it decoded before any row is read: undecodable input imports nothing.
         text = _decode(_read_bytes(file), name)
@@ -537,23 +544,47 @@ def _messages(path: Path) -> Iterator[tuple[str, bytes]]:
         if (path / "cur").is_dir() or (path / "new").is_dir():
             box = mailbox.Maildir(path, factory=None, create=False)
             for key in sorted(box.keys()):
-                yield f"{path.name}/{key}", box.get_bytes(key)
+                yield f"{_shown(path.name)}/{key}", box.get_bytes(key)
             return
         for file in sorted(p for p in path.iterdir() if p.is_file()):
-            yield file.name, file.read_bytes()
+            yield _shown(file.name), file.read_bytes()
         return
-    with path.open("rb") as handle:
-        start = handle.read(5)
-    if start == b"From ":
-        mbox = mailbox.mbox(path, factory=None, create=False)
-        try:
-            found = [mbox.get_bytes(key) for key in mbox.keys()]  # noqa: SIM118 (a Mailbox)
-        finally:
-            mbox.close()
-        for index, raw in enumerate(found, 1):
-            yield f"{path.name}#{index}", raw
+    raw = path.read_bytes()
+    try:
+        text = _mail_bytes(raw, _shown(path.name))
+    except ValueError:
+        text = raw  # not an mbox then; _mail_bytes reports it when the message is read
+    if not text.startswith(b"From "):
+        yield _shown(path.name), raw
         return
-    yield path.name, path.read_bytes()
+    if text is raw:
+        found = _mbox(path)
+    else:  # mailbox reads only files, and would take a marked first line for no separator
+        with tempfile.TemporaryDirectory() as scratch:
+            (Path(scratch) / "mbox").write_bytes(text)
+            found = _mbox(Path(scratch) / "mbox")
+    for index, message in enumerate(found, 1):
+        yield f"{_shown(path.name)}#{index}", message
+
+
+def _mbox(path: Path) -> list[bytes]:
+    box = mailbox.mbox(path, factory=None, create=False)
+    try:
+        return [box.get_bytes(key) for key in box.keys()]  # noqa: SIM118 (a Mailbox)
+    finally:
+        box.close()
+
+
+def _mail_bytes(raw: bytes, name: str) -> bytes:
+    """*raw* as the mail parser reads it: without a byte-order mark, UTF-16 and UTF-32 as UTF-8.
+
+    No MTA writes those marks or encodings, but an editor or a Windows tool may. Raises
+    ValueError naming the line of a byte that does not decode as the mark says.
+    """
+    bom, codec, _ = next((m for m in _BOMS if raw.startswith(m[0])), (b"", "", ""))
+    if codec == "utf-8":
+        return raw[len(bom) :]  # undecodable 8-bit bytes in it are the parser's to tolerate
+    return _decode(raw, name).encode("utf-8") if bom else raw
 
 
 @app.command("ingest")
@@ -577,19 +608,19 @@ def ingest(
 ) -> None:
     """Read bounces and print one line per recipient, then a summary by reason."""
     if not path.exists():
-        raise _fail(f"{path} does not exist")
+        raise _fail(f"{_shown(path)} does not exist")
     try:
         messages = list(_messages(path))
     except (OSError, mailbox.Error) as exc:
-        raise _fail(f"cannot read {path}: {exc}") from exc
+        raise _fail(f"cannot read {_shown(path)}: {exc}") from exc
 
     async def work(store: Store) -> list[tuple[str, list[BounceReport] | str]]:
         guard = Guard(store=store, bounce_secret=secret)
         done: list[tuple[str, list[BounceReport] | str]] = []
         for name, raw in messages:
             try:
-                done.append((name, await guard.ingest_bounce(raw)))
-            except BounceParseError as exc:
+                done.append((name, await guard.ingest_bounce(_mail_bytes(raw, name))))
+            except (BounceParseError, ValueError) as exc:
                 done.append((name, str(exc)))
         return done
 
@@ -599,8 +630,8 @@ def ingest(
         results = []
         for name, raw in messages:
             try:
-                results.append((name, parse_bounce(raw)))
-            except BounceParseError as exc:
+                results.append((name, parse_bounce(_mail_bytes(raw, name))))
+            except (BounceParseError, ValueError) as exc:
                 results.append((name, str(exc)))
     _print_reports(results, applied=apply)
 

@@ -7,6 +7,7 @@ import asyncio
 import codecs
 import csv
 import io
+import os
 import tempfile
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -296,3 +297,15 @@ def test_extremely_long_lines(tmp_path: Path) -> None:
     assert err.startswith(f"{tmp_path / 'in.csv'}:1: ")
     assert len(err) < 1000, "the message does not repeat the line"
     assert listed == [("ok@example.com", "import")]
+
+
+def test_a_file_name_that_is_not_utf8_is_shown_escaped(tmp_path: Path) -> None:
+    source = tmp_path / os.fsdecode(b"caf\xe9.csv")
+    source.write_bytes(b"not an address\nok@example.com\n\xe9\n")
+    code, _, err = _suppress(tmp_path / "s.db", "import", str(source))
+    assert code == 2
+    assert err.startswith(f"error: {tmp_path}/caf\\xe9.csv:3: not UTF-8: byte e9 at offset 30;")
+    source.write_bytes(b"not an address\nok@example.com\n")
+    code, _, err = _suppress(tmp_path / "s.db", "import", str(source))
+    assert code == 1
+    assert f"{tmp_path}/caf\\xe9.csv:1: invalid e-mail address" in err
