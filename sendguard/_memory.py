@@ -132,7 +132,7 @@ class MemoryStore(Store):
 
     async def settle(self, outcome: Outcome) -> Settled:
         """See :meth:`Store.settle`."""
-        if outcome.event_id and self._seen(outcome):
+        if outcome.once and self._seen(outcome):
             return Settled([], [], None, tripped=False, duplicate=True)
         if outcome.quota is not None and outcome.give_back:
             counter = self._counter(outcome.quota)
@@ -167,15 +167,20 @@ class MemoryStore(Store):
         return Settled(added, escalated, volume, tripped)
 
     def _seen(self, outcome: Outcome) -> bool:
-        """Whether the outcome's event was recorded before; remember it now if not."""
+        """Whether any of the outcome's ids was recorded before; remember the others now.
+
+        The others are remembered even for a duplicate: a provider's retry of an event under a
+        new Mailgun token spends that token too, so it cannot be replayed with other data.
+        """
         now = outcome.now.timestamp()
         horizon = now - outcome.remember.total_seconds()
         for old in [k for k, t in self._events.items() if t <= horizon]:
             del self._events[old]
-        if outcome.event_id in self._events:
-            return True
-        self._events[outcome.event_id] = now
-        return False
+        seen = False
+        for key in outcome.once:
+            seen |= key in self._events
+            self._events.setdefault(key, now)
+        return seen
 
     def _count(self, outcome: Outcome) -> tuple[Volume | None, bool]:
         breaker, sender = outcome.breaker, outcome.sender_domain

@@ -200,14 +200,18 @@ class SQLiteStore(MemoryStore):
         self.db.execute("COMMIT")
 
     def _seen(self, outcome: Outcome) -> bool:
-        """:meth:`MemoryStore._seen` in SQL: one lookup, and only the expired ids are read."""
+        """:meth:`MemoryStore._seen` in SQL: one insert per id, only the expired ids are read."""
         now = outcome.now.timestamp()
         horizon = now - outcome.remember.total_seconds()
         self.db.execute("DELETE FROM events WHERE CAST(v AS REAL) <= ?", (horizon,))
-        if self.db.execute("SELECT 1 FROM events WHERE k = ?", (outcome.event_id,)).fetchone():
-            return True
-        self.db.execute("INSERT INTO events (k, v) VALUES (?, ?)", (outcome.event_id, repr(now)))
-        return False
+        seen = False
+        for key in outcome.once:
+            written = self.db.execute(
+                "INSERT INTO events (k, v) VALUES (?, ?) ON CONFLICT (k) DO NOTHING",
+                (key, repr(now)),
+            )
+            seen |= written.rowcount == 0
+        return seen
 
     def _transaction(self, work: Coroutine[Any, Any, T]) -> T:
         """Run one of MemoryStore's operations (they never await) in one transaction."""

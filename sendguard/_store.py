@@ -162,8 +162,12 @@ class Outcome:
     """Shape fields whose provider asked to slow down: their rate is halved."""
     event_id: str = ""
     """A provider's event id: if it was recorded before, this outcome changes nothing."""
+    nonce: str = ""
+    """A single-use value of the request (a Mailgun token): if it was recorded before, this
+    outcome changes nothing either, whatever its ``event_id``.  Whether the outcome is new or
+    not, every one of its ids not yet recorded is recorded, in the same atomic step."""
     remember: dt.timedelta = dt.timedelta(days=30)
-    """How long an event id is remembered."""
+    """How long an event id or nonce is remembered."""
     slow_max: int = 64
     recover: dt.timedelta = dt.timedelta(minutes=10)
 
@@ -179,7 +183,13 @@ class Outcome:
             or (self.breaker is not None and (self.bounces or self.complaints))
             or self.slowdowns
             or self.event_id
+            or self.nonce
         )
+
+    @property
+    def once(self) -> tuple[str, ...]:
+        """The ids (event id, nonce) any one of which, recorded before, makes this a duplicate."""
+        return tuple(x for x in (self.event_id, self.nonce) if x)
 
     def trip_pause(self) -> Pause:
         """The sender-wide pause a tripped breaker writes."""
@@ -206,7 +216,7 @@ class Settled(NamedTuple):
     volume: Volume | None = None
     tripped: bool = False
     duplicate: bool = False
-    """The outcome's event was recorded before: nothing was changed."""
+    """The outcome's event id or nonce was recorded before: nothing else was changed."""
 
 
 class Store(abc.ABC):

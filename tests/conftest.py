@@ -293,3 +293,37 @@ def message(
     msg["Subject"] = subject
     msg.set_content(body)
     return msg
+
+
+@pytest.fixture(params=["sqlite", "redis", "cluster"])
+async def reopen(
+    request: pytest.FixtureRequest, prefix: str, tmp_path: Path
+) -> AsyncIterator[Callable[[], Store]]:
+    """Opens store objects on one shared backend, as other processes or a restart would.
+
+    Each call is a new object with its own connection (the SQLite file, the Redis prefix).
+    """
+    opened: list[Store] = []
+    if request.param == "sqlite":
+
+        def sqlite() -> Store:
+            opened.append(SQLiteStore(tmp_path / "shared.db"))
+            return opened[-1]
+
+        yield sqlite
+        for store in opened:
+            await store.aclose()
+        return
+    cluster = request.param == "cluster"
+    url = request.getfixturevalue("redis_cluster_url" if cluster else "redis_url")
+    async with scratch_redis_store(url, prefix, cluster=cluster):
+
+        def redis_store() -> Store:
+            opened.append(
+                RedisStore.from_url(url, prefix=prefix, cluster=cluster, server_clock=False)
+            )
+            return opened[-1]
+
+        yield redis_store
+        for store in opened:
+            await store.aclose()

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import random
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -15,6 +18,7 @@ from structlog.testing import capture_logs
 from sendguard import (
     Admission,
     Admit,
+    Breaker,
     ConfigurationError,
     DeliveryStatus,
     Guard,
@@ -25,6 +29,7 @@ from sendguard import (
     RedisStore,
     Reservation,
     Settled,
+    Shape,
     SoftBouncePolicy,
     Store,
     StoreError,
@@ -164,6 +169,170 @@ async def test_a_delivery_resets_the_soft_bounce_count(store: Store) -> None:
     assert await store.soft_bounces("full@example.com") == 0
     (admission,) = await store.reserve(reservation(["full@example.com"]))
     assert not admission.soft
+
+
+# -- ids that make an outcome a duplicate: a provider's event id and a request's nonce ---------
+
+VICTIM = "victim@example.com"
+
+
+def substituted(kind: str, now: datetime = NOW) -> Outcome:
+    """An outcome whose every effect would show, of one *kind* (what a forged replay carries)."""
+    quota = Quota("sender.example", DAY, 10)
+    victim = entry(VICTIM, detail="550 5.1.1 forged")
+    return {
+        "suppress": Outcome(now, suppressions=[victim]),
+        "soft": Outcome(
+            now, soft_failures=[victim], soft_policy=SoftBouncePolicy(1, dt.timedelta())
+        ),
+        "reset": Outcome(now, soft_resets=["full@example.com"]),
+        "pause": Outcome(
+            now, pauses=[Pause("sender.example", "example.com", NOW + HOUR, "blocked")]
+        ),
+        "give_back": Outcome(now, quota, give_back=1),
+        "breaker": Outcome(
+            now, sender_domain="sender.example", breaker=Breaker(min_volume=1), complaints=5
+        ),
+        "slowdown": Outcome(now, slowdowns=["sender.example\tgoogle"]),
+    }[kind]
+
+
+HOUR = dt.timedelta(hours=1)
+EFFECTS = ["suppress", "soft", "reset", "pause", "give_back", "breaker", "slowdown"]
+
+
+async def effects(store: Store) -> tuple[object, ...]:
+    """Everything a substituted outcome could change."""
+    quota = Quota("sender.example", DAY, 10)
+    return (
+        await store.get(VICTIM),
+        await store.soft_bounces(VICTIM),
+        await store.soft_bounces("full@example.com"),
+        await store.pauses("sender.example", NOW),
+        await store.quota_used(quota),
+        await store.volume("sender.example", Breaker().bucket(NOW)),
+    )
+
+
+async def prepared(store: Store) -> tuple[object, ...]:
+    """Some state for the effects to change: quota spent, a soft bounce on record."""
+    await store.reserve(
+        reservation(["a@example.com", "b@example.com"], Quota("sender.example", DAY, 10))
+    )
+    await store.settle(Outcome(NOW, soft_failures=[entry("full@example.com", "mailboxfull")]))
+    return await effects(store)
+
+
+@pytest.mark.parametrize("kind", EFFECTS)
+async def test_a_seen_nonce_makes_an_outcome_a_duplicate_whatever_its_event_id(
+    store: Store, kind: str
+) -> None:
+    before = await prepared(store)
+    first = await store.settle(Outcome(NOW, event_id="mailgun\tev-1", nonce="nonce\ttok-1"))
+    assert not first.duplicate
+    for event_id in ("mailgun\tev-2", "mailgun\tev-1", ""):
+        forged = replace(substituted(kind), event_id=event_id, nonce="nonce\ttok-1")
+        settled = await store.settle(forged)
+        assert settled.duplicate, event_id
+        assert (settled.added, settled.escalated, settled.tripped) == ([], [], False)
+    assert await effects(store) == before
+    assert await rate_retry(store) == NOW + dt.timedelta(seconds=60)  # not slowed down
+
+
+async def rate_retry(store: Store) -> datetime | None:
+    """When a third send of a burst of two at one a minute may go (later if slowed down)."""
+    shape = Shape("sender.example\tgoogle", interval=60.0, burst=2, adaptive=True)
+    for _ in range(3):
+        (admission,) = await store.reserve(
+            reservation(["r@gmail.com"], shapes=[shape], shape_of=[1])
+        )
+    return admission.retry_at
+
+
+@pytest.mark.parametrize("kind", EFFECTS)
+async def test_a_seen_event_id_spends_a_new_nonce_too(store: Store, kind: str) -> None:
+    before = await prepared(store)
+    await store.settle(Outcome(NOW, event_id="mailgun\tev-1", nonce="nonce\ttok-1"))
+    # The provider re-sends ev-1 under a new token: a duplicate, and tok-2 is spent with it,
+    # so a capture of the re-send cannot carry other data either.
+    again = await store.settle(Outcome(NOW, event_id="mailgun\tev-1", nonce="nonce\ttok-2"))
+    assert again.duplicate
+    for event_id in ("mailgun\tev-3", ""):
+        forged = replace(substituted(kind), event_id=event_id, nonce="nonce\ttok-2")
+        assert (await store.settle(forged)).duplicate
+    assert await effects(store) == before
+    assert await rate_retry(store) == NOW + dt.timedelta(seconds=60)
+
+
+async def test_an_outcome_with_new_ids_takes_effect_and_ids_are_forgotten_later(
+    store: Store,
+) -> None:
+    done = await store.settle(replace(substituted("suppress"), nonce="nonce\ttok-1"))
+    assert (done.duplicate, done.added) == (False, [True])
+    await store.remove(VICTIM)
+    later = NOW + dt.timedelta(days=30, seconds=1)
+    assert not (
+        await store.settle(replace(substituted("suppress", later), nonce="nonce\ttok-1"))
+    ).duplicate
+    assert await store.get(VICTIM) is not None
+    short = Outcome(later, nonce="nonce\tbrief", remember=dt.timedelta(minutes=5))
+    assert not (await store.settle(short)).duplicate
+    assert (await store.settle(replace(short, now=later + dt.timedelta(minutes=4)))).duplicate
+    assert not (await store.settle(replace(short, now=later + dt.timedelta(minutes=10)))).duplicate
+
+
+async def test_duplicates_follow_the_memory_store_on_random_ids(store: Store) -> None:
+    """Differential: random event ids and nonces, drawn to collide, against MemoryStore."""
+    spec = MemoryStore()
+    rng = random.Random(9)
+    for step in range(150):
+        event_id = rng.choice(["", *(f"p\te{i}" for i in range(12))])
+        nonce = rng.choice(["", *(f"nonce\tt{i}" for i in range(12))])
+        now = NOW + dt.timedelta(days=step // 10)
+        outcome = Outcome(now, event_id=event_id, nonce=nonce, remember=dt.timedelta(days=6))
+        mine, expected = await store.settle(outcome), await spec.settle(outcome)
+        assert mine.duplicate == expected.duplicate, (step, event_id, nonce)
+
+
+async def test_a_nonce_is_seen_by_every_store_object_and_after_a_restart(
+    reopen: Callable[[], Store],
+) -> None:
+    one, two = reopen(), reopen()
+    assert not (
+        await one.settle(Outcome(NOW, event_id="mailgun\tev-1", nonce="nonce\tt"))
+    ).duplicate
+    forged = replace(substituted("suppress"), event_id="mailgun\tev-2", nonce="nonce\tt")
+    assert (await two.settle(forged)).duplicate
+    await one.aclose()
+    await two.aclose()
+    restarted = reopen()
+    assert (await restarted.settle(forged)).duplicate
+    assert (
+        await restarted.settle(replace(forged, nonce="nonce\tother", event_id="mailgun\tev-1"))
+    ).duplicate
+    assert (
+        await restarted.settle(replace(forged, nonce="nonce\tother", event_id="mailgun\tev-9"))
+    ).duplicate
+    assert await restarted.get(VICTIM) is None
+
+
+async def test_connections_racing_one_nonce_record_it_once(reopen: Callable[[], Store]) -> None:
+    stores = [reopen() for _ in range(3)]
+    for each in stores:  # connected first: the race is between settles, not connection set-ups
+        await each.get("nobody@example.com")
+    outcomes = [
+        Outcome(
+            NOW,
+            suppressions=[entry(f"r{i}@example.com")],
+            event_id=f"mailgun\tev-{i}",
+            nonce="nonce\trace",
+        )
+        for i in range(24)
+    ]
+    settled = await asyncio.gather(*(stores[i % 3].settle(o) for i, o in enumerate(outcomes)))
+    assert sum(not s.duplicate for s in settled) == 1
+    listed = [e.address async for e in stores[0].scan()]
+    assert len(listed) == 1
 
 
 async def test_add_replace_remove_get_round_trip(store: Store) -> None:

@@ -8,13 +8,14 @@
 -- KEYS[4]  today's quota counter of the sender domain
 -- KEYS[5]  volume hash ("sender<TAB>bucket<TAB>s|b|c" -> count)
 -- KEYS[6]  slow-down hash (shape field -> "factor since_epoch")
--- KEYS[7]  events seen (sorted set: "provider<TAB>event id", scored by when)
+-- KEYS[7]  events seen (sorted set: "provider<TAB>event id" and "nonce<TAB>nonce", by when)
 -- ARGV: now (epoch seconds, or "server" for the Redis server's clock), quota to give back,
 --       soft threshold, soft span in seconds,
 --       sender, breaker bucket width in seconds (0: no breaker), buckets in the window,
 --       bounces, complaints, min volume, bounce pause rate, complaint pause rate,
 --       "seconds JSON" of the pause if tripped,
---       provider event id ("" none: a re-sent event changes nothing), seconds to remember it,
+--       seconds to remember an id, n, n ids (the provider event id, a request's nonce): when
+--       any was seen before nothing is changed, and every one not seen before is remembered,
 --       n, n pairs (address key, JSON entry)             suppressions; a listed address keeps its entry
 --       n, n pairs (address key, JSON softbounce entry)  soft bounces
 --       n, n address keys                                soft-bounce resets
@@ -22,7 +23,7 @@
 --       recovery seconds, largest factor, n, n shape fields  slow-downs (each halves the rate)
 -- Returns {added flags, one per suppression; address keys suppressed by soft-bounce escalation;
 --          {sends, bounces, complaints in the window, 1 if this call paused the sender},
---          1 when the event was seen before and nothing was recorded}.
+--          1 when an id was seen before and nothing was recorded}.
 local now = tonumber(ARGV[1])
 if ARGV[1] == 'server' then
   local t = redis.call('TIME')
@@ -33,6 +34,17 @@ local function from_now(value)
   local space = string.find(value, ' ', 1, true)
   return (now + tonumber(string.sub(value, 1, space - 1))) .. string.sub(value, space)
 end
+local ids = tonumber(ARGV[15])
+if ids > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', now - tonumber(ARGV[14]))
+  local seen = false
+  for j = 16, 15 + ids do
+    seen = redis.call('ZADD', KEYS[7], 'NX', now, ARGV[j]) == 0 or seen
+  end
+  if seen then
+    return {{}, {}, {0, 0, 0, 0}, 1}
+  end
+end
 local back = tonumber(ARGV[2])
 local threshold = tonumber(ARGV[3])
 local span = tonumber(ARGV[4])
@@ -40,12 +52,6 @@ if back > 0 then
   local used = tonumber(redis.call('GET', KEYS[4]) or '0')
   if used > 0 then
     redis.call('SET', KEYS[4], math.max(0, used - back), 'KEEPTTL')
-  end
-end
-if ARGV[14] ~= '' then
-  redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', now - tonumber(ARGV[15]))
-  if redis.call('ZADD', KEYS[7], 'NX', now, ARGV[14]) == 0 then
-    return {{}, {}, {0, 0, 0, 0}, 1}
   end
 end
 local sender = ARGV[5]
@@ -81,7 +87,7 @@ if bucket_seconds > 0 then
     end
   end
 end
-local i = 16
+local i = 16 + ids
 local added = {}
 local n = tonumber(ARGV[i])
 for j = i + 1, i + 2 * n, 2 do
