@@ -2,7 +2,10 @@
 
 An ESP adapter's ``parse_webhook(headers, body, **secrets)`` verifies the request and turns it
 into :class:`DeliveryEvent` objects; :meth:`sendguard.Guard.ingest_events` records them.  Events
-are idempotent by ``(provider, event_id)``: providers re-send, sometimes dozens of times.
+are idempotent by ``(provider, event_id)``: providers re-send, sometimes dozens of times.  An
+event may also carry a ``nonce``, a single-use value of the signed request (Mailgun signs only a
+timestamp and a token, not the event): once recorded, any event bearing it changes nothing, in
+every process sharing the store, whatever its event id says.
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ from sendguard._classify import HARD_REASONS, Classification, classify
 
 __all__ = ["DeliveryEvent", "EventType", "event_from"]
 
-EventType = Literal["bounced", "deferred", "complained", "delivered", "unsubscribed"]
+EventType = Literal["bounced", "deferred", "complained", "delivered", "unsubscribed", "other"]
+"""``other``: an event the guard has no use for (opened, clicked), kept only so that a signed
+request's ``nonce`` is spent."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +42,9 @@ class DeliveryEvent:
     detail: str = ""
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
     classification: Classification | None = field(default=None, compare=False, repr=False)
+    nonce: str = ""
+    """A single-use value of the request that carried the event (``mailgun-token:<token>``):
+    a second event bearing it changes nothing.  Empty when the provider signs the event itself."""
     ingested: bool = False
     """Set by :meth:`sendguard.Guard.ingest_events`: first seen now (not a re-send)."""
     suppressed: bool = False
@@ -55,6 +63,7 @@ def event_from(
     sender: str = "",
     raw: Mapping[str, Any] | None = None,
     reason: str | None = None,
+    nonce: str = "",
 ) -> DeliveryEvent:
     """A :class:`DeliveryEvent` with its reason classified from *diagnostic*.
 
@@ -91,4 +100,5 @@ def event_from(
         detail=diagnostic,
         raw=raw or {},
         classification=found,
+        nonce=nonce,
     )

@@ -723,7 +723,8 @@ class Guard:
         Hard bounces and complaints suppress, soft bounces count toward
         :class:`SoftBouncePolicy`, deliveries reset that count, deferrals and unsubscribes
         change nothing; bounces and complaints count for the breaker.  An event whose
-        ``(provider, event_id)`` was recorded before changes nothing (``ingested=False``).
+        ``(provider, event_id)`` was recorded before changes nothing (``ingested=False``), nor
+        does one whose ``nonce`` was (a replayed Mailgun token with other event data).
         Each event is recorded in one atomic step, so returning means it is stored: a
         webhook handler may acknowledge the request then.
         """
@@ -779,6 +780,7 @@ class Guard:
             bounces=int(event.type == "bounced"),
             complaints=int(event.type == "complained"),
             event_id=f"{event.provider}\t{event.event_id}".lower(),
+            nonce=f"nonce\t{event.nonce}" if event.nonce else "",
         )
 
     def _bounce_outcome(self, reports: Sequence[BounceReport]) -> Outcome:

@@ -187,3 +187,47 @@ async def test_a_sender_side_verdict_never_suppresses(
     assert not rr.suppressed
     assert rr.status in (status, DeliveryStatus.PAUSED)
     assert not await guard.is_suppressed("a@example.com")
+
+
+@pytest.mark.parametrize(
+    "first_type", ["bounced", "complained", "delivered", "deferred", "unsubscribed", "other"]
+)
+async def test_a_spent_nonce_changes_nothing_in_any_guard_on_the_store(
+    reopen: Callable[[], Store], make_guard: Callable[..., Guard], first_type: str
+) -> None:
+    """A signed request's nonce is single-use across guards, whatever the event it came with."""
+    one, two = make_guard(store=reopen()), make_guard(store=reopen())
+    genuine = event(
+        provider="mailgun",
+        event_id="ev-1",
+        type=first_type,
+        recipient="someone@example.com",
+        diagnostic="452 4.2.2 Mailbox full",
+        nonce="mailgun-token:tok-1",
+    )
+    (done,) = await one.ingest_events([genuine])
+    assert done.ingested
+    for event_id in ("ev-2", "ev-1", "EV-3"):
+        for kind in ("bounced", "complained"):
+            forged = event(
+                provider="mailgun",
+                event_id=event_id,
+                type=kind,
+                recipient="victim@example.com",
+                diagnostic="550 5.1.1 no such user",
+                permanent=True,
+                nonce="mailgun-token:tok-1",
+            )
+            (replayed,) = await two.ingest_events([forged])
+            assert (replayed.ingested, replayed.suppressed) == (False, False)
+    assert not await two.is_suppressed("victim@example.com")
+    assert (await two.status("sender.example")).volume.complaints == 0
+    # Another token is another request: it takes effect.
+    fresh = event(
+        provider="mailgun",
+        event_id="ev-4",
+        type="complained",
+        recipient="victim@example.com",
+        nonce="mailgun-token:tok-2",
+    )
+    assert (await two.ingest_events([fresh]))[0].suppressed
