@@ -23,6 +23,7 @@ from sendguard._errors import (
     SendGuardError,
     StoreError,
     WebhookAuthError,
+    WebhookPayloadError,
 )
 from sendguard._events import DeliveryEvent, event_from
 from sendguard._guard import Guard
@@ -111,6 +112,7 @@ __all__ = [
     "Volume",
     "WarmupSchedule",
     "WebhookAuthError",
+    "WebhookPayloadError",
     "classify",
     "event_from",
     "mx_provider",

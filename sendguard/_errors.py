@@ -9,7 +9,8 @@ Every exception sendguard raises derives from :class:`SendGuardError`::
     │   ├── InvalidAddressError              an address that is not a valid e-mail address
     │   └── NoRecipientsError                no envelope recipient at all
     ├── BounceParseError (ValueError)        input to parse_bounce that is not an e-mail
-    ├── WebhookAuthError (PermissionError)   a webhook that is forged, stale or malformed
+    ├── WebhookAuthError (PermissionError)   a webhook that is forged, stale or unreadable: 401
+    │   └── WebhookPayloadError (ValueError) authenticated, but not a body the provider sends: 400
     └── StoreError (ConnectionError)         the suppression store could not give a verdict
 
 Mixed delivery outcomes are not exceptions: :meth:`sendguard.Guard.send` returns a
@@ -35,6 +36,7 @@ __all__ = [
     "SendGuardError",
     "StoreError",
     "WebhookAuthError",
+    "WebhookPayloadError",
 ]
 
 
@@ -75,9 +77,18 @@ class BounceParseError(SendGuardError, ValueError):
 
 
 class WebhookAuthError(SendGuardError, PermissionError):
-    """A webhook request failed verification (signature, token, age, origin) or is malformed.
+    """A webhook request failed verification (signature, token, age, origin) or is unreadable.
 
-    Nothing was recorded; the handler should answer 401/403 (or 400) and the provider retries.
+    Nothing was recorded; the handler should answer 401/403 and the provider retries.  A
+    parser raises nothing else, whatever the request.
+    """
+
+
+class WebhookPayloadError(WebhookAuthError, ValueError):
+    """A webhook request that passed verification but whose body is not what the provider sends.
+
+    Nothing was recorded; the handler should answer 400 (a 401 would tell the provider its
+    credentials are wrong).  A :class:`WebhookAuthError`, so code catching that catches this.
     """
 
 

@@ -19,6 +19,8 @@ from sendguard._classify import HARD_REASONS, Classification, classify
 
 __all__ = ["DeliveryEvent", "EventType", "event_from"]
 
+_DIAGNOSTIC_LIMIT = 2000
+
 EventType = Literal["bounced", "deferred", "complained", "delivered", "unsubscribed", "other"]
 """``other``: an event the guard has no use for (opened, clicked), kept only so that a signed
 request's ``nonce`` is spent."""
@@ -72,6 +74,9 @@ def event_from(
     *reason* is the provider's own verdict when it has one (``"suppressed"``: it dropped the
     recipient as already dead), taken instead of classifying.
     """
+    # A provider's diagnostic is an SMTP reply, a few hundred characters; a longer one is read
+    # no further, so an event costs the classifier the same whatever its sender makes it.
+    diagnostic = diagnostic[:_DIAGNOSTIC_LIMIT]
     found: Classification | None = None
     if reason is not None and type == "bounced":
         hard = bool(permanent) and reason in HARD_REASONS

@@ -7,13 +7,27 @@ so that a provider's 429 or 503 means the same to the guard whoever reports it.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Iterable
 from email.message import Message
 from email.utils import getaddresses, parsedate_to_datetime
+from typing import Any
 
+from sendguard._errors import WebhookAuthError
 from sendguard._models import Envelope, Reply, Stage
 
-__all__ = ["API_FIELDS", "everyone", "listed_in", "retry_after", "temporary"]
+__all__ = [
+    "API_FIELDS",
+    "UNREADABLE",
+    "as_list",
+    "as_object",
+    "as_text",
+    "everyone",
+    "json_body",
+    "listed_in",
+    "retry_after",
+    "temporary",
+]
 
 API_FIELDS = frozenset(
     {
@@ -81,3 +95,49 @@ def listed_in(message: Message, header: str, recipients: Iterable[str]) -> list[
     wanted = {r.lower(): r for r in recipients}
     found = getaddresses([str(v) for v in message.get_all(header, [])])
     return [wanted[a.lower()] for _, a in found if a.lower() in wanted]
+
+
+# -- reading webhook bodies, which anyone can send ---------------------------------------------
+
+UNREADABLE = (KeyError, TypeError, ValueError, ArithmeticError, OSError)
+"""What reading a parsed body with :func:`as_text`, :func:`as_object`, ``float`` and
+``datetime`` can raise (OverflowError and OSError: a timestamp out of range): a webhook parser
+catches these and raises :class:`sendguard.WebhookAuthError` or its payload subclass."""
+
+
+def json_body(
+    body: bytes | str, what: str, error: type[WebhookAuthError] = WebhookAuthError
+) -> object:
+    """The JSON value of a webhook *body*, or *error* for anything else.
+
+    Bytes that are not UTF-8, JSON that is not, and nesting too deep for the parser (which
+    raises RecursionError) all become *error*.  The value is read field by field afterwards,
+    never walked: a deep value costs nothing unless it is asked for.
+    """
+    try:
+        return json.loads(body)
+    except (ValueError, TypeError, RecursionError) as exc:
+        raise error(f"the {what} webhook body is not JSON") from exc
+
+
+def as_text(value: object) -> str:
+    """A JSON string or number as text; TypeError for an object, a list, null or a boolean."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    raise TypeError(f"expected a string, got {type(value).__name__}")
+
+
+def as_object(value: object) -> dict[str, Any]:
+    """A JSON object; TypeError for anything else."""
+    if not isinstance(value, dict):
+        raise TypeError(f"expected an object, got {type(value).__name__}")
+    return value
+
+
+def as_list(value: object) -> list[Any]:
+    """A JSON list; TypeError for anything else."""
+    if not isinstance(value, list):
+        raise TypeError(f"expected a list, got {type(value).__name__}")
+    return value

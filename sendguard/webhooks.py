@@ -4,9 +4,16 @@ Every ESP adapter offers a ``verify(headers, body) -> list[DeliveryEvent]`` (its
 ``parse_webhook`` with the secrets bound, or a verifier's ``parse``).  :func:`handle` (async,
 with a :class:`Guard`) and :func:`handle_sync` (with a :class:`SyncGuard`) run it and answer:
 
-* 200 once the events are stored (a re-sent event is acknowledged and changes nothing);
-* 401 for a request that fails verification (nothing recorded);
+* 200 once the events are stored (a re-sent event is acknowledged and changes nothing, and so
+  is a replayed Mailgun token, whatever event data it comes with: its event is a duplicate);
+* 400 for a request that passed verification but whose body is not the provider's
+  (:class:`WebhookPayloadError`; nothing recorded);
+* 401 for a request that fails verification (:class:`WebhookAuthError`; nothing recorded);
 * 503 when the store cannot record them, so the provider sends the events again.
+
+A verifier of sendguard raises nothing but those two errors, whatever the request; the answer
+to a replay is 200, not 401, because a provider's own retry of a request (after a 503, or a
+lost 200) carries the same token, and a 401 would have it retry until it gives up.
 
 The Django view (``sendguard_django.webhooks.webhook_view``) and the Flask blueprint
 (``sendguard_flask.webhook_blueprint``) are thin wrappers around :func:`handle_sync`.
@@ -19,7 +26,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import structlog
 
-from sendguard._errors import StoreError, WebhookAuthError
+from sendguard._errors import StoreError, WebhookAuthError, WebhookPayloadError
 from sendguard._events import DeliveryEvent
 
 if TYPE_CHECKING:
@@ -39,9 +46,17 @@ class Answer(NamedTuple):
     body: str
 
 
-def _refused(exc: WebhookAuthError) -> Answer:
-    _log.warning("sendguard.webhook_refused", error=str(exc))
-    return Answer(401, "refused\n")
+def _verified(
+    verify: Verify, headers: Mapping[str, str], body: bytes
+) -> list[DeliveryEvent] | Answer:
+    try:
+        return verify(headers, body)
+    except WebhookPayloadError as exc:
+        _log.warning("sendguard.webhook_malformed", error=str(exc))
+        return Answer(400, "malformed\n")
+    except WebhookAuthError as exc:
+        _log.warning("sendguard.webhook_refused", error=str(exc))
+        return Answer(401, "refused\n")
 
 
 def _unstored(exc: StoreError) -> Answer:
@@ -49,29 +64,29 @@ def _unstored(exc: StoreError) -> Answer:
     return Answer(503, "not stored, send again\n")
 
 
+def _stored(done: list[DeliveryEvent]) -> Answer:
+    return Answer(200, f"ok {sum(1 for e in done if e.ingested)} of {len(done)}\n")
+
+
 async def handle(guard: Guard, verify: Verify, headers: Mapping[str, str], body: bytes) -> Answer:
     """Verify and record one webhook request with an async :class:`Guard`."""
+    events = _verified(verify, headers, body)
+    if isinstance(events, Answer):
+        return events
     try:
-        events = verify(headers, body)
-    except WebhookAuthError as exc:
-        return _refused(exc)
-    try:
-        done = await guard.ingest_events(events)
+        return _stored(await guard.ingest_events(events))
     except StoreError as exc:
         return _unstored(exc)
-    return Answer(200, f"ok {sum(1 for e in done if e.ingested)} of {len(done)}\n")
 
 
 def handle_sync(
     guard: SyncGuard, verify: Verify, headers: Mapping[str, str], body: bytes
 ) -> Answer:
     """Verify and record one webhook request with a :class:`SyncGuard`."""
+    events = _verified(verify, headers, body)
+    if isinstance(events, Answer):
+        return events
     try:
-        events = verify(headers, body)
-    except WebhookAuthError as exc:
-        return _refused(exc)
-    try:
-        done = guard.ingest_events(events)
+        return _stored(guard.ingest_events(events))
     except StoreError as exc:
         return _unstored(exc)
-    return Answer(200, f"ok {sum(1 for e in done if e.ingested)} of {len(done)}\n")
