@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 import hashlib
 import hmac
 import json
@@ -20,8 +21,18 @@ import httpx
 import pytest
 from sendguard_mailgun import MailgunAdapter, WebhookVerifier
 
-from sendguard import DeliveryStatus, Guard, WebhookAuthError
+from sendguard import (
+    DeliveryStatus,
+    Guard,
+    MemoryStore,
+    Outcome,
+    Settled,
+    Store,
+    StoreError,
+    WebhookAuthError,
+)
 from sendguard.testing import AdapterConformance, FakeClock
+from sendguard.webhooks import handle
 from tests.conftest import guard_over, message
 
 KEY = "key-123"
@@ -174,23 +185,106 @@ def test_mailguns_own_suppression_is_suppressed_and_temporary_failures_are_defer
     assert (later.type, later.hard) == ("deferred", False)
 
 
-def test_forged_stale_and_replayed_webhooks_are_refused() -> None:
+def test_forged_and_stale_webhooks_are_refused() -> None:
     v = verifier()
     with pytest.raises(WebhookAuthError, match="signature"):
         v.parse({}, signed(FAILED, key="guessed"))
-    body = json.loads(signed(FAILED))
-    body["event-data"]["recipient"] = (
-        "victim@example.com"  # tampered after signing: still verifies?
-    )
-    # The signature covers timestamp + token only (Mailgun's design); the token is single-use.
-    v.parse({}, json.dumps(body))
-    with pytest.raises(WebhookAuthError, match="replay"):
-        v.parse({}, signed(FAILED))
     with pytest.raises(WebhookAuthError, match="stale"):
         v.parse({}, signed(FAILED, age=3600, token="tok-old"))
+    with pytest.raises(WebhookAuthError, match="stale"):
+        v.parse({}, signed(FAILED, age=-3600, token="tok-future"))
     for junk in (b"", b"[]", b'{"signature": {}}'):
         with pytest.raises(WebhookAuthError):
             v.parse({}, junk)
+
+
+def tampered(body: str, **changes: Any) -> str:
+    """*body* with its event data changed after signing: the signature still verifies."""
+    payload = json.loads(body)
+    payload["event-data"].update(changes)
+    return json.dumps(payload)
+
+
+REPLAYS = [
+    {"recipient": "victim@example.com"},
+    {"recipient": "victim@example.com", "id": "ev-forged"},
+    {"id": "ev-forged"},
+    {"recipient": "victim@example.com", "id": "ev-2", "event": "complained"},
+    {"recipient": "Victim@Example.com", "id": "EV-1"},
+    {"recipient": "victim@example.com", "severity": "temporary", "id": "ev-soft"},
+]
+
+
+async def ingest(store: Store, body: str) -> tuple[int, str, Guard]:
+    """One webhook request through a guard of its own, as another process would run it."""
+    guard = Guard(store=store, clock=lambda: NOW)
+    answer = await handle(guard, verifier().parse, {}, body.encode())
+    return answer.status, answer.body, guard
+
+
+async def test_a_replayed_token_changes_nothing_in_any_guard_sharing_the_store(
+    reopen: Callable[[], Store],
+) -> None:
+    captured = signed(FAILED, token="tok-captured")
+    assert (await ingest(reopen(), captured))[:2] == (200, "ok 1 of 1\n")
+    second = reopen()  # another worker: its own guard, verifier and store connection
+    for changes in REPLAYS:
+        status, text, guard = await ingest(second, tampered(captured, **changes))
+        assert (status, text) == (200, "ok 0 of 1\n"), changes
+        assert not await guard.is_suppressed("victim@example.com")
+    # Mailgun's own retry of the request (its 200 was lost): acknowledged, nothing twice.
+    assert (await ingest(second, captured))[:2] == (200, "ok 0 of 1\n")
+    await second.aclose()
+    restarted = reopen()
+    for changes in REPLAYS:
+        status, text, guard = await ingest(restarted, tampered(captured, **changes))
+        assert (status, text) == (200, "ok 0 of 1\n"), changes
+    assert not await guard.is_suppressed("victim@example.com")
+    assert await guard.is_suppressed("gone@example.com")
+    # A new token is a new request.
+    fresh = signed({**FAILED, "id": "ev-9", "recipient": "other@example.com"}, token="tok-new")
+    assert (await ingest(restarted, fresh))[:2] == (200, "ok 1 of 1\n")
+
+
+@pytest.mark.parametrize(
+    "kind", ["opened", "clicked", "accepted", "stored", "list_member_uploaded"]
+)
+async def test_the_token_of_an_event_the_guard_does_not_use_is_spent_too(
+    reopen: Callable[[], Store], kind: str
+) -> None:
+    captured = signed({**FAILED, "event": kind, "recipient": "reader@example.com"}, token="t")
+    (event,) = verifier().parse({}, captured)
+    assert (event.type, event.nonce) == ("other", "mailgun-token:t")
+    assert (await ingest(reopen(), captured))[:2] == (200, "ok 1 of 1\n")
+    forged = tampered(captured, event="failed", recipient="victim@example.com", id="ev-x")
+    status, _, guard = await ingest(reopen(), forged)
+    assert status == 200
+    assert not await guard.is_suppressed("victim@example.com")
+
+
+class FailsOnce(MemoryStore):
+    """A store that cannot record the first outcome it is given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed = False
+
+    async def settle(self, outcome: Outcome) -> Settled:
+        if not self.failed:
+            self.failed = True
+            raise StoreError("down for a moment")
+        return await super().settle(outcome)
+
+
+async def test_a_request_that_was_not_stored_is_taken_when_mailgun_sends_it_again() -> None:
+    """The token is spent with the event, not before: a 503 leaves it for the retry."""
+    guard = Guard(store=FailsOnce(), clock=lambda: NOW)
+    v = verifier()
+    body = signed(FAILED, token="tok-retried").encode()
+    assert (await handle(guard, v.parse, {}, body)).status == 503
+    assert not await guard.is_suppressed("gone@example.com")
+    assert await handle(guard, v.parse, {}, body) == (200, "ok 1 of 1\n")
+    assert await guard.is_suppressed("gone@example.com")
 
 
 async def test_complaints_and_bounces_reach_the_list(make_guard: Callable[..., Guard]) -> None:
@@ -224,7 +318,7 @@ class TestMailgunConformance(AdapterConformance):
         return verifier().parse(headers, body)
 
 
-def test_the_module_level_parser_remembers_tokens_between_calls() -> None:
+async def test_the_module_level_parser_gives_each_event_its_token() -> None:
     from sendguard_mailgun import parse_webhook  # noqa: PLC0415
 
     timestamp = str(int(dt.datetime.now(dt.UTC).timestamp()))
@@ -236,6 +330,10 @@ def test_the_module_level_parser_remembers_tokens_between_calls() -> None:
         }
     )
     (event,) = parse_webhook({}, body, signing_keys=SIGNING)
-    assert event.hard
-    with pytest.raises(WebhookAuthError, match="replay"):
-        parse_webhook({}, body, signing_keys=SIGNING)
+    assert (event.hard, event.nonce) == (True, "mailgun-token:once")
+    guard = Guard()
+    verify = functools.partial(parse_webhook, signing_keys=SIGNING)
+    assert await handle(guard, verify, {}, body.encode()) == (200, "ok 1 of 1\n")
+    replay = tampered(body, recipient="victim@example.com", id="ev-other")
+    assert await handle(guard, verify, {}, replay.encode()) == (200, "ok 0 of 1\n")
+    assert not await guard.is_suppressed("victim@example.com")

@@ -6,9 +6,9 @@ message, 401/403 is an authentication failure of the sender, 429 and 5xx, timeou
 connection errors are temporary.  Mailgun reports per-recipient outcomes later, by webhook.
 
 :class:`WebhookVerifier` checks Mailgun's signature (HMAC-SHA256 of ``timestamp + token`` with
-the webhook signing key), refuses timestamps outside a replay window and tokens it has seen,
-and reads the event: ``failed`` (permanent or temporary), ``complained``, ``delivered``,
-``unsubscribed``.
+the webhook signing key), refuses timestamps outside a replay window, and reads the event:
+``failed`` (permanent or temporary), ``complained``, ``delivered``, ``unsubscribed``.  The token
+is single-use through the guard's store (the event's ``nonce``), not through this process.
 """
 
 from __future__ import annotations
@@ -16,9 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
-import json
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -31,9 +29,10 @@ from sendguard import (
     Reply,
     Stage,
     WebhookAuthError,
+    WebhookPayloadError,
     event_from,
 )
-from sendguard.http import everyone, temporary
+from sendguard.http import UNREADABLE, as_object, as_text, everyone, json_body, temporary
 
 __all__ = ["MailgunAdapter", "WebhookVerifier", "parse_webhook"]
 __version__ = "0.1.0"
@@ -104,8 +103,15 @@ class WebhookVerifier:
 
     ``signing_keys``: the current webhook signing key (and the previous one while it is being
     rotated).  ``max_age``: how old (or how far in the future) a signature's timestamp may be.
-    Tokens already seen within that window are refused as replays (kept in this process:
-    several processes each keep their own, and the guard drops re-sent events by id anyway).
+
+    Mailgun signs only ``timestamp + token``, not the event, so a captured request could be
+    replayed with other event data inside that window.  The token is therefore single-use:
+    each event carries it as its ``nonce`` (``mailgun-token:<token>``), and
+    :meth:`sendguard.Guard.ingest_events` records it with the event's id in one atomic step of
+    the shared store, so a token seen by any process, before or after a restart, changes
+    nothing again (:func:`sendguard.webhooks.handle` acknowledges such a replay with a 200, as
+    it does a provider's own retry).  Events the guard does not use (opened, clicked) come back
+    as type ``other`` so that their tokens are spent too.
     """
 
     def __init__(
@@ -114,7 +120,6 @@ class WebhookVerifier:
         signing_keys: str | list[str],
         max_age: dt.timedelta = dt.timedelta(minutes=15),
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
-        remember: int = 100_000,
     ) -> None:
         keys = [signing_keys] if isinstance(signing_keys, str) else list(signing_keys)
         if not keys or not all(keys):
@@ -122,84 +127,75 @@ class WebhookVerifier:
         self._keys = [k.encode() for k in keys]
         self.max_age = max_age
         self._clock = clock
-        self._seen: OrderedDict[str, float] = OrderedDict()
-        self._remember = remember
-        self._lock = threading.Lock()
 
     def parse(self, headers: Mapping[str, str], body: bytes | str) -> list[DeliveryEvent]:
-        """Verify one webhook request; its events.  Raises :class:`WebhookAuthError`."""
+        """Verify one webhook request; its events.
+
+        Raises :class:`WebhookAuthError` for a request that is not signed by Mailgun now, and
+        :class:`WebhookPayloadError` for a signed one whose event data is unreadable.
+        """
         del headers  # Mailgun signs the body's "signature" object, not a header
         try:
-            payload = json.loads(body)
-            signature = payload["signature"]
+            payload = as_object(json_body(body, "Mailgun"))
+            signature = as_object(payload["signature"])
             timestamp, token, given = (
-                str(signature["timestamp"]),
-                str(signature["token"]),
-                str(signature["signature"]),
+                as_text(signature[k]) for k in ("timestamp", "token", "signature")
             )
-            data = payload["event-data"]
-        except (ValueError, KeyError, TypeError) as exc:
+        except UNREADABLE as exc:
             raise WebhookAuthError("not a Mailgun webhook body") from exc
         self._verify(timestamp, token, given)
         try:
-            return _events(data)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise WebhookAuthError("a malformed Mailgun event") from exc
+            return _events(as_object(payload["event-data"]), f"mailgun-token:{token}")
+        except UNREADABLE as exc:
+            raise WebhookPayloadError("a malformed Mailgun event") from exc
 
     def _verify(self, timestamp: str, token: str, given: str) -> None:
+        # surrogatepass: a JSON string may hold a lone surrogate, which plain UTF-8 refuses.
+        signed = (timestamp + token).encode("utf-8", "surrogatepass")
+        offered = given.encode("utf-8", "surrogatepass")
         matched = False
         for key in self._keys:
-            expected = hmac.new(key, (timestamp + token).encode(), hashlib.sha256).hexdigest()
-            matched |= hmac.compare_digest(expected, given)
+            expected = hmac.new(key, signed, hashlib.sha256).hexdigest().encode()
+            matched |= hmac.compare_digest(expected, offered)
         if not matched:
             raise WebhookAuthError("wrong Mailgun webhook signature")
         try:
             when = float(timestamp)
         except ValueError as exc:
             raise WebhookAuthError("unreadable timestamp") from exc
-        now = self._clock().timestamp()
-        if abs(now - when) > self.max_age.total_seconds():
+        # Written so that NaN, which compares false with everything, is refused too.
+        if not abs(self._clock().timestamp() - when) <= self.max_age.total_seconds():
             raise WebhookAuthError("stale Mailgun webhook: outside the replay window")
-        with self._lock:
-            horizon = now - self.max_age.total_seconds()
-            while self._seen and next(iter(self._seen.values())) < horizon:
-                self._seen.popitem(last=False)
-            if token in self._seen:
-                raise WebhookAuthError("a Mailgun webhook token seen before: a replay")
-            self._seen[token] = when
-            if len(self._seen) > self._remember:
-                self._seen.popitem(last=False)
 
 
-def _events(data: dict[str, Any]) -> list[DeliveryEvent]:
-    kind = str(data["event"])
-    recipient = str(data["recipient"])
-    when = dt.datetime.fromtimestamp(float(data["timestamp"]), dt.UTC)
-    headers = (
-        data.get("message", {}).get("headers", {}) if isinstance(data.get("message"), dict) else {}
-    )
-    sender = str(headers.get("from", ""))
+def _events(data: dict[str, Any], nonce: str) -> list[DeliveryEvent]:
+    kind = as_text(data["event"])
+    message = data.get("message")
+    headers = message.get("headers") if isinstance(message, dict) else None
+    sender = headers.get("from") if isinstance(headers, dict) else None
     common: dict[str, Any] = {
         "provider": "mailgun",
-        "event_id": str(data["id"]),
-        "recipient": recipient,
-        "timestamp": when,
-        "sender": sender,
+        "event_id": as_text(data["id"]),
+        "recipient": as_text(data.get("recipient", "")),
+        "timestamp": dt.datetime.fromtimestamp(float(as_text(data["timestamp"])), dt.UTC),
+        "sender": sender if isinstance(sender, str) else "",
         "raw": data,
+        "nonce": nonce,
     }
     if kind == "failed":
-        status = data.get("delivery-status", {}) or {}
+        status = as_object(data.get("delivery-status") or {})
         diagnostic = " ".join(
-            str(x)
+            as_text(x)
             for x in (
-                status.get("code", ""),
-                status.get("message") or status.get("description", ""),
+                status.get("code") or "",
+                status.get("message") or status.get("description") or "",
             )
             if x
         )
         permanent = data.get("severity") == "permanent"
         # Mailgun dropped it because the address is on its own bounce or complaint list.
-        listed = str(data.get("reason", "")).startswith("suppress-")
+        reason = data.get("reason")
+        listed = isinstance(reason, str) and reason.startswith("suppress-")
         return [
             event_from(
                 type="bounced" if permanent else "deferred",
@@ -215,7 +211,8 @@ def _events(data: dict[str, Any]) -> list[DeliveryEvent]:
         return [event_from(type="delivered", **common)]
     if kind == "unsubscribed":
         return [event_from(type="unsubscribed", **common)]
-    return []  # accepted, opened, clicked: nothing for the guard
+    # accepted, opened, clicked: nothing for the guard, but their tokens are spent all the same.
+    return [event_from(type="other", **common)]
 
 
 _verifiers: dict[tuple[str, ...], WebhookVerifier] = {}
@@ -227,8 +224,9 @@ def parse_webhook(
 ) -> list[DeliveryEvent]:
     """Verify and read one Mailgun webhook request; raises WebhookAuthError.
 
-    One :class:`WebhookVerifier` per key set is kept for the process, so its replay window and
-    seen tokens persist between calls.
+    One :class:`WebhookVerifier` per key set is kept for the process.  Replays are refused by
+    the store, through each event's ``nonce``: pass the events to
+    :meth:`sendguard.Guard.ingest_events` (or use :func:`sendguard.webhooks.handle`).
     """
     keys = (signing_keys,) if isinstance(signing_keys, str) else tuple(signing_keys)
     with _verifiers_lock:
