@@ -26,6 +26,7 @@ from sendguard.testing import AdapterConformance, FakeClock
 from tests.conftest import guard_over, message
 
 TOPIC = "arn:aws:sns:eu-west-1:123456789012:ses-events"
+NOW = dt.datetime(2026, 11, 1, 9, tzinfo=dt.UTC)  # when the test notifications are signed
 CERT_URL = "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-0000.pem"
 KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 _name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sns.amazonaws.com")])
@@ -164,12 +165,14 @@ def sns(
     url: str = CERT_URL,
     topic: str = TOPIC,
     key: rsa.RSAPrivateKey = KEY,
+    timestamp: object = "2026-11-01T09:00:00.000Z",
+    subscribe_url: str = "https://sns.eu-west-1.amazonaws.com/?Action=ConfirmSubscription&Token=tok",
 ) -> str:
     envelope: dict[str, Any] = {
         "Type": kind,
         "MessageId": "sns-1",
         "TopicArn": topic,
-        "Timestamp": "2026-11-01T09:00:00.000Z",
+        "Timestamp": timestamp,
         "SignatureVersion": version,
         "SigningCertURL": url,
     }
@@ -187,7 +190,7 @@ def sns(
         envelope.update(
             Message="You have chosen to subscribe",
             Token="tok",
-            SubscribeURL="https://sns.eu-west-1.amazonaws.com/?Action=ConfirmSubscription&Token=tok",
+            SubscribeURL=subscribe_url,
         )
         fields = ("Message", "MessageId", "SubscribeURL", "Timestamp", "Token", "TopicArn", "Type")
     text = "".join(f"{k}\n{envelope[k]}\n" for k in fields if k in envelope)
@@ -232,7 +235,7 @@ class Fetcher:
 @pytest.mark.parametrize("version", ["1", "2"])
 def test_a_signed_bounce_notification(version: str) -> None:
     fetch = Fetcher()
-    verifier = SNSVerifier(topic_arns=[TOPIC], fetch=fetch)
+    verifier = SNSVerifier(topic_arns=[TOPIC], fetch=fetch, clock=lambda: NOW)
     (event,) = verifier.parse({}, sns("Notification", BOUNCE, version=version))
     assert (event.recipient, event.reason, event.hard, event.sender) == (
         "gone@example.com",
@@ -246,7 +249,7 @@ def test_a_signed_bounce_notification(version: str) -> None:
 
 def test_forgeries_are_refused_without_fetching_anything_foreign() -> None:
     fetch = Fetcher()
-    verifier = SNSVerifier(topic_arns=[TOPIC], fetch=fetch)
+    verifier = SNSVerifier(topic_arns=[TOPIC], fetch=fetch, clock=lambda: NOW)
     other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     with pytest.raises(WebhookAuthError, match="signature"):
         verifier.parse({}, sns("Notification", BOUNCE, key=other))
@@ -273,7 +276,7 @@ def test_forgeries_are_refused_without_fetching_anything_foreign() -> None:
 
 def test_a_subscription_is_confirmed_once_verified() -> None:
     fetch = Fetcher()
-    verifier = SNSVerifier(topic_arns=[TOPIC], fetch=fetch)
+    verifier = SNSVerifier(topic_arns=[TOPIC], fetch=fetch, clock=lambda: NOW)
     assert verifier.parse({}, sns("SubscriptionConfirmation", {})) == []
     assert fetch.urls[-1].startswith(
         "https://sns.eu-west-1.amazonaws.com/?Action=ConfirmSubscription"
@@ -282,7 +285,7 @@ def test_a_subscription_is_confirmed_once_verified() -> None:
 
 async def test_events_reach_the_list(make_guard: Callable[..., Guard]) -> None:
     g = make_guard()
-    verifier = SNSVerifier(topic_arns=[TOPIC], fetch=Fetcher())
+    verifier = SNSVerifier(topic_arns=[TOPIC], fetch=Fetcher(), clock=lambda: NOW)
     complaint = {
         "eventType": "Complaint",
         "complaint": {"complainedRecipients": [{"emailAddress": "angry@example.com"}]},
@@ -328,7 +331,9 @@ class TestSESConformance(AdapterConformance):
         return {}, sns("Notification", bounce, key=key).encode()
 
     def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> list[Any]:
-        return SNSVerifier(topic_arns=[TOPIC], fetch=Fetcher()).parse(headers, body)
+        return SNSVerifier(topic_arns=[TOPIC], fetch=Fetcher(), clock=lambda: NOW).parse(
+            headers, body
+        )
 
 
 def test_the_module_level_parser_refuses_an_unknown_topic_before_fetching() -> None:
@@ -338,3 +343,138 @@ def test_the_module_level_parser_refuses_an_unknown_topic_before_fetching() -> N
         parse_webhook(
             {}, sns("Notification", BOUNCE, topic="arn:aws:sns:eu-west-1:9:x"), topic_arns=[TOPIC]
         )
+
+
+def verifier(fetch: Fetcher, **options: Any) -> SNSVerifier:
+    return SNSVerifier(topic_arns=[TOPIC], fetch=fetch, clock=lambda: NOW, **options)
+
+
+def at(delta: dt.timedelta) -> str:
+    return (NOW + delta).isoformat().replace("+00:00", "Z")
+
+
+@pytest.mark.parametrize(
+    "timestamp",
+    [
+        "2019-03-01T12:00:00.000Z",  # the notification of issue 12
+        at(-dt.timedelta(hours=1, seconds=1)),
+        at(-dt.timedelta(days=3)),
+        at(dt.timedelta(minutes=5, seconds=1)),  # from the future beyond the skew
+        at(dt.timedelta(days=400)),
+        "2026-11-01T09:00:00",  # no zone
+        "2026-11-01",
+        "yesterday",
+        "",
+        "9999-12-31T23:59:59Z",
+        "0001-01-01T00:00:00Z",
+        1793523600,
+        None,
+        [],
+        {"t": 1},
+        True,
+    ],
+)
+@pytest.mark.parametrize("kind", ["Notification", "SubscriptionConfirmation"])
+def test_an_old_future_or_unreadable_timestamp_is_refused_before_fetching(
+    timestamp: object, kind: str
+) -> None:
+    fetch = Fetcher()
+    with pytest.raises(WebhookAuthError, match="Timestamp|stale|zone"):
+        verifier(fetch).parse({}, sns(kind, BOUNCE, timestamp=timestamp))
+    assert fetch.urls == []
+
+
+@pytest.mark.parametrize(
+    "delta", [dt.timedelta(0), -dt.timedelta(minutes=59), dt.timedelta(minutes=4)]
+)
+def test_a_timestamp_inside_the_window_is_taken(delta: dt.timedelta) -> None:
+    (event,) = verifier(Fetcher()).parse({}, sns("Notification", BOUNCE, timestamp=at(delta)))
+    assert event.hard
+    shorter = verifier(Fetcher(), max_age=dt.timedelta(minutes=10))
+    if delta < -dt.timedelta(minutes=10):
+        with pytest.raises(WebhookAuthError, match="stale"):
+            shorter.parse({}, sns("Notification", BOUNCE, timestamp=at(delta)))
+
+
+def test_a_tampered_timestamp_breaks_the_signature() -> None:
+    body = json.loads(sns("Notification", BOUNCE, timestamp="2019-03-01T12:00:00.000Z"))
+    body["Timestamp"] = "2026-11-01T09:00:00.000Z"  # made fresh after signing
+    with pytest.raises(WebhookAuthError, match="signature"):
+        verifier(Fetcher()).parse({}, json.dumps(body))
+
+
+FOREIGN_HOSTS = [
+    "https://sns.s3.amazonaws.com/SimpleNotificationService-0000.pem",  # the bucket "sns"
+    "https://sns.s3-external-1.amazonaws.com/c.pem",
+    "https://sns.s3-eu-west-1.amazonaws.com/c.pem",
+    "https://sns.s3.eu-west-1.amazonaws.com/c.pem",
+    "https://sns.s3-website-eu-west-1.amazonaws.com/c.pem",
+    "https://sns.execute-api.amazonaws.com/c.pem",
+    "https://sns.xx.amazonaws.com/c.pem",
+    "https://sns.eu-west-1.amazonaws.com.evil.example/c.pem",
+    "https://sns.eu-west-1.amazonaws.com./c.pem",
+    "https://evil.sns.eu-west-1.amazonaws.com/c.pem",
+    "https://sns-eu-west-1.amazonaws.com/c.pem",
+    "https://sns.eu-west-1.amazonaws.co/c.pem",
+    "https://sns.eu-west-1.amazonaws.cn/c.pem",
+    "http://sns.eu-west-1.amazonaws.com/c.pem",
+    "ftp://sns.eu-west-1.amazonaws.com/c.pem",
+    "//sns.eu-west-1.amazonaws.com/c.pem",
+    "https://sns.eu-west-1.amazonaws.com:8443/c.pem",
+    "https://sns.eu-west-1.amazonaws.com:443/c.pem",
+    "https://user@sns.eu-west-1.amazonaws.com/c.pem",
+    "https://sns.eu-west-1.amazonaws.com@evil.example/c.pem",
+    "https://evil.example\\@sns.eu-west-1.amazonaws.com/c.pem",
+    "https://evil.example#@sns.eu-west-1.amazonaws.com/c.pem",
+    "https://sns.eu-west-1.amazonaws.com /c.pem",
+    "https://sns.eu-west-1.amazonaws.com\tevil/c.pem",
+    "https://sns.eu-west-1.\u0430mazonaws.com/c.pem",
+    "https://sns.eu-west-1.amazonaws.com/c.txt",
+    "https://sns.eu-west-1.amazonaws.com/",
+    "",
+]
+
+
+@pytest.mark.parametrize("url", FOREIGN_HOSTS)
+def test_a_certificate_from_anywhere_but_sns_is_never_fetched(url: str) -> None:
+    fetch = Fetcher()
+    with pytest.raises(WebhookAuthError, match="SNS URL|pem"):
+        verifier(fetch).parse({}, sns("Notification", BOUNCE, url=url))
+    assert fetch.urls == []
+
+
+@pytest.mark.parametrize("url", FOREIGN_HOSTS[:24])
+def test_a_subscription_is_never_confirmed_anywhere_but_sns(url: str) -> None:
+    fetch = Fetcher()
+    with pytest.raises(WebhookAuthError, match="SNS URL"):
+        verifier(fetch).parse({}, sns("SubscriptionConfirmation", {}, subscribe_url=url))
+    assert fetch.urls == [CERT_URL]  # the certificate, never the foreign URL
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-1.pem",
+        "https://sns.ap-southeast-2.amazonaws.com/SimpleNotificationService-1.pem",
+        "https://sns.us-gov-west-1.amazonaws.com/SimpleNotificationService-1.pem",
+        "https://sns.cn-northwest-1.amazonaws.com.cn/SimpleNotificationService-1.pem",
+        "https://SNS.EU-WEST-1.AMAZONAWS.COM/SimpleNotificationService-1.pem",
+    ],
+)
+def test_sns_certificates_of_every_partition_are_taken(url: str) -> None:
+    fetch = Fetcher()
+    (event,) = verifier(fetch).parse({}, sns("Notification", BOUNCE, url=url))
+    assert event.hard
+    assert fetch.urls == [url]
+
+
+def test_regions_pin_the_certificate_host_further() -> None:
+    fetch = Fetcher()
+    pinned = verifier(fetch, regions=["eu-west-1"])
+    assert pinned.parse({}, sns("Notification", BOUNCE))
+    other = "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-0000.pem"
+    with pytest.raises(WebhookAuthError, match="region"):
+        pinned.parse({}, sns("Notification", BOUNCE, url=other))
+    assert fetch.urls == [CERT_URL]
+    with pytest.raises(ValueError, match="region"):
+        verifier(fetch, regions=[])

@@ -8,8 +8,9 @@ temporary; ``SendingPausedException`` and ``AccountSuspendedException`` refuse t
 
 :class:`SNSVerifier` verifies SNS deliveries of SES events: SignatureVersion 1 (SHA1withRSA)
 and 2 (SHA256withRSA), the signing certificate fetched only from
-``https://sns.<region>.amazonaws.com/...pem`` (and cached), the TopicArn on an allow-list; a
-``SubscriptionConfirmation`` is confirmed by fetching its SubscribeURL (same host rule).
+``https://sns.<region>.amazonaws.com/...pem`` (and cached), the TopicArn on an allow-list, the
+signed Timestamp no older than an hour; a ``SubscriptionConfirmation`` is confirmed by fetching
+its SubscribeURL (same host rule).
 """
 
 from __future__ import annotations
@@ -40,14 +41,28 @@ from sendguard import (
     Reply,
     Stage,
     WebhookAuthError,
+    WebhookPayloadError,
     event_from,
 )
-from sendguard.http import everyone, temporary
+from sendguard.http import (
+    UNREADABLE,
+    as_list,
+    as_object,
+    as_text,
+    everyone,
+    json_body,
+    temporary,
+)
 
 __all__ = ["SESAdapter", "SNSVerifier", "parse_webhook"]
 __version__ = "0.1.0"
 
-_SNS_HOST = re.compile(r"^sns\.[a-z0-9-]+\.amazonaws\.com(?:\.cn)?$")
+# AWS's validators take ^sns\.[a-zA-Z0-9\-]{3,}\.amazonaws\.com(\.cn)?$; its middle label is
+# also held to the shape of a region (us-east-1, cn-northwest-1, us-gov-west-1, eusc-de-east-1),
+# so that no S3 host (sns.s3-external-1.amazonaws.com is a bucket's) is taken for SNS.
+_SNS_HOST = re.compile(
+    r"^sns\.(?P<region>[a-zA-Z]{2,4}(?:-[a-zA-Z]+)+-[0-9]{1,2})\.amazonaws\.com(?:\.cn)?$"
+)
 _RATE_LIMITED = ("TooManyRequestsException",)
 _SENDER_REFUSED = (
     "SendingPausedException",
@@ -161,7 +176,11 @@ class SNSVerifier:
 
     ``topic_arns``: the topics this endpoint accepts.  ``fetch`` retrieves a certificate or
     confirms a subscription (injected in tests); it is only ever given an ``https`` URL on an
-    ``sns.<region>.amazonaws.com`` host.
+    ``sns.<region>.amazonaws.com`` host (``.com.cn`` in China), the rule of AWS's own
+    validators, with the region shaped as a region so that no S3 bucket host passes.
+    ``regions``: when given, the only regions whose certificates are taken.  ``max_age``: how
+    old a message's signed ``Timestamp`` may be (SNS retries a delivery for an hour at most);
+    ``skew``: how far in the future.
     """
 
     def __init__(
@@ -170,56 +189,86 @@ class SNSVerifier:
         topic_arns: Iterable[str],
         fetch: Fetch = _fetch,
         confirm_subscriptions: bool = True,
+        regions: Iterable[str] | None = None,
+        max_age: dt.timedelta = dt.timedelta(hours=1),
+        skew: dt.timedelta = dt.timedelta(minutes=5),
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     ) -> None:
         self.topic_arns = frozenset(topic_arns)
         if not self.topic_arns:
             raise ValueError("SNSVerifier needs the TopicArns it accepts")
+        self.regions = frozenset(r.lower() for r in regions) if regions is not None else None
+        if self.regions is not None and not self.regions:
+            raise ValueError("SNSVerifier(regions=...) must name at least one region")
         self._fetch = fetch
         self.confirm_subscriptions = confirm_subscriptions
+        self.max_age = max_age
+        self.skew = skew
+        self._clock = clock
         self._certificates: dict[str, rsa.RSAPublicKey] = {}
         self._lock = threading.Lock()
 
     def parse(self, headers: Mapping[str, str], body: bytes | str) -> list[DeliveryEvent]:
-        """Verify one SNS request; the SES events it carries (none for a confirmation)."""
+        """Verify one SNS request; the SES events it carries (none for a confirmation).
+
+        Raises :class:`WebhookAuthError` for a request SNS did not sign (or signed too long
+        ago), and :class:`WebhookPayloadError` for a signed one whose SES event is unreadable.
+        """
         del headers  # the signature is in the body
         try:
-            envelope = json.loads(body)
-            kind = envelope["Type"]
+            envelope = as_object(json_body(body, "SNS"))
+            kind = as_text(envelope["Type"])
             fields = _SIGNED_FIELDS[kind]
-        except (ValueError, KeyError, TypeError) as exc:
+            topic = as_text(envelope["TopicArn"])
+        except UNREADABLE as exc:
             raise WebhookAuthError("not an SNS message") from exc
-        if envelope.get("TopicArn") not in self.topic_arns:
-            raise WebhookAuthError(f"SNS topic not accepted: {envelope.get('TopicArn')!r}")
+        if topic not in self.topic_arns:
+            raise WebhookAuthError(f"SNS topic not accepted: {topic[:200]!r}")
+        self._check_age(envelope.get("Timestamp"))
         self._verify(envelope, fields)
         if kind == "SubscriptionConfirmation":
             if self.confirm_subscriptions:
-                self._fetch(_pinned(envelope["SubscribeURL"]))
+                self._fetch(self._pinned(envelope.get("SubscribeURL")))
             return []
         if kind != "Notification":
             return []
         try:
-            return _ses_events(json.loads(envelope["Message"]), envelope["MessageId"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise WebhookAuthError("a malformed SES notification") from exc
+            message = as_object(json_body(envelope["Message"], "SES", WebhookPayloadError))
+            return _ses_events(message, as_text(envelope["MessageId"]))
+        except UNREADABLE as exc:
+            raise WebhookPayloadError("a malformed SES notification") from exc
+
+    def _check_age(self, stamp: object) -> None:
+        try:
+            when = dt.datetime.fromisoformat(as_text(stamp))
+        except UNREADABLE as exc:
+            raise WebhookAuthError("no readable SNS Timestamp") from exc
+        if when.tzinfo is None:
+            raise WebhookAuthError("an SNS Timestamp without a zone")
+        age = self._clock() - when
+        if age > self.max_age or -age > self.skew:
+            raise WebhookAuthError(f"stale SNS message: signed at {when.isoformat()}")
 
     def _verify(self, envelope: dict[str, Any], fields: tuple[str, ...]) -> None:
-        version = str(envelope.get("SignatureVersion", ""))
+        version = envelope.get("SignatureVersion")
         if version not in ("1", "2"):
-            raise WebhookAuthError(f"unknown SNS SignatureVersion {version!r}")
-        text = "".join(f"{k}\n{envelope[k]}\n" for k in fields if k in envelope)
+            raise WebhookAuthError("unknown SNS SignatureVersion")
         try:
-            signature = base64.b64decode(envelope["Signature"], validate=True)
-        except (KeyError, binascii.Error, ValueError) as exc:
+            text = "".join(f"{k}\n{as_text(envelope[k])}\n" for k in fields if k in envelope)
+            signature = base64.b64decode(as_text(envelope["Signature"]), validate=True)
+            url = as_text(envelope["SigningCertURL"])
+        except (*UNREADABLE, binascii.Error) as exc:
             raise WebhookAuthError("no readable SNS signature") from exc
-        key = self._certificate(str(envelope.get("SigningCertURL", "")))
+        key = self._certificate(url)
         digest = hashes.SHA1() if version == "1" else hashes.SHA256()  # noqa: S303 (SNS's v1)
+        signed = text.encode("utf-8", "surrogatepass")
         try:
-            key.verify(signature, text.encode(), padding.PKCS1v15(), digest)
+            key.verify(signature, signed, padding.PKCS1v15(), digest)
         except InvalidSignature as exc:
             raise WebhookAuthError("wrong SNS signature") from exc
 
     def _certificate(self, url: str) -> rsa.RSAPublicKey:
-        pinned = _pinned(url)
+        pinned = self._pinned(url)
         if not urlparse(pinned).path.endswith(".pem"):
             raise WebhookAuthError("the SNS certificate URL is not a .pem")
         with self._lock:
@@ -237,65 +286,65 @@ class SNSVerifier:
                 self._certificates[pinned] = key
         return key
 
+    def _pinned(self, url: object) -> str:
+        """*url* if it is an https URL of SNS itself (of an accepted region); else refused."""
+        if not isinstance(url, str) or not _PRINTABLE.match(url):
+            raise WebhookAuthError("not an SNS URL")
+        parts = urlparse(url)
+        # The whole netloc must be the host: no user info, no port, no other spelling.
+        host = _SNS_HOST.match(parts.netloc.lower())
+        if parts.scheme != "https" or host is None:
+            raise WebhookAuthError(f"not an SNS URL: {url[:200]!r}")
+        if self.regions is not None and host["region"].lower() not in self.regions:
+            raise WebhookAuthError(f"an SNS URL of a region not accepted: {url[:200]!r}")
+        return url
 
-def _pinned(url: str) -> str:
-    parts = urlparse(url)
-    if parts.scheme != "https" or not _SNS_HOST.match(parts.hostname or "") or parts.port:
-        raise WebhookAuthError(f"not an SNS URL: {url!r}")
-    return url
+
+_PRINTABLE = re.compile(r"^[!-\[\]-~]{1,2048}$")  # printable ASCII without space or backslash
 
 
 def _ses_events(event: dict[str, Any], message_id: str) -> list[DeliveryEvent]:
     kind = event.get("eventType") or event.get("notificationType")
-    mail = event.get("mail", {})
-    sender = str(mail.get("source", ""))
-    when = dt.datetime.fromisoformat(
-        str(mail.get("timestamp", "1970-01-01T00:00:00Z")).replace("Z", "+00:00")
-    )
+    mail = as_object(event.get("mail", {}))
+    sender = as_text(mail.get("source", ""))
+    when = dt.datetime.fromisoformat(as_text(mail.get("timestamp", "1970-01-01T00:00:00Z")))
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    common: dict[str, Any] = {"provider": "ses", "timestamp": when, "sender": sender, "raw": event}
     if kind == "Bounce":
-        bounce = event["bounce"]
+        bounce = as_object(event["bounce"])
         permanent = bounce.get("bounceType") == "Permanent"
         listed = bounce.get("bounceSubType") in ("Suppressed", "OnAccountSuppressionList")
+        found = [as_object(r) for r in as_list(bounce["bouncedRecipients"])]
         return [
             event_from(
-                provider="ses",
-                event_id=f"{message_id}:{r['emailAddress']}",
+                event_id=f"{message_id}:{as_text(r['emailAddress'])}",
                 type="bounced" if permanent else "deferred",
-                recipient=str(r["emailAddress"]),
-                timestamp=when,
-                diagnostic=str(r.get("diagnosticCode", "")),
+                recipient=as_text(r["emailAddress"]),
+                diagnostic=as_text(r.get("diagnosticCode", "")),
                 permanent=permanent,
-                sender=sender,
                 reason="suppressed" if listed else None,
-                raw=event,
+                **common,
             )
-            for r in bounce["bouncedRecipients"]
+            for r in found
         ]
     if kind == "Complaint":
+        complaint = as_object(event["complaint"])
+        found = [as_object(r) for r in as_list(complaint["complainedRecipients"])]
         return [
             event_from(
-                provider="ses",
-                event_id=f"{message_id}:{r['emailAddress']}",
+                event_id=f"{message_id}:{as_text(r['emailAddress'])}",
                 type="complained",
-                recipient=str(r["emailAddress"]),
-                timestamp=when,
-                sender=sender,
-                raw=event,
+                recipient=as_text(r["emailAddress"]),
+                **common,
             )
-            for r in event["complaint"]["complainedRecipients"]
+            for r in found
         ]
     if kind == "Delivery":
+        recipients = [as_text(r) for r in as_list(as_object(event["delivery"])["recipients"])]
         return [
-            event_from(
-                provider="ses",
-                event_id=f"{message_id}:{r}",
-                type="delivered",
-                recipient=str(r),
-                timestamp=when,
-                sender=sender,
-                raw=event,
-            )
-            for r in event["delivery"]["recipients"]
+            event_from(event_id=f"{message_id}:{r}", type="delivered", recipient=r, **common)
+            for r in recipients
         ]
     return []
 
