@@ -379,7 +379,7 @@ def test_an_old_future_or_unreadable_timestamp_is_refused_before_fetching(
     timestamp: object, kind: str
 ) -> None:
     fetch = Fetcher()
-    with pytest.raises(WebhookAuthError, match="Timestamp|stale|zone"):
+    with pytest.raises(WebhookAuthError, match=r"Timestamp|stale|zone"):
         verifier(fetch).parse({}, sns(kind, BOUNCE, timestamp=timestamp))
     assert fetch.urls == []
 
@@ -438,7 +438,7 @@ FOREIGN_HOSTS = [
 @pytest.mark.parametrize("url", FOREIGN_HOSTS)
 def test_a_certificate_from_anywhere_but_sns_is_never_fetched(url: str) -> None:
     fetch = Fetcher()
-    with pytest.raises(WebhookAuthError, match="SNS URL|pem"):
+    with pytest.raises(WebhookAuthError, match=r"SNS URL|pem"):
         verifier(fetch).parse({}, sns("Notification", BOUNCE, url=url))
     assert fetch.urls == []
 
