@@ -167,6 +167,7 @@ def sns(
     key: rsa.RSAPrivateKey = KEY,
     timestamp: object = "2026-11-01T09:00:00.000Z",
     subscribe_url: str = "https://sns.eu-west-1.amazonaws.com/?Action=ConfirmSubscription&Token=tok",
+    message: str | None = None,
 ) -> str:
     envelope: dict[str, Any] = {
         "Type": kind,
@@ -177,7 +178,7 @@ def sns(
         "SigningCertURL": url,
     }
     if kind == "Notification":
-        envelope["Message"] = json.dumps(payload)
+        envelope["Message"] = json.dumps(payload) if message is None else message
         fields: tuple[str, ...] = (
             "Message",
             "MessageId",

@@ -19,7 +19,6 @@ import base64
 import binascii
 import datetime as dt
 import hmac
-import json
 import re
 from collections.abc import Iterable, Mapping
 from email.message import Message
@@ -34,9 +33,18 @@ from sendguard import (
     Reply,
     Stage,
     WebhookAuthError,
+    WebhookPayloadError,
     event_from,
 )
-from sendguard.http import API_FIELDS, everyone, listed_in, temporary
+from sendguard.http import (
+    API_FIELDS,
+    UNREADABLE,
+    as_text,
+    everyone,
+    json_body,
+    listed_in,
+    temporary,
+)
 
 __all__ = ["PostmarkAdapter", "parse_webhook"]
 __version__ = "0.1.0"
@@ -199,19 +207,17 @@ def parse_webhook(
 
     *credentials* are the (user, password) pairs put in the webhook URL; any of them is
     accepted, so a pair can be rotated.  Raises :class:`sendguard.WebhookAuthError` for
-    missing or wrong credentials and for a body that is not a Postmark record.
+    missing or wrong credentials, and :class:`sendguard.WebhookPayloadError` for a body (with
+    good credentials) that is not a Postmark record.
     """
     _check_auth(headers, list(credentials))
-    try:
-        record = json.loads(body)
-    except ValueError as exc:
-        raise WebhookAuthError("the webhook body is not JSON") from exc
+    record = json_body(body, "Postmark", WebhookPayloadError)
     if not isinstance(record, dict) or "RecordType" not in record:
-        raise WebhookAuthError("the webhook body is not a Postmark record")
+        raise WebhookPayloadError("the webhook body is not a Postmark record")
     try:
         return _events(record)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise WebhookAuthError(f"a malformed Postmark {record.get('RecordType')} record") from exc
+    except UNREADABLE as exc:
+        raise WebhookPayloadError("a malformed Postmark record") from exc
 
 
 def _check_auth(headers: Mapping[str, str], allowed: list[tuple[str, str]]) -> None:
@@ -233,27 +239,28 @@ def _check_auth(headers: Mapping[str, str], allowed: list[tuple[str, str]]) -> N
         raise WebhookAuthError("wrong webhook credentials")
 
 
-def _when(value: str | None) -> dt.datetime:
-    if not value:
+def _when(value: object) -> dt.datetime:
+    if value is None or value == "":
         return dt.datetime.now(dt.UTC)
-    return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    when = dt.datetime.fromisoformat(as_text(value))
+    return when if when.tzinfo is not None else when.replace(tzinfo=dt.UTC)
 
 
 def _events(record: dict[str, Any]) -> list[DeliveryEvent]:
     kind = record["RecordType"]
     if kind == "Bounce":
-        bounce_type = str(record.get("Type", ""))
-        diagnostic = str(record.get("Details") or record.get("Description") or "")
+        bounce_type = as_text(record.get("Type", ""))
+        diagnostic = as_text(record.get("Details") or record.get("Description") or "")
         return [
             event_from(
                 provider="postmark",
-                event_id=str(record["ID"]),
+                event_id=as_text(record["ID"]),
                 type="bounced",
-                recipient=str(record["Email"]),
+                recipient=as_text(record["Email"]),
                 timestamp=_when(record.get("BouncedAt")),
                 diagnostic=diagnostic,
                 permanent=bounce_type in _HARD_TYPES,
-                sender=str(record.get("From", "")),
+                sender=as_text(record.get("From", "")),
                 raw=record,
             )
         ]
@@ -261,11 +268,11 @@ def _events(record: dict[str, Any]) -> list[DeliveryEvent]:
         return [
             event_from(
                 provider="postmark",
-                event_id=str(record["ID"]),
+                event_id=as_text(record["ID"]),
                 type="complained",
-                recipient=str(record["Email"]),
+                recipient=as_text(record["Email"]),
                 timestamp=_when(record.get("BouncedAt")),
-                sender=str(record.get("From", "")),
+                sender=as_text(record.get("From", "")),
                 raw=record,
             )
         ]
@@ -273,11 +280,11 @@ def _events(record: dict[str, Any]) -> list[DeliveryEvent]:
         return [
             event_from(
                 provider="postmark",
-                event_id=f"delivery:{record['MessageID']}:{record['Recipient']}",
+                event_id=f"delivery:{as_text(record['MessageID'])}:{as_text(record['Recipient'])}",
                 type="delivered",
-                recipient=str(record["Recipient"]),
+                recipient=as_text(record["Recipient"]),
                 timestamp=_when(record.get("DeliveredAt")),
-                diagnostic=str(record.get("Details", "")),
+                diagnostic=as_text(record.get("Details", "")),
                 raw=record,
             )
         ]

@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
-import json
 from collections.abc import Callable, Mapping
 from email.message import Message
 from email.utils import getaddresses, parseaddr
@@ -33,9 +32,20 @@ from sendguard import (
     Reply,
     Stage,
     WebhookAuthError,
+    WebhookPayloadError,
     event_from,
 )
-from sendguard.http import API_FIELDS, everyone, listed_in, temporary
+from sendguard.http import (
+    API_FIELDS,
+    UNREADABLE,
+    as_list,
+    as_object,
+    as_text,
+    everyone,
+    json_body,
+    listed_in,
+    temporary,
+)
 
 __all__ = ["SIGNATURE_HEADER", "TIMESTAMP_HEADER", "SendGridAdapter", "parse_webhook"]
 __version__ = "0.1.0"
@@ -180,8 +190,8 @@ def parse_webhook(
     """Verify one signed event webhook request; its events.
 
     *public_key* is the verification key SendGrid shows for the webhook (base64 DER, or PEM).
-    Raises :class:`sendguard.WebhookAuthError` for a missing, wrong or stale signature and for
-    a body that is not SendGrid's event list.
+    Raises :class:`sendguard.WebhookAuthError` for a missing, wrong or stale signature, and
+    :class:`sendguard.WebhookPayloadError` for a signed body that is not SendGrid's event list.
     """
     raw = body.encode() if isinstance(body, str) else bytes(body)
     lower = {k.lower(): v for k, v in headers.items()}
@@ -191,7 +201,8 @@ def parse_webhook(
         raise WebhookAuthError("the request carries no SendGrid signature")
     key = _load_key(public_key)
     try:
-        key.verify(base64.b64decode(signature), timestamp.encode() + raw, ec.ECDSA(hashes.SHA256()))
+        signed = timestamp.encode("utf-8", "surrogatepass") + raw
+        key.verify(base64.b64decode(signature), signed, ec.ECDSA(hashes.SHA256()))
     except (InvalidSignature, binascii.Error, ValueError) as exc:
         raise WebhookAuthError("wrong SendGrid webhook signature") from exc
     try:
@@ -200,17 +211,11 @@ def parse_webhook(
         raise WebhookAuthError("unreadable SendGrid timestamp") from exc
     if abs(age) > max_age.total_seconds():
         raise WebhookAuthError("stale SendGrid webhook: outside the replay window")
+    records = json_body(raw, "SendGrid", WebhookPayloadError)
     try:
-        records = json.loads(raw)
-        return [e for record in _as_list(records) for e in _events(record)]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise WebhookAuthError("not SendGrid's event list") from exc
-
-
-def _as_list(records: object) -> list[dict[str, Any]]:
-    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
-        raise TypeError("SendGrid posts a JSON list of event objects")
-    return records
+        return [e for record in as_list(records) for e in _events(as_object(record))]
+    except UNREADABLE as exc:
+        raise WebhookPayloadError("not SendGrid's event list") from exc
 
 
 def _load_key(public_key: str) -> ec.EllipticCurvePublicKey:
@@ -227,21 +232,23 @@ def _load_key(public_key: str) -> ec.EllipticCurvePublicKey:
 
 
 def _events(record: dict[str, Any]) -> list[DeliveryEvent]:  # noqa: PLR0911 (one per event)
-    kind = str(record["event"])
+    kind = as_text(record["event"])
     common: dict[str, Any] = {
         "provider": "sendgrid",
-        "event_id": str(record["sg_event_id"]),
-        "recipient": str(record["email"]),
-        "timestamp": dt.datetime.fromtimestamp(int(record["timestamp"]), dt.UTC),
+        "event_id": as_text(record["sg_event_id"]),
+        "recipient": as_text(record["email"]),
+        "timestamp": dt.datetime.fromtimestamp(float(as_text(record["timestamp"])), dt.UTC),
         "raw": record,
     }
-    diagnostic = " ".join(str(record[k]) for k in ("status", "reason", "response") if record.get(k))
+    diagnostic = " ".join(
+        as_text(record[k]) for k in ("status", "reason", "response") if record.get(k)
+    )
     if kind == "bounce":
         # type "blocked" is SendGrid's word for a refusal of the sender (IP, content).
         permanent = record.get("type", "bounce") == "bounce"
         return [event_from(type="bounced", diagnostic=diagnostic, permanent=permanent, **common)]
     if kind == "dropped":
-        dead = str(record.get("reason", "")).lower().startswith(_DEAD_DROPS)
+        dead = as_text(record.get("reason", "")).lower().startswith(_DEAD_DROPS)
         return [
             event_from(
                 type="bounced",
