@@ -1,7 +1,14 @@
 """sendguard: a send guard for outbound e-mail that keeps the sender's reputation clean."""
 
 from sendguard._adapter import Adapter
-from sendguard._address import Address, normalize_address
+from sendguard._address import (
+    LINE_BREAKS,
+    Address,
+    envelope_address,
+    envelope_addresses,
+    normalize_address,
+    parse_mailbox,
+)
 from sendguard._bounce import BounceReport, parse_bounce
 from sendguard._breaker import Breaker, BreakerEvent, SenderStatus, Volume
 from sendguard._classify import (
@@ -18,6 +25,7 @@ from sendguard._errors import (
     ConfigurationError,
     HeaderInjectionError,
     InvalidAddressError,
+    MessageEncodingError,
     MessageError,
     NoRecipientsError,
     SendGuardError,
@@ -62,6 +70,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_RULES",
+    "LINE_BREAKS",
     "PROVIDERS",
     "REASONS",
     "Action",
@@ -83,6 +92,7 @@ __all__ = [
     "InvalidAddressError",
     "Limit",
     "MemoryStore",
+    "MessageEncodingError",
     "MessageError",
     "NoRecipientsError",
     "Outcome",
@@ -114,11 +124,14 @@ __all__ = [
     "WebhookAuthError",
     "WebhookPayloadError",
     "classify",
+    "envelope_address",
+    "envelope_addresses",
     "event_from",
     "mx_provider",
     "normalize_address",
     "open_store",
     "parse_bounce",
     "parse_limit",
+    "parse_mailbox",
     "store_url",
 ]

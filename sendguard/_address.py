@@ -2,14 +2,42 @@
 
 from __future__ import annotations
 
+import email.errors
+import email.policy
 import functools
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import email_validator
 
 from sendguard._errors import InvalidAddressError
 
-__all__ = ["Address", "normalize_address", "redact"]
+__all__ = [
+    "LINE_BREAKS",
+    "Address",
+    "envelope_address",
+    "envelope_addresses",
+    "has_line_break",
+    "normalize_address",
+    "parse_mailbox",
+    "redact",
+]
+
+LINE_BREAKS = "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"
+"""Every character ``str.splitlines()`` ends a line at (a test derives the set from it).
+
+Python's e-mail generator folds header values with ``splitlines()``, so any of these in a value
+becomes a real CRLF on the wire; so do the line readers of many receiving programs.
+"""
+
+_LINE_BREAK_OR_NUL = re.compile(f"[{re.escape(LINE_BREAKS)}\x00]")
+
+
+def has_line_break(text: str) -> bool:
+    """Whether *text* holds a character that can end a line (see :data:`LINE_BREAKS`), or NUL."""
+    return _LINE_BREAK_OR_NUL.search(text) is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,8 +64,12 @@ def normalize_address(address: str) -> Address:
     """Validate *address* (syntax only, no DNS) and return its normalized forms.
 
     Raises :class:`InvalidAddressError` for anything email-validator refuses, including
-    addresses with a display name, CR/LF, or a domain that cannot be IDNA-encoded.
+    addresses with a display name (see :func:`parse_mailbox`), a line break or NUL anywhere
+    (:data:`LINE_BREAKS`), or a domain that cannot be IDNA-encoded.
     """
+    if has_line_break(address):
+        # Also at either end, where strip() would hide it: the caller's text is not an address.
+        raise InvalidAddressError("the address contains a line break or NUL", address=address)
     candidate = address.strip()
     try:
         valid = email_validator.validate_email(
@@ -51,6 +83,58 @@ def normalize_address(address: str) -> Address:
     domain = valid.ascii_domain.lower()
     wire = f"{valid.local_part}@{domain}"
     return Address(wire=wire, key=f"{valid.local_part.lower()}@{domain}", domain=domain)
+
+
+def parse_mailbox(text: str) -> tuple[str, str]:
+    """The display name and the address of one mailbox as applications write it.
+
+    ``app@shop.example``, ``Shop <app@shop.example>``, ``"Shop, Inc." <app@shop.example>``,
+    ``=?utf-8?q?Caf=C3=A9?= <app@shop.example>`` and ``Café <app@shop.example>`` are all one
+    mailbox; the name comes back decoded.  Raises :class:`InvalidAddressError` for anything
+    else: no address, several, a group, text the parser had to guess at, or a line break or
+    NUL anywhere (so nothing can be smuggled into MAIL FROM, RCPT TO or a header).
+    The address is returned as written; :func:`normalize_address` validates it.
+    """
+    if has_line_break(text):
+        raise InvalidAddressError("the address contains a line break or NUL", address=text)
+    try:
+        header = email.policy.default.header_factory("To", text)
+    except Exception as exc:  # the stdlib parser raises IndexError on "x@", and more
+        raise InvalidAddressError(f"not an e-mail address: {exc}", address=text) from exc
+    groups: tuple[Any, ...] = getattr(header, "groups", ())
+    invalid = [d for d in header.defects if isinstance(d, email.errors.InvalidHeaderDefect)]
+    if len(groups) != 1 or groups[0].display_name is not None or invalid:
+        raise InvalidAddressError("not exactly one e-mail address", address=text)
+    (mailbox,) = groups[0].addresses
+    if not mailbox.username or not mailbox.domain:
+        raise InvalidAddressError("not exactly one e-mail address", address=text)
+    if has_line_break(mailbox.display_name):  # an encoded word can carry one
+        raise InvalidAddressError("the display name contains a line break or NUL", address=text)
+    return mailbox.display_name, mailbox.addr_spec
+
+
+def envelope_address(text: str) -> str:
+    """The address of the mailbox *text* (with or without a display name), for the envelope.
+
+    Raises :class:`InvalidAddressError` as :func:`parse_mailbox` does.
+    """
+    return parse_mailbox(text)[1]
+
+
+def envelope_addresses(texts: Iterable[str]) -> list[str]:
+    """The address of each mailbox in *texts*; a text that is not one mailbox is kept as written.
+
+    What the integrations pass to ``send(recipients=...)``: display names are dropped, and
+    anything that is not an address stays as it was, so the guard reports it ``INVALID``
+    under the text the application gave.
+    """
+    found = []
+    for text in texts:
+        try:
+            found.append(envelope_address(text))
+        except InvalidAddressError:
+            found.append(text)
+    return found
 
 
 def redact(key: str) -> str:

@@ -5,8 +5,9 @@ Every exception sendguard raises derives from :class:`SendGuardError`::
     SendGuardError
     ├── ConfigurationError (ValueError)      options that cannot work together; never hidden
     ├── MessageError (ValueError)            the message itself cannot be sent as given
-    │   ├── HeaderInjectionError             CR, LF or NUL in a header value (also when encoded)
+    │   ├── HeaderInjectionError             a line break or NUL in a header (also when encoded)
     │   ├── InvalidAddressError              an address that is not a valid e-mail address
+    │   ├── MessageEncodingError             a header or body that cannot be encoded for the wire
     │   └── NoRecipientsError                no envelope recipient at all
     ├── BounceParseError (ValueError)        input to parse_bounce that is not an e-mail
     ├── WebhookAuthError (PermissionError)   a webhook that is forged, stale or unreadable: 401
@@ -31,6 +32,7 @@ __all__ = [
     "ConfigurationError",
     "HeaderInjectionError",
     "InvalidAddressError",
+    "MessageEncodingError",
     "MessageError",
     "NoRecipientsError",
     "SendGuardError",
@@ -53,7 +55,11 @@ class MessageError(SendGuardError, ValueError):
 
 
 class HeaderInjectionError(MessageError):
-    """A header name or value holds CR, LF or NUL, directly or inside an RFC 2047 word."""
+    """A header name, value or MIME parameter holds a line break or NUL.
+
+    Directly or inside an RFC 2047 word; a line break is anything ``str.splitlines()`` ends a
+    line at (CR, LF, VT, FF, FS, GS, RS, NEL, U+2028, U+2029), since the generator folds there.
+    """
 
     def __init__(self, message: str, *, header: str) -> None:
         super().__init__(message)
@@ -66,6 +72,14 @@ class InvalidAddressError(MessageError):
     def __init__(self, message: str, *, address: str) -> None:
         super().__init__(message)
         self.address = address
+
+
+class MessageEncodingError(MessageError):
+    """The message cannot be encoded for the wire; refused before any quota is reserved.
+
+    A body whose text its declared charset cannot hold, 8-bit data that cannot be made 7-bit,
+    a part whose payload the generator cannot write.  The original error is ``__cause__``.
+    """
 
 
 class NoRecipientsError(MessageError):

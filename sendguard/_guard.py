@@ -31,7 +31,13 @@ from sendguard._errors import (
 from sendguard._events import DeliveryEvent
 from sendguard._journal import Journal, with_event_id
 from sendguard._memory import MemoryStore
-from sendguard._message import check_headers, envelope_recipients, envelope_sender, serialize
+from sendguard._message import (
+    check_encodable,
+    check_headers,
+    envelope_recipients,
+    envelope_sender,
+    serialize,
+)
 from sendguard._models import (
     DeliveryStatus,
     Envelope,
@@ -443,6 +449,7 @@ class Guard:
         """
         self._enter()
         check_headers(message)
+        check_encodable(message)  # before anything is reserved: MessageEncodingError
         envelope_from = normalize_address(
             sender if sender is not None else envelope_sender(message)
         )

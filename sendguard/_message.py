@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import copy
 import email.errors
 import email.generator
@@ -12,15 +13,24 @@ import io
 import re
 from collections.abc import Sequence
 from email.message import EmailMessage, Message
-from typing import cast
+from typing import Any, cast
 
-from sendguard._errors import HeaderInjectionError, MessageError
+from sendguard._address import has_line_break
+from sendguard._errors import HeaderInjectionError, MessageEncodingError, MessageError
 
-__all__ = ["check_headers", "envelope_recipients", "envelope_sender", "serialize"]
+__all__ = [
+    "check_encodable",
+    "check_headers",
+    "envelope_recipients",
+    "envelope_sender",
+    "serialize",
+]
 
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
-_FORBIDDEN = re.compile(r"[\r\n\x00]")
 _HEADER_NAME = re.compile(r"^[\x21-\x39\x3b-\x7e]+$")
+_SURROGATES = re.compile("[\udc80-\udcff]")
+# The headers whose MIME parameters (filename, name, boundary, charset) a receiver decodes.
+_PARAMETERIZED = ("Content-Type", "Content-Disposition")
 
 
 def _raw_headers(part: Message) -> list[tuple[str, str]]:
@@ -40,25 +50,56 @@ def _decoded(value: str) -> str:
         return value
 
 
-def check_headers(message: Message) -> None:
-    """Refuse any header, in any MIME part, whose name or value carries CR, LF or NUL.
+def _readings(value: str) -> list[tuple[str, str]]:
+    """*value* as the programs that handle it may read it, each with how it was read.
 
-    Folding (CRLF followed by a space or tab, as in a parsed message) is allowed; a line break
-    anywhere else would let a value start a header of its own.  Values are checked again after
-    decoding RFC 2047 encoded words, since a receiving program may decode and re-emit them.
+    As written; its 8-bit bytes (a parsed message keeps them as surrogate escapes) as UTF-8,
+    which they are on the wire under SMTPUTF8; and with RFC 2047 encoded words decoded, in
+    whatever charset they declare.
+    """
+    found = [(value, "")]
+    if _SURROGATES.search(value):
+        raw = value.encode("ascii", "surrogateescape")
+        found.append((raw.decode("utf-8", "replace"), " in its 8-bit bytes"))
+    if "=?" in value:
+        found.append((_decoded(value), " inside an RFC 2047 encoded word"))
+    return found
+
+
+def _parameters(part: Message, header: str) -> list[tuple[str, str]]:
+    """The decoded MIME parameters of *header* (RFC 2231 values collapsed), or none."""
+    try:
+        params = part.get_params(header=header) or []
+        return [(key, email.utils.collapse_rfc2231_value(value)) for key, value in params]
+    except (LookupError, UnicodeError, ValueError, IndexError):
+        return []  # unparsable parameters are sent as the raw text they are; that was checked
+
+
+def _refuse_line_breaks(name: str, value: str, what: str) -> None:
+    for reading, how in _readings(value):
+        if has_line_break(reading):
+            raise HeaderInjectionError(f"{what} contains a line break or NUL{how}", header=name)
+
+
+def check_headers(message: Message) -> None:
+    """Refuse any header, in any MIME part, whose name or value carries a line break or NUL.
+
+    A line break is anything ``str.splitlines()`` breaks at (:data:`sendguard.LINE_BREAKS`):
+    the generator folds header values with it, so a vertical tab or U+2028 would become a CRLF
+    on the wire.  Folding (CRLF followed by a space or tab, as in a parsed message) is allowed.
+    Values are checked as written, as UTF-8 where they hold 8-bit bytes, and after decoding
+    RFC 2047 encoded words, since a receiving program may decode and re-emit them; so are the
+    MIME parameters (an attachment's filename) after RFC 2231 decoding.
     """
     for part in message.walk():
         for name, value in _raw_headers(part):
             if not _HEADER_NAME.match(name):
                 raise HeaderInjectionError(f"header name {name!r} is not allowed", header=name)
-            unfolded = _FOLD.sub("", value)
-            if _FORBIDDEN.search(unfolded):
-                raise HeaderInjectionError(f"header {name!r} contains CR, LF or NUL", header=name)
-            if "=?" in unfolded and _FORBIDDEN.search(_decoded(unfolded)):
-                raise HeaderInjectionError(
-                    f"header {name!r} contains CR, LF or NUL inside an RFC 2047 encoded word",
-                    header=name,
-                )
+            _refuse_line_breaks(name, _FOLD.sub("", value), f"header {name!r}")
+        for name in _PARAMETERIZED:
+            for key, value in _parameters(part, name):
+                _refuse_line_breaks(name, key, f"a parameter name of {name!r}")
+                _refuse_line_breaks(name, value, f"parameter {key!r} of {name!r}")
 
 
 def _addresses(message: Message, *names: str) -> list[str]:
@@ -88,6 +129,88 @@ def envelope_sender(message: Message) -> str:
     raise MessageError("the message has no From or Sender header and no sender= was given")
 
 
+class _WirePolicy(email.policy.EmailPolicy):
+    """The SMTP policy, also for what a compat32 message leaves unencoded in its headers.
+
+    Under compat32 a value set as ``msg["Subject"] = "Grüße"`` stays raw text, and the stdlib
+    generator would write it raw (or fail to); here it is encoded as RFC 2047 says, by the
+    header class of its name (an address header encodes only the display names).  A
+    :class:`email.header.Header` value is encoded as it encodes itself.
+    """
+
+    def fold_binary(self, name: str, value: Any) -> bytes:  # noqa: ANN401 (str, header or Header)
+        """The header as bytes on the wire."""
+        if isinstance(value, email.header.Header):
+            value = value.encode(linesep=self.linesep)
+        elif not self.utf8 and not hasattr(value, "name") and not value.isascii():
+            header = self.header_factory(name, _FOLD.sub("", value))
+            if any(isinstance(d, _UNPARSED) for d in header.defects):
+                # A structured header (Date, Message-ID) it could not parse would fold to
+                # nothing, or to something else: refuse rather than send another value.
+                raise MessageEncodingError(
+                    f"header {name!r} holds non-ASCII text that cannot be encoded for it"
+                )
+            value = header
+        folded: bytes = super().fold_binary(name, value)
+        return folded
+
+
+_UNPARSED = (email.errors.InvalidHeaderDefect, email.errors.HeaderMissingRequiredValue)
+_SEVEN_BIT = _WirePolicy(linesep="\r\n", cte_type="7bit")
+_UTF8 = _WirePolicy(linesep="\r\n", utf8=True)
+_UNENCODED = ("", "7bit", "8bit", "binary")
+
+
+def _repair(part: Message, *, seven_bit: bool) -> bool:
+    """Encode a leaf part's payload that the generator would write raw; whether it did.
+
+    Text that was never encoded (a compat32 ``set_payload(str)`` without charset) is encoded
+    in its declared charset, else UTF-8.  For a 7-bit transaction, 8-bit bytes with no charset
+    to re-encode them by (a parsed message's application/octet-stream "8bit") become base64.
+    """
+    payload = part._payload  # type: ignore[attr-defined]  # the raw payload, as the generator reads it
+    if not isinstance(payload, str) or payload.isascii():
+        return False
+    cte = str(part.get("Content-Transfer-Encoding", "")).strip().lower()
+    if not _SURROGATES.search(payload):
+        del part["Content-Transfer-Encoding"]
+        part.set_payload(payload, part.get_content_charset() or "utf-8")
+        return True
+    if not seven_bit or part.get_param("charset") is not None:
+        return False  # sent as 8-bit, or re-encoded by the generator from its charset
+    if cte not in _UNENCODED:
+        raise MessageEncodingError(
+            f"a {part.get_content_type()} part declared {cte} holds 8-bit bytes"
+        )
+    del part["Content-Transfer-Encoding"]
+    part.set_payload(base64.encodebytes(payload.encode("ascii", "surrogateescape")).decode())
+    part["Content-Transfer-Encoding"] = "base64"
+    return True
+
+
+def _needs_repair(part: Message, *, seven_bit: bool) -> bool:
+    payload = getattr(part, "_payload", None)
+    if part.is_multipart() or not isinstance(payload, str) or payload.isascii():
+        return False
+    return not _SURROGATES.search(payload) or (seven_bit and part.get_param("charset") is None)
+
+
+def _outgoing(message: Message, *, seven_bit: bool) -> Message:
+    """*message* as it is to be flattened: Bcc removed, raw payloads encoded; never modified."""
+    if any(_needs_repair(part, seven_bit=seven_bit) for part in message.walk()):
+        outgoing = copy.deepcopy(message)
+        for part in outgoing.walk():
+            if _needs_repair(part, seven_bit=seven_bit):
+                _repair(part, seven_bit=seven_bit)
+    elif "Bcc" in message:
+        # A shallow copy is enough: deleting a header rebinds the copy's header list.
+        outgoing = copy.copy(message)
+    else:
+        return message
+    del outgoing["Bcc"]
+    return outgoing
+
+
 def serialize(
     message: Message,
     *,
@@ -99,24 +222,52 @@ def serialize(
 
     *extra* header fields (ASCII, checked by the caller) are put first.
 
-    Non-ASCII header text is sent as RFC 2047 encoded words unless *utf8* (the transaction
-    uses SMTPUTF8 anyway, RFC 6532), in which case it is sent as UTF-8.
+    Without *utf8* the result is 7-bit (ASCII): non-ASCII header text becomes RFC 2047
+    encoded words (also in a compat32 message, where the stdlib would send it raw or fail),
+    8-bit bodies become base64 or quoted-printable, so it may go to a server without 8BITMIME.
+    With *utf8* (the transaction uses SMTPUTF8, which implies 8BITMIME, RFC 6531) header text
+    is UTF-8 (RFC 6532) and 8-bit bodies go as they are.
+
+    Raises :class:`MessageEncodingError` for a message that cannot be encoded so.
     """
-    if "Bcc" in message:
-        # A shallow copy is enough: deleting a header rebinds the copy's header list.
-        outgoing = copy.copy(message)
-        del outgoing["Bcc"]
-    else:
-        outgoing = message
-    policy = email.policy.SMTPUTF8 if utf8 else email.policy.SMTP
-    # BytesGenerator rather than as_bytes(): subclasses (Django's SafeMIMEText) override
-    # as_bytes without the policy argument.
-    buffer = io.BytesIO()
-    generator = email.generator.BytesGenerator(buffer, mangle_from_=False, policy=policy)
-    generator.flatten(cast("EmailMessage", outgoing))  # any Message flattens; typeshed is narrow
+    try:
+        outgoing = _outgoing(message, seven_bit=not utf8)
+        # BytesGenerator rather than as_bytes(): subclasses (Django's SafeMIMEText) override
+        # as_bytes without the policy argument.
+        buffer = io.BytesIO()
+        generator = email.generator.BytesGenerator(
+            buffer, mangle_from_=False, policy=_UTF8 if utf8 else _SEVEN_BIT
+        )
+        generator.flatten(cast("EmailMessage", outgoing))  # any Message flattens (typeshed)
+    except MessageEncodingError:
+        raise
+    except (LookupError, UnicodeError, TypeError, ValueError, email.errors.MessageError) as exc:
+        raise MessageEncodingError(f"the message cannot be encoded for the wire: {exc}") from exc
     data = buffer.getvalue()
+    if not utf8 and not data.isascii():
+        raise MessageEncodingError("the message has 8-bit data that could not be made 7-bit")
     if message_id is not None:
         data = f"Message-ID: {message_id}\r\n".encode("ascii") + data
     for name, value in reversed(extra):
         data = f"{name}: {value}\r\n".encode("ascii") + data
     return data
+
+
+def check_encodable(message: Message) -> None:
+    """Raise :class:`MessageEncodingError` now if *message* cannot be serialized.
+
+    Called before any quota is reserved.  The 7-bit form is checked; what encodes as 7-bit
+    also encodes under SMTPUTF8.  A message that only encodes under SMTPUTF8 passes when its
+    own addresses need SMTPUTF8, as the guard then sends it (an address header holding a
+    non-ASCII mailbox name, for one, can be written only as UTF-8).
+    """
+    try:
+        serialize(message, message_id=None)
+    except MessageEncodingError:
+        try:
+            addresses = [*_addresses(message, "From", "Sender"), *envelope_recipients(message)]
+        except (LookupError, UnicodeError, ValueError, email.errors.MessageError):
+            addresses = []
+        if all(address.isascii() for address in addresses):
+            raise
+        serialize(message, message_id=None, utf8=True)
