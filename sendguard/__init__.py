@@ -5,7 +5,6 @@ from sendguard._address import (
     LINE_BREAKS,
     Address,
     envelope_address,
-    envelope_addresses,
     normalize_address,
     parse_mailbox,
 )
@@ -125,7 +124,6 @@ __all__ = [
     "WebhookPayloadError",
     "classify",
     "envelope_address",
-    "envelope_addresses",
     "event_from",
     "mx_provider",
     "normalize_address",

@@ -6,7 +6,6 @@ import email.errors
 import email.policy
 import functools
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +17,6 @@ __all__ = [
     "LINE_BREAKS",
     "Address",
     "envelope_address",
-    "envelope_addresses",
     "has_line_break",
     "normalize_address",
     "parse_mailbox",
@@ -114,27 +112,16 @@ def parse_mailbox(text: str) -> tuple[str, str]:
 
 
 def envelope_address(text: str) -> str:
-    """The address of the mailbox *text* (with or without a display name), for the envelope.
+    """The address of the mailbox *text* for ``send(sender=, recipients=)``: the name dropped.
 
-    Raises :class:`InvalidAddressError` as :func:`parse_mailbox` does.
+    ``Shop <app@shop.example>`` gives ``app@shop.example``.  A text that is not one mailbox
+    (see :func:`parse_mailbox`) comes back as it is, so the guard refuses it under the text the
+    application gave: an invalid sender raises, an invalid recipient is reported ``INVALID``.
     """
-    return parse_mailbox(text)[1]
-
-
-def envelope_addresses(texts: Iterable[str]) -> list[str]:
-    """The address of each mailbox in *texts*; a text that is not one mailbox is kept as written.
-
-    What the integrations pass to ``send(recipients=...)``: display names are dropped, and
-    anything that is not an address stays as it was, so the guard reports it ``INVALID``
-    under the text the application gave.
-    """
-    found = []
-    for text in texts:
-        try:
-            found.append(envelope_address(text))
-        except InvalidAddressError:
-            found.append(text)
-    return found
+    try:
+        return parse_mailbox(text)[1]
+    except InvalidAddressError:
+        return text
 
 
 def redact(key: str) -> str:

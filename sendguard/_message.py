@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import copy
 import email.errors
 import email.generator
@@ -29,6 +30,9 @@ __all__ = [
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
 _HEADER_NAME = re.compile(r"^[\x21-\x39\x3b-\x7e]+$")
 _SURROGATES = re.compile("[\udc80-\udcff]")
+# charset (with an optional *language), B or Q, the encoded text: each part runs to the next "?"
+# or space, so the pattern is linear in the value.
+_ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=")
 # The headers whose MIME parameters (filename, name, boundary, charset) a receiver decodes.
 _PARAMETERIZED = ("Content-Type", "Content-Disposition")
 
@@ -42,12 +46,54 @@ def _raw_headers(part: Message) -> list[tuple[str, str]]:
     return [(name, str(value)) for name, value in part.items()]
 
 
-def _decoded(value: str) -> str:
+def _word_bytes(encoding: str, text: str) -> bytes:
+    data = text.encode("ascii", "surrogateescape")
+    if encoding in "bB":
+        data = re.sub(rb"[^A-Za-z0-9+/]", b"", data)
+        return binascii.a2b_base64(data + b"=" * (-len(data) % 4))
+    return binascii.a2b_qp(data, header=True)
+
+
+def _decode_bytes(charset: str, data: bytes) -> list[str]:
     try:
-        return str(email.header.make_header(email.header.decode_header(value)))
-    except (LookupError, UnicodeError, email.errors.HeaderParseError):
-        # An undecodable encoded word is sent as the literal text it is; that text was checked.
-        return value
+        return [data.decode(charset, "replace")]
+    except LookupError:
+        # A charset Python does not know may be known to the receiver: read its bytes as
+        # ASCII-compatible (the line breaks below 0x80 are the same bytes in nearly every
+        # charset) and as UTF-8.
+        return [
+            data.decode("latin-1").encode("ascii", "replace").decode(),
+            data.decode("utf-8", "replace"),
+        ]
+
+
+def _decoded(value: str) -> list[str]:
+    """The text of the RFC 2047 encoded words in *value*, as decoders read them.
+
+    Each word alone, and each run of adjacent words in one charset with their bytes joined
+    (decoders join them, so one character may be split across two words).  The charset may
+    carry an RFC 2231 language (``utf-8*en``); decoders ignore it, and so does this.
+    """
+    texts: list[str] = []
+    run: list[bytes] = []
+    run_charset = ""
+    end = -1
+    for word in _ENCODED_WORD.finditer(value):
+        charset = word.group(1).partition("*")[0].lower()
+        try:
+            data = _word_bytes(word.group(2), word.group(3))
+        except (binascii.Error, ValueError):
+            continue
+        texts.extend(_decode_bytes(charset, data))
+        adjacent = value[end : word.start()].strip(" \t\r\n") == "" and charset == run_charset
+        if run and not adjacent:
+            texts.extend(_decode_bytes(run_charset, b"".join(run)))
+            run = []
+        run.append(data)
+        run_charset, end = charset, word.end()
+    if len(run) > 1:
+        texts.extend(_decode_bytes(run_charset, b"".join(run)))
+    return texts
 
 
 def _readings(value: str) -> list[tuple[str, str]]:
@@ -62,7 +108,7 @@ def _readings(value: str) -> list[tuple[str, str]]:
         raw = value.encode("ascii", "surrogateescape")
         found.append((raw.decode("utf-8", "replace"), " in its 8-bit bytes"))
     if "=?" in value:
-        found.append((_decoded(value), " inside an RFC 2047 encoded word"))
+        found.extend((text, " inside an RFC 2047 encoded word") for text in _decoded(value))
     return found
 
 
