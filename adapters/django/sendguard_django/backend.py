@@ -14,7 +14,6 @@ hides delivery errors, as Django documents, but never a configuration error.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from email.utils import parseaddr
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
@@ -27,6 +26,7 @@ from sendguard import (
     RecipientResult,
     SendGuardError,
     SendResult,
+    envelope_address,
     normalize_address,
 )
 from sendguard_django._config import SMTP_BACKEND, config, get_guard
@@ -86,8 +86,8 @@ class EmailBackend(BaseEmailBackend):
                 if self.delivers_itself:
                     result = guard.send(
                         message.message(),
-                        sender=message.from_email,
-                        recipients=message.recipients(),
+                        sender=envelope_address(message.from_email),
+                        recipients=[envelope_address(r) for r in message.recipients()],
                     )
                 else:
                     result = self._filtered_send(message)
@@ -109,9 +109,8 @@ class EmailBackend(BaseEmailBackend):
         results: dict[str, RecipientResult] = {}
         keys: dict[str, str] = {}
         for raw in message.recipients():
-            _, bare = parseaddr(raw)
             try:
-                key = normalize_address(bare or raw).key
+                key = normalize_address(envelope_address(raw)).key
             except SendGuardError as exc:
                 results[raw] = RecipientResult(raw, DeliveryStatus.INVALID, detail=str(exc))
                 continue
@@ -126,7 +125,7 @@ class EmailBackend(BaseEmailBackend):
         message.to = [a for a in message.to if a not in dropped]
         message.cc = [a for a in message.cc if a not in dropped]
         message.bcc = [a for a in message.bcc if a not in dropped]
-        sender = normalize_address(parseaddr(message.from_email)[1] or message.from_email).key
+        sender = normalize_address(envelope_address(message.from_email)).key
         if not message.recipients():
             return SendResult(sender=sender, message_id=None, recipients=results)
         self.open()
@@ -147,7 +146,7 @@ class EmailBackend(BaseEmailBackend):
         statuses = getattr(anymail, "recipients", None) or {}
         for raw in message.recipients():
             key = keys.get(raw, raw)
-            status = statuses.get(parseaddr(raw)[1] or raw) or statuses.get(key)
+            status = statuses.get(envelope_address(raw)) or statuses.get(key)
             if status is not None:
                 self._record(guard, key, str(status.status), "", results)
             else:

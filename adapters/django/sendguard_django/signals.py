@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sendguard import Action, classify
+from sendguard import Action, classify, envelope_address
 from sendguard_django._config import get_guard
 
 __all__ = ["connect", "on_pre_send", "on_tracking"]
@@ -65,6 +65,4 @@ def on_pre_send(sender: object, message: Any, esp_name: str, **_: Any) -> None: 
 
 
 def _bare(address: str) -> str:
-    from email.utils import parseaddr  # noqa: PLC0415
-
-    return parseaddr(address)[1] or address
+    return envelope_address(address)

@@ -9,7 +9,7 @@ from typing import Any
 
 from flask import current_app
 
-from sendguard import DeliveryStatus
+from sendguard import DeliveryStatus, envelope_address
 from sendguard_flask import current_guard, record
 
 __all__ = ["GuardHost", "patch"]
@@ -33,7 +33,9 @@ class GuardHost:
         del mail_options, rcpt_options
         raw = msg if isinstance(msg, bytes) else msg.encode()
         result = self.guard.send(
-            email.message_from_bytes(raw), sender=from_addr, recipients=to_addrs
+            email.message_from_bytes(raw),
+            sender=envelope_address(from_addr),
+            recipients=[envelope_address(a) for a in to_addrs],
         )
         record(result)
         refused = {

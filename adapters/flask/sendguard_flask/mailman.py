@@ -11,7 +11,7 @@ except ImportError as exc:  # an optional dependency: say how to get it
     need = "Flask-Mailman is not installed: pip install 'sendguard-flask[mailman]'"
     raise ImportError(need) from exc
 
-from sendguard import ConfigurationError
+from sendguard import ConfigurationError, envelope_address
 from sendguard_flask import current_guard, record
 
 __all__ = ["EmailBackend"]
@@ -31,7 +31,9 @@ class EmailBackend(BaseEmailBackend):
         for message in email_messages:
             try:
                 result = guard.send(
-                    message.message(), sender=message.from_email, recipients=message.recipients()
+                    message.message(),
+                    sender=envelope_address(message.from_email),
+                    recipients=[envelope_address(r) for r in message.recipients()],
                 )
             except ConfigurationError:
                 raise
