@@ -201,7 +201,11 @@ class _WirePolicy(email.policy.EmailPolicy):
         return folded
 
 
-_UNPARSED = (email.errors.InvalidHeaderDefect, email.errors.HeaderMissingRequiredValue)
+_UNPARSED = (
+    email.errors.InvalidHeaderDefect,
+    email.errors.HeaderMissingRequiredValue,
+    email.errors.InvalidDateDefect,
+)
 _SEVEN_BIT = _WirePolicy(linesep="\r\n", cte_type="7bit")
 _UTF8 = _WirePolicy(linesep="\r\n", utf8=True)
 _UNENCODED = ("", "7bit", "8bit", "binary")
