@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import smtplib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,7 +15,7 @@ import pytest
 from flask import Flask, g
 from sendguard_flask import SendGuard, current_guard
 
-from sendguard import ConfigurationError, DeliveryStatus, StoreError
+from sendguard import ConfigurationError, DeliveryStatus, HeaderInjectionError, StoreError
 from sendguard.testing import ScriptedSMTPServer
 from tests.conftest import free_port, in_forked_child, scratch_redis_store
 
@@ -224,3 +225,105 @@ def test_a_worker_forked_after_the_app_was_loaded_gets_its_own_guard(
     # The parent's guard still works, and sees what the worker wrote to the shared file.
     assert current_guard(app).is_suppressed("gone@example.com")
     current_guard(app).close()
+
+
+NAMED_SENDERS = [
+    ("Shop <app@shop.example>", "Shop"),
+    ('"Shop, Inc." <app@shop.example>', "Shop, Inc."),
+    ("=?utf-8?q?Caf=C3=A9?= <app@shop.example>", "Café"),
+    ("Café <app@shop.example>", "Café"),
+]
+
+
+@pytest.mark.parametrize(("sender", "name"), NAMED_SENDERS)
+def test_flask_mailman_display_names_survive_and_the_envelope_is_bare(
+    sender: str,
+    name: str,
+    *,
+    server: ScriptedSMTPServer,
+    make_app: MakeApp,
+    apps: list[Flask],
+    redis_url: str,
+    prefix: str,
+) -> None:
+    app = make_app(SENDGUARD_REDIS_URL=redis_url, SENDGUARD_PREFIX=prefix)
+    SendGuard(app)
+    mail = flask_mailman.Mail(app)
+    apps.append(app)
+    with app.app_context():
+        message = flask_mailman.EmailMessage(
+            "Hi",
+            "Body",
+            sender,
+            ["Bob <bob@example.com>", "Broken <nope>", '"Smith, Ann" <ann@example.com>'],
+            cc=["Zoë <zoe@example.com>"],
+            reply_to=["Support <help@shop.example>"],
+        )
+        assert mail.get_connection().send_messages([message]) == 1
+    (received,) = server.received
+    assert received.mail_from == "app@shop.example"
+    assert received.rcpt_tos == ["bob@example.com", "ann@example.com", "zoe@example.com"]
+    (mailbox,) = received.message["From"].addresses
+    assert (mailbox.display_name, mailbox.addr_spec) == (name, "app@shop.example")
+    assert received.message["To"].addresses[0].display_name == "Bob"
+    assert message.sendguard_result.recipients["Broken <nope>"].status is DeliveryStatus.INVALID
+
+
+@pytest.mark.parametrize(
+    "sender",
+    [("Shop", "app@shop.example"), "Shop <app@shop.example>", ("Café", "app@shop.example")],
+)
+def test_flask_mail_tuples_and_names(
+    sender: str | tuple[str, str],
+    *,
+    server: ScriptedSMTPServer,
+    make_app: MakeApp,
+    apps: list[Flask],
+    redis_url: str,
+    prefix: str,
+) -> None:
+    app = make_app(SENDGUARD_REDIS_URL=redis_url, SENDGUARD_PREFIX=prefix)
+    SendGuard(app)
+    mail = flask_mail.Mail(app)
+    apps.append(app)
+    with app.app_context():
+        mail.send(
+            flask_mail.Message(
+                "Hi",
+                sender=sender,
+                recipients=[("Bob", "bob@example.com"), "Ann <ann@example.com>"],
+                body="Body",
+            )
+        )
+        (result,) = g.sendguard_results
+    (received,) = server.received
+    assert received.mail_from == "app@shop.example"
+    assert sorted(received.rcpt_tos) == ["ann@example.com", "bob@example.com"]  # a set
+    assert received.message["From"].addresses[0].addr_spec == "app@shop.example"
+    assert sorted(result.accepted) == ["ann@example.com", "bob@example.com"]
+
+
+def test_flask_mail_line_breaks_in_headers_never_make_a_header_line(
+    server: ScriptedSMTPServer, make_app: MakeApp, apps: list[Flask], redis_url: str, prefix: str
+) -> None:
+    app = make_app(SENDGUARD_REDIS_URL=redis_url, SENDGUARD_PREFIX=prefix)
+    SendGuard(app)
+    mail = flask_mail.Mail(app)
+    apps.append(app)
+    with app.app_context():
+        for c in ("\v", "\f", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"):
+            message = flask_mail.Message(
+                "Hi",
+                recipients=["bob@example.com"],
+                body="Body",
+                extra_headers={"X-Campaign": f"a{c}Bcc: victim@evil.example"},
+            )
+            # Flask-Mail's own folding may already turn it into folding white space; what it
+            # leaves as a line break the guard refuses.
+            with contextlib.suppress(HeaderInjectionError):
+                mail.send(message)
+    for received in server.received:
+        head = received.data.split(b"\r\n\r\n")[0]
+        names = [line.split(b":")[0] for line in head.split(b"\r\n") if line[:1] not in b" \t"]
+        assert b"Bcc" not in names
+        assert received.rcpt_tos == ["bob@example.com"]
