@@ -211,38 +211,38 @@ _UTF8 = _WirePolicy(linesep="\r\n", utf8=True)
 _UNENCODED = ("", "7bit", "8bit", "binary")
 
 
-def _repair(part: Message, *, seven_bit: bool) -> bool:
-    """Encode a leaf part's payload that the generator would write raw; whether it did.
+def _repair(part: Message) -> None:
+    """Encode a leaf part's payload that the generator would write raw, as base64.
 
     Text that was never encoded (a compat32 ``set_payload(str)`` without charset) is encoded
-    in its declared charset, else UTF-8.  For a 7-bit transaction, 8-bit bytes with no charset
-    to re-encode them by (a parsed message's application/octet-stream "8bit") become base64.
+    in its declared charset, else UTF-8.  For a 7-bit transaction, 8-bit bytes (a parsed
+    message's "8bit" parts) are sent as base64.  Done here rather than by the stdlib's charset
+    registry, which other libraries change globally (Flask-Mail makes UTF-8 bodies 8-bit).
     """
-    payload = part._payload  # type: ignore[attr-defined]  # the raw payload, as the generator reads it
-    if not isinstance(payload, str) or payload.isascii():
-        return False
+    payload: str = part._payload  # type: ignore[attr-defined]  # the raw payload, as generated
     cte = str(part.get("Content-Transfer-Encoding", "")).strip().lower()
-    if not _SURROGATES.search(payload):
-        del part["Content-Transfer-Encoding"]
-        part.set_payload(payload, part.get_content_charset() or "utf-8")
-        return True
-    if not seven_bit or part.get_param("charset") is not None:
-        return False  # sent as 8-bit, or re-encoded by the generator from its charset
-    if cte not in _UNENCODED:
-        raise MessageEncodingError(
-            f"a {part.get_content_type()} part declared {cte} holds 8-bit bytes"
-        )
+    if _SURROGATES.search(payload):
+        if cte not in _UNENCODED:
+            raise MessageEncodingError(
+                f"a {part.get_content_type()} part declared {cte} holds 8-bit bytes"
+            )
+        data = payload.encode("ascii", "surrogateescape")
+        charset = None
+    else:
+        charset = part.get_content_charset() or "utf-8"
+        data = payload.encode(charset)  # UnicodeEncodeError, LookupError: refused by the caller
     del part["Content-Transfer-Encoding"]
-    part.set_payload(base64.encodebytes(payload.encode("ascii", "surrogateescape")).decode())
+    part.set_payload(base64.encodebytes(data).decode("ascii"))
     part["Content-Transfer-Encoding"] = "base64"
-    return True
+    if charset is not None:
+        part.set_param("charset", charset)
 
 
 def _needs_repair(part: Message, *, seven_bit: bool) -> bool:
     payload = getattr(part, "_payload", None)
     if part.is_multipart() or not isinstance(payload, str) or payload.isascii():
         return False
-    return not _SURROGATES.search(payload) or (seven_bit and part.get_param("charset") is None)
+    return seven_bit or not _SURROGATES.search(payload)
 
 
 def _outgoing(message: Message, *, seven_bit: bool) -> Message:
@@ -251,7 +251,7 @@ def _outgoing(message: Message, *, seven_bit: bool) -> Message:
         outgoing = copy.deepcopy(message)
         for part in outgoing.walk():
             if _needs_repair(part, seven_bit=seven_bit):
-                _repair(part, seven_bit=seven_bit)
+                _repair(part)
     elif "Bcc" in message:
         # A shallow copy is enough: deleting a header rebinds the copy's header list.
         outgoing = copy.copy(message)

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import datetime as dt
 import email
+import email.charset
 import email.policy
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from email.message import Message
 
 import pytest
@@ -173,3 +174,28 @@ def test_the_callers_message_is_left_as_it_was() -> None:
     serialize(msg, message_id=None)
     assert msg.as_string(policy=email.policy.compat32.clone(linesep="\n")) == before
     assert msg["Bcc"] == "secret@example.com"
+
+
+@pytest.fixture
+def utf8_bodies_8bit() -> Iterator[None]:
+    """The global charset registry as Flask-Mail leaves it (UTF-8 bodies not encoded)."""
+    before = email.charset.CHARSETS["utf-8"]
+    email.charset.add_charset("utf-8", email.charset.SHORTEST, None, "utf-8")
+    yield
+    email.charset.CHARSETS["utf-8"] = before
+
+
+@pytest.mark.usefixtures("utf8_bodies_8bit")
+def test_seven_bit_whatever_the_global_charset_registry_says() -> None:
+    parsed = email.message_from_bytes(
+        b"From: a@x.example\r\nTo: b@x.example\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        b"Content-Transfer-Encoding: 8bit\r\n\r\nGr\xc3\xbc\xc3\x9fe\r\n"
+    )
+    for msg in (_compat("Grüße\n"), parsed):
+        data = serialize(msg, message_id=None)
+        assert data.isascii()
+        assert (
+            email.message_from_bytes(data, policy=email.policy.default)
+            .get_content()
+            .startswith("Grüße")
+        )
