@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import math
 import os
@@ -24,6 +25,7 @@ from sendguard._classify import SOFT_REASONS, Action, Classification, Rules
 from sendguard._errors import (
     ConfigurationError,
     InvalidAddressError,
+    MessageEncodingError,
     NoRecipientsError,
     SendGuardError,
     StoreError,
@@ -32,7 +34,6 @@ from sendguard._events import DeliveryEvent
 from sendguard._journal import Journal, with_event_id
 from sendguard._memory import MemoryStore
 from sendguard._message import (
-    check_encodable,
     check_headers,
     envelope_recipients,
     envelope_sender,
@@ -449,7 +450,6 @@ class Guard:
         """
         self._enter()
         check_headers(message)
-        check_encodable(message)  # before anything is reserved: MessageEncodingError
         envelope_from = normalize_address(
             sender if sender is not None else envelope_sender(message)
         )
@@ -459,6 +459,10 @@ class Guard:
 
         now = self._clock()
         results, valid = _validate(wanted)
+        # Serialized before anything is reserved: a message that cannot be encoded raises
+        # MessageEncodingError now.  SMTPUTF8 if any address needs it (see _transmit).
+        utf8 = envelope_from.needs_smtputf8 or any(a.needs_smtputf8 for a in valid.values())
+        body = serialize(message, message_id=None, utf8=utf8)
         if self._journal:
             results.update(self._journal_holds(valid, envelope_from, now))
         quota = self._quota(envelope_from, now)
@@ -487,7 +491,7 @@ class Guard:
         message_id: str | None = None
         try:
             if state.pending:
-                message_id = await self._transmit(state, message, now)
+                message_id = await self._transmit(state, message, (body, utf8), now)
         except BaseException:
             # The caller gave up (a timeout, a cancelled task) or the send failed half-way:
             # what it learned (a dead address, quota not spent) is recorded all the same.
@@ -512,17 +516,23 @@ class Guard:
             self._log_result(rr, message_id)
         return result
 
-    async def _transmit(self, state: _Delivery, message: Message, now: datetime) -> str:
-        """Serialize *message* and deliver it to the pending recipients; its Message-ID."""
+    async def _transmit(
+        self, state: _Delivery, message: Message, serialized: tuple[bytes, bool], now: datetime
+    ) -> str:
+        """Deliver *message* (its bytes and their mode) to the pending recipients; its ID."""
+        data, smtputf8 = serialized
+        if smtputf8 and not (
+            state.sender.needs_smtputf8 or any(a.needs_smtputf8 for a in state.pending.values())
+        ):
+            # The recipients that needed SMTPUTF8 were held back: plain SMTP if it encodes so.
+            with contextlib.suppress(MessageEncodingError):
+                data, smtputf8 = serialize(message, message_id=None), False
         given = message.get("Message-ID")
         added_id = None if given else email.utils.make_msgid(domain=state.sender.domain)
-        smtputf8 = state.sender.needs_smtputf8 or any(
-            a.needs_smtputf8 for a in state.pending.values()
-        )
-        message_id = str(given or added_id)
-        data = serialize(message, message_id=added_id, utf8=smtputf8)
-        await self._deliver(state, message, data, smtputf8, (message_id, now))
-        return message_id
+        if added_id is not None:
+            data = f"Message-ID: {added_id}\r\n".encode("ascii") + data
+        await self._deliver(state, message, data, smtputf8, (str(given or added_id), now))
+        return str(given or added_id)
 
     def _send_outcome(self, state: _Delivery, quota: Quota | None, reserved: int) -> Outcome:
         """What a send (finished, or stopped half-way) changes in the store."""

@@ -12,7 +12,6 @@ import email.policy
 import email.utils
 import io
 import re
-from collections.abc import Sequence
 from email.message import EmailMessage, Message
 from typing import Any, cast
 
@@ -20,7 +19,6 @@ from sendguard._address import has_line_break
 from sendguard._errors import HeaderInjectionError, MessageEncodingError, MessageError
 
 __all__ = [
-    "check_encodable",
     "check_headers",
     "envelope_recipients",
     "envelope_sender",
@@ -266,11 +264,8 @@ def serialize(
     *,
     message_id: str | None,
     utf8: bool = False,
-    extra: Sequence[tuple[str, str]] = (),
 ) -> bytes:
     """The message as transmitted: Bcc removed, CRLF line ends, Message-ID added if given.
-
-    *extra* header fields (ASCII, checked by the caller) are put first.
 
     Without *utf8* the result is 7-bit (ASCII): non-ASCII header text becomes RFC 2047
     encoded words (also in a compat32 message, where the stdlib would send it raw or fail),
@@ -298,26 +293,4 @@ def serialize(
         raise MessageEncodingError("the message has 8-bit data that could not be made 7-bit")
     if message_id is not None:
         data = f"Message-ID: {message_id}\r\n".encode("ascii") + data
-    for name, value in reversed(extra):
-        data = f"{name}: {value}\r\n".encode("ascii") + data
     return data
-
-
-def check_encodable(message: Message) -> None:
-    """Raise :class:`MessageEncodingError` now if *message* cannot be serialized.
-
-    Called before any quota is reserved.  The 7-bit form is checked; what encodes as 7-bit
-    also encodes under SMTPUTF8.  A message that only encodes under SMTPUTF8 passes when its
-    own addresses need SMTPUTF8, as the guard then sends it (an address header holding a
-    non-ASCII mailbox name, for one, can be written only as UTF-8).
-    """
-    try:
-        serialize(message, message_id=None)
-    except MessageEncodingError:
-        try:
-            addresses = [*_addresses(message, "From", "Sender"), *envelope_recipients(message)]
-        except (LookupError, UnicodeError, ValueError, email.errors.MessageError):
-            addresses = []
-        if all(address.isascii() for address in addresses):
-            raise
-        serialize(message, message_id=None, utf8=True)
