@@ -269,12 +269,12 @@ class Guard:
                 self._background.clear()
                 self._replaying = None
             self._loop = loop
-            if self._journal.adopt():
-                self._log.warning(
-                    "sendguard.journal_adopted",
-                    entries=len(self._journal),
-                    directory=str(self._journal.directory),
-                )
+        if self._journal.adopt():  # once per journal file (again after aclose)
+            self._log.warning(
+                "sendguard.journal_adopted",
+                entries=len(self._journal),
+                directory=str(self._journal.directory),
+            )
         if self._journal and self._replaying is None:
             self._replaying = self._spawn(self._replay())
 
@@ -314,9 +314,10 @@ class Guard:
                 f"the store gave no answer to {operation} within {self.store_timeout:g} s"
             ) from exc
 
-    def _keep(self, outcome: Outcome, pending: asyncio.Future[Settled] | None) -> None:
-        """Journal *outcome*; if the store call *pending* lands after all, forget it again."""
-        self._journal.add(outcome)
+    def _keep(self, outcome: Outcome) -> None:
+        """*outcome* was not recorded in time: keep it for the replay (unless it landed)."""
+        if not self._journal.kept(outcome):
+            return
         self._log.error(
             "sendguard.journaled",
             suppressions=[self._redact(e.address) for e in outcome.suppressions],
@@ -326,12 +327,10 @@ class Guard:
             action="kept in the journal; replayed when the store answers",
         )
 
-        def landed(future: asyncio.Future[Settled]) -> None:
-            if not future.cancelled() and future.exception() is None:
-                self._journal.done(outcome)
-
-        if pending is not None:
-            pending.add_done_callback(landed)
+    def _landed(self, outcome: Outcome, done: asyncio.Future[Settled]) -> None:
+        """The store call of *outcome* ended: if it recorded it, the journal forgets it."""
+        if not done.cancelled() and done.exception() is None:
+            self._journal.done(outcome)
 
     # -- the suppression list ------------------------------------------------------------------
 
@@ -856,10 +855,9 @@ class Guard:
         try:
             return await self._bounded(asyncio.shield(pending), "reserve")
         except BaseException as exc:
-            # Given up on (cancelled, or too slow): the reservation may still be made, and
-            # the quota it takes is then given back.
-            if not pending.done():
-                pending.add_done_callback(lambda done: self._unreserve(request, done))
+            # Given up on (cancelled, or too slow): the reservation may be made all the same
+            # (or was, in the same turn as the cancel), and the quota it takes is given back.
+            pending.add_done_callback(lambda done: self._unreserve(request, done))
             if not isinstance(exc, StoreError):
                 raise
             if self.on_store_error == "raise":
@@ -924,6 +922,45 @@ class Guard:
             reply = Reply(None, detail, Stage.DATA_END)
             return dict.fromkeys(envelope.recipients, reply)
 
+    def _learn(
+        self, state: _Delivery, recipients: Mapping[str, Address], replies: Mapping[str, Reply]
+    ) -> dict[str, Address]:
+        """Decide each of *recipients* by its reply (in *replies*); those to retry."""
+        retry: dict[str, Address] = {}
+        for key, address in recipients.items():
+            reply = replies.get(address.wire) or Reply(
+                None, f"{self.adapter!r} gave no reply for this recipient", Stage.RCPT
+            )
+            attempts = state.attempts[key] = state.attempts.get(key, 0) + 1
+            decision, found = decide(reply, self.rules)
+            state.last[key] = (reply, found)
+            if found is not None and found.reason == "ratelimited" and key in state.rate_of:
+                state.slowdowns.add(state.rate_of[key])  # "slow down": halve the rate
+            if decision is Decision.PAUSE and found is not None:
+                pause = state.pauses.setdefault(
+                    address.domain, self._pause(state.sender, address.domain, found)
+                )
+                state.results[key] = (
+                    self._final(key, reply, found, DeliveryStatus.REJECTED, attempts)
+                    if found.permanent
+                    else self._paused(key, pause, attempts, reply, found)
+                )
+            elif decision is Decision.RETRY:
+                if address.domain in state.pauses:  # refused the sender meanwhile
+                    pause = state.pauses[address.domain]
+                    state.results[key] = self._paused(key, pause, attempts, reply, found)
+                else:
+                    retry[key] = address
+            else:
+                state.results[key] = self._final(key, reply, found, _STATUS[decision], attempts)
+                if decision is Decision.SUPPRESS and found is not None:
+                    state.suppress[key] = found
+                elif decision is Decision.UNCERTAIN:
+                    state.uncertain += 1
+                elif found is not None and found.soft:
+                    state.soft[key] = found
+        return retry
+
     async def _deliver(
         self,
         state: _Delivery,
@@ -934,43 +971,24 @@ class Guard:
     ) -> None:
         async def attempt() -> dict[str, Address]:
             envelopes = self._envelopes(state, message, data, smtputf8, signing)
+            replies: dict[str, Reply] = {}
+
+            async def one(envelope: Envelope) -> None:
+                replies.update(await self._call_adapter(envelope))
+
             state.in_flight = len(state.pending)
-            answers = await asyncio.gather(*(self._call_adapter(e) for e in envelopes))
+            try:
+                await asyncio.gather(*(one(e) for e in envelopes))
+            except asyncio.CancelledError:
+                # What the copies that came back said is learned, even if the caller is gone.
+                answered = {k: a for k, a in state.pending.items() if a.wire in replies}
+                retry = self._learn(state, answered, replies)
+                unanswered = {k: a for k, a in state.pending.items() if k not in answered}
+                state.in_flight = len(unanswered)
+                state.pending = {**unanswered, **retry}
+                raise
             state.in_flight = 0
-            replies = {wire: reply for answer in answers for wire, reply in answer.items()}
-            retry: dict[str, Address] = {}
-            for key, address in state.pending.items():
-                reply = replies.get(address.wire) or Reply(
-                    None, f"{self.adapter!r} gave no reply for this recipient", Stage.RCPT
-                )
-                attempts = state.attempts[key] = state.attempts.get(key, 0) + 1
-                decision, found = decide(reply, self.rules)
-                state.last[key] = (reply, found)
-                if found is not None and found.reason == "ratelimited" and key in state.rate_of:
-                    state.slowdowns.add(state.rate_of[key])  # "slow down": halve the rate
-                if decision is Decision.PAUSE and found is not None:
-                    pause = state.pauses.setdefault(
-                        address.domain, self._pause(state.sender, address.domain, found)
-                    )
-                    state.results[key] = (
-                        self._final(key, reply, found, DeliveryStatus.REJECTED, attempts)
-                        if found.permanent
-                        else self._paused(key, pause, attempts, reply, found)
-                    )
-                elif decision is Decision.RETRY:
-                    if address.domain in state.pauses:  # refused the sender meanwhile
-                        pause = state.pauses[address.domain]
-                        state.results[key] = self._paused(key, pause, attempts, reply, found)
-                    else:
-                        retry[key] = address
-                else:
-                    state.results[key] = self._final(key, reply, found, _STATUS[decision], attempts)
-                    if decision is Decision.SUPPRESS and found is not None:
-                        state.suppress[key] = found
-                    elif decision is Decision.UNCERTAIN:
-                        state.uncertain += 1
-                    elif found is not None and found.soft:
-                        state.soft[key] = found
+            retry = self._learn(state, state.pending, replies)
             if retry:
                 self._log.info(
                     "sendguard.retry",
@@ -1074,15 +1092,18 @@ class Guard:
         if outcome.empty:
             return []  # the common case: everything accepted, nothing to record
         outcome = with_event_id(outcome)
+        # Written ahead: a process killed while the store call is in flight loses nothing.
+        self._journal.ahead(outcome)
         pending = asyncio.ensure_future(self._record(outcome))
+        pending.add_done_callback(lambda done: self._landed(outcome, done))
         try:
             settled = await self._bounded(asyncio.shield(pending), "settle")
         except StoreError as exc:
             self._log.error("sendguard.store_error", operation="settle", error=str(exc))
-            self._keep(outcome, pending if not pending.done() else None)
+            self._keep(outcome)
             return None
         except asyncio.CancelledError:
-            self._keep(outcome, pending)
+            self._keep(outcome)
             raise
         return _newly_suppressed(outcome, settled)
 

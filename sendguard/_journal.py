@@ -6,9 +6,11 @@ stalled, a full disk under SQLite), the mail has left and the outcome must not b
 the caller told that nothing was sent.  The guard keeps such an outcome here, returns the
 send's result, and replays the journal into the store at its next operations.
 
-Each entry carries a unique event id, so a replay of an outcome that the store did record
-after all (it stalled after the write, or answered after the guard stopped waiting) changes
-nothing: the store remembers event ids.
+Every outcome is written here before its store call (so a process killed while the call is in
+flight loses nothing) and forgotten when the call returns; only those whose call failed or
+timed out are replayed.  Each entry carries a unique event id, so a replay of an outcome that
+the store did record after all (it stalled after the write, or answered after the guard
+stopped waiting) changes nothing: the store remembers event ids.
 
 On disk the journal is a directory of JSON-lines files, one per guard, each locked (``flock``)
 for as long as its guard lives.  A file whose lock can be taken belongs to a process that is
@@ -118,6 +120,9 @@ class Journal:
         self.directory = directory
         self._breaker = breaker
         self.entries: list[Outcome] = []
+        """Outcomes to replay: their store call failed, or their guard is gone."""
+        self._ahead: dict[str, Outcome] = {}
+        """Outcomes whose store call is in flight."""
         self._file: IO[str] | None = None
         self._path: Path | None = None
         self._adopted = False
@@ -130,9 +135,12 @@ class Journal:
     def __len__(self) -> int:
         return len(self.entries)
 
+    def _held(self) -> list[Outcome]:
+        return [*self.entries, *self._ahead.values()]
+
     def suppression(self, key: str) -> Suppression | None:
         """A suppression of *key* the journal holds that the store may not have yet."""
-        for outcome in self.entries:
+        for outcome in self._held():
             for entry in outcome.suppressions:
                 if entry.address == key:
                     return entry
@@ -140,7 +148,7 @@ class Journal:
 
     def pause(self, sender_domain: str, recipient_domain: str, now: dt.datetime) -> Pause | None:
         """A pause the journal holds for this sender toward this domain (or all), in force."""
-        for outcome in self.entries:
+        for outcome in self._held():
             for pause in outcome.pauses:
                 if (
                     pause.sender_domain == sender_domain
@@ -150,19 +158,36 @@ class Journal:
                     return pause
         return None
 
-    def add(self, outcome: Outcome) -> None:
-        """Keep *outcome* (it must carry an event id) until :meth:`done` is called for it."""
+    def ahead(self, outcome: Outcome) -> None:
+        """Write *outcome* (with an event id) down before its store call is made."""
         if not outcome.event_id:
             raise ValueError("a journaled outcome needs an event id, so replays are idempotent")
+        self._ahead[outcome.event_id] = outcome
+        if self.directory is not None:
+            self._write(outcome_to_json(outcome) + "\n", append=True, sync=True)
+
+    def kept(self, outcome: Outcome) -> bool:
+        """The store call of *outcome* failed: replay it.  False if it has landed meanwhile."""
+        if self._ahead.pop(outcome.event_id, None) is None:
+            return False
         self.entries.append(outcome)
-        self._write(outcome_to_json(outcome) + "\n", append=True)
+        return True
+
+    def add(self, outcome: Outcome) -> None:
+        """Keep *outcome* (with an event id) for the replay."""
+        self.ahead(outcome)
+        self.kept(outcome)
 
     def done(self, outcome: Outcome) -> None:
         """*outcome* is in the store now: forget it."""
-        before = len(self.entries)
+        before = len(self.entries) + len(self._ahead)
+        self._ahead.pop(outcome.event_id, None)
         self.entries = [e for e in self.entries if e.event_id != outcome.event_id]
-        if len(self.entries) != before:
-            self._write("".join(outcome_to_json(e) + "\n" for e in self.entries), append=False)
+        if len(self.entries) + len(self._ahead) != before and self.directory is not None:
+            # Not synced: should this rewrite be lost, the entry is replayed and, recorded
+            # already, changes nothing (its event id).
+            left = "".join(outcome_to_json(e) + "\n" for e in self._held())
+            self._write(left, append=False, sync=False)
 
     def adopt(self) -> int:
         """Take over the entries of journal files whose guard is gone; how many were taken.
@@ -201,9 +226,7 @@ class Journal:
             except (ValueError, KeyError, TypeError, IndexError):
                 continue  # a line cut short when its process was killed mid-write
 
-    def _write(self, text: str, *, append: bool) -> None:
-        if self.directory is None:
-            return
+    def _write(self, text: str, *, append: bool, sync: bool) -> None:
         try:
             handle = self._open()
             if not append:
@@ -211,7 +234,8 @@ class Journal:
                 handle.truncate()
             handle.write(text)
             handle.flush()
-            os.fsync(handle.fileno())
+            if sync:
+                os.fsync(handle.fileno())
         except OSError:
             self.durable = False  # a full disk: the entry is still kept in memory
 
@@ -227,13 +251,19 @@ class Journal:
         return self._file
 
     def close(self) -> None:
-        """Release this guard's file; it is removed when nothing is left in it."""
+        """Release this guard's file; it is removed when nothing is left in it.
+
+        What is left is the file's from now on: the next guard on the directory (this one
+        too, used again) adopts it, so no entry lives on in two places.
+        """
         if self._file is None:
             return
-        handle, self._file = self._file, None
-        if not self.entries and self._path is not None:
+        handle, self._file, path, self._path = self._file, None, self._path, None
+        if self._held():
+            self.entries, self._ahead, self._adopted = [], {}, False
+        elif path is not None:
             with contextlib.suppress(OSError):
-                self._path.unlink()
+                path.unlink()
         handle.close()
 
 

@@ -20,6 +20,7 @@ from structlog.testing import capture_logs
 
 from sendguard import (
     Adapter,
+    Admission,
     ConfigurationError,
     DeliveryStatus,
     Envelope,
@@ -65,7 +66,7 @@ class _Flaky(MemoryStore):
         self.settles += 1
         return await super().settle(outcome)
 
-    async def reserve(self, request: Reservation) -> list:  # type: ignore[type-arg]
+    async def reserve(self, request: Reservation) -> list[Admission]:
         if self.stall_reserve is not None:
             await self.stall_reserve.wait()
         return await super().reserve(request)
@@ -444,3 +445,103 @@ def test_a_guard_in_use_on_another_running_loop_is_refused_before_reserving() ->
 def test_options_are_checked() -> None:
     with pytest.raises(ConfigurationError, match="store_timeout"):
         Guard(store_timeout=0)
+
+
+# -- found by a review: each failed before its fix ----------------------------------------
+
+
+async def test_cancelling_a_signed_send_keeps_what_the_copies_that_came_back_said(
+    clock: FakeClock,
+) -> None:
+    class Split(Adapter):
+        async def deliver(self, envelope: Envelope) -> Mapping[str, Reply]:
+            (rcpt,) = envelope.recipients
+            if rcpt.startswith("gone"):
+                return {rcpt: Reply(550, "5.1.1 no such user", Stage.RCPT, "5.1.1")}
+            await asyncio.Event().wait()  # a slow MX for the other copy
+            raise AssertionError
+
+    store = MemoryStore()
+    guard = Guard(adapter=Split(), store=store, clock=clock, journal=False, bounce_secret="s" * 32)
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(guard.send(message(["gone@example.com", "slow@example.com"])), 0.3)
+    await guard.aclose()
+    assert await store.get("gone@example.com") is not None
+
+
+async def test_a_reservation_that_lands_in_the_turn_of_the_cancel_gives_its_quota_back(
+    clock: FakeClock,
+) -> None:
+    class CancelsItsCaller(MemoryStore):
+        task: asyncio.Task[object] | None = None
+
+        async def reserve(self, request: Reservation) -> list[Admission]:
+            out = await super().reserve(request)
+            assert self.task is not None
+            asyncio.get_running_loop().call_soon(self.task.cancel)
+            return out
+
+    store = CancelsItsCaller()
+    guard = Guard(adapter=RecordingAdapter(), store=store, warmup=FLAT, clock=clock)
+    task: asyncio.Task[object] = asyncio.ensure_future(
+        guard.send(message(["a@example.com", "b@example.com"]))
+    )
+    store.task = task
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await asyncio.sleep(0.05)
+    await guard.aclose()
+    assert await store.quota_used(_quota(clock)) == 0
+
+
+async def test_the_outcome_is_on_disk_while_its_store_call_is_in_flight(
+    clock: FakeClock, tmp_path: Path
+) -> None:
+    store = _Flaky()
+    store.stall_settle = asyncio.Event()
+    adapter = RecordingAdapter({"gone@example.com": [Reply(550, "5.1.1 no", Stage.RCPT, "5.1.1")]})
+    guard = Guard(
+        adapter=adapter, store=store, clock=clock, journal=tmp_path / "j", store_timeout=5
+    )
+    task = asyncio.ensure_future(guard.send(message("gone@example.com")))
+    await asyncio.sleep(0.3)  # delivered, the settle stalled: a SIGKILL now must lose nothing
+    assert adapter.envelopes
+    (written,) = (tmp_path / "j").glob("*.jsonl")
+    assert "gone@example.com" in written.read_text()
+    store.stall_settle.set()
+    store.stall_settle = None
+    assert (await task).recorded
+    await guard.aclose()
+    assert not list((tmp_path / "j").glob("*.jsonl"))
+
+
+def test_a_guard_used_again_after_aclose_leaves_no_replayed_entry_behind(tmp_path: Path) -> None:
+    clock = FakeClock()
+    store = _Flaky()
+    store.down = True
+    adapter = RecordingAdapter({"gone@example.com": [Reply(550, "5.1.1 no", Stage.RCPT, "5.1.1")]})
+    guard = Guard(adapter=adapter, store=store, clock=clock, journal=tmp_path / "j")
+
+    async def down() -> None:
+        async with guard:
+            assert not (await guard.send(message("gone@example.com"))).recorded
+
+    async def up() -> None:
+        async with guard:
+            await guard.send(message("ok@example.com"))
+        assert await store.get("gone@example.com") is not None
+        await store.remove("gone@example.com")  # an operator lifts it again
+
+    asyncio.run(down())
+    store.down = False
+    asyncio.run(up())
+    assert not list((tmp_path / "j").glob("*.jsonl"))
+    clock.advance(days=31)  # the store has forgotten the event id by now
+
+    async def later() -> None:
+        async with Guard(adapter=adapter, store=store, clock=clock, journal=tmp_path / "j") as g:
+            await g.is_suppressed("x@example.com")
+            await asyncio.sleep(0.05)
+            assert not await g.is_suppressed("gone@example.com")
+
+    asyncio.run(later())
