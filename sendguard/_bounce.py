@@ -21,10 +21,14 @@ userunknown, ...), so that reports stay comparable across MTAs.
 
 from __future__ import annotations
 
+import bisect
 import email
 import email.policy
+import itertools
 import json
 import re
+import time
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from email.message import Message
@@ -34,6 +38,7 @@ from typing import Any, Literal
 from sendguard._classify import (
     DEFAULT,
     HARD_REASONS,
+    WINDOW,
     Action,
     Classification,
     Rules,
@@ -85,6 +90,14 @@ _PSEUDO = {
 _NO_RULE = "no rule matched"
 MAX_BYTES = 10 * 1024 * 1024
 """Larger input is refused: a bounce is a notice, not an archive."""
+MAX_PARTS = 256
+"""Only the first MAX_PARTS MIME parts (depth first) are read; a DSN has three or four."""
+MAX_RECIPIENTS = 2000
+"""At most this many reports come from one bounce; recipients after them are not read."""
+TIME_BUDGET = 10.0
+"""Seconds :func:`parse_bounce` may take by default before it gives up (BounceParseError)."""
+_NOTICE_SPAN = 2 * WINDOW
+"""How much of a notice after a recipient's mention is read as its diagnostic."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,23 +136,51 @@ class BounceReport:
 # -- entry point --------------------------------------------------------------------------------
 
 
-def parse_bounce(raw: bytes | str | Message, *, rules: Rules = DEFAULT) -> list[BounceReport]:
+def parse_bounce(
+    raw: bytes | str | Message,
+    *,
+    rules: Rules = DEFAULT,
+    time_budget: float | None = TIME_BUDGET,
+) -> list[BounceReport]:
     """Read one bounce, complaint or auto-reply; one report per recipient it concerns.
 
     *raw* is the whole e-mail (``bytes``, ``str`` or an :class:`email.message.Message`).  A
     message that is none of these (an ordinary e-mail) gives an empty list.  Input that is not
     an e-mail at all raises :class:`BounceParseError`, and nothing else is ever raised.
+
+    The time taken grows linearly with the input: every text is read in bounded windows, at
+    most :data:`MAX_PARTS` parts and :data:`MAX_RECIPIENTS` recipients are examined, and the
+    parser checks *time_budget* (seconds; ``None``: no limit) between its steps, raising
+    :class:`BounceParseError` once it is spent.
     """
+    budget = _Budget(time_budget)
     if isinstance(raw, bytes | bytearray | str):
         data = raw.encode("utf-8", "surrogateescape") if isinstance(raw, str) else bytes(raw)
         pieces = _MBOX_SEPARATOR.split(data) if data.startswith(b"From ") else []
         pieces = [p for p in pieces if p.strip()]
         if len(pieces) > 1:
-            # An mbox of several bounces: each in turn, its reports in order.
-            return [r for piece in pieces for r in parse_bounce(b"From " + piece, rules=rules)]
+            # An mbox of several bounces: each in turn, its reports in order, one budget.
+            return [r for piece in pieces for r in _parse_one(b"From " + piece, rules, budget)]
+    return _parse_one(raw, rules, budget)
+
+
+class _Budget:
+    """A deadline the parser checks between its steps (a thread cannot be stopped)."""
+
+    def __init__(self, seconds: float | None) -> None:
+        self.seconds = seconds
+        self.deadline = None if seconds is None else time.monotonic() + seconds
+
+    def check(self) -> None:
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise BounceParseError(f"bounce too costly to read (over {self.seconds} s)")
+
+
+def _parse_one(raw: bytes | str | Message, rules: Rules, budget: _Budget) -> list[BounceReport]:
     message = _as_message(raw)
     try:
-        return list(_parse(message, rules))
+        budget.check()
+        return list(itertools.islice(_parse(_Scan(message, budget, rules), rules), MAX_RECIPIENTS))
     except BounceParseError:
         raise
     except Exception as exc:
@@ -182,7 +223,7 @@ def _repair(message: Message, data: bytes) -> Message:
     never uses, or a ``boundary=`` parameter on a line that lost its folding white space.
     """
     del data
-    for part in list(message.walk()):
+    for part in list(itertools.islice(message.walk(), MAX_PARTS)):
         if part.get_content_maintype() != "multipart" or isinstance(part.get_payload(), list):
             continue
         body = part.get_payload()
@@ -210,13 +251,85 @@ _MBOX_SEPARATOR = re.compile(
 _HEADER_START = re.compile(rb"\A(?:From [^\r\n]*\r?\n)?[\x21-\x39\x3b-\x7e]+[ \t]*:")
 
 
-def _parse(message: Message, rules: Rules) -> Iterator[BounceReport]:
-    parts = list(message.walk())
-    types = [p.get_content_type() for p in parts]
-    if "message/feedback-report" in types or _is_legacy_complaint(message):
-        yield from _complaint(message, parts)
+_ORIGINAL_TYPES = ("message/rfc822", "message/global")
+
+
+class _Scan:
+    """One bounce being read: its parts (walked once), and what is computed once per part.
+
+    Everything the steps below need more than once is computed here once, so that no step
+    rescans the message per part or per recipient.
+    """
+
+    def __init__(self, message: Message, budget: _Budget, rules: Rules) -> None:
+        self.message = message
+        self.budget = budget
+        self.rules = rules
+        self._classified: dict[tuple[str, str | None, str | None], Classification] = {}
+        self._stages: dict[tuple[str, str, None], str | None] = {}
+        self.parts: list[Message] = []
+        self.types: list[str] = []
+        self.inside: set[int] = set()
+        """Parts of a returned original (``message/rfc822`` or ``message/global``), by id."""
+        stack: list[tuple[Message, bool]] = [(message, False)]
+        while stack and len(self.parts) < MAX_PARTS:
+            part, inside = stack.pop()
+            ctype = part.get_content_type()
+            self.parts.append(part)
+            self.types.append(ctype)
+            if inside:
+                self.inside.add(id(part))
+            payload = part.get_payload()
+            if isinstance(payload, list):
+                inner = inside or ctype in _ORIGINAL_TYPES
+                stack.extend((p, inner) for p in reversed(payload) if isinstance(p, Message))
+        self._texts: dict[int, str] = {}
+        self._notice: str | None = None
+
+    def text(self, part: Message) -> str:
+        """:func:`_text` of *part*, decoded once."""
+        found = self._texts.get(id(part))
+        if found is None:
+            self.budget.check()
+            found = self._texts[id(part)] = _text(part)
+        return found
+
+    def classify(
+        self, text: str, *, stage: str | None = None, enhanced_code: str | None = None
+    ) -> Classification:
+        """:func:`classify` with this bounce's rules, once per distinct text.
+
+        A bounce that names one recipient many times gives each mention the same text: it is
+        classified once, so the work stays proportional to the distinct text read.
+        """
+        key = (text, stage, enhanced_code)
+        found = self._classified.get(key)
+        if found is None:
+            found = classify(text, stage=stage, enhanced_code=enhanced_code, rules=self.rules)
+            if len(self._classified) < MAX_RECIPIENTS:
+                self._classified[key] = found
+        return found
+
+    def stage(self, text: str) -> str | None:
+        """:func:`stage_hint` of *text* (its first window), once per distinct text."""
+        key = (text, "stage", None)
+        if key not in self._stages:
+            self._stages[key] = stage_hint(text[: 4 * WINDOW])
+        return self._stages[key]
+
+    def notice(self) -> str:
+        """:func:`_notice_text`, computed once."""
+        if self._notice is None:
+            self._notice = _notice_text(self)
+        return self._notice
+
+
+def _parse(scan: _Scan, rules: Rules) -> Iterator[BounceReport]:
+    message = scan.message
+    if "message/feedback-report" in scan.types or _is_legacy_complaint(message):
+        yield from _complaint(message, scan.parts)
         return
-    reports = list(_dsn(message, parts, rules))
+    reports = list(itertools.islice(_dsn(scan, rules), MAX_RECIPIENTS))
     if reports:
         yield from reports
         return
@@ -224,7 +337,7 @@ def _parse(message: Message, rules: Rules) -> Iterator[BounceReport]:
     if ses is not None:
         yield from _ses(ses, rules)
     elif _looks_like_bounce(message):
-        yield from _notice(message, parts, rules)
+        yield from _notice(scan, rules)
     elif _is_autoreply(message):
         yield _autoreply(message)
 
@@ -257,10 +370,32 @@ def _text(part: Message) -> str:
         return payload.decode("utf-8", "replace")
 
 
+_SCRIPT = re.compile(r"<(script|style)\b", re.IGNORECASE)
+
+
+def _drop_scripts(text: str) -> str:
+    """*text* without its ``<script>`` and ``<style>`` elements, in one pass."""
+    lower = text.lower()
+    kept: list[str] = []
+    at = 0
+    unclosed: set[str] = set()  # no closing tag after here: later openings cannot close either
+    for found in _SCRIPT.finditer(lower):
+        name = found.group(1)
+        if found.start() < at or name in unclosed:
+            continue
+        end = lower.find(f"</{name}>", found.end())
+        if end < 0:
+            unclosed.add(name)
+            continue
+        kept += [text[at : found.start()], " "]
+        at = end + len(name) + 3
+    return "".join([*kept, text[at:]])
+
+
 def _strip_html(text: str) -> str:
-    text = re.sub(r"(?is)<(script|style)\b.*?</\1>", " ", text)
+    text = _drop_scripts(text)
     text = re.sub(r"(?i)<br\s*/?>|</p>|</div>|</tr>|</li>", "\n", text)
-    text = re.sub(r"<[^>]+>", " ", text)
+    text = re.sub(r"<[^<>]+>", " ", text)
     return (
         text.replace("&nbsp;", " ")
         .replace("&lt;", "<")
@@ -390,42 +525,59 @@ _FIELD = re.compile(r"^([A-Za-z][\w-]*)[ \t]*:[ \t]*(.*)$")
 _RECIPIENT_FIELDS = ("final-recipient", "original-recipient")
 
 
-def _dsn_text(part: Message) -> str:
+def _dsn_text(scan: _Scan, part: Message) -> str:
     payload = part.get_payload()
     if isinstance(payload, list):
         return "\n\n".join(p.as_string() for p in payload if isinstance(p, Message))
-    return _text(part) if isinstance(payload, str) else ""
+    return scan.text(part) if isinstance(payload, str) else ""
 
 
-def _dsn_groups(part: Message) -> list[Message]:
+_FIELD_MAX = 4 * WINDOW
+"""Longer DSN field values (folded lines included) are cut there."""
+
+
+def _dsn_groups(scan: _Scan, part: Message) -> list[Message]:
     """The field groups of a delivery-status part.
 
     Groups are split at blank lines as RFC 3464 says, and also where a recipient field repeats
-    inside one group, which some MTAs (AOL, Amazon) write without the blank line.
+    inside one group, which some MTAs (AOL, Amazon) write without the blank line.  One pass
+    over the lines; at most :data:`MAX_RECIPIENTS` groups and :data:`_FIELD_MAX` characters a
+    field.
     """
-    groups: list[Message] = []
-    current: Message | None = None
-    last: str | None = None
-    for line in _unquote(_dsn_text(part)).splitlines():
+    groups: list[list[tuple[str, list[str]]]] = []
+    current: list[tuple[str, list[str]]] | None = None
+    names: set[str] = set()
+    size = 0
+    for line in _unquote(_dsn_text(scan, part)).splitlines():
         if not line.strip():
-            current, last = None, None
+            current = None
             continue
-        if line[0] in " \t" and current is not None and last is not None:
-            value = str(current.get(last, ""))
-            del current[last]
-            current[last] = value + " " + line.strip()
+        if line[0] in " \t" and current:
+            if size < _FIELD_MAX:
+                current[-1][1].append(line.strip())
+                size += len(line)
             continue
         found = _FIELD.match(line)
         if found is None:
             continue
         name, value = found.group(1), found.group(2)
         lower = name.lower()
-        if current is None or (lower in _RECIPIENT_FIELDS and current.get(name) is not None):
-            current = Message()
+        if current is None or (lower in _RECIPIENT_FIELDS and lower in names):
+            if len(groups) > MAX_RECIPIENTS:
+                break
+            scan.budget.check()
+            current, names = [], set()
             groups.append(current)
-        current[name] = value
-        last = name
-    return groups
+        current.append((name, [value]))
+        names.add(lower)
+        size = len(value)
+    blocks = []
+    for fields in groups:
+        block = Message()
+        for name, pieces in fields:
+            block[name] = " ".join(pieces)[:_FIELD_MAX]
+        blocks.append(block)
+    return blocks
 
 
 _DSN_TYPES = ("message/delivery-status", "message/global-delivery-status")
@@ -434,23 +586,24 @@ _INLINE_DSN = re.compile(
 )
 
 
-def _dsn(message: Message, parts: list[Message], rules: Rules) -> Iterator[BounceReport]:
-    notice = _notice_text(message, parts)
-    original = _original(parts)
-    sources = [p for p in parts if p.get_content_type() in _DSN_TYPES]
+def _dsn(scan: _Scan, rules: Rules) -> Iterator[BounceReport]:
+    notice = scan.notice()
+    original = _original(scan.parts)
+    sources = [p for p, t in zip(scan.parts, scan.types, strict=True) if t in _DSN_TYPES]
     if not sources:
         # No delivery-status part, but DSN fields in the text (a broken MIME structure, or an
         # MTA that writes the fields inline): read them there.
-        sources = [
+        inline = (
             p
-            for p in parts
-            if p.get_content_type() == "text/plain"
+            for p, t in zip(scan.parts, scan.types, strict=True)
+            if t == "text/plain"
             and not p.is_multipart()
-            and not _inside_original(p, message)
-            and _INLINE_DSN.search(_unquote(_text(p)))
-        ][:1]
+            and id(p) not in scan.inside
+            and _INLINE_DSN.search(_unquote(scan.text(p)))
+        )
+        sources = list(itertools.islice(inline, 1))
     for part in sources:
-        blocks = _dsn_groups(part)
+        blocks = _dsn_groups(scan, part)
         per_message = Message()
         reporting_mta = ""
         for block in blocks:
@@ -462,16 +615,18 @@ def _dsn(message: Message, parts: list[Message], rules: Rules) -> Iterator[Bounc
         ]
         recipients = [b for b in recipients if _recipient_of(b)] or recipients
         names = [_recipient_of(b) for b in recipients]
+        mentions = _Mentions(notice, names)
         for index, block in enumerate(recipients):
+            scan.budget.check()
             yield _dsn_report(
                 block,
                 per_message=per_message,
                 names=names,
                 index=index,
-                notice=notice,
+                notice=mentions,
                 original=original,
                 reporting_mta=reporting_mta,
-                rules=rules,
+                scan=scan,
             )
 
 
@@ -489,10 +644,10 @@ def _dsn_report(
     per_message: Message,
     names: list[str],
     index: int,
-    notice: str,
+    notice: _Mentions,
     original: Message | None,
     reporting_mta: str,
-    rules: Rules,
+    scan: _Scan,
 ) -> BounceReport:
     recipient = names[index]
     diagnostic = _fold(_after_type(str(block.get("Diagnostic-Code", ""))))
@@ -500,25 +655,25 @@ def _dsn_report(
     status_code = re.match(r"[245]\.\d{1,3}\.\d{1,3}", status_field)
     action_field = _fold(str(block.get("Action", ""))).lower()
     remote = _after_type(str(block.get("Remote-MTA", "")))
-    from_notice = _about(notice, recipient, names) if recipient else ""
-    stage = stage_hint(diagnostic) or stage_hint(from_notice)
+    from_notice = notice.about(recipient) if recipient else ""
+    stage = scan.stage(diagnostic) or scan.stage(from_notice)
     dsn_code = status_code.group(0) if status_code else None
     found = (
-        classify(diagnostic, stage=stage, rules=rules, enhanced_code=_code_in(diagnostic, dsn_code))
+        scan.classify(diagnostic, stage=stage, enhanced_code=_code_in(diagnostic, dsn_code))
         if diagnostic
         else None
     )
     if from_notice and (found is None or found.rule == _NO_RULE):
-        better = classify(from_notice, stage=stage, rules=rules)
+        better = scan.classify(from_notice, stage=stage)
         if better.rule != _NO_RULE or found is None:
             found, diagnostic = better, diagnostic or from_notice
     if found is None or found.rule == _NO_RULE:
-        notice_all = classify(_fold(notice), stage=stage, rules=rules)
+        notice_all = scan.classify(notice.folded(), stage=stage)
         if notice_all.rule != _NO_RULE and len(names) <= 1:
             found = notice_all
     if found is None or found.rule == _NO_RULE:
         # The Status field's comment may say more: "4.0.0 (host name lookup failure)".
-        by_status = classify(status_field, rules=rules)
+        by_status = scan.classify(status_field)
         if found is None or by_status.rule != _NO_RULE:
             found = by_status
     status = status_code.group(0) if status_code else None
@@ -630,7 +785,7 @@ def _looks_like_bounce(message: Message) -> bool:
 
 
 _ORIGINAL_MARKER = re.compile(
-    r"^[ \t>]*(?:-{2,}|={2,}|_{2,})?[ \t]*(?:"
+    r"^[ \t>]*+(?:(?:-{2,}|={2,}|_{2,})[ \t]*+)?(?:"
     r"(?:this is a |a )?copy of (?:the|your) (?:original )?message|"
     r"below this line is a copy|original message|original message (?:headers )?follows|"
     r"message headers follow|headers of the (?:original|returned) message|"
@@ -650,18 +805,17 @@ _HEADER_BLOCK = re.compile(
 )
 
 
-def _notice_text(message: Message, parts: list[Message]) -> str:
+def _notice_text(scan: _Scan) -> str:
     """The human-readable part of a bounce, without the returned original."""
     texts: list[str] = []
-    for part in parts:
+    for part, ctype in zip(scan.parts, scan.types, strict=True):
         if part.is_multipart():
             continue
-        ctype = part.get_content_type()
         if ctype not in ("text/plain", "text/html"):
             continue
-        if _inside_original(part, message):
+        if id(part) in scan.inside:
             continue
-        text = _text(part)
+        text = scan.text(part)
         texts.append(_strip_html(text) if ctype == "text/html" else text)
         if ctype == "text/plain":
             break  # the first plain part is the notice; the html twin says the same
@@ -684,18 +838,6 @@ def _unquote(text: str) -> str:
     return re.sub(r"^> ?", "", text, flags=re.MULTILINE)
 
 
-def _inside_original(part: Message, root: Message) -> bool:
-    """Whether *part* belongs to a returned ``message/rfc822`` attachment of *root*."""
-    for container in root.walk():
-        if container.get_content_type() in ("message/rfc822", "message/global"):
-            payload = container.get_payload()
-            if isinstance(payload, list):
-                for inner in payload:
-                    if isinstance(inner, Message) and any(p is part for p in inner.walk()):
-                        return True
-    return False
-
-
 def _original(parts: list[Message]) -> Message | None:
     for part in parts:
         if part.get_content_type() in (
@@ -711,35 +853,92 @@ def _original(parts: list[Message]) -> Message | None:
     return None
 
 
-def _about(notice: str, recipient: str, names: list[str]) -> str:
-    """The text of *notice* that concerns *recipient*: from its mention to the next one's."""
-    lower = notice.lower()
-    start = lower.find(recipient.lower())
-    if start < 0:
-        return ""
-    end = len(notice)
-    after = start + len(recipient)
-    for other in names:
-        if _key(other) == _key(recipient):
-            continue
-        at = lower.find(other.lower(), after)
-        if 0 <= at < end:
-            end = at
-        # A line that starts with the other recipient's domain is about it too (sendmail
-        # writes "550 example.org (smtp)... 550 Host unknown" before the address).
-        domain = other.rpartition("@")[2].lower()
-        line = re.compile(rf"^(?:\d{{3}}[ -]+)?<?{re.escape(domain)}\b", re.MULTILINE)
-        found = line.search(lower, after)
-        if found and found.start() < end:
-            end = found.start()
-    return _fold(notice[after:end].lstrip(">:, \t\n"))
+_LINE_HEAD = re.compile(r"^(?:\d{3}[ -]+)?<?([\w.-]{1,255})", re.MULTILINE)
+_FALLBACK_FINDS = 32
+"""Recipients the address pattern does not see (e.g. non-ASCII domains) looked up by find."""
 
 
-def _notice(message: Message, parts: list[Message], rules: Rules) -> Iterator[BounceReport]:
-    notice = _notice_text(message, parts)
-    original = _original(parts)
+class _Mentions:
+    """Where each recipient is mentioned in a notice, found in one pass over it.
+
+    :meth:`about` gives the text that concerns one recipient: from its first mention to the
+    next mention of another one (or a line that starts with another one's domain: sendmail
+    writes "550 example.org (smtp)... 550 Host unknown" before the address), at most
+    :data:`_NOTICE_SPAN` characters.
+    """
+
+    def __init__(self, notice: str, names: list[str]) -> None:
+        self.notice = notice
+        self._folded: str | None = None
+        self._about: dict[str, str] = {}
+        lower = notice.lower()
+        keys = {_key(n) for n in names if n}
+        self.first: dict[str, int] = {}
+        self.at: list[tuple[int, str]] = []
+        for found in _ADDRESS.finditer(lower):
+            key = found.group(1)
+            if key in keys:
+                self.at.append((found.start(1), key))
+                self.first.setdefault(key, found.start(1))
+        missing = [k for k in names if k and _key(k) not in self.first]
+        for key in dict.fromkeys(_key(k) for k in missing[:_FALLBACK_FINDS]):
+            at = lower.find(key)
+            for _ in range(_FALLBACK_FINDS):
+                if at < 0:
+                    break
+                self.at.append((at, key))
+                self.first.setdefault(key, at)
+                at = lower.find(key, at + len(key))
+        self.at.sort()
+        self.domains = Counter(k.rpartition("@")[2] for k in keys)
+        self.lines: list[tuple[int, tuple[str, ...]]] = []
+        for found in _LINE_HEAD.finditer(lower):
+            token = found.group(1)
+            heads = [token[:i] for i, c in enumerate(token) if c in ".-"] + [token]
+            matched = tuple(d for d in heads if d in self.domains)
+            if matched:
+                self.lines.append((found.start(), matched))
+
+    def folded(self) -> str:
+        """The whole notice, white space folded (computed once)."""
+        if self._folded is None:
+            self._folded = _fold(self.notice)
+        return self._folded
+
+    def about(self, recipient: str) -> str:
+        key = _key(recipient)
+        if key not in self._about:
+            self._about[key] = self._text_about(recipient, key)
+        return self._about[key]
+
+    def _text_about(self, recipient: str, key: str) -> str:
+        start = self.first.get(key)
+        if start is None:
+            return ""
+        after = start + len(recipient)
+        end = min(len(self.notice), after + _NOTICE_SPAN)
+        for at, other in self.at[bisect.bisect_left(self.at, (after, "")) :]:
+            if at >= end:
+                break
+            if other != key:
+                end = at
+                break
+        own = key.rpartition("@")[2]
+        for at, domains in self.lines[bisect.bisect_left(self.lines, (after, ())) :]:
+            if at >= end:
+                break
+            if any(self.domains[d] > (d == own) for d in domains):
+                end = at
+                break
+        return _fold(self.notice[after:end].lstrip(">:, \t\n"))
+
+
+def _notice(scan: _Scan, rules: Rules) -> Iterator[BounceReport]:
+    message = scan.message
+    notice = scan.notice()
+    original = _original(scan.parts)
     if original is None:
-        original = _inline_original(message, parts)
+        original = _inline_original(scan)
     excluded = {_key(_address(str(message.get(h, "")))) for h in ("From", "To", "Return-Path")}
     if original is not None:
         excluded |= {
@@ -754,18 +953,21 @@ def _notice(message: Message, parts: list[Message], rules: Rules) -> Iterator[Bo
         _address(m.group(1))
         for m in _ADDRESS.finditer(notice)
         if _key(m.group(1)) not in excluded and not _NOT_RECIPIENTS.match(m.group(1))
-    )
+    )[:MAX_RECIPIENTS]
     if not names and original is not None:
         names = _unique(
             _address(a) for _, a in getaddresses([str(v) for v in original.get_all("To", [])])
         )
         names = [n for n in names if _key(n) not in excluded]
     delayed = bool(_DELAYED.search(notice))
+    mentions = _Mentions(notice, names)
     for recipient in names or [""]:
-        diagnostic = _about(notice, recipient, names) if recipient else ""
-        if not diagnostic or classify(diagnostic, rules=rules).rule == _NO_RULE:
-            diagnostic = _fold(notice) if len(names) <= 1 else diagnostic
-        found = classify(diagnostic, rules=rules)
+        scan.budget.check()
+        diagnostic = mentions.about(recipient) if recipient else ""
+        found = scan.classify(diagnostic)
+        if (not diagnostic or found.rule == _NO_RULE) and len(names) <= 1:
+            diagnostic = mentions.folded()[:WINDOW]
+            found = scan.classify(diagnostic)
         action: BounceAction = "delayed" if delayed and not found.permanent else "failed"
         if delayed and found.reason == "expired" and found.reply_code is None:
             action = "delayed"
@@ -782,11 +984,12 @@ def _notice(message: Message, parts: list[Message], rules: Rules) -> Iterator[Bo
 
 _SENDER_MENTION = re.compile(
     r"(?:mail\s+from|envelope-from|return-path|x-postfix-sender|original-sender|sender)"
-    r"[ \t]*[:=]?[ \t]*(?:rfc822;)?[ \t]*<?([^\s<>@]+@[^\s<>]+?)>?(?=[\s>;,]|$)",
+    r"[ \t]*+[:=]?[ \t]*+(?:rfc822;[ \t]*+)?<?([^\s<>@]{1,64}@[^\s<>]{1,255}?)>?(?=[\s>;,]|$)",
     re.IGNORECASE,
 )
 _QUOTED_FROM = re.compile(
-    r"^[ \t>]*(?:from|reply-to|sender|return-path)[ \t]*:[^\n@]*?<?([^\s<>@:]+@[^\s<>]+?)>?[ \t]*$",
+    r"^[ \t>]*+(?:from|reply-to|sender|return-path)[ \t]*+:"
+    r"[^\n@]*?<?([^\s<>@:]{1,64}@[^\s<>]{1,255}?)>?[ \t]*$",
     re.IGNORECASE | re.MULTILINE,
 )
 _MESSAGE_IDS = re.compile(
@@ -802,12 +1005,12 @@ _DELAYED = re.compile(
 )
 
 
-def _inline_original(message: Message, parts: list[Message]) -> Message | None:
+def _inline_original(scan: _Scan) -> Message | None:
     """The original's headers when the notice quotes them inline (qmail, Exim, ...)."""
-    for part in parts:
-        if part.get_content_type() != "text/plain" or part.is_multipart():
+    for part, ctype in zip(scan.parts, scan.types, strict=True):
+        if ctype != "text/plain" or part.is_multipart():
             continue
-        text = _text(part)
+        text = scan.text(part)
         header = _HEADER_BLOCK.search(text)
         if header:
             return email.message_from_string(text[header.start() :], policy=email.policy.compat32)

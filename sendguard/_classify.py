@@ -182,8 +182,31 @@ class Classification:
         return self.reason in SOFT_REASONS and self.action in (Action.RETRY, Action.FAIL)
 
 
-def _phrases(reason: str, *phrases: str) -> list[Rule]:
-    return [Rule(reason, p) for p in phrases]
+Phrase = str | tuple[str, str] | tuple[str, str, str]
+"""A pattern, or ``(first, then[, between])``: *first*, later *then*, only *between* between."""
+
+
+def _then(first: str, then: str, between: str = ".") -> str:
+    """*first* followed later by *then*, as a pattern linear in the text.
+
+    ``first.*then`` is quadratic: searched in a text where *first* recurs and *then* never
+    comes, every occurrence scans to the end.  Here the gap may not contain *first* again, so
+    each stretch of text is scanned from one occurrence only; it matches the same texts (the
+    last *first* before *then* starts the match).
+    """
+    return rf"(?:{first})(?:(?!{first}){between})*?(?:{then})"
+
+
+def _phrases(reason: str, *phrases: Phrase) -> list[Rule]:
+    rules = []
+    for phrase in phrases:
+        if isinstance(phrase, str):
+            rules.append(Rule(reason, phrase))
+        else:
+            first, then, *between = phrase
+            shown = f"{first}{'.' if not between else between[0]}*{then}"
+            rules.append(Rule(reason, _then(first, then, *between), name=f"{reason}: {shown}"))
+    return rules
 
 
 # -- layer 1: phrases ---------------------------------------------------------------------------
@@ -210,7 +233,7 @@ _TEXT_RULES: list[Rule] = [
         r"unusual rate of",
         r"temporarily rate limited",
         r"exceeded (?:the )?(?:rate|sending|message) (?:limit|quota)",
-        r"try (?:again )?later.*(?:too many|volume)",
+        (r"try (?:again )?later", r"(?:too many|volume)"),
         r"has sent to too many recipients",
         r"throttl",
     ),
@@ -226,9 +249,9 @@ _TEXT_RULES: list[Rule] = [
     *_phrases(
         "authfailure",
         r"\bdmarc\b",
-        r"\bspf\b.*(?:fail|record|policy)",
-        r"(?:fail|failed|failing)\b.*\bspf\b",
-        r"\bdkim\b.*(?:fail|invalid|signature)",
+        (r"\bspf\b", r"(?:fail|record|policy)"),
+        (r"(?:fail|failed|failing)\b", r"\bspf\b"),
+        (r"\bdkim\b", r"(?:fail|invalid|signature)"),
         r"unauthenticated (?:email|mail|sender)",
         r"sender is unauthenticated",
         r"authentication checks? failed",
@@ -256,7 +279,7 @@ _TEXT_RULES: list[Rule] = [
         r"ip name lookup failed",
         r"(?:cannot|could not|can't|unable to) (?:resolve|find) (?:your )?(?:hostname|host name)",
         r"mismatches client ip",
-        r"client host .* (?:has no|without) (?:reverse|rdns|ptr)",
+        (r"client host ", r" (?:has no|without) (?:reverse|rdns|ptr)"),
         r"\brdns\b",
     ),
     *_phrases(
@@ -276,7 +299,7 @@ _TEXT_RULES: list[Rule] = [
         r"(?:messages|mail|connections?) from \[?[\d.:a-f]+\]? (?:weren't|were not|are not|is not)",
         r"on our block ?list",
         r"access denied\.{3}",
-        r"\bip=[\d.]+ .*\(bl\)",
+        (r"\bip=[\d.]{1,45} ", r"\(bl\)"),
         r"open relay",
         r"invalid ip for sending",
         r"(?:your|sending|client) ip (?:address )?(?:has been |is )?(?:blocked|rejected|not allowed)",
@@ -372,7 +395,7 @@ _TEXT_RULES: list[Rule] = [
         "suspend",
         r"(?:account|mailbox|user|address)(?: has been| is)? (?:disabled|suspended|inactive|frozen|deactivated|discontinued|locked|blocked)",
         r"disabled (?:recipient|account|mailbox|user)",
-        r"(?:account|compte)[^.]* (?:est )?bloque",
+        (r"(?:account|compte)", r" (?:est )?bloque", r"[^.]"),
         r"mailbox is frozen",
         r"account (?:has been )?(?:disabled|discontinued|expired|terminated)",
         r"not (?:an )?active (?:user|mailbox|account)",
@@ -428,7 +451,7 @@ _TEXT_RULES: list[Rule] = [
         r"(?:no such|unknown|invalid|bad|illegal) (?:host|domain)",
         r"domain (?:does not|doesn't) exist",
         r"domain (?:name )?not found",
-        r"(?:host|domain)\S* (?:does not|doesn't) exist",
+        (r"(?:host|domain)", r" (?:does not|doesn't) exist", r"\S"),
         r"couldn't find any host named",
         r"unrouteable (?:mail )?domain",
         r"bad destination system address",
@@ -437,7 +460,7 @@ _TEXT_RULES: list[Rule] = [
         r"host or domain name not found",
         r"(?:account or )?domain may not exist",
         r"illegal host/domain",
-        r"\b[a-z0-9-]+(?:\.[a-z0-9-]+)+ (?:does not|doesn't) exist",
+        r"(?<![\w.-])[a-z0-9-]{1,63}(?:\.[a-z0-9-]{1,63})+ (?:does not|doesn't) exist",
     ),
     *_phrases(
         "filtered",
@@ -451,7 +474,12 @@ _TEXT_RULES: list[Rule] = [
     Rule("userunknown", r"account that you tried to reach does not exist", definite=True),
     *_phrases(
         "userunknown",
-        r"(?:user|mailbox|recipient|address|account|addressee)\S* (?:is )?(?:unknown|not found|not exist|does not exist|doesn't exist|not listed|invalid|unavailable|unrecognized)",
+        (
+            r"(?:user|mailbox|recipient|address|account|addressee)",
+            r" (?:is )?(?:unknown|not found|not exist|does not exist|doesn't exist|not listed"
+            r"|invalid|unavailable|unrecognized)",
+            r"\S",
+        ),
         r"(?:unknown|invalid|no such|non-?existent|illegal|bad) (?:local )?(?:user|mailbox|recipient|address|account|addressee)",
         r"no mailbox here",
         r"no valid recipients",
@@ -475,7 +503,7 @@ _TEXT_RULES: list[Rule] = [
         r"(?:message|envelope|delivery) (?:has )?expired",
         r"retry (?:timeout|time) exceeded",
         r"(?:could not|unable to) (?:be )?deliver(?:ed)?(?: this message)? (?:for|in|after) ",
-        r"delivery (?:failed|attempts?) .*attempts?",
+        (r"delivery (?:failed|attempts?) ", r"attempts?"),
         r"delivery failed \d+ attempts",
         r"giving up",
         r"in the queue too long",
@@ -628,6 +656,9 @@ class Rules:
 
 DEFAULT = Rules()
 
+WINDOW = 4096
+"""How much of a text :func:`classify` reads (characters, runs of white space folded)."""
+
 _REPLY_AND_ENHANCED = re.compile(
     r"(?<![\d.])([245]\d\d)[ -]+#?\(?([245]\.\d{1,3}\.\d{1,3})(?![\d.])"
 )
@@ -729,15 +760,20 @@ def classify(
     """Classify one SMTP reply or bounce diagnostic.
 
     Codes not given are parsed from *text* (``"550 5.1.1 ..."``, ``"#5.1.1"``, ``"(5.7.1)"``).
+    Only the first :data:`WINDOW` characters (white space folded) are read.
     *stage* (``"rcpt"``, ``"data"``, ...) is informational for now: a reply at MAIL FROM
     refuses the sender, so recipient reasons given there become ``rejected``.
     """
-    parsed_reply, parsed_enhanced = parse_codes(text)
+    # Only a bounded window is read, so that no rule (the user's included) can take time that
+    # grows faster than the text: an SMTP reply line is at most 512 bytes (RFC 5321), and
+    # the longest multi-line replies and diagnostics are a few times that.
+    window = text[: 4 * WINDOW]
+    parsed_reply, parsed_enhanced = parse_codes(window)
     if stage is None:
-        stage = stage_hint(text)
+        stage = stage_hint(window)
     reply_code = reply_code if reply_code is not None else parsed_reply
     enhanced_code = enhanced_code or parsed_enhanced
-    folded = _unwrap(_SPACES.sub(" ", text).strip())
+    folded = _unwrap(_SPACES.sub(" ", window).strip()[:WINDOW])
     direct_2xx = (
         reply_code is not None and reply_code // 100 == 2 and folded.startswith(str(reply_code))
     )

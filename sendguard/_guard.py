@@ -672,15 +672,17 @@ class Guard:
         the store has recorded everything (one store call), so a caller may acknowledge or
         delete the bounce then.
 
-        Raises :class:`BounceParseError` for input that is not an e-mail, and
-        :class:`StoreError` when the store cannot record the outcome.
+        The bounce is read in a worker thread, within :data:`sendguard.parse_bounce`'s time
+        budget, so that the event loop keeps serving sends meanwhile.
+
+        Raises :class:`BounceParseError` for input that is not an e-mail (or too costly to
+        read), and :class:`StoreError` when the store cannot record the outcome.
         """
         self._enter()
-        message = bounce_message(raw)
-        reports = parse_bounce(message, rules=self.rules)
+        reports, found = await asyncio.to_thread(self._read_bounce, raw)
         if not reports:
             return []
-        trust = self._trusted(message, reports)
+        trust = self._trusted(found, reports)
         if not all(trust):
             self._log.warning(
                 "sendguard.bounce_untrusted",
@@ -717,11 +719,21 @@ class Guard:
             )
         return result
 
-    def _trusted(self, bounce: Message, reports: Sequence[BounceReport]) -> list[bool]:
-        """Per report, whether the bounce carries this guard's token for its recipient."""
+    def _read_bounce(
+        self, raw: bytes | str | Message
+    ) -> tuple[list[BounceReport], tuple[str, str] | None]:
+        """The bounce's reports and its token (when signing), off the event loop."""
+        message = bounce_message(raw)
+        reports = parse_bounce(message, rules=self.rules)
+        found = find_token(message) if reports and self._signer is not None else None
+        return reports, found
+
+    def _trusted(
+        self, found: tuple[str, str] | None, reports: Sequence[BounceReport]
+    ) -> list[bool]:
+        """Per report, whether the bounce's token (*found*) is this guard's for its recipient."""
         if self._signer is None:
             return [True] * len(reports)
-        found = find_token(bounce)
         now = self._clock()
         trust = []
         for report in reports:
