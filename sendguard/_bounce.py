@@ -983,8 +983,9 @@ def _notice(scan: _Scan, rules: Rules) -> Iterator[BounceReport]:
 
 
 _SENDER_MENTION = re.compile(
-    r"(?:mail\s+from|envelope-from|return-path|x-postfix-sender|original-sender|sender)"
-    r"[ \t]*+[:=]?[ \t]*+(?:rfc822;[ \t]*+)?<?([^\s<>@]{1,64}@[^\s<>]{1,255}?)>?(?=[\s>;,]|$)",
+    r"(?:mail\s+from|envelope-from|return-path|x-postfix-sender|original-sender|sender"
+    r"|verification failed for)[ \t]*+[:=]?[ \t]*+(?:rfc822;[ \t]*+)?"
+    r"<?([^\s<>@]{1,64}@[^\s<>]{1,255}?)>?(?=[\s>;,]|$)",
     re.IGNORECASE,
 )
 _QUOTED_FROM = re.compile(

@@ -331,6 +331,25 @@ _TEXT_RULES: list[Rule] = [
         r"not permitted to relay",
         r"insecure",
     ),
+    # A refusal of the envelope sender (MAIL FROM) says nothing of the recipient, whatever
+    # code comes with it (Exim's "550-Verification failed for <sender> ... 550 Sender verify
+    # failed", Postfix's "Sender address rejected: Domain not found"): before every phrase
+    # about the recipient or the message, so that none of them (nor a bare 550) in the same
+    # reply can read as a dead address; after the other sender-side ones, which say more.
+    *_phrases(
+        "rejected",
+        r"(?<![\w@.-])sender (?:verify|verification|callout|call-out|address verification)\b",
+        r"(?:could not|cannot|unable to) (?:verify|check) (?:the )?(?:envelope )?sender",
+        r"verification (?:failed|failure) for (?:the )?(?:envelope )?sender",
+        r"(?<![\w@.-])(?:sender|envelope[- ]from|envelope sender|mail from|return[- ]path)"
+        r"(?: address)?:? (?:rejected|refused|denied|invalid|unknown|unverified|not verified"
+        r"|not allowed|verification failed|domain (?:not found|does not exist|unknown))",
+        r"(?<![\w@.-])(?:sender|envelope sender)(?: address)?(?:'s)? domain (?:not found"
+        r"|does not exist|doesn't exist|unknown|must exist|has no mx|not resolvable)",
+        r"unroute?able sender",
+        r"(?:rejected|refused|denied|invalid|bad|unknown) (?:envelope )?(?:sender|mail from)\b",
+        r"(?:sender|mail from) (?:address )?(?:must be|is not) (?:a )?fully[- ]qualified",
+    ),
     *_phrases(
         "virusdetected",
         r"\bvirus",
