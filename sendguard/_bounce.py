@@ -24,12 +24,13 @@ from __future__ import annotations
 import bisect
 import email
 import email.policy
+import hashlib
 import itertools
 import json
 import re
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from email.message import Message
 from email.utils import getaddresses, parseaddr
@@ -185,6 +186,35 @@ def _parse_one(raw: bytes | str | Message, rules: Rules, budget: _Budget) -> lis
         raise
     except Exception as exc:
         raise BounceParseError(f"unreadable bounce: {type(exc).__name__}: {exc}") from exc
+
+
+def bounce_id(message: Message, reports: Sequence[BounceReport]) -> str:
+    """A stable id of what a bounce says, so that one fed twice is recognised.
+
+    A digest of each report's recipient, action, status and the original's Message-ID: the
+    same DSN delivered again (or sent by another hop about the same failure) gets the same
+    id, while a delay then a failure, or a failure of a later send (a new Message-ID), do
+    not.  When no report names the original, the bounce's own Message-ID goes in too, or,
+    without one, its date and what it says about each recipient.
+    """
+    digest = hashlib.sha256()
+    for report in reports:
+        fields = (
+            report.recipient.lower(),
+            report.action,
+            report.status,
+            report.feedback_type,
+            report.original_message_id.strip().lower(),
+        )
+        digest.update("\0".join(fields).encode("utf-8", "surrogateescape") + b"\n")
+    if not any(r.original_message_id for r in reports):
+        own = str(message.get("Message-ID", "")).strip()
+        if own:
+            digest.update(b"own\0" + own.encode("utf-8", "surrogateescape"))
+        else:
+            said = [str(message.get("Date", "")), *(r.diagnostic for r in reports)]
+            digest.update("\0".join(said).encode("utf-8", "surrogateescape"))
+    return digest.hexdigest()[:32]
 
 
 def bounce_message(raw: bytes | str | Message) -> Message:

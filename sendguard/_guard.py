@@ -19,7 +19,7 @@ import structlog
 
 from sendguard._adapter import Adapter
 from sendguard._address import Address, normalize_address, redact
-from sendguard._bounce import BounceReport, bounce_message, parse_bounce
+from sendguard._bounce import BounceReport, bounce_id, bounce_message, parse_bounce
 from sendguard._breaker import Breaker, BreakerEvent, SenderStatus, Volume
 from sendguard._classify import SOFT_REASONS, Action, Classification, Rules
 from sendguard._errors import (
@@ -679,7 +679,7 @@ class Guard:
         read), and :class:`StoreError` when the store cannot record the outcome.
         """
         self._enter()
-        reports, found = await asyncio.to_thread(self._read_bounce, raw)
+        reports, found, identity = await asyncio.to_thread(self._read_bounce, raw)
         if not reports:
             return []
         trust = self._trusted(found, reports)
@@ -694,7 +694,8 @@ class Guard:
                 reasons=[r.reason for r, ok in zip(reports, trust, strict=True) if not ok],
                 why="no token of this guard for that recipient in the returned headers",
             )
-        outcome = self._bounce_outcome([r for r, ok in zip(reports, trust, strict=True) if ok])
+        trusted = [r for r, ok in zip(reports, trust, strict=True) if ok]
+        outcome = self._bounce_outcome(trusted, identity)
         newly = (
             set(_newly_suppressed(outcome, await self._bounded(self._record(outcome), "settle")))
             if not outcome.empty
@@ -721,12 +722,12 @@ class Guard:
 
     def _read_bounce(
         self, raw: bytes | str | Message
-    ) -> tuple[list[BounceReport], tuple[str, str] | None]:
-        """The bounce's reports and its token (when signing), off the event loop."""
+    ) -> tuple[list[BounceReport], tuple[str, str] | None, str]:
+        """The bounce's reports, its token (when signing) and its id, off the event loop."""
         message = bounce_message(raw)
         reports = parse_bounce(message, rules=self.rules)
         found = find_token(message) if reports and self._signer is not None else None
-        return reports, found
+        return reports, found, bounce_id(message, reports) if reports else ""
 
     def _trusted(
         self, found: tuple[str, str] | None, reports: Sequence[BounceReport]
@@ -811,7 +812,7 @@ class Guard:
             nonce=f"nonce\t{event.nonce}" if event.nonce else "",
         )
 
-    def _bounce_outcome(self, reports: Sequence[BounceReport]) -> Outcome:
+    def _bounce_outcome(self, reports: Sequence[BounceReport], identity: str = "") -> Outcome:
         suppressions: list[Suppression] = []
         soft: list[Suppression] = []
         resets: list[str] = []
@@ -835,6 +836,9 @@ class Guard:
                 bounces += 1
         senders = {r.original_sender.rpartition("@")[2].lower() for r in reports}
         sender = senders.pop() if len(senders) == 1 else ""
+        # A bounce fed again (re-delivered, or read twice) records nothing the second time,
+        # as a provider's event does; one that changes nothing needs no id kept.
+        changes = suppressions or soft or resets or bounces or complaints
         return Outcome(
             now=self._clock(),
             suppressions=suppressions,
@@ -845,6 +849,7 @@ class Guard:
             breaker=self.breaker if sender else None,
             bounces=bounces,
             complaints=complaints,
+            event_id=f"bounce\t{identity}" if identity and changes else "",
         )
 
     def _ramp(self, now: datetime) -> Ramp | None:
