@@ -375,8 +375,9 @@ def _parse(scan: _Scan, rules: Rules) -> Iterator[BounceReport]:
 # -- text helpers -------------------------------------------------------------------------------
 
 _ADDRESS = re.compile(
-    r"(?<![\w.+=-])([\w.!#$%&'*+/=?^`{|}~-]+@(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)+[a-z]{2,63})"
-    r"(?![\w-])",
+    # Local part and labels may be non-ASCII (RFC 6531); labels are at most 63 characters.
+    r"(?<![\w.+=-])([\w.!#$%&'*+/=?^`{|}~-]{1,64}@(?:[^\W_](?:[\w-]{0,61}[^\W_])?\.)+"
+    r"(?:[^\W\d_]{2,63}|xn--[a-z0-9-]{1,59}))(?![\w-])",
     re.IGNORECASE,
 )
 _SPACES = re.compile(r"\s+")
@@ -439,9 +440,36 @@ def _fold(text: str) -> str:
     return _SPACES.sub(" ", text).strip()
 
 
+_UTF8_ESCAPE = re.compile(r"\\x\{([0-9A-Fa-f]{1,6})\}")
+
+
+def _unescape(value: str) -> str:
+    r"""An RFC 6533 ``utf-8`` address with its ``\x{HHHH}`` escapes decoded."""
+
+    def char(found: re.Match[str]) -> str:
+        code = int(found.group(1), 16)
+        return chr(code) if code <= 0x10FFFF and not 0xD800 <= code <= 0xDFFF else "\ufffd"
+
+    return _UTF8_ESCAPE.sub(char, value)
+
+
+def _unsurrogate(value: str) -> str:
+    """Raw UTF-8 that the parser kept as surrogate escapes, as the text it is."""
+    try:
+        return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeError:
+        return value
+
+
 def _address(value: str) -> str:
-    """The address in a DSN recipient field or header (``rfc822; <a@b>``), normalized."""
-    value = value.split(";", 1)[1] if ";" in value else value
+    r"""The address in a DSN recipient field or header (``rfc822; <a@b>``), normalized.
+
+    The ``utf-8`` address type of RFC 6533 may carry non-ASCII as ``\x{HHHH}``: decoded.
+    """
+    value = _unsurrogate(value)
+    kind, sep, rest = value.partition(";")
+    if sep:
+        value = _unescape(rest) if kind.strip().lower() == "utf-8" else rest
     _, addr = parseaddr(value.strip())
     addr = (addr or value).strip().strip("<>").strip()
     if "@" not in addr:
@@ -537,8 +565,29 @@ def _first_block(part: Message) -> Message:
     return email.message_from_string(text.lstrip(), policy=email.policy.compat32)
 
 
+def _global_text(part: Message) -> str | None:
+    """A ``message/global-*`` part (RFC 6533) read as the UTF-8 it is, or None for others.
+
+    Their header fields are raw UTF-8, which the parser keeps as bytes; read as ASCII they
+    turn into replacement characters, and the address they name into a garbled one.
+    """
+    if not part.get_content_type().startswith("message/global"):
+        return None
+    payload = part.get_payload()
+    if isinstance(payload, list):
+        blocks = [p.as_bytes() for p in payload if isinstance(p, Message)]
+        return b"\n\n".join(blocks).decode("utf-8", "replace")
+    if isinstance(payload, str):
+        raw = part.get_payload(decode=True)
+        return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else payload
+    return None
+
+
 def _embedded(part: Message) -> Message | None:
     """The original message (or its headers) inside a bounce part."""
+    text = _global_text(part)
+    if text is not None:
+        return email.message_from_string(text.lstrip(), policy=email.policy.compat32)
     payload = part.get_payload()
     if isinstance(payload, list) and payload and isinstance(payload[0], Message):
         return payload[0]
@@ -556,6 +605,9 @@ _RECIPIENT_FIELDS = ("final-recipient", "original-recipient")
 
 
 def _dsn_text(scan: _Scan, part: Message) -> str:
+    text = _global_text(part)
+    if text is not None:
+        return text
     payload = part.get_payload()
     if isinstance(payload, list):
         return "\n\n".join(p.as_string() for p in payload if isinstance(p, Message))
