@@ -238,6 +238,20 @@ class RedisStore(Store):
         store._rebuild = connect
         return store
 
+    async def _ready(self) -> None:
+        """Have a cluster client learn the slots before it routes a command of ours.
+
+        redis-py's ``RedisCluster.execute_command`` picks a command's node before it
+        initializes: without a default node it takes the script call for a keyless command and
+        sends it to any node.  The first concurrent calls of a fresh client (or of one that
+        closed itself after a ``ClusterDownError``) so come back MOVED, and every fifth MOVED
+        closes all the client's connections under the calls of other tasks, which then fail
+        with an ``AttributeError`` deep in redis-py.  ``initialize()`` holds a lock and
+        returns at once when the client is ready.
+        """
+        if isinstance(self._client, RedisCluster):
+            await self._client.initialize()
+
     def _counter_key(self, quota: Quota | None) -> str:
         if quota is None:
             # The settle script always gets this key; without a quota it is never touched.
@@ -280,6 +294,7 @@ class RedisStore(Store):
                 *(x for pair in zip(request.keys, shape_of, strict=True) for x in pair),
             ]
         with _store_errors("reserve"):
+            await self._ready()
             raw: list[list[Any]] = await self._reserve(
                 keys=[
                     self._suppressed_key,
@@ -336,6 +351,7 @@ class RedisStore(Store):
             *outcome.slowdowns,
         ]
         with _store_errors("settle"):
+            await self._ready()
             added, escalated, counts, duplicate = await self._settle(
                 keys=[
                     self._suppressed_key,
@@ -377,6 +393,7 @@ class RedisStore(Store):
     async def ramp_day(self, sender_domain: str, ramp: Ramp) -> int:
         """See :meth:`Store.ramp_day`."""
         with _store_errors("ramp_day"):
+            await self._ready()
             raw = await self._client.hget(self._ramp_key, sender_domain)
         if raw is None:
             return 1
@@ -391,6 +408,7 @@ class RedisStore(Store):
             for kind in "sbc"
         ]
         with _store_errors("volume"):
+            await self._ready()
             raw = await self._client.hmget(self._volume_key, fields)
         totals = [0, 0, 0]
         for index, value in enumerate(raw):
@@ -402,6 +420,7 @@ class RedisStore(Store):
         if not suppressions:
             return 0
         with _store_errors("add"):
+            await self._ready()
             async with self._client.pipeline(transaction=False) as pipe:
                 for entry in suppressions:
                     if replace:
@@ -415,6 +434,7 @@ class RedisStore(Store):
     async def remove(self, key: str) -> bool:
         """See :meth:`Store.remove`."""
         with _store_errors("remove"):
+            await self._ready()
             async with self._client.pipeline(transaction=True) as pipe:
                 pipe.hdel(self._suppressed_key, key)
                 pipe.hdel(self._soft_key, key)
@@ -424,6 +444,7 @@ class RedisStore(Store):
     async def get(self, key: str) -> Suppression | None:
         """See :meth:`Store.get`."""
         with _store_errors("get"):
+            await self._ready()
             raw: bytes | str | None = await self._client.hget(self._suppressed_key, key)
         return None if raw is None else Suppression.from_json(key, raw)
 
@@ -432,6 +453,7 @@ class RedisStore(Store):
         cursor = 0
         while True:
             with _store_errors("scan"):
+                await self._ready()
                 cursor, batch = await self._client.hscan(self._suppressed_key, cursor, count=500)
             # HSCAN on a hash answers field/value pairs as a dict.
             for key, raw in cast("dict[bytes | str, bytes | str]", batch).items():
@@ -443,18 +465,21 @@ class RedisStore(Store):
     async def quota_used(self, quota: Quota) -> int:
         """See :meth:`Store.quota_used`."""
         with _store_errors("quota_used"):
+            await self._ready()
             raw = await self._client.get(self._counter_key(quota))
         return int(raw or 0)
 
     async def soft_bounces(self, key: str) -> int:
         """See :meth:`Store.soft_bounces`."""
         with _store_errors("soft_bounces"):
+            await self._ready()
             raw = await self._client.hget(self._soft_key, key)
         return 0 if raw is None else int(_text(raw).split(" ")[0])
 
     async def pauses(self, sender_domain: str, now: dt.datetime) -> list[Pause]:
         """See :meth:`Store.pauses`."""
         with _store_errors("pauses"):
+            await self._ready()
             raw = await self._client.hgetall(self._paused_key)
         found = []
         for field_, value in raw.items():
@@ -467,6 +492,7 @@ class RedisStore(Store):
     async def resume(self, sender_domain: str) -> int:
         """See :meth:`Store.resume`."""
         with _store_errors("resume"):
+            await self._ready()
             fields = [
                 f
                 for f in await self._client.hkeys(self._paused_key)
