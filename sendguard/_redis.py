@@ -46,12 +46,35 @@ def _lua(name: str) -> str:
     return resources.files("sendguard").joinpath("lua", name).read_text(encoding="utf-8")
 
 
+# RedisClusterException (SlotNotCoveredError, "cannot be connected", no node for a slot) is
+# not a RedisError; OSError covers TimeoutError and the socket errors redis-py lets through.
+_FAILURES = (redis.exceptions.RedisError, redis.exceptions.RedisClusterException, OSError)
+
+
+def _raised_in_redis(exc: BaseException) -> bool:
+    """Whether *exc* was raised by redis-py's own code (its innermost frame is redis-py's)."""
+    tb = exc.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    module = tb.tb_frame.f_globals.get("__name__", "")
+    return isinstance(module, str) and (module == "redis" or module.startswith("redis."))
+
+
 @contextlib.contextmanager
 def _store_errors(operation: str) -> Iterator[None]:
     try:
         yield
-    except (redis.exceptions.RedisError, OSError) as exc:
+    except _FAILURES as exc:
         raise StoreError(f"Redis {operation} failed: {exc}") from exc
+    except AttributeError as exc:
+        # A RedisCluster closes every connection it has when a node answers CLUSTERDOWN or
+        # a slot is not covered (and at every fifth MOVED); a call of another task that was
+        # writing on one of them meets its writer gone.  One raised by our code is a bug.
+        if not _raised_in_redis(exc):
+            raise
+        raise StoreError(f"Redis {operation} failed: connection closed under it ({exc})") from exc
 
 
 def _journal_home() -> Path:

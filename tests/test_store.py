@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -36,6 +36,7 @@ from sendguard import (
     Suppression,
     WarmupSchedule,
 )
+from sendguard._store import Ramp
 from sendguard.testing import FakeClock, ScriptedSMTPServer
 from tests.conftest import free_port, message, scratch_redis_store
 
@@ -404,6 +405,110 @@ async def test_a_fresh_cluster_store_takes_concurrent_first_calls(
         answers = await asyncio.gather(*calls, return_exceptions=True)
         assert [a for a in answers if isinstance(a, BaseException)] == []
         assert await fresh.quota_used(quota) == 5
+
+
+def every_operation(store: RedisStore) -> dict[str, Callable[[], Awaitable[object]]]:
+    """One call of each public operation of *store*, by name."""
+    quota = Quota("sender.example", DAY, 5)
+
+    async def scan() -> object:
+        return [e async for e in store.scan()]
+
+    return {
+        "reserve": lambda: store.reserve(reservation(["a@example.com"], quota)),
+        "settle": lambda: store.settle(Outcome(NOW, suppressions=[entry("a@example.com")])),
+        "add": lambda: store.add([entry("a@example.com")]),
+        "remove": lambda: store.remove("a@example.com"),
+        "get": lambda: store.get("a@example.com"),
+        "scan": scan,
+        "quota_used": lambda: store.quota_used(quota),
+        "soft_bounces": lambda: store.soft_bounces("a@example.com"),
+        "pauses": lambda: store.pauses("sender.example", NOW),
+        "volume": lambda: store.volume("sender.example", 1000),
+        "ramp_day": lambda: store.ramp_day("sender.example", Ramp((1, 2), 20_000)),
+        "resume": lambda: store.resume("sender.example"),
+    }
+
+
+def test_every_operation_is_in_the_failure_tests() -> None:
+    operations = {
+        name
+        for name, member in vars(Store).items()
+        if getattr(member, "__isabstractmethod__", False)
+    }
+    assert set(every_operation(RedisStore(aioredis.Redis()))) == operations
+
+
+CLUSTER_FAILURES = [
+    redis.exceptions.ClusterDownError("CLUSTERDOWN The cluster is down"),
+    redis.exceptions.MasterDownError("MASTERDOWN Link with MASTER is down"),
+    redis.exceptions.MovedError("3999 127.0.0.1:6381"),
+    redis.exceptions.AskError("3999 127.0.0.1:6381"),
+    redis.exceptions.TryAgainError("TRYAGAIN Multiple keys request during rehashing"),
+    redis.exceptions.ClusterError("TTL exhausted."),
+    redis.exceptions.SlotNotCoveredError("Slot 3999 not covered by the cluster."),
+    redis.exceptions.RedisClusterException("Redis Cluster cannot be connected."),
+    redis.exceptions.MaxConnectionsError("Too many connections"),
+    redis.exceptions.TimeoutError("Timeout reading from socket"),
+    ConnectionResetError(104, "Connection reset by peer"),
+    TimeoutError("timed out"),
+    OSError(113, "No route to host"),
+]
+
+
+@pytest.mark.parametrize("failure", CLUSTER_FAILURES, ids=lambda e: type(e).__name__)
+async def test_every_operation_on_a_cluster_fails_with_store_error_only(
+    redis_cluster_url: str, prefix: str, failure: Exception, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with scratch_redis_store(redis_cluster_url, prefix, cluster=True) as store:
+        client = store._client  # the cluster client the store asks first
+        assert isinstance(client, redis.asyncio.RedisCluster)
+        await client.aclose()  # made anew by the next call: it must learn the slots again
+
+        async def fails(*args: object, **kwargs: object) -> None:
+            raise failure
+
+        monkeypatch.setattr(client, "initialize", fails)
+        for name, call in every_operation(store).items():
+            with pytest.raises(StoreError, match=f"Redis {name} failed") as info:
+                await call()
+            assert info.value.__cause__ is failure
+
+
+async def test_an_attribute_error_of_our_own_is_not_taken_for_redis(
+    redis_cluster_url: str, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with scratch_redis_store(redis_cluster_url, prefix, cluster=True) as store:
+
+        async def broken(*args: object, **kwargs: object) -> None:
+            raise AttributeError("a bug here, not a closed connection")
+
+        monkeypatch.setattr(store._client, "initialize", broken)
+        with pytest.raises(AttributeError, match="a bug here"):
+            await store.get("a@example.com")
+
+
+class ClosedUnderIt(aioredis.Connection):
+    """A connection closed by another task while it writes (RedisCluster.aclose() does that
+    to every connection when a node answers CLUSTERDOWN, or a slot is not covered)."""
+
+    async def _send_packed_command(self, command: Iterable[bytes]) -> None:
+        await self.disconnect()
+        await super()._send_packed_command(command)
+
+
+async def test_a_connection_closed_under_a_call_is_a_store_error(
+    redis_url: str, prefix: str
+) -> None:
+    # redis-py then writes to the writer it no longer has: AttributeError, from its own code.
+    store = RedisStore.from_url(
+        redis_url, prefix=prefix, connection_class=ClosedUnderIt, socket_timeout=5
+    )
+    for name, call in every_operation(store).items():
+        with pytest.raises(StoreError, match=f"Redis {name} failed: connection closed") as info:
+            await call()
+        assert isinstance(info.value.__cause__, AttributeError)
+    await store.aclose()
 
 
 def test_prefix_with_braces_is_refused(redis_url: str) -> None:
