@@ -9,11 +9,20 @@ with a :class:`Guard`) and :func:`handle_sync` (with a :class:`SyncGuard`) run i
 * 400 for a request that passed verification but whose body is not the provider's
   (:class:`WebhookPayloadError`; nothing recorded);
 * 401 for a request that fails verification (:class:`WebhookAuthError`; nothing recorded);
+* 500 when ``verify`` fails with anything else (nothing recorded);
 * 503 when the store cannot record them, so the provider sends the events again.
 
 A verifier of sendguard raises nothing but those two errors, whatever the request; the answer
 to a replay is 200, not 401, because a provider's own retry of a request (after a 503, or a
 lost 200) carries the same token, and a 401 would have it retry until it gives up.
+
+Anything else a ``verify`` raises (a verifier of your own, or of another library, with a bug or
+a dependency that is down) says nothing about the request: it is our side that failed.  It is
+logged with its traceback (``sendguard.webhook_failed``, level error) and answered 500 with a
+body that names nothing of it.  A 5xx, not a 400, because providers retry a 5xx and may drop
+a 4xx (SNS does): a genuine event then arrives again once the verifier is fixed, instead of
+being lost; a forged request gains nothing from it but its own retries.  ``BaseException`` (a
+cancelled task, ``KeyboardInterrupt``) goes through.
 
 The Django view (``sendguard_django.webhooks.webhook_view``) and the Flask blueprint
 (``sendguard_flask.webhook_blueprint``) are thin wrappers around :func:`handle_sync`.
@@ -57,6 +66,9 @@ def _verified(
     except WebhookAuthError as exc:
         _log.warning("sendguard.webhook_refused", error=str(exc))
         return Answer(401, "refused\n")
+    except Exception as exc:  # noqa: BLE001 (a verifier's own failure, answered 500; see above)
+        _log.error("sendguard.webhook_failed", exc_info=exc)
+        return Answer(500, "failed, send again\n")
 
 
 def _unstored(exc: StoreError) -> Answer:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, MutableMapping
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.test import Client, override_settings
@@ -16,9 +17,10 @@ from sendguard_django import get_guard, reset_guard
 from sendguard_django.webhooks import webhook_view
 from sendguard_flask import SendGuard, current_guard, webhook_blueprint
 from sendguard_postmark import parse_webhook
+from structlog.testing import capture_logs
 
-from sendguard import Guard, RedisStore, SyncGuard
-from sendguard.webhooks import handle, handle_sync
+from sendguard import DeliveryEvent, Guard, RedisStore, SyncGuard
+from sendguard.webhooks import Verify, handle, handle_sync
 from tests.conftest import free_port
 
 VERIFY = partial(parse_webhook, credentials=[("hook", "s3cret")])
@@ -89,4 +91,66 @@ def test_the_flask_blueprint(tmp_path: Path) -> None:
     assert client.post("/hooks/postmark/", data=BOUNCE, headers=auth("guess")).status_code == 401
     assert client.post("/hooks/postmark/", data=BOUNCE, headers=auth("s3cret")).status_code == 200
     assert current_guard(app).is_suppressed("gone@example.com")
+    current_guard(app).close()
+
+
+FAILURES = [
+    KeyError("Signature"),
+    TypeError("'NoneType' object is not subscriptable"),
+    RuntimeError("cannot reach vault at https://vault.internal/?token=hunter2"),
+    ValueError("secret key hunter2 is not base64"),
+    RecursionError("maximum recursion depth exceeded"),
+    OSError(111, "Connection refused"),
+]
+
+
+def failing(failure: Exception) -> Verify:
+    def verify(headers: Mapping[str, str], body: bytes) -> list[DeliveryEvent]:
+        raise failure
+
+    return verify
+
+
+def failed_entry(logs: list[MutableMapping[str, Any]], failure: Exception) -> None:
+    (entry,) = [e for e in logs if e["event"] == "sendguard.webhook_failed"]
+    assert entry["log_level"] == "error"
+    assert entry["exc_info"] is failure
+
+
+@pytest.mark.parametrize("failure", FAILURES, ids=lambda e: type(e).__name__)
+async def test_a_verifier_that_fails_is_a_500_that_names_nothing(failure: Exception) -> None:
+    # Our side failed, not the request: a provider retries a 5xx (and drops a 4xx).
+    guard = Guard()
+    with capture_logs() as logs:
+        answer = await handle(guard, failing(failure), auth("s3cret"), BOUNCE)
+    assert answer == (500, "failed, send again\n")
+    failed_entry(logs, failure)
+    assert not await guard.is_suppressed("gone@example.com")
+
+
+@pytest.mark.parametrize("failure", FAILURES[:2], ids=lambda e: type(e).__name__)
+def test_a_verifier_that_fails_is_a_500_in_sync_code_too(failure: Exception) -> None:
+    with SyncGuard() as guard, capture_logs() as logs:
+        assert handle_sync(guard, failing(failure), {}, BOUNCE) == (500, "failed, send again\n")
+    failed_entry(logs, failure)
+
+
+@pytest.mark.parametrize("stop", [SystemExit(3), KeyboardInterrupt()])
+async def test_what_is_not_an_exception_goes_through(stop: BaseException) -> None:
+    def verify(headers: Mapping[str, str], body: bytes) -> list[DeliveryEvent]:
+        raise stop
+
+    with pytest.raises(type(stop)):
+        await handle(Guard(), verify, {}, BOUNCE)
+
+
+def test_the_framework_views_answer_a_failing_verifier_500_without_details(
+    tmp_path: Path,
+) -> None:
+    app = Flask("hooks", instance_path=str(tmp_path))
+    SendGuard(app)
+    verify = failing(RuntimeError("token=hunter2"))
+    app.register_blueprint(webhook_blueprint("broken", verify, url_prefix="/hooks/broken"))
+    answer = app.test_client().post("/hooks/broken/", data=BOUNCE)
+    assert (answer.status_code, answer.text) == (500, "failed, send again\n")
     current_guard(app).close()
