@@ -31,6 +31,7 @@ from sendguard._errors import (
     StoreError,
     WebhookAuthError,
     WebhookPayloadError,
+    WebhookUnavailableError,
 )
 from sendguard._events import DeliveryEvent, event_from
 from sendguard._guard import Guard
@@ -122,6 +123,7 @@ __all__ = [
     "WarmupSchedule",
     "WebhookAuthError",
     "WebhookPayloadError",
+    "WebhookUnavailableError",
     "classify",
     "envelope_address",
     "event_from",

@@ -12,6 +12,7 @@ Every exception sendguard raises derives from :class:`SendGuardError`::
     ├── BounceParseError (ValueError)        input to parse_bounce that is not an e-mail
     ├── WebhookAuthError (PermissionError)   a webhook that is forged, stale or unreadable: 401
     │   └── WebhookPayloadError (ValueError) authenticated, but not a body the provider sends: 400
+    ├── WebhookUnavailableError (ConnectionError)  genuine, but not acted on now: 503
     └── StoreError (ConnectionError)         the suppression store could not give a verdict
 
 Mixed delivery outcomes are not exceptions: :meth:`sendguard.Guard.send` returns a
@@ -39,6 +40,7 @@ __all__ = [
     "StoreError",
     "WebhookAuthError",
     "WebhookPayloadError",
+    "WebhookUnavailableError",
 ]
 
 
@@ -103,6 +105,15 @@ class WebhookPayloadError(WebhookAuthError, ValueError):
 
     Nothing was recorded; the handler should answer 400 (a 401 would tell the provider its
     credentials are wrong).  A :class:`WebhookAuthError`, so code catching that catches this.
+    """
+
+
+class WebhookUnavailableError(SendGuardError, ConnectionError):
+    """A genuine webhook request that could not be acted on now; nothing was recorded.
+
+    The handler should answer 503 so the provider sends it again: an SNS subscription whose
+    SubscribeURL did not answer 2xx (or could not be reached) is confirmed at a later try.
+    The transport's error is ``__cause__``.
     """
 
 

@@ -10,9 +10,11 @@ with a :class:`Guard`) and :func:`handle_sync` (with a :class:`SyncGuard`) run i
   (:class:`WebhookPayloadError`; nothing recorded);
 * 401 for a request that fails verification (:class:`WebhookAuthError`; nothing recorded);
 * 500 when ``verify`` fails with anything else (nothing recorded);
-* 503 when the store cannot record them, so the provider sends the events again.
+* 503 when the store cannot record them, or when the request is genuine but could not be acted
+  on now (:class:`WebhookUnavailableError`: an SNS subscription SNS did not confirm when asked),
+  so the provider sends it again.
 
-A verifier of sendguard raises nothing but those two errors, whatever the request; the answer
+A verifier of sendguard raises nothing but those three errors, whatever the request; the answer
 to a replay is 200, not 401, because a provider's own retry of a request (after a 503, or a
 lost 200) carries the same token, and a 401 would have it retry until it gives up.
 
@@ -35,7 +37,12 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import structlog
 
-from sendguard._errors import StoreError, WebhookAuthError, WebhookPayloadError
+from sendguard._errors import (
+    StoreError,
+    WebhookAuthError,
+    WebhookPayloadError,
+    WebhookUnavailableError,
+)
 from sendguard._events import DeliveryEvent
 
 if TYPE_CHECKING:
@@ -66,6 +73,9 @@ def _verified(
     except WebhookAuthError as exc:
         _log.warning("sendguard.webhook_refused", error=str(exc))
         return Answer(401, "refused\n")
+    except WebhookUnavailableError as exc:
+        _log.warning("sendguard.webhook_unavailable", error=str(exc))
+        return Answer(503, "not done, send again\n")
     except Exception as exc:  # noqa: BLE001 (a verifier's own failure, answered 500; see above)
         _log.error("sendguard.webhook_failed", exc_info=exc)
         return Answer(500, "failed, send again\n")

@@ -20,9 +20,18 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 from sendguard_ses import SESAdapter, SNSVerifier
+from structlog.testing import capture_logs
 
-from sendguard import DeliveryStatus, Envelope, Guard, WebhookAuthError
+from sendguard import (
+    DeliveryStatus,
+    Envelope,
+    Guard,
+    SyncGuard,
+    WebhookAuthError,
+    WebhookUnavailableError,
+)
 from sendguard.testing import AdapterConformance, FakeClock
+from sendguard.webhooks import handle, handle_sync
 from tests.conftest import guard_over, message
 
 TOPIC = "arn:aws:sns:eu-west-1:123456789012:ses-events"
@@ -479,3 +488,77 @@ def test_regions_pin_the_certificate_host_further() -> None:
     assert fetch.urls == [CERT_URL]
     with pytest.raises(ValueError, match="region"):
         verifier(fetch, regions=[])
+
+
+class FakeSNS:
+    """SNS over an httpx MockTransport: the certificate, and a SubscribeURL answered as told."""
+
+    def __init__(self, confirm: httpx.Response | Exception) -> None:
+        self.confirm = confirm
+        self.urls: list[str] = []
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        self.urls.append(str(request.url))
+        if request.url.path.endswith(".pem"):
+            return httpx.Response(200, content=CERT)
+        if isinstance(self.confirm, Exception):
+            raise self.confirm
+        return self.confirm
+
+
+def over(sns_: FakeSNS) -> SNSVerifier:
+    return SNSVerifier(
+        topic_arns=[TOPIC], transport=httpx.MockTransport(sns_.handle), clock=lambda: NOW
+    )
+
+
+UNCONFIRMED = [
+    httpx.Response(500, text="<Error>InternalFailure</Error>"),
+    httpx.Response(503),
+    httpx.Response(404),
+    httpx.Response(302, headers={"Location": "https://evil.example/"}),  # never followed
+    httpx.ConnectError("[Errno 111] Connection refused"),
+    httpx.ReadTimeout("timed out"),
+]
+
+
+@pytest.mark.parametrize("answer", UNCONFIRMED, ids=repr)
+async def test_a_subscription_sns_does_not_confirm_is_a_503_and_sent_again(
+    answer: httpx.Response | Exception,
+) -> None:
+    fake = FakeSNS(answer)
+    verifier = over(fake)
+    with pytest.raises(WebhookUnavailableError, match="not confirmed") as info:
+        verifier.parse({}, sns("SubscriptionConfirmation", {}))
+    assert isinstance(info.value.__cause__, httpx.HTTPError)
+    confirmation = sns("SubscriptionConfirmation", {}).encode()
+    with capture_logs() as logs:
+        answered = await handle(Guard(), verifier.parse, {}, confirmation)
+    assert answered == (503, "not done, send again\n")
+    assert [e["event"] for e in logs] == ["sendguard.webhook_unavailable"]
+    assert all(url.startswith("https://sns.eu-west-1.amazonaws.com/") for url in fake.urls)
+    fake.confirm = httpx.Response(200, text="<ConfirmSubscriptionResponse/>")  # SNS's retry
+    assert await handle(Guard(), verifier.parse, {}, confirmation) == (200, "ok 0 of 0\n")
+
+
+def test_an_injected_fetch_that_cannot_reach_sns_is_unavailable_too() -> None:
+    class Unreachable(Fetcher):
+        def __call__(self, url: str) -> bytes:
+            if not url.endswith(".pem"):
+                raise httpx.ConnectError("[Errno 101] Network is unreachable")
+            return super().__call__(url)
+
+    with SyncGuard() as guard:
+        answer = handle_sync(
+            guard, verifier(Unreachable()).parse, {}, sns("SubscriptionConfirmation", {}).encode()
+        )
+    assert answer == (503, "not done, send again\n")
+
+
+def test_fetch_and_transport_are_one_or_the_other() -> None:
+    with pytest.raises(ValueError, match="fetch= or transport="):
+        SNSVerifier(
+            topic_arns=[TOPIC],
+            fetch=Fetcher(),
+            transport=httpx.MockTransport(FakeSNS(httpx.Response(200)).handle),
+        )

@@ -10,7 +10,9 @@ temporary; ``SendingPausedException`` and ``AccountSuspendedException`` refuse t
 and 2 (SHA256withRSA), the signing certificate fetched only from
 ``https://sns.<region>.amazonaws.com/...pem`` (and cached), the TopicArn on an allow-list, the
 signed Timestamp no older than an hour; a ``SubscriptionConfirmation`` is confirmed by fetching
-its SubscribeURL (same host rule).
+its SubscribeURL (same host rule).  A confirmation that SNS does not answer with a 2xx, or that
+cannot reach it, raises :class:`sendguard.WebhookUnavailableError`, which
+:func:`sendguard.webhooks.handle` answers 503: SNS sends the confirmation again.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from sendguard import (
     Stage,
     WebhookAuthError,
     WebhookPayloadError,
+    WebhookUnavailableError,
     event_from,
 )
 from sendguard.http import (
@@ -167,15 +170,22 @@ _SIGNED_FIELDS = {
 Fetch = Callable[[str], bytes]
 
 
-def _fetch(url: str) -> bytes:
-    return httpx.get(url, timeout=10.0, follow_redirects=False).raise_for_status().content
+def _fetcher(transport: httpx.BaseTransport | None) -> Fetch:
+    """GET *url*: its body on a 2xx, else ``httpx.HTTPError`` (a redirect is not followed)."""
+
+    def fetch(url: str) -> bytes:
+        with httpx.Client(transport=transport, timeout=10.0, follow_redirects=False) as client:
+            return client.get(url).raise_for_status().content
+
+    return fetch
 
 
 class SNSVerifier:
     """Verifies SNS deliveries (of SES events) and reads them as delivery events.
 
     ``topic_arns``: the topics this endpoint accepts.  ``fetch`` retrieves a certificate or
-    confirms a subscription (injected in tests); it is only ever given an ``https`` URL on an
+    confirms a subscription (injected in tests; by default an httpx GET over ``transport``),
+    raising ``httpx.HTTPError`` when it gets no 2xx; it is only ever given an ``https`` URL on an
     ``sns.<region>.amazonaws.com`` host (``.com.cn`` in China), the rule of AWS's own
     validators, with the region shaped as a region so that no S3 bucket host passes.
     ``regions``: when given, the only regions whose certificates are taken.  ``max_age``: how
@@ -187,7 +197,8 @@ class SNSVerifier:
         self,
         *,
         topic_arns: Iterable[str],
-        fetch: Fetch = _fetch,
+        fetch: Fetch | None = None,
+        transport: httpx.BaseTransport | None = None,
         confirm_subscriptions: bool = True,
         regions: Iterable[str] | None = None,
         max_age: dt.timedelta = dt.timedelta(hours=1),
@@ -200,7 +211,9 @@ class SNSVerifier:
         self.regions = frozenset(r.lower() for r in regions) if regions is not None else None
         if self.regions is not None and not self.regions:
             raise ValueError("SNSVerifier(regions=...) must name at least one region")
-        self._fetch = fetch
+        if fetch is not None and transport is not None:
+            raise ValueError("SNSVerifier takes fetch= or transport=, not both")
+        self._fetch = fetch if fetch is not None else _fetcher(transport)
         self.confirm_subscriptions = confirm_subscriptions
         self.max_age = max_age
         self.skew = skew
@@ -212,7 +225,9 @@ class SNSVerifier:
         """Verify one SNS request; the SES events it carries (none for a confirmation).
 
         Raises :class:`WebhookAuthError` for a request SNS did not sign (or signed too long
-        ago), and :class:`WebhookPayloadError` for a signed one whose SES event is unreadable.
+        ago), :class:`WebhookPayloadError` for a signed one whose SES event is unreadable, and
+        :class:`WebhookUnavailableError` for a subscription SNS did not confirm (to be sent
+        again).
         """
         del headers  # the signature is in the body
         try:
@@ -228,7 +243,7 @@ class SNSVerifier:
         self._verify(envelope, fields)
         if kind == "SubscriptionConfirmation":
             if self.confirm_subscriptions:
-                self._fetch(self._pinned(envelope.get("SubscribeURL")))
+                self._confirm(self._pinned(envelope.get("SubscribeURL")))
             return []
         if kind != "Notification":
             return []
@@ -237,6 +252,20 @@ class SNSVerifier:
             return _ses_events(message, as_text(envelope["MessageId"]))
         except UNREADABLE as exc:
             raise WebhookPayloadError("a malformed SES notification") from exc
+
+    def _confirm(self, url: str) -> None:
+        try:
+            self._fetch(url)
+        except (httpx.HTTPError, OSError) as exc:
+            # Not the request's fault: SNS sends the confirmation again after a 5xx.
+            answer = (
+                f"SNS answered {exc.response.status_code}"
+                if isinstance(exc, httpx.HTTPStatusError)
+                else f"SNS unreachable ({type(exc).__name__})"
+            )
+            raise WebhookUnavailableError(
+                f"the SNS subscription was not confirmed: {answer}"
+            ) from exc
 
     def _check_age(self, stamp: object) -> None:
         try:
