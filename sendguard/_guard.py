@@ -1109,8 +1109,12 @@ class Guard:
         if outcome.empty:
             return []  # the common case: everything accepted, nothing to record
         outcome = with_event_id(outcome)
-        # Written ahead: a process killed while the store call is in flight loses nothing.
-        self._journal.ahead(outcome)
+        try:
+            # Written ahead: a process killed while the store call is in flight loses nothing.
+            await self._journal.ahead(outcome)
+        except asyncio.CancelledError:
+            self._keep(outcome)  # the store call was never made: the replay makes it
+            raise
         pending = asyncio.ensure_future(self._record(outcome))
         pending.add_done_callback(lambda done: self._landed(outcome, done))
         try:

@@ -21,11 +21,13 @@ does not mail an address the journal says is dead.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import json
 import os
 import secrets
+import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -126,6 +128,7 @@ class Journal:
         self._file: IO[str] | None = None
         self._path: Path | None = None
         self._adopted = False
+        self._lock = threading.Lock()
         self.durable = True
         """False once an entry could be kept in memory only (its file could not be written)."""
 
@@ -158,13 +161,21 @@ class Journal:
                     return pause
         return None
 
-    def ahead(self, outcome: Outcome) -> None:
-        """Write *outcome* (with an event id) down before its store call is made."""
+    def _register(self, outcome: Outcome) -> str:
         if not outcome.event_id:
             raise ValueError("a journaled outcome needs an event id, so replays are idempotent")
         self._ahead[outcome.event_id] = outcome
+        return outcome_to_json(outcome) + "\n"
+
+    async def ahead(self, outcome: Outcome) -> None:
+        """Write *outcome* (with an event id) down before its store call is made.
+
+        It holds in memory at once; the write and its fsync run in a worker thread, so the
+        event loop goes on serving other sends meanwhile.
+        """
+        line = self._register(outcome)
         if self.directory is not None:
-            self._write(outcome_to_json(outcome) + "\n", append=True, sync=True)
+            await asyncio.to_thread(self._write, line, append=True, sync=True)
 
     def kept(self, outcome: Outcome) -> bool:
         """The store call of *outcome* failed: replay it.  False if it has landed meanwhile."""
@@ -175,7 +186,9 @@ class Journal:
 
     def add(self, outcome: Outcome) -> None:
         """Keep *outcome* (with an event id) for the replay."""
-        self.ahead(outcome)
+        line = self._register(outcome)
+        if self.directory is not None:
+            self._write(line, append=True, sync=True)
         self.kept(outcome)
 
     def done(self, outcome: Outcome) -> None:
@@ -218,15 +231,23 @@ class Journal:
         return len(taken)
 
     def _read(self, text: str) -> Iterator[Outcome]:
+        seen: set[str] = set()
         for line in text.splitlines():
             if not line.strip():
                 continue
             try:
-                yield outcome_from_json(line, breaker=self._breaker)
+                outcome = outcome_from_json(line, breaker=self._breaker)
             except (ValueError, KeyError, TypeError, IndexError):
                 continue  # a line cut short when its process was killed mid-write
+            if outcome.event_id not in seen:  # written twice (an append beside a rewrite)
+                seen.add(outcome.event_id)
+                yield outcome
 
     def _write(self, text: str, *, append: bool, sync: bool) -> None:
+        with self._lock:  # appends run in worker threads, rewrites on the loop
+            self._write_locked(text, append=append, sync=sync)
+
+    def _write_locked(self, text: str, *, append: bool, sync: bool) -> None:
         try:
             handle = self._open()
             if not append:
@@ -256,6 +277,10 @@ class Journal:
         What is left is the file's from now on: the next guard on the directory (this one
         too, used again) adopts it, so no entry lives on in two places.
         """
+        with self._lock:
+            self._close_locked()
+
+    def _close_locked(self) -> None:
         if self._file is None:
             return
         handle, self._file, path, self._path = self._file, None, self._path, None
