@@ -995,7 +995,10 @@ class Guard:
 
             state.in_flight = len(state.pending)
             try:
-                await asyncio.gather(*(one(e) for e in envelopes))
+                if len(envelopes) == 1:
+                    await one(envelopes[0])  # the common case, without a task per attempt
+                else:
+                    await asyncio.gather(*(one(e) for e in envelopes))
             except asyncio.CancelledError:
                 # What the copies that came back said is learned, even if the caller is gone.
                 answered = {k: a for k, a in state.pending.items() if a.wire in replies}

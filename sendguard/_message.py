@@ -32,7 +32,7 @@ _SURROGATES = re.compile("[\udc80-\udcff]")
 # or space, so the pattern is linear in the value.
 _ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=")
 # The headers whose MIME parameters (filename, name, boundary, charset) a receiver decodes.
-_PARAMETERIZED = ("Content-Type", "Content-Disposition")
+_PARAMETERIZED = frozenset({"content-type", "content-disposition"})
 
 
 def _raw_headers(part: Message) -> list[tuple[str, str]]:
@@ -136,11 +136,14 @@ def check_headers(message: Message) -> None:
     MIME parameters (an attachment's filename) after RFC 2231 decoding.
     """
     for part in message.walk():
+        extended = []
         for name, value in _raw_headers(part):
             if not _HEADER_NAME.match(name):
                 raise HeaderInjectionError(f"header name {name!r} is not allowed", header=name)
             _refuse_line_breaks(name, _FOLD.sub("", value), f"header {name!r}")
-        for name in _PARAMETERIZED:
+            if "*" in value and name.lower() in _PARAMETERIZED:
+                extended.append(name)  # RFC 2231 parameters: checked again once decoded
+        for name in extended:
             for key, value in _parameters(part, name):
                 _refuse_line_breaks(name, key, f"a parameter name of {name!r}")
                 _refuse_line_breaks(name, value, f"parameter {key!r} of {name!r}")
