@@ -145,7 +145,8 @@ def parse_bounce(
 ) -> list[BounceReport]:
     """Read one bounce, complaint or auto-reply; one report per recipient it concerns.
 
-    *raw* is the whole e-mail (``bytes``, ``str`` or an :class:`email.message.Message`).  A
+    *raw* is the whole e-mail (``bytes``, ``str`` or an :class:`email.message.Message`; a
+    leading UTF-8 byte-order mark, as an editor may write, is read past).  A
     message that is none of these (an ordinary e-mail) gives an empty list.  Input that is not
     an e-mail at all raises :class:`BounceParseError`, and nothing else is ever raised.
 
@@ -157,6 +158,7 @@ def parse_bounce(
     budget = _Budget(time_budget)
     if isinstance(raw, bytes | bytearray | str):
         data = raw.encode("utf-8", "surrogateescape") if isinstance(raw, str) else bytes(raw)
+        data = data.removeprefix(_BOM)
         pieces = _MBOX_SEPARATOR.split(data) if data.startswith(b"From ") else []
         pieces = [p for p in pieces if p.strip()]
         if len(pieces) > 1:
@@ -231,7 +233,7 @@ def _as_message(raw: bytes | str | Message) -> Message:
         raise BounceParseError(
             f"expected bytes, str or an e-mail message, not {type(raw).__name__}"
         )
-    data = bytes(raw)
+    data = bytes(raw).removeprefix(_BOM)
     if len(data) > MAX_BYTES:
         raise BounceParseError(f"{len(data)} bytes is too large for a bounce (limit {MAX_BYTES})")
     if not _HEADER_START.match(data):
@@ -278,6 +280,8 @@ _BOUNDARY_TEXT = re.compile(r"^--([\x21-\x7e]{1,200}?)[ \t]*\r?$", re.MULTILINE)
 _MBOX_SEPARATOR = re.compile(
     rb"(?:^|\r?\n)From (?=\S+ +(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) \S+ +\d+ [\d:]+ \d{4}\r?\n)"
 )
+_BOM = b"\xef\xbb\xbf"
+"""A UTF-8 byte-order mark: no MTA writes one, but an editor or a Windows tool may."""
 _HEADER_START = re.compile(rb"\A(?:From [^\r\n]*\r?\n)?[\x21-\x39\x3b-\x7e]+[ \t]*:")
 
 

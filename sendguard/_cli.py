@@ -551,13 +551,13 @@ def _messages(path: Path) -> Iterator[tuple[str, bytes]]:
         return
     raw = path.read_bytes()
     try:
-        text = _mail_bytes(raw, _shown(path.name))
+        text = _mail_bytes(raw, _shown(path.name)).removeprefix(codecs.BOM_UTF8)
     except ValueError:
         text = raw  # not an mbox then; _mail_bytes reports it when the message is read
     if not text.startswith(b"From "):
         yield _shown(path.name), raw
         return
-    if text is raw:
+    if text == raw:
         found = _mbox(path)
     else:  # mailbox reads only files, and would take a marked first line for no separator
         with tempfile.TemporaryDirectory() as scratch:
@@ -576,15 +576,16 @@ def _mbox(path: Path) -> list[bytes]:
 
 
 def _mail_bytes(raw: bytes, name: str) -> bytes:
-    """*raw* as the mail parser reads it: without a byte-order mark, UTF-16 and UTF-32 as UTF-8.
+    """*raw* as the mail parser reads it: UTF-16 and UTF-32 (behind their mark) as UTF-8.
 
-    No MTA writes those marks or encodings, but an editor or a Windows tool may. Raises
-    ValueError naming the line of a byte that does not decode as the mark says.
+    No MTA writes those encodings, but an editor or a Windows tool may. A UTF-8 mark is left
+    in place: parse_bounce reads past it. Raises ValueError naming the line of a byte that does
+    not decode as the mark says.
     """
     bom, codec, _ = next((m for m in _BOMS if raw.startswith(m[0])), (b"", "", ""))
-    if codec == "utf-8":
-        return raw[len(bom) :]  # undecodable 8-bit bytes in it are the parser's to tolerate
-    return _decode(raw, name).encode("utf-8") if bom else raw
+    if not bom or codec == "utf-8":
+        return raw  # undecodable 8-bit bytes in it are the parser's to tolerate
+    return _decode(raw, name).encode("utf-8")
 
 
 @app.command("ingest")

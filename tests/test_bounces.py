@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import codecs
 import email
 import hashlib
 import hmac
@@ -22,6 +23,7 @@ from sendguard import (
     Store,
     parse_bounce,
 )
+from sendguard._bounce import bounce_message
 from sendguard._token import BounceSigner
 from sendguard.testing import FakeClock, ScriptedSMTPServer, make_arf, make_dsn
 from tests.conftest import message
@@ -126,6 +128,32 @@ def test_parse_accepts_str_bytes_and_message() -> None:
     from_bytes = parse_bounce(raw)
     assert parse_bounce(raw.decode("utf-8", "surrogateescape")) == from_bytes
     assert parse_bounce(email.message_from_bytes(raw)) == from_bytes
+
+
+def test_a_leading_byte_order_mark_is_read_past() -> None:
+    raw = sample("lhost-postfix-04.eml")
+    expected = parse_bounce(raw)
+    assert expected
+    assert parse_bounce(codecs.BOM_UTF8 + raw) == expected
+    assert parse_bounce("\ufeff" + raw.decode("utf-8", "surrogateescape")) == expected
+    assert bounce_message(codecs.BOM_UTF8 + raw).items() == bounce_message(raw).items()
+    assert bounce_message("\ufeff" + raw.decode("utf-8", "surrogateescape"))["From"]
+    mbox = b"".join(b"From MAILER-DAEMON Thu Jan  1 00:00:00 2026\n" + raw + b"\n" for _ in "ab")
+    assert parse_bounce(codecs.BOM_UTF8 + mbox) == expected * 2
+    # Only a leading mark, and only one: a second is not a header field name.
+    with pytest.raises(BounceParseError):
+        parse_bounce(codecs.BOM_UTF8 * 2 + raw)
+
+
+@pytest.mark.usefixtures("smtp_server")
+async def test_a_signed_bounce_behind_a_byte_order_mark_is_ingested(
+    make_guard: Callable[..., Guard], smtp_server: ScriptedSMTPServer
+) -> None:
+    guard = make_guard(bounce_secret=SECRET)
+    original = await sent(guard, smtp_server)
+    dsn = make_dsn(original, {"bob@example.com": "550 5.1.1 User unknown"})
+    (report,) = await guard.ingest_bounce(codecs.BOM_UTF8 + dsn)
+    assert (report.trusted, report.suppressed) == (True, True)
 
 
 @pytest.mark.parametrize(
