@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import Message
 
+from sendguard._bounce import MAX_PARTS
 from sendguard._errors import ConfigurationError
 
 __all__ = ["TOKEN_HEADER", "BounceSigner", "find_token"]
@@ -76,33 +77,84 @@ class BounceSigner:
         return hmac.compare_digest(mac, self._mac(message_id, recipient, issued))
 
 
+_PART_CHARS = 64 * 1024
+"""At most this much text of one part is searched: a returned original's headers fit in it."""
+_READ_CHARS = 1024 * 1024
+"""At most this much text of one bounce is searched, in all its parts."""
+_ENCODED = ("base64", "quoted-printable", "x-uuencode", "uuencode", "x-uue", "uue")
+
+
 def find_token(bounce: Message) -> tuple[str, str] | None:
     """The token and the Message-ID of the returned original inside *bounce*, if both are there.
 
     Only text that the bounce quotes from the original is searched, never the bounce's own
-    headers, so a bounce cannot vouch for itself.
+    headers, so a bounce cannot vouch for itself: the header fields of each message a
+    ``message/*`` part holds, and the body of each leaf part (the bounce's own body too, when
+    it is not multipart), where a notice or a ``text/rfc822-headers`` part quotes them.
+
+    Linear in the bounce whatever its shape: each part is read once, a nested original is
+    never serialized again (its own parts are read where the walk reaches them), and at most
+    :data:`_PART_CHARS` of a part, :data:`_READ_CHARS` in all and the first
+    :data:`MAX_PARTS` parts are read.
     """
-    for part in bounce.walk():
+    budget = _READ_CHARS
+    stack = [bounce]
+    for _ in range(MAX_PARTS):
+        if not stack or budget <= 0:
+            break
+        part = stack.pop()
         payload = part.get_payload()
-        if part.get_content_maintype() == "message" and isinstance(payload, list):
-            text = "\n".join(p.as_string() for p in payload if isinstance(p, Message))
-        elif part is bounce:
-            text = payload if isinstance(payload, str) else ""
-        elif isinstance(payload, list):
-            continue
+        limit = min(_PART_CHARS, budget)
+        if isinstance(payload, list):
+            inner = [p for p in payload if isinstance(p, Message)]
+            stack.extend(reversed(inner))
+            if part.get_content_maintype() != "message":
+                continue
+            pieces: list[str] = []
+            size = 0
+            for message in inner:
+                if size >= limit:
+                    break
+                pieces.append(_header_text(message, limit - size))
+                size += len(pieces[-1]) + 2
+            text = "\n\n".join(pieces)  # each message's header block apart from the next
         else:
-            raw = part.get_payload(decode=True)
-            text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(payload)
-        if not isinstance(text, str):
-            continue
+            text = _body_text(part, payload, limit)
+        budget -= len(text)
         found = _TOKEN.search(text)
         if found is None:
             continue
-        block = _header_block(text, found.start())
-        message_id = _MESSAGE_ID.search(block)
+        message_id = _MESSAGE_ID.search(_header_block(text, found.start()))
         if message_id is not None:
             return found.group(1), message_id.group(1)
     return None
+
+
+def _header_text(message: Message, limit: int) -> str:
+    """*message*'s header fields as they were written, up to about *limit* characters."""
+    lines: list[str] = []
+    size = 0
+    for name, value in message.raw_items():
+        if size >= limit:
+            break
+        line = f"{name}: {value}"
+        lines.append(line[: limit - size])
+        size += len(line) + 1
+    return "\n".join(lines)
+
+
+def _body_text(part: Message, payload: object, limit: int) -> str:
+    """The first *limit* characters of a leaf part's content, decoded only that far."""
+    if not isinstance(payload, str):
+        return ""
+    cte = str(part.get("Content-Transfer-Encoding", "")).strip().lower()
+    if cte not in _ENCODED:
+        return payload[:limit]
+    head = Message()  # the encoded head alone, so that no more than that is decoded
+    head["Content-Transfer-Encoding"] = cte
+    head.set_payload(payload[: 2 * limit])
+    raw = head.get_payload(decode=True)
+    return raw.decode("utf-8", "replace")[:limit] if isinstance(raw, bytes) else ""
 
 
 def _header_block(text: str, position: int) -> str:

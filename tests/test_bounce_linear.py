@@ -8,14 +8,21 @@ inputs ran for seconds before these bounds.
 from __future__ import annotations
 
 import asyncio
+import base64
 import functools
 import re
 import time
 from collections.abc import Callable
+from email.message import Message
+from typing import TypeVar
 
 import pytest
 
 from sendguard import DEFAULT_RULES, BounceParseError, Guard, classify, parse_bounce
+from sendguard._bounce import bounce_message
+from sendguard._token import find_token
+
+T = TypeVar("T")
 
 # The floor under which a time is all overhead and noise, and says nothing about growth.
 FLOOR = 0.01
@@ -32,11 +39,18 @@ def fastest(work: Callable[[], object], repeats: int = 3) -> float:
 
 def assert_linear(make: Callable[[int], bytes], sizes: tuple[int, ...]) -> list[float]:
     """Time parse_bounce on each size, interleaved (a load spike hits every size alike)."""
+    return assert_linear_in(functools.partial(parse_bounce, time_budget=None), make, sizes)
+
+
+def assert_linear_in(
+    read: Callable[[T], object], make: Callable[[int], T], sizes: tuple[int, ...]
+) -> list[float]:
+    """Time *read* on each size, interleaved (a load spike hits every size alike)."""
     inputs = [make(n) for n in sizes]
     times = [float("inf")] * len(inputs)
     for _ in range(4):
         for i, raw in enumerate(inputs):
-            took = fastest(functools.partial(parse_bounce, raw, time_budget=None), 1)
+            took = fastest(functools.partial(read, raw), 1)
             times[i] = min(times[i], took)
     assert times[-1] <= max(6 * times[0], FLOOR), f"superlinear: {sizes} took {times}"
     return times
@@ -158,6 +172,83 @@ def test_deeply_nested_returned_messages() -> None:
         return inner.encode()
 
     assert_linear(make, (40, 80, 160))
+
+
+# -- the token of the returned original -----------------------------------------------------------
+
+TOKEN = "v2.1790000000.AAAAAAAAAAAAAAAAAAAAAAAA"
+ORIGINAL = (
+    "From: news@sender.example\nTo: bob@example.com\nSubject: hi\n"
+    f"Message-ID: <1@sender.example>\nX-Sendguard-Token: {TOKEN}\n\nhello\n"
+)
+# A hop's worth of header fields, so that every level of nesting has some text of its own.
+HOP = HEAD + "".join(
+    f"Received: from relay{i}.example by mx.example; Tue, 1 Dec 2026\n" for i in range(8)
+)
+
+
+def nested(depth: int, original: str = ORIGINAL) -> Message:
+    """*original*, forwarded inside *depth* levels of ``message/rfc822`` (parsed)."""
+    inner = original
+    for _ in range(depth):
+        inner = f"{HOP}MIME-Version: 1.0\nContent-Type: message/rfc822\n\n{inner}"
+    return bounce_message(inner.encode())
+
+
+def test_find_token_is_linear_in_the_depth_of_nested_originals() -> None:
+    for depth in (1, 50, 200):
+        assert find_token(nested(depth)) == (TOKEN, "<1@sender.example>")
+    # Without a token (a forged or unsigned bounce) every level is searched.
+    unsigned = ORIGINAL.replace("X-Sendguard-Token", "X-Other")
+    assert_linear_in(find_token, functools.partial(nested, original=unsigned), (50, 100, 200))
+
+
+def test_find_token_reads_encoded_parts_and_never_the_bounces_own_headers() -> None:
+    head = f"{HEAD}MIME-Version: 1.0\nContent-Type: multipart/report; boundary=B\n\n"
+    for cte, body in (
+        ("base64", base64.encodebytes(ORIGINAL.encode()).decode()),
+        ("quoted-printable", ORIGINAL.replace("=", "=3D").replace("hi\n", "h=\ni\n")),
+    ):
+        raw = f"{head}--B\nContent-Type: text/rfc822-headers\nContent-Transfer-Encoding: {cte}"
+        assert find_token(bounce_message(f"{raw}\n\n{body}--B--\n".encode())) == (
+            TOKEN,
+            "<1@sender.example>",
+        )
+    own = f"X-Sendguard-Token: {TOKEN}\nMessage-ID: <1@sender.example>\n{HEAD}\nhello\n"
+    assert find_token(bounce_message(own.encode())) is None
+
+
+def test_find_token_is_linear_in_the_number_of_parts() -> None:
+    def make(n: int) -> Message:
+        parts = "".join(
+            f"--B\nContent-Type: message/rfc822\n\n{HOP}Message-ID: <{i}@x.example>\n\nhi\n"
+            f"--B\nContent-Type: text/rfc822-headers\nContent-Transfer-Encoding: base64\n\n"
+            + base64.encodebytes(HOP.encode()).decode()
+            for i in range(n)
+        )
+        head = f"{HEAD}MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=B\n\n"
+        return bounce_message(f"{head}{parts}--B--\n".encode())
+
+    assert_linear_in(find_token, make, (30, 60, 120))
+    assert_linear_in(find_token, make, (600, 1200, 2400))  # past MAX_PARTS: no more is read
+
+
+def test_find_token_reads_a_bounded_amount() -> None:
+    def make(parts: int) -> Message:
+        # Parts of 128 KiB: each read to its first 64 KiB, 1 MiB in all (16 parts), whatever
+        # the size of the bounce.
+        filler = "".join(
+            f"--B\nContent-Type: text/plain\n\n{'X-Sendguard-Token: ' * 6900}\n"
+            for _ in range(parts)
+        )
+        head = f"{HEAD}MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=B\n\n"
+        tail = f"--B\nContent-Type: text/rfc822-headers\n\n{ORIGINAL}--B--\n"
+        return bounce_message(f"{head}{filler}{tail}".encode())
+
+    times = assert_linear_in(find_token, make, (16, 32, 64))
+    assert times[-1] <= max(2 * times[0], FLOOR), times  # the same amount read, however large
+    assert find_token(make(1)) == (TOKEN, "<1@sender.example>")
+    assert find_token(make(16)) is None  # past what is read
 
 
 def test_an_html_notice_of_unclosed_tags() -> None:
