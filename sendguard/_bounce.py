@@ -117,6 +117,11 @@ class BounceReport:
     """The address itself is dead: suppress it for good."""
     remote_mta: str = ""
     reporting_mta: str = ""
+    original_recipient: str = ""
+    """The address the message was sent to, when the recipient's side forwarded it or expanded
+    an alias and the bounce is about the address it went on to (``recipient``): the DSN's
+    Original-Recipient, or the "expanded from" / "generated from" of a Postfix, sendmail or
+    Exim notice.  Empty when the bounce names no other address."""
     original_message_id: str = ""
     original_sender: str = ""
     """The envelope sender (or From) of the message that bounced, when the bounce tells."""
@@ -702,6 +707,7 @@ def _dsn(scan: _Scan, rules: Rules) -> Iterator[BounceReport]:
         recipients = [b for b in recipients if _recipient_of(b)] or recipients
         names = [_recipient_of(b) for b in recipients]
         mentions = _Mentions(notice, names)
+        forwarded = mentions.origins(_expansions(notice))
         for index, block in enumerate(recipients):
             scan.budget.check()
             yield _dsn_report(
@@ -713,6 +719,7 @@ def _dsn(scan: _Scan, rules: Rules) -> Iterator[BounceReport]:
                 original=original,
                 reporting_mta=reporting_mta,
                 scan=scan,
+                forwarded=forwarded,
             )
 
 
@@ -722,6 +729,20 @@ def _recipient_of(block: Message) -> str:
         if value and "@" in str(value):
             return _address(str(value))
     return ""
+
+
+def _original_recipient_of(block: Message, forwarded: dict[str, str]) -> str:
+    """The address a group's recipient was forwarded from, if the bounce names one.
+
+    Its Original-Recipient, else what the notice says it was expanded or generated from (Exim
+    writes no Original-Recipient).  sendmail's X-Actual-Recipient is no such address: there
+    Final-Recipient is the one sent to and X-Actual-Recipient the one it was expanded to.
+    """
+    value = str(block.get("Original-Recipient", ""))
+    if "@" in value:
+        return _address(value)
+    final = str(block.get("Final-Recipient", ""))
+    return forwarded.get(_key(_address(final)), "") if "@" in final else ""
 
 
 def _dsn_report(
@@ -734,6 +755,7 @@ def _dsn_report(
     original: Message | None,
     reporting_mta: str,
     scan: _Scan,
+    forwarded: dict[str, str],
 ) -> BounceReport:
     recipient = names[index]
     diagnostic = _fold(_after_type(str(block.get("Diagnostic-Code", ""))))
@@ -774,6 +796,7 @@ def _dsn_report(
         reporting_mta=reporting_mta,
         original=original,
         per_message=per_message,
+        original_recipient=_original_recipient_of(block, forwarded),
     )
 
 
@@ -985,6 +1008,22 @@ class _Mentions:
             if matched:
                 self.lines.append((found.start(), matched))
 
+    def origins(self, expansions: list[tuple[int, str]]) -> dict[str, str]:
+        """Each recipient's original address: the first expansion after its mention.
+
+        *expansions* are (position, address) of "expanded from" / "generated from" remarks,
+        which follow the recipient they are about (Postfix ``<b@x> (expanded from <a@y>):``,
+        Exim ``b@x`` then ``(generated from a@y)`` on the next line).
+        """
+        found: dict[str, str] = {}
+        for at, address in expansions:
+            before = bisect.bisect_left(self.at, (at, "")) - 1
+            if before >= 0:
+                key = self.at[before][1]
+                if key != _key(address):
+                    found.setdefault(key, address)
+        return found
+
     def folded(self) -> str:
         """The whole notice, white space folded (computed once)."""
         if self._folded is None:
@@ -1035,6 +1074,10 @@ def _notice(scan: _Scan, rules: Rules) -> Iterator[BounceReport]:
     excluded |= {_key(_address(m.group(1))) for m in _QUOTED_FROM.finditer(notice)}
     excluded |= {_key(m.group(1)) for m in _MESSAGE_IDS.finditer(notice)}
     excluded.discard("")
+    expansions = _expansions(notice)
+    # An address something was forwarded from is the original recipient of that one, not a
+    # recipient of its own.
+    excluded |= {_key(address) for _, address in expansions}
     names = _unique(
         _address(m.group(1))
         for m in _ADDRESS.finditer(notice)
@@ -1047,6 +1090,7 @@ def _notice(scan: _Scan, rules: Rules) -> Iterator[BounceReport]:
         names = [n for n in names if _key(n) not in excluded]
     delayed = bool(_DELAYED.search(notice))
     mentions = _Mentions(notice, names)
+    forwarded = mentions.origins(expansions)
     for recipient in names or [""]:
         scan.budget.check()
         diagnostic = mentions.about(recipient) if recipient else ""
@@ -1065,6 +1109,7 @@ def _notice(scan: _Scan, rules: Rules) -> Iterator[BounceReport]:
             None,
             reporting_mta=_mta_of(message),
             original=original,
+            original_recipient=forwarded.get(_key(recipient), ""),
         )
 
 
@@ -1090,6 +1135,21 @@ _DELAYED = re.compile(
     r"delivery attempts will continue",
     re.IGNORECASE,
 )
+
+
+_EXPANSION = re.compile(
+    # Postfix "(expanded from <a@y>)", sendmail "(expanded from: <a@y>)", Exim "(generated from
+    # a@y)" and "(ultimately generated from a@y)", folded anywhere.
+    r"\((?:ultimately\s{1,20})?(?:expanded|generated)\s{1,20}from:?\s{0,20}"
+    r"<?([^\s<>()@,;]{1,64}@[^\s<>()@,;]{1,255})>?\s{0,20}\)",
+    re.IGNORECASE,
+)
+
+
+def _expansions(notice: str) -> list[tuple[int, str]]:
+    """(position, address) of each address a notice says a recipient was forwarded from."""
+    found = itertools.islice(_EXPANSION.finditer(notice), MAX_RECIPIENTS)
+    return [(m.start(), _address(m.group(1))) for m in found if _address(m.group(1))]
 
 
 def _inline_original(scan: _Scan) -> Message | None:
@@ -1212,6 +1272,7 @@ def _report(
     original: Message | None = None,
     per_message: Message | None = None,
     message_id: str = "",
+    original_recipient: str = "",
 ) -> BounceReport:
     temporary = action == "delayed"
     if temporary and found.rule == _NO_RULE:
@@ -1231,6 +1292,7 @@ def _report(
     )
     if original is not None and not message_id:
         message_id = str(original.get("Message-ID", "")).strip()
+    forwarded_from = original_recipient if _key(original_recipient) != _key(recipient) else ""
     sender = ""
     for source, name in (
         (per_message, "X-Postfix-Sender"),
@@ -1252,6 +1314,7 @@ def _report(
         hard=hard,
         remote_mta=remote_mta,
         reporting_mta=reporting_mta,
+        original_recipient=forwarded_from,
         original_message_id=message_id,
         original_sender=sender,
         classification=found,

@@ -683,18 +683,18 @@ class Guard:
         if not reports:
             return []
         trust = self._trusted(found, reports)
-        if not all(trust):
+        if not all(ok for ok, _ in trust):
             self._log.warning(
                 "sendguard.bounce_untrusted",
                 recipients=[
                     self._redact(r.recipient)
-                    for r, ok in zip(reports, trust, strict=True)
+                    for r, (ok, _) in zip(reports, trust, strict=True)
                     if r.recipient and not ok
                 ],
-                reasons=[r.reason for r, ok in zip(reports, trust, strict=True) if not ok],
+                reasons=[r.reason for r, (ok, _) in zip(reports, trust, strict=True) if not ok],
                 why="no token of this guard for that recipient in the returned headers",
             )
-        trusted = [r for r, ok in zip(reports, trust, strict=True) if ok]
+        trusted = [(r, key) for r, (ok, key) in zip(reports, trust, strict=True) if ok]
         outcome = self._bounce_outcome(trusted, identity)
         newly = (
             set(_newly_suppressed(outcome, await self._bounded(self._record(outcome), "settle")))
@@ -702,16 +702,20 @@ class Guard:
             else set()
         )
         result = []
-        for report, ok in zip(reports, trust, strict=True):
+        for report, (ok, key) in zip(reports, trust, strict=True):
             if not ok:
                 result.append(replace(report, trusted=False))
                 continue
-            key = _bounce_key(report.recipient)
             done = key is not None and key in newly
             result.append(replace(report, trusted=True, suppressed=done))
             self._log.info(
                 "sendguard.bounce",
-                recipient=self._redact(report.recipient) if report.recipient else None,
+                recipient=self._redact(key) if key else None,
+                forwarded_to=(
+                    self._redact(report.recipient)
+                    if report.recipient and key != _bounce_key(report.recipient)
+                    else None
+                ),
                 action=report.action,
                 reason=report.reason,
                 status=report.status,
@@ -731,19 +735,30 @@ class Guard:
 
     def _trusted(
         self, found: tuple[str, str] | None, reports: Sequence[BounceReport]
-    ) -> list[bool]:
-        """Per report, whether the bounce's token (*found*) is this guard's for its recipient."""
+    ) -> list[tuple[bool, str | None]]:
+        """Per report, whether it is trusted, and the key of the address it speaks for.
+
+        A report about forwarded mail names two addresses: the one sent to
+        (``original_recipient``) and the one it was forwarded to (``recipient``).  With a
+        secret, a report is trusted when the bounce's token (*found*) is this guard's for
+        either, and speaks for that one alone: the token was made for one address, so a forger
+        who names their own address beside someone else's speaks for their own only.  Without
+        a secret every report is trusted and speaks for the address sent to.
+        """
         if self._signer is None:
-            return [True] * len(reports)
+            return [
+                (True, _bounce_key(r.original_recipient) or _bounce_key(r.recipient))
+                for r in reports
+            ]
         now = self._clock()
-        trust = []
+        trust: list[tuple[bool, str | None]] = []
         for report in reports:
-            key = _bounce_key(report.recipient)
-            trust.append(
-                found is not None
-                and key is not None
-                and self._signer.verify(found[0], found[1], key, now)
-            )
+            verified = None
+            for key in map(_bounce_key, (report.recipient, report.original_recipient)):
+                if found and key and self._signer.verify(found[0], found[1], key, now):
+                    verified = key
+                    break
+            trust.append((verified is not None, verified))
         return trust
 
     async def ingest_events(self, events: Iterable[DeliveryEvent], /) -> list[DeliveryEvent]:
@@ -812,13 +827,15 @@ class Guard:
             nonce=f"nonce\t{event.nonce}" if event.nonce else "",
         )
 
-    def _bounce_outcome(self, reports: Sequence[BounceReport], identity: str = "") -> Outcome:
+    def _bounce_outcome(
+        self, reports: Sequence[tuple[BounceReport, str | None]], identity: str = ""
+    ) -> Outcome:
+        """What trusted *reports* record, each under the key of the address it speaks for."""
         suppressions: list[Suppression] = []
         soft: list[Suppression] = []
         resets: list[str] = []
         bounces = complaints = 0
-        for report in reports:
-            key = _bounce_key(report.recipient)
+        for report, key in reports:
             found = report.classification
             if key is None or found is None:
                 continue
@@ -834,7 +851,7 @@ class Guard:
                 # Only final failures count: a delay notice says the message is still queued.
                 soft.append(self._entry(key, found, "bounce"))
                 bounces += 1
-        senders = {r.original_sender.rpartition("@")[2].lower() for r in reports}
+        senders = {r.original_sender.rpartition("@")[2].lower() for r, _ in reports}
         sender = senders.pop() if len(senders) == 1 else ""
         # A bounce fed again (re-delivered, or read twice) records nothing the second time,
         # as a provider's event does; one that changes nothing needs no id kept.

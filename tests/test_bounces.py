@@ -426,3 +426,200 @@ async def test_tokens_of_the_message_bound_format_are_no_longer_accepted(
     old = re.sub(rb"X-Sendguard-Token: \S+", f"X-Sendguard-Token: {v1}".encode(), original)
     (report,) = await guard.ingest_bounce(make_dsn(old, {"bob@example.com": "550 5.1.1 x"}))
     assert not report.trusted
+
+
+# -- forwarded and aliased mail ----------------------------------------------------------------
+
+
+def forwarded_dsn(
+    original: bytes, sent_to: str, forwarded_to: str, reply: str = "550 5.1.1 User unknown"
+) -> bytes:
+    """A DSN as Postfix writes it when the MX of *sent_to* forwarded the mail to *forwarded_to*
+    (a .forward, a virtual alias), whose MX refused it with *reply*."""
+    dsn = make_dsn(original, {forwarded_to: reply})
+    dsn = dsn.replace(
+        f"<{forwarded_to}>: host".encode(),
+        f"<{forwarded_to}> (expanded from <{sent_to}>): host".encode(),
+    )
+    return dsn.replace(
+        f"Original-Recipient: rfc822;{forwarded_to}".encode(),
+        f"Original-Recipient: rfc822;{sent_to}".encode(),
+    )
+
+
+def notice_of(original: bytes, body: str) -> bytes:
+    """A notice without a DSN part: *body*, then the original's headers inline."""
+    headers = original.replace(b"\r\n", b"\n").split(b"\n\n", 1)[0].decode()
+    return (
+        "From: Mail Delivery System <Mailer-Daemon@mx.forwarder.example>\n"
+        "To: news@sender.example\nSubject: Mail delivery failed: returning message to sender\n\n"
+        f"{body}\n\n------ This is a copy of the message, including all the headers. ------\n\n"
+        f"{headers}\n\nHi there.\n"
+    ).encode()
+
+
+POSTFIX_NOTICE = """This is the mail system at host mx.forwarder.example.
+
+<{to}> (expanded from
+    <{sent}>): host mx.to.example[192.0.2.7] said: 550 5.1.1
+    <{to}>: Recipient address rejected: User unknown (in reply to RCPT TO
+    command)"""
+EXIM_NOTICE = """This message was created automatically by mail delivery software.
+
+A message that you sent could not be delivered to one or more of its
+recipients. This is a permanent error. The following address(es) failed:
+
+  {to}
+    ({how}generated from {sent})
+    host mx.to.example [192.0.2.7]
+    SMTP error from remote mail server after RCPT TO:<{to}>:
+    550 5.1.1 <{to}>: Recipient address rejected: User unknown"""
+SENDMAIL_NOTICE = """   ----- The following addresses had permanent fatal errors -----
+{to}
+    (reason: 550 5.1.1 <{to}>... User Unknown)
+    (expanded from: <{sent}>)"""
+
+
+def test_a_dsn_of_forwarded_mail_names_the_address_sent_to() -> None:
+    original = message("alice@example.com").as_bytes()
+    (report,) = parse_bounce(
+        forwarded_dsn(original, "alice@example.com", "alice@forwarded.example")
+    )
+    assert (report.recipient, report.original_recipient) == (
+        "alice@forwarded.example",
+        "alice@example.com",
+    )
+    assert (report.reason, report.hard) == ("userunknown", True)
+    # RFC 6533's utf-8 address type, its \x{HHHH} escapes decoded, as for Final-Recipient.
+    utf8 = forwarded_dsn(original, "x@x.example", "alice@forwarded.example").replace(
+        b"Original-Recipient: rfc822;x@x.example",
+        b"Original-Recipient: utf-8; j\\x{00F6}rg@example.de",
+    )
+    assert parse_bounce(utf8)[0].original_recipient == "jörg@example.de"
+    # The same address twice, or none, is no forwarding.
+    (plain,) = parse_bounce(make_dsn(original, {"alice@example.com": "550 5.1.1 User unknown"}))
+    assert (plain.recipient, plain.original_recipient) == ("alice@example.com", "")
+    # Real ones: Postfix's virtual alias; sendmail's alias, where Final-Recipient is the address
+    # sent to and X-Actual-Recipient the one it expanded to.
+    (postfix,) = parse_bounce(sample("lhost-postfix-49.eml"))
+    assert (postfix.recipient, postfix.original_recipient) == (
+        "kijitora-neko-nyaan@ntt.example.ne.jp",
+        "toraneko@neko.example.co.jp",
+    )
+    (sendmail,) = parse_bounce(sample("lhost-sendmail-03.eml"))
+    assert (sendmail.recipient, sendmail.original_recipient) == ("bounce0@example.org", "")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        POSTFIX_NOTICE,
+        EXIM_NOTICE.replace("{how}", ""),
+        EXIM_NOTICE.replace("{how}", "ultimately "),
+        SENDMAIL_NOTICE,
+    ],
+    ids=["postfix", "exim", "exim-ultimately", "sendmail"],
+)
+def test_a_notice_of_forwarded_mail_names_the_address_sent_to(body: str) -> None:
+    text = body.format(to="alice@forwarded.example", sent="alice@example.com")
+    original = message("alice@example.com").as_bytes()
+    (report,) = parse_bounce(notice_of(original, text))
+    assert (report.recipient, report.original_recipient, report.reason) == (
+        "alice@forwarded.example",
+        "alice@example.com",
+        "userunknown",
+    )
+    # Beside a recipient that was not forwarded, before or after it: each keeps its own.
+    bob = "<bob@example.org>: host mx.example.org[192.0.2.8] said: 550 5.1.1 User unknown"
+    for both in (f"{bob}\n\n{text}", f"{text}\n\n{bob}"):
+        reports = parse_bounce(notice_of(original, both))
+        assert sorted((r.recipient, r.original_recipient, r.reason) for r in reports) == [
+            ("alice@forwarded.example", "alice@example.com", "userunknown"),
+            ("bob@example.org", "", "userunknown"),
+        ]
+
+
+@pytest.mark.usefixtures("smtp_server")
+async def test_a_signed_bounce_of_forwarded_mail_suppresses_the_address_sent_to(
+    store: Store, make_guard: Callable[..., Guard], smtp_server: ScriptedSMTPServer
+) -> None:
+    guard = make_guard(store=store, bounce_secret=SECRET)
+    exim = EXIM_NOTICE.format(to="alice@forwarded.example", sent="alice@example.com", how="")
+    for shape in ("dsn", "notice"):
+        await guard.unsuppress("alice@example.com")
+        sent_to = await copies(guard, smtp_server, ["alice@example.com", "bob@example.com"])
+        copy = sent_to["alice@example.com"]
+        if shape == "dsn":
+            bounce = forwarded_dsn(copy, "alice@example.com", "alice@forwarded.example")
+        else:
+            bounce = notice_of(copy, exim)
+        with capture_logs() as logs:
+            (report,) = await guard.ingest_bounce(bounce)
+        assert (report.trusted, report.suppressed) == (True, True)
+        assert (report.recipient, report.original_recipient) == (
+            "alice@forwarded.example",
+            "alice@example.com",
+        )
+        entry = await guard.suppression("alice@example.com")
+        assert entry is not None
+        assert (entry.reason, entry.source) == ("userunknown", "bounce")
+        assert not await guard.is_suppressed("alice@forwarded.example")
+        (event,) = [e for e in logs if e["event"] == "sendguard.bounce"]
+        assert (event["recipient"], event["forwarded_to"]) == (
+            "a***@example.com",
+            "a***@forwarded.example",
+        )
+    assert not await guard.is_suppressed("bob@example.com")
+
+
+@pytest.mark.usefixtures("smtp_server")
+async def test_forwarding_fields_do_not_widen_what_a_token_speaks_for(
+    make_guard: Callable[..., Guard], smtp_server: ScriptedSMTPServer
+) -> None:
+    guard = make_guard(bounce_secret=SECRET)
+    sent_to = await copies(
+        guard, smtp_server, ["mallory@example.com", "victim@example.org", "other@example.net"]
+    )
+    own = sent_to["mallory@example.com"]
+    # Someone else's address as Original-Recipient, beside a third party's or the victim's.
+    for sent, forwarded in (
+        ("victim@example.org", "other@example.net"),
+        ("victim@example.org", "victim@forwarded.example"),
+        ("other@example.net", "victim@example.org"),
+    ):
+        (report,) = await guard.ingest_bounce(forwarded_dsn(own, sent, forwarded))
+        assert (report.trusted, report.suppressed) == (False, False)
+        (report,) = await guard.ingest_bounce(
+            notice_of(own, POSTFIX_NOTICE.format(to=forwarded, sent=sent))
+        )
+        assert (report.trusted, report.suppressed) == (False, False)
+    # The forger's own address on either side: it speaks for that address alone.
+    for sent, forwarded in (
+        ("mallory@example.com", "victim@example.org"),
+        ("victim@example.org", "mallory@example.com"),
+    ):
+        await guard.unsuppress("mallory@example.com")
+        (report,) = await guard.ingest_bounce(forwarded_dsn(own, sent, forwarded))
+        assert (report.trusted, report.suppressed) == (True, True)
+        assert await guard.is_suppressed("mallory@example.com")
+    for address in ("victim@example.org", "victim@forwarded.example", "other@example.net"):
+        assert not await guard.is_suppressed(address)
+    # A victim's genuine copy cannot be pointed at anyone else either.
+    victim = sent_to["victim@example.org"]
+    (report,) = await guard.ingest_bounce(forwarded_dsn(victim, "other@example.net", "x@y.example"))
+    assert not report.trusted
+    assert not await guard.is_suppressed("other@example.net")
+
+
+@pytest.mark.usefixtures("smtp_server")
+async def test_without_a_secret_a_forwarded_bounce_suppresses_the_address_sent_to(
+    make_guard: Callable[..., Guard], smtp_server: ScriptedSMTPServer
+) -> None:
+    guard = make_guard()
+    original = await sent(guard, smtp_server, "alice@example.com")
+    (report,) = await guard.ingest_bounce(
+        forwarded_dsn(original, "alice@example.com", "alice@forwarded.example")
+    )
+    assert (report.trusted, report.suppressed) == (True, True)
+    assert await guard.is_suppressed("alice@example.com")
+    assert not await guard.is_suppressed("alice@forwarded.example")
