@@ -114,6 +114,17 @@ def _bounce_key(recipient: str) -> str | None:
         return None
 
 
+def _weight(report: BounceReport) -> int:
+    """How much a bounce report records: a complaint, a hard, a soft bounce, a delivery, nothing."""
+    if report.action == "complaint":
+        return 4
+    if report.hard:
+        return 3
+    if report.action == "failed" and report.classification and report.classification.soft:
+        return 2
+    return 1 if report.action == "delivered" else 0
+
+
 def _newly_suppressed(outcome: Outcome, settled: Settled) -> list[str]:
     """The keys that settling *outcome* put on the suppression list (not those already on it)."""
     if settled.duplicate:
@@ -835,10 +846,16 @@ class Guard:
         soft: list[Suppression] = []
         resets: list[str] = []
         bounces = complaints = 0
+        # One bounce speaks for an address once, by its weightiest report: a token holder who
+        # writes a group for their own address a thousand times (or names it as the original
+        # recipient of a thousand others) is one bounce, not enough to trip the breaker.
+        weightiest: dict[str, tuple[BounceReport, Classification]] = {}
         for report, key in reports:
-            found = report.classification
-            if key is None or found is None:
-                continue
+            if key is not None and report.classification is not None:
+                known = weightiest.get(key)
+                if known is None or _weight(report) > _weight(known[0]):
+                    weightiest[key] = (report, report.classification)
+        for key, (report, found) in weightiest.items():
             if report.action == "complaint":
                 suppressions.append(self._entry(key, found, "complaint"))
                 complaints += 1

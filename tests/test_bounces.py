@@ -413,6 +413,36 @@ async def test_a_forged_complaint_naming_many_counts_only_the_token_holder(
 
 
 @pytest.mark.usefixtures("smtp_server")
+async def test_a_token_holder_is_one_bounce_however_often_the_bounce_names_them(
+    make_guard: Callable[..., Guard], smtp_server: ScriptedSMTPServer
+) -> None:
+    breaker = Breaker(min_volume=5, bounce_warn=0.25, bounce_pause=0.5)
+    guard = make_guard(bounce_secret=SECRET, breaker=breaker)
+    others = [f"r{i}@example.org" for i in range(50)]
+    sent_to = await copies(guard, smtp_server, ["mallory@example.com", *others[:9]])
+    own = sent_to["mallory@example.com"]
+    group = "Final-Recipient: rfc822; {to}\nOriginal-Recipient: rfc822;mallory@example.com\n"
+    dsn = make_dsn(own, {"mallory@example.com": "550 5.1.1 User unknown"}).decode()
+    one = dsn[dsn.index("Final-Recipient") : dsn.index("\n\n", dsn.index("Final-Recipient"))]
+    # Her own group fifty times, then as the original recipient of fifty others.
+    for groups in (
+        [one] * 50,
+        [one.replace(group.format(to="mallory@example.com"), group.format(to=a)) for a in others],
+    ):
+        await guard.unsuppress("mallory@example.com")
+        with capture_logs() as logs:
+            reports = await guard.ingest_bounce(dsn.replace(one, "\n\n".join(groups)))
+        assert len(reports) == 50
+        assert all(r.trusted for r in reports)
+        assert await guard.is_suppressed("mallory@example.com")
+        assert not any(e["event"] == "sendguard.breaker" for e in logs)
+    status = await guard.status("sender.example")
+    assert (status.volume.sends, status.volume.bounces, status.paused_until) == (10, 2, None)
+    for address in others:
+        assert not await guard.is_suppressed(address)
+
+
+@pytest.mark.usefixtures("smtp_server")
 async def test_tokens_of_the_message_bound_format_are_no_longer_accepted(
     make_guard: Callable[..., Guard], smtp_server: ScriptedSMTPServer, clock: FakeClock
 ) -> None:
