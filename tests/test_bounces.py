@@ -653,3 +653,31 @@ async def test_without_a_secret_a_forwarded_bounce_suppresses_the_address_sent_t
     assert (report.trusted, report.suppressed) == (True, True)
     assert await guard.is_suppressed("alice@example.com")
     assert not await guard.is_suppressed("alice@forwarded.example")
+
+
+@pytest.mark.usefixtures("smtp_server")
+async def test_a_real_postfix_dsn_of_a_virtual_alias_suppresses_the_address_sent_to(
+    store: Store, make_guard: Callable[..., Guard]
+) -> None:
+    """tests/data/postfix-forwarded-01.eml is real: a guard with SECRET, on the fake clock's
+    start, sent to alice@example.com through Postfix 3.7 (Debian, run privately), whose
+    virtual_alias_maps forwarded it to alice@forwarded.example at an aiosmtpd server that
+    answered 550 5.1.1; Postfix returned this DSN."""
+    raw = (Path(__file__).parent / "data" / "postfix-forwarded-01.eml").read_bytes()
+    (parsed,) = parse_bounce(raw)
+    assert (parsed.recipient, parsed.original_recipient, parsed.reason, parsed.hard) == (
+        "alice@forwarded.example",
+        "alice@example.com",
+        "userunknown",
+        True,
+    )
+    other = make_guard(store=store, bounce_secret="another secret, sixteen bytes+")
+    (report,) = await other.ingest_bounce(raw)
+    assert not report.trusted
+    guard = make_guard(store=store, bounce_secret=SECRET)
+    (report,) = await guard.ingest_bounce(raw)
+    assert (report.trusted, report.suppressed) == (True, True)
+    entry = await guard.suppression("alice@example.com")
+    assert entry is not None
+    assert (entry.reason, entry.enhanced_code) == ("userunknown", "5.1.1")
+    assert not await guard.is_suppressed("alice@forwarded.example")
