@@ -97,6 +97,7 @@ class _Delivery:
     pauses: dict[str, Pause] = field(default_factory=dict)
     had_soft: list[str] = field(default_factory=list)
     uncertain: int = 0
+    accepted: int = 0
     in_flight: int = 0
     """Recipients whose delivery is under way: if it is cut off, they may have the message."""
     rate_of: dict[str, str] = field(default_factory=dict)
@@ -546,6 +547,10 @@ class Guard:
 
     def _send_outcome(self, state: _Delivery, quota: Quota | None, reserved: int) -> Outcome:
         """What a send (finished, or stopped half-way) changes in the store."""
+        if not (
+            state.suppress or state.soft or state.pauses or state.slowdowns or state.had_soft
+        ) and (quota is None or reserved == state.accepted + state.uncertain + state.in_flight):
+            return _NOTHING  # the common case: every recipient reserved was accepted
         accepted = [k for k, rr in state.results.items() if rr.status is _ACCEPTED]
         # Quota stays spent for what was accepted, and for what may have been (no reply to
         # the final dot, or a delivery cut off while in flight); the rest is given back.
@@ -1004,6 +1009,8 @@ class Guard:
                     retry[key] = address
             else:
                 state.results[key] = self._final(key, reply, found, _STATUS[decision], attempts)
+                if decision is Decision.ACCEPT:
+                    state.accepted += 1
                 if decision is Decision.SUPPRESS and found is not None:
                     state.suppress[key] = found
                 elif decision is Decision.UNCERTAIN:
@@ -1217,6 +1224,8 @@ class Guard:
 
 
 _ACCEPTED = DeliveryStatus.ACCEPTED
+_NOTHING = Outcome(now=datetime(1970, 1, 1, tzinfo=UTC))
+"""An outcome that records nothing (``empty``)."""
 _EPOCH = date(1970, 1, 1)
 _WARN = frozenset({DeliveryStatus.REJECTED, DeliveryStatus.DEFERRED, DeliveryStatus.PAUSED})
 _STATUS = {

@@ -189,7 +189,8 @@ class _WirePolicy(email.policy.EmailPolicy):
         """The header as bytes on the wire."""
         if isinstance(value, email.header.Header):
             value = value.encode(linesep=self.linesep)
-        elif not self.utf8 and not hasattr(value, "name") and not value.isascii():
+        elif type(value) is str and not self.utf8 and not value.isascii():
+            # A plain str (a header object is a str subclass, already parsed and encodable).
             header = self.header_factory(name, _FOLD.sub("", value))
             if any(isinstance(d, _UNPARSED) for d in header.defects):
                 # A structured header (Date, Message-ID) it could not parse would fold to
