@@ -19,11 +19,18 @@ class Coalescer(Generic[Req, Res]):
     batch is in flight wait for it and then go out together in the next one.  So a lone
     caller pays no extra latency, and N concurrent callers share far fewer round trips.
     ``call`` gets the requests in order and returns one result per request; if it raises,
-    every request of that batch gets the exception.
+    every request of that batch gets the exception.  The result of a request whose caller
+    stopped waiting (cancelled) goes to ``orphaned``, so that what it did can be undone.
     """
 
-    def __init__(self, call: Callable[[Sequence[Req]], Awaitable[Sequence[Res]]]) -> None:
+    def __init__(
+        self,
+        call: Callable[[Sequence[Req]], Awaitable[Sequence[Res]]],
+        *,
+        orphaned: Callable[[Req, Res], None] | None = None,
+    ) -> None:
         self._call = call
+        self._orphaned = orphaned
         self._queue: list[tuple[Req, asyncio.Future[Res]]] = []
         self._drain: asyncio.Task[None] | None = None
 
@@ -46,9 +53,11 @@ class Coalescer(Generic[Req, Res]):
                         if not future.done():
                             future.set_exception(exc)
                     continue
-                for (_, future), result in zip(batch, results, strict=True):
-                    if not future.done():  # a cancelled caller
+                for (request, future), result in zip(batch, results, strict=True):
+                    if not future.done():
                         future.set_result(result)
+                    elif self._orphaned is not None:  # its caller stopped waiting
+                        self._orphaned(request, result)
         finally:
             self._drain = None
             for _, future in self._queue:  # only when this task itself was cancelled

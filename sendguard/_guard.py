@@ -907,15 +907,14 @@ class Guard:
     async def _reserve(self, request: Reservation) -> list[Admission] | None:
         if not request.keys:
             return []
-        pending = asyncio.ensure_future(self.store.reserve(request))
+        # Given up on (cancelled, or too slow), the reservation may be made all the same: the
+        # store then hands it to request.abandoned, which gives its quota back.
+        request = replace(
+            request, abandoned=lambda admissions: self._unreserve(request, admissions)
+        )
         try:
-            return await self._bounded(asyncio.shield(pending), "reserve")
-        except BaseException as exc:
-            # Given up on (cancelled, or too slow): the reservation may be made all the same
-            # (or was, in the same turn as the cancel), and the quota it takes is given back.
-            pending.add_done_callback(lambda done: self._unreserve(request, done))
-            if not isinstance(exc, StoreError):
-                raise
+            return await self._bounded(self.store.reserve(request), "reserve")
+        except StoreError as exc:
             if self.on_store_error == "raise":
                 raise
             self._log.warning(
@@ -926,11 +925,11 @@ class Guard:
             )
             return None
 
-    def _unreserve(self, request: Reservation, done: asyncio.Future[list[Admission]]) -> None:
+    def _unreserve(self, request: Reservation, admissions: Sequence[Admission]) -> None:
         """Give back the quota of a reservation nobody waited for."""
-        if done.cancelled() or done.exception() is not None or request.quota is None:
+        if request.quota is None:
             return
-        taken = sum(1 for a in done.result() if a.verdict is Admit.CLEAR)
+        taken = sum(1 for a in admissions if a.verdict is Admit.CLEAR)
         if taken:
             give_back = Outcome(now=self._clock(), quota=request.quota, give_back=taken)
             self._spawn(self._settle(give_back))

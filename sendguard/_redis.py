@@ -32,6 +32,7 @@ from sendguard._store import (
     Reservation,
     Settled,
     Store,
+    abandoned,
     ramp_day,
     softbounce_entry,
 )
@@ -211,7 +212,7 @@ class RedisStore(Store):
         self._client = client
         self._reserve: AsyncScript = client.register_script(_lua("reserve.lua"))
         self._settle: AsyncScript = client.register_script(_lua("settle.lua"))
-        self._reservations = Coalescer(self._reserve_batch)
+        self._reservations = Coalescer(self._reserve_batch, orphaned=abandoned)
 
     def on_new_loop(self) -> None:
         """See :meth:`Store.on_new_loop`: a client of :meth:`from_url` is made anew.
@@ -224,7 +225,7 @@ class RedisStore(Store):
             self._bind(self._rebuild())
         elif isinstance(self._client, aioredis.Redis):
             self._client.connection_pool.reset()  # type: ignore[no-untyped-call]
-            self._reservations = Coalescer(self._reserve_batch)
+            self._reservations = Coalescer(self._reserve_batch, orphaned=abandoned)
         else:
             raise ConfigurationError(
                 "a RedisStore over a RedisCluster client of your own cannot move to another "

@@ -23,7 +23,16 @@ from sendguard._coalesce import Coalescer
 from sendguard._errors import StoreError
 from sendguard._memory import MemoryStore
 from sendguard._models import Suppression
-from sendguard._store import Admission, Outcome, Pause, Quota, Ramp, Reservation, Settled
+from sendguard._store import (
+    Admission,
+    Outcome,
+    Pause,
+    Quota,
+    Ramp,
+    Reservation,
+    Settled,
+    abandoned,
+)
 
 __all__ = ["SQLiteStore"]
 
@@ -142,7 +151,7 @@ class SQLiteStore(MemoryStore):
         self._slow = _Table(self, "slow", load=lambda raw: tuple(json.loads(raw)))  # type: ignore[assignment]
         self._ramps = _Table(self, "ramps", load=lambda raw: tuple(json.loads(raw)))  # type: ignore[assignment]
         self._events = _Table(self, "events")  # type: ignore[assignment]
-        self._reservations = Coalescer(self._reserve_batch)
+        self._reservations = Coalescer(self._reserve_batch, orphaned=abandoned)
         self.journal_directory = self.path.with_name(self.path.name + ".sendguard-journal")
 
     def __repr__(self) -> str:
@@ -150,7 +159,7 @@ class SQLiteStore(MemoryStore):
 
     def on_new_loop(self) -> None:
         """See :meth:`Store.on_new_loop`: the connection is the loop's to share, not its own."""
-        self._reservations = Coalescer(self._reserve_batch)
+        self._reservations = Coalescer(self._reserve_batch, orphaned=abandoned)
 
     def _connect(self) -> sqlite3.Connection:
         try:
@@ -171,7 +180,7 @@ class SQLiteStore(MemoryStore):
             return
         self._pid = os.getpid()
         self._lock = threading.Lock()
-        self._reservations = Coalescer(self._reserve_batch)
+        self._reservations = Coalescer(self._reserve_batch, orphaned=abandoned)
         self.db = self._connect()
 
     def _create(self) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 import datetime as dt
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -27,6 +27,7 @@ __all__ = [
     "Shape",
     "SoftBouncePolicy",
     "Store",
+    "abandoned",
 ]
 
 
@@ -117,6 +118,11 @@ class Reservation:
     ramp: Ramp | None = None
     """With a ``quota``: its cap is the ramp's cap of the sender's sending day (which a day
     with an admitted recipient advances) instead of ``quota.cap``."""
+    abandoned: Callable[[Sequence[Admission]], None] | None = field(
+        default=None, compare=False, repr=False
+    )
+    """Called with the admissions of a reservation made after its caller stopped waiting
+    (cancelled, or timed out), so that what it took can be given back."""
 
 
 class Admit(StrEnum):
@@ -244,7 +250,9 @@ class Store(abc.ABC):
         """Check each key against suppressions and pauses, and take quota for the rest.
 
         Quota is taken, in order, for each key neither suppressed nor paused while some is
-        left; the rest are throttled.  Without a quota every admissible key is clear.
+        left; the rest are throttled.  Without a quota every admissible key is clear.  A
+        store whose reservation can still be made after its caller was cancelled (a batch in
+        flight) hands its admissions to ``request.abandoned``.
         """
 
     @abc.abstractmethod
@@ -309,6 +317,12 @@ class Store(abc.ABC):
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+def abandoned(request: Reservation, admissions: Sequence[Admission]) -> None:
+    """Hand a reservation made after its caller stopped waiting to its ``abandoned`` hook."""
+    if request.abandoned is not None:
+        request.abandoned(admissions)
 
 
 def escalates(count: int, first: float, now: float, policy: SoftBouncePolicy) -> bool:

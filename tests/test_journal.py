@@ -469,29 +469,31 @@ async def test_cancelling_a_signed_send_keeps_what_the_copies_that_came_back_sai
     assert await store.get("gone@example.com") is not None
 
 
-async def test_a_reservation_that_lands_in_the_turn_of_the_cancel_gives_its_quota_back(
-    clock: FakeClock,
+@pytest.mark.parametrize("give_up", ["store_timeout", "cancel"])
+async def test_a_reservation_that_lands_after_its_caller_left_gives_its_quota_back(
+    give_up: str, redis_url: str, prefix: str, clock: FakeClock
 ) -> None:
-    class CancelsItsCaller(MemoryStore):
-        task: asyncio.Task[object] | None = None
-
-        async def reserve(self, request: Reservation) -> list[Admission]:
-            out = await super().reserve(request)
-            assert self.task is not None
-            asyncio.get_running_loop().call_soon(self.task.cancel)
-            return out
-
-    store = CancelsItsCaller()
-    guard = Guard(adapter=RecordingAdapter(), store=store, warmup=FLAT, clock=clock)
-    task: asyncio.Task[object] = asyncio.ensure_future(
-        guard.send(message(["a@example.com", "b@example.com"]))
+    admin = aioredis.Redis.from_url(redis_url)
+    store = RedisStore.from_url(redis_url, prefix=prefix, server_clock=False)
+    guard = Guard(
+        adapter=RecordingAdapter(), store=store, warmup=FLAT, clock=clock, store_timeout=0.3
     )
-    store.task = task
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    await asyncio.sleep(0.05)
-    await guard.aclose()
-    assert await store.quota_used(_quota(clock)) == 0
+    await store.quota_used(_quota(clock))  # connected before Redis stops answering
+    try:
+        await admin.client_pause(1000, all=False)  # the reservation script waits a second
+        send = guard.send(message(["a@example.com", "b@example.com"]))
+        if give_up == "cancel":
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(send, 0.2)
+        else:
+            with pytest.raises(StoreError, match="no answer"):
+                await send
+        await asyncio.sleep(1.3)  # the script ran after all, then its quota went back
+        assert await store.quota_used(_quota(clock)) == 0
+    finally:
+        await admin.client_unpause()
+        await admin.aclose()
+        await guard.aclose()
 
 
 async def test_the_outcome_is_on_disk_while_its_store_call_is_in_flight(
