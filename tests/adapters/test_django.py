@@ -156,6 +156,30 @@ def test_anymail_per_recipient_status_is_mapped_and_rejected_is_suppressed() -> 
     assert (entry.reason, entry.source) == ("suppressed", "anymail")
 
 
+@pytest.mark.usefixtures("anymail_backend")
+@pytest.mark.parametrize(
+    "statuses",
+    [
+        {"typo@example.com": "invalid"},
+        {"typo@example.com": "invalid", "listed@example.com": "rejected"},
+        {"ok@example.com": "queued", "typo@example.com": "invalid"},
+    ],
+)
+def test_an_address_anymail_calls_invalid_is_never_suppressed(statuses: dict[str, str]) -> None:
+    # Anymail raises "every recipient refused" when all are invalid or rejected; each
+    # recipient's own status still decides.
+    message = mail.EmailMessage("Hi", "Body", None, list(statuses))
+    message.anymail_test_response = {
+        "recipient_status": {a: AnymailRecipientStatus("id1", s) for a, s in statuses.items()}
+    }
+    message.send()  # not fail_silently: anymail then raises, and the guard reads its statuses
+    recipients = message.sendguard_result.recipients
+    assert recipients["typo@example.com"].status is DeliveryStatus.INVALID
+    assert get_guard().suppression("typo@example.com") is None
+    if "listed@example.com" in statuses:
+        assert get_guard().suppression("listed@example.com") is not None
+
+
 def track(**fields: Any) -> None:
     tracking.send(sender=object(), event=AnymailTrackingEvent(**fields), esp_name="SendGrid")
 

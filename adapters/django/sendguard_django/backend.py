@@ -132,6 +132,7 @@ class EmailBackend(BaseEmailBackend):
         inner = self._inner
         if inner is None:  # pragma: no cover (open() always sets it here)
             raise ImproperlyConfigured("SENDGUARD['BACKEND'] did not open")
+        refused: str | None = None
         try:
             count = inner.send_messages([message])
         except Exception as exc:
@@ -139,16 +140,17 @@ class EmailBackend(BaseEmailBackend):
             if refused is None:
                 raise
             count = 0
-            for raw in message.recipients():
-                self._record(guard, keys.get(raw, raw), "rejected", refused, results)
-            return SendResult(sender=sender, message_id=None, recipients=results)
         anymail = getattr(message, "anymail_status", None)
         statuses = getattr(anymail, "recipients", None) or {}
         for raw in message.recipients():
             key = keys.get(raw, raw)
             status = statuses.get(envelope_address(raw)) or statuses.get(key)
             if status is not None:
-                self._record(guard, key, str(status.status), "", results)
+                # Anymail's per-recipient word, also when it raised "every recipient was
+                # refused": an "invalid" there is not a "rejected".
+                self._record(guard, key, str(status.status), refused or "", results)
+            elif refused is not None:
+                self._record(guard, key, "rejected", refused, results)
             else:
                 accepted = DeliveryStatus.ACCEPTED if count else DeliveryStatus.DEFERRED
                 results[key] = RecipientResult(key, accepted)
