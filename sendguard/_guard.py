@@ -358,7 +358,7 @@ class Guard:
             source=source,
             created_at=self._clock(),
         )
-        await self.store.add([entry], replace=True)
+        await self._bounded(self.store.add([entry], replace=True), "add")
         self._log.info(
             "sendguard.suppressed",
             recipient=self._redact(entry.address),
@@ -371,7 +371,9 @@ class Guard:
         """Take *address* off the suppression list (and forget its soft bounces)."""
         self._enter()
         key = normalize_address(address).key
-        removed = await self.store.remove(key)
+        removed = await self._bounded(self.store.remove(key), "remove")
+        # Nor may an outcome still in the journal put it back when it is replayed.
+        removed = self._journal.forget(key) or removed
         self._log.info("sendguard.unsuppressed", recipient=self._redact(key), removed=removed)
         return removed
 
@@ -380,26 +382,33 @@ class Guard:
         return await self.suppression(address) is not None
 
     async def suppression(self, address: str) -> Suppression | None:
-        """The suppression entry of *address*, if it is on the list."""
+        """The suppression entry of *address*, if it is on the list (or held in the journal)."""
         self._enter()
-        return await self.store.get(normalize_address(address).key)
+        key = normalize_address(address).key
+        held = self._journal.suppression(key)
+        return held if held is not None else await self._bounded(self.store.get(key), "get")
 
     async def soft_bounces(self, address: str) -> int:
         """How many soft bounces *address* has on record since its last delivery."""
         self._enter()
-        return await self.store.soft_bounces(normalize_address(address).key)
+        key = normalize_address(address).key
+        return await self._bounded(self.store.soft_bounces(key), "soft_bounces")
 
     # -- pauses --------------------------------------------------------------------------------
 
     async def pauses(self, sender_domain: str) -> list[Pause]:
         """The pauses of *sender_domain* (one per recipient domain) in force now."""
         self._enter()
-        return await self.store.pauses(sender_domain.lower(), self._clock())
+        return await self._bounded(
+            self.store.pauses(sender_domain.lower(), self._clock()), "pauses"
+        )
 
     async def status(self, sender_domain: str) -> SenderStatus:
         """Where *sender_domain* stands: ramp day, sent and cap today, rates, pauses."""
         self._enter()
-        sender = sender_domain.lower()
+        return await self._bounded(self._status(sender_domain.lower()), "status")
+
+    async def _status(self, sender: str) -> SenderStatus:
         now = self._clock()
         day = sent = cap = None
         if self.warmup is not None:
@@ -437,7 +446,7 @@ class Guard:
     async def resume(self, sender_domain: str) -> int:
         """Lift every pause of *sender_domain* now; how many were lifted."""
         self._enter()
-        lifted = await self.store.resume(sender_domain.lower())
+        lifted = await self._bounded(self.store.resume(sender_domain.lower()), "resume")
         self._log.info("sendguard.resumed", sender_domain=sender_domain.lower(), lifted=lifted)
         return lifted
 

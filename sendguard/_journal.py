@@ -149,6 +149,22 @@ class Journal:
                     return entry
         return None
 
+    def forget(self, key: str) -> bool:
+        """Drop the suppressions of *key* (unsuppressed) from what is held; were there any."""
+
+        def without(outcome: Outcome) -> Outcome:
+            kept = [e for e in outcome.suppressions if e.address != key]
+            return replace(outcome, suppressions=kept)
+
+        if self.suppression(key) is None:
+            return False
+        self.entries = [without(o) for o in self.entries]
+        self._ahead = {k: without(o) for k, o in self._ahead.items()}
+        if self.directory is not None:
+            left = "".join(outcome_to_json(e) + "\n" for e in self._held())
+            self._write(left, append=False, sync=True)
+        return True
+
     def pause(self, sender_domain: str, recipient_domain: str, now: dt.datetime) -> Pause | None:
         """A pause the journal holds for this sender toward this domain (or all), in force."""
         for outcome in self._held():
@@ -179,9 +195,10 @@ class Journal:
 
     def kept(self, outcome: Outcome) -> bool:
         """The store call of *outcome* failed: replay it.  False if it has landed meanwhile."""
-        if self._ahead.pop(outcome.event_id, None) is None:
+        held = self._ahead.pop(outcome.event_id, None)
+        if held is None:
             return False
-        self.entries.append(outcome)
+        self.entries.append(held)  # as held: an unsuppress may have changed it since
         return True
 
     def add(self, outcome: Outcome) -> None:

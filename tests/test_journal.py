@@ -11,7 +11,7 @@ import signal
 import sqlite3
 import sys
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -27,6 +27,7 @@ from sendguard import (
     Guard,
     MemoryStore,
     Outcome,
+    Pause,
     Quota,
     RedisStore,
     Reply,
@@ -38,6 +39,7 @@ from sendguard import (
     Stage,
     Store,
     StoreError,
+    Suppression,
     WarmupSchedule,
 )
 from sendguard.testing import FakeClock, RecordingAdapter, ScriptedSMTPServer
@@ -547,3 +549,72 @@ def test_a_guard_used_again_after_aclose_leaves_no_replayed_entry_behind(tmp_pat
             assert not await g.is_suppressed("gone@example.com")
 
     asyncio.run(later())
+
+
+# -- the guard's other calls, while the store stalls --------------------------------------
+
+
+class _Stalled(MemoryStore):
+    """Every call waits until ``release`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+        self.release.set()
+
+    async def get(self, key: str) -> Suppression | None:
+        await self.release.wait()
+        return await super().get(key)
+
+    async def add(self, suppressions: Sequence[Suppression], *, replace: bool = False) -> int:
+        await self.release.wait()
+        return await super().add(suppressions, replace=replace)
+
+    async def quota_used(self, quota: Quota) -> int:
+        await self.release.wait()
+        return await super().quota_used(quota)
+
+    async def pauses(self, sender_domain: str, now: dt.datetime) -> list[Pause]:
+        await self.release.wait()
+        return await super().pauses(sender_domain, now)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda g: g.is_suppressed("a@example.com"),
+        lambda g: g.suppress("a@example.com"),
+        lambda g: g.pauses("sender.example"),
+        lambda g: g.status("sender.example"),
+    ],
+)
+async def test_every_store_call_of_the_guard_is_bounded_by_store_timeout(
+    call: Callable[[Guard], Awaitable[object]], clock: FakeClock
+) -> None:
+    store = _Stalled()
+    store.release.clear()
+    guard = Guard(
+        adapter=RecordingAdapter(), store=store, warmup=FLAT, clock=clock, store_timeout=0.2
+    )
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(StoreError, match="no answer"):
+        await call(guard)
+    assert asyncio.get_running_loop().time() - started < 2
+    store.release.set()
+    await guard.aclose()
+
+
+async def test_a_suppression_held_in_the_journal_is_visible_and_unsuppress_drops_it(
+    clock: FakeClock, tmp_path: Path
+) -> None:
+    store = _Flaky()
+    store.down = True
+    adapter = RecordingAdapter({"gone@example.com": [Reply(550, "5.1.1 no", Stage.RCPT, "5.1.1")]})
+    guard = Guard(adapter=adapter, store=store, clock=clock, journal=tmp_path / "j")
+    assert not (await guard.send(message("gone@example.com"))).recorded
+    assert await guard.is_suppressed("gone@example.com")  # the store has not got it yet
+    assert await guard.unsuppress("gone@example.com")
+    assert not await guard.is_suppressed("gone@example.com")
+    store.down = False
+    await guard.aclose()  # replays the journal: the lifted suppression is not put back
+    assert await store.get("gone@example.com") is None
