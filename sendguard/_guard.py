@@ -252,7 +252,8 @@ class Guard:
         Outcomes the store still cannot record stay in the journal for the next guard.
         """
         try:
-            if self._loop is asyncio.get_running_loop():
+            if self._loop is not None:
+                self._bind_loop()  # closed from a later asyncio.run(): drop the old connections
                 if self._background:
                     await asyncio.wait(list(self._background), timeout=self.store_timeout)
                 if self._journal:
@@ -266,6 +267,18 @@ class Guard:
 
     def _enter(self) -> None:
         """Before any work: make sure the guard works on this loop; replay the journal."""
+        self._bind_loop()
+        if self._journal.adopt():  # once per journal file (again after aclose)
+            self._log.warning(
+                "sendguard.journal_adopted",
+                entries=len(self._journal),
+                directory=str(self._journal.directory),
+            )
+        if self._journal and self._replaying is None:
+            self._replaying = self._spawn(self._replay())
+
+    def _bind_loop(self) -> None:
+        """Work on the running loop; on a new one, drop what belonged to the old (ended) one."""
         loop = asyncio.get_running_loop()
         if self._loop is not loop:
             old = self._loop
@@ -281,14 +294,6 @@ class Guard:
                 self._background.clear()
                 self._replaying = None
             self._loop = loop
-        if self._journal.adopt():  # once per journal file (again after aclose)
-            self._log.warning(
-                "sendguard.journal_adopted",
-                entries=len(self._journal),
-                directory=str(self._journal.directory),
-            )
-        if self._journal and self._replaying is None:
-            self._replaying = self._spawn(self._replay())
 
     def _spawn(self, work: Coroutine[object, object, _T]) -> asyncio.Task[_T]:
         """Run *work* in the background, kept until it is done (``aclose`` waits for it)."""
