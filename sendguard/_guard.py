@@ -15,8 +15,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Literal, Self, TypeVar
 
-import structlog
-
 from sendguard._adapter import Adapter
 from sendguard._address import Address, normalize_address, redact
 from sendguard._bounce import BounceReport, bounce_id, bounce_message, parse_bounce
@@ -32,6 +30,7 @@ from sendguard._errors import (
 )
 from sendguard._events import DeliveryEvent
 from sendguard._journal import Journal, with_event_id
+from sendguard._log import logger
 from sendguard._memory import MemoryStore
 from sendguard._message import (
     check_headers,
@@ -71,6 +70,7 @@ from sendguard._warmup import WarmupSchedule
 __all__ = ["Guard"]
 
 _T = TypeVar("_T")
+_log = logger("guard")
 Clock = Callable[[], datetime]
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -233,7 +233,7 @@ class Guard:
         self._redact = redact if redact_addresses else str
         self._clock = clock
         self._sleep = sleep
-        self._log = structlog.get_logger("sendguard")
+        self._log = _log
 
     async def __aenter__(self) -> Self:
         return self
@@ -1222,7 +1222,7 @@ class Guard:
         )
 
     def _log_result(self, rr: RecipientResult, message_id: str | None) -> None:
-        level = "warning" if rr.status in _WARN else "info"
+        level = "info" if rr.status is _ACCEPTED else "warning"
         getattr(self._log, level)(
             "sendguard.recipient",
             recipient=self._redact(rr.address),
@@ -1240,7 +1240,6 @@ _ACCEPTED = DeliveryStatus.ACCEPTED
 _NOTHING = Outcome(now=datetime(1970, 1, 1, tzinfo=UTC))
 """An outcome that records nothing (``empty``)."""
 _EPOCH = date(1970, 1, 1)
-_WARN = frozenset({DeliveryStatus.REJECTED, DeliveryStatus.DEFERRED, DeliveryStatus.PAUSED})
 _STATUS = {
     Decision.ACCEPT: DeliveryStatus.ACCEPTED,
     Decision.REJECT: DeliveryStatus.REJECTED,

@@ -35,8 +35,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, NamedTuple
 
-import structlog
-
 from sendguard._errors import (
     StoreError,
     WebhookAuthError,
@@ -44,6 +42,7 @@ from sendguard._errors import (
     WebhookUnavailableError,
 )
 from sendguard._events import DeliveryEvent
+from sendguard._log import logger
 
 if TYPE_CHECKING:
     from sendguard._guard import Guard
@@ -52,7 +51,7 @@ if TYPE_CHECKING:
 __all__ = ["Answer", "Verify", "handle", "handle_sync"]
 
 Verify = Callable[[Mapping[str, str], bytes], list[DeliveryEvent]]
-_log = structlog.get_logger("sendguard")
+_log = logger("webhooks")
 
 
 class Answer(NamedTuple):
