@@ -20,7 +20,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, TextIO, TypeVar, cast
 
-import structlog
 import typer
 
 from sendguard._address import normalize_address
@@ -34,6 +33,7 @@ from sendguard._errors import (
     StoreError,
 )
 from sendguard._guard import Guard
+from sendguard._log import handled, to_stderr
 from sendguard._models import Suppression
 from sendguard._open import open_store, sqlite_path, store_url
 from sendguard._store import Store
@@ -74,14 +74,10 @@ _defaults: ContextVar[Defaults] = ContextVar("sendguard_cli_defaults", default=_
 
 @app.callback()
 def _setup(ctx: typer.Context) -> None:
-    """Keep stdout for the command's output: the guard's logs go to stderr."""
-    structlog.configure(logger_factory=_stderr_logger)
+    """Keep stdout for the output: logs go to the app's logging if it has any, else stderr."""
+    if not handled():
+        ctx.call_on_close(to_stderr())
     _defaults.set(ctx.obj if isinstance(ctx.obj, Defaults) else _STANDALONE)
-
-
-def _stderr_logger(*_args: object) -> structlog.PrintLogger:
-    # Resolved at each use, so a replaced sys.stderr (a test runner's) is honoured.
-    return structlog.PrintLogger(sys.stderr)
 
 
 suppress_app = typer.Typer(

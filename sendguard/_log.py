@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -48,6 +50,48 @@ def logger(area: str) -> BoundLogger:
         context_class=dict,
         cache_logger_on_first_use=True,
     )
+
+
+def handled(name: str = ROOT) -> bool:
+    """Whether a record of logger *name* reaches a handler the application set (not a Null one)."""
+    current: logging.Logger | None = logging.getLogger(name)
+    while current is not None:
+        if any(not isinstance(handler, logging.NullHandler) for handler in current.handlers):
+            return True
+        current = current.parent if current.propagate else None
+    return False
+
+
+def to_stderr() -> Callable[[], None]:
+    """Print ``sendguard`` records of INFO and above to ``sys.stderr``; the undo.
+
+    For the command line, where the application configured no logging: the stream is the
+    ``sys.stderr`` of each record's time (a test runner's too).
+    """
+    root = logging.getLogger(ROOT)
+    handler = _Stderr()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    level = root.level
+    root.addHandler(handler)
+    if root.getEffectiveLevel() > logging.INFO:
+        root.setLevel(logging.INFO)
+
+    def undo() -> None:
+        root.removeHandler(handler)
+        root.setLevel(level)
+
+    return undo
+
+
+class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """A stream handler writing to whatever ``sys.stderr`` is when it emits."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
 
 
 def _captured(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
