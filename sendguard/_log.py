@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -43,8 +44,11 @@ _PLAIN_UNSAFE = frozenset(' "=\\')
 
 def logger(area: str) -> BoundLogger:
     """The bound logger of ``sendguard.<area>``."""
+    stdlib = logging.getLogger(f"{ROOT}.{area}")
+    if not any(isinstance(f, _CallSite) for f in stdlib.filters):
+        stdlib.addFilter(_CallSite())
     return structlog.wrap_logger(  # type: ignore[no-any-return]
-        logging.getLogger(f"{ROOT}.{area}"),
+        stdlib,
         processors=[_captured, structlog.stdlib.filter_by_level, _to_record],
         wrapper_class=BoundLogger,
         context_class=dict,
@@ -92,6 +96,31 @@ class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
     def emit(self, record: logging.LogRecord) -> None:
         self.stream = sys.stderr
         super().emit(record)
+
+
+_NOT_CALL_SITES = (
+    os.path.dirname(structlog.__file__) + os.sep,
+    os.path.normcase(logging.__file__),
+    os.path.normcase(__file__),
+)
+
+
+class _CallSite(logging.Filter):
+    """Set a record's file, line and function to sendguard's call, not structlog's."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        frame = sys._getframe(1)
+        while frame.f_back is not None and os.path.normcase(frame.f_code.co_filename).startswith(
+            _NOT_CALL_SITES
+        ):
+            frame = frame.f_back
+        code = frame.f_code
+        record.pathname = code.co_filename
+        record.filename = os.path.basename(code.co_filename)
+        record.module = os.path.splitext(record.filename)[0]
+        record.lineno = frame.f_lineno
+        record.funcName = code.co_name
+        return True
 
 
 def _captured(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
