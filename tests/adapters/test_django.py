@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from anymail.message import AnymailRecipientStatus
 from anymail.signals import AnymailTrackingEvent, tracking
+from django.conf import settings
 from django.core import mail
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
 from django.test import override_settings
+from django.utils.log import configure_logging
 from sendguard_django import get_guard, reset_guard
 
 from sendguard import DeliveryStatus, StoreError
@@ -267,3 +270,41 @@ def test_a_worker_forked_after_the_guard_was_built_gets_its_own(
         in_forked_child(worker)
         assert server.accepted == ["parent@example.com", "ok@example.com"]
         assert get_guard().is_suppressed("gone@example.com")  # the parent's, on the same file
+
+
+@pytest.mark.usefixtures("smtp_settings")
+def test_logging_routes_sendguard_records_to_the_apps_handler(server: ScriptedSMTPServer) -> None:
+    logging_ = {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "handlers": {"kept": {"class": "tests.adapters.test_django.Kept"}},
+        "loggers": {"sendguard": {"handlers": ["kept"], "level": "INFO", "propagate": False}},
+    }
+    root = logging.getLogger("sendguard")
+    before = (root.handlers[:], root.level, root.propagate)
+    Kept.records.clear()
+    server.script("gone@example.com", "550 5.1.1 <gone@example.com>: User unknown")
+    try:
+        with override_settings(LOGGING=logging_):
+            configure_logging(settings.LOGGING_CONFIG, settings.LOGGING)  # as django.setup does
+            mail.send_mail("Hi", "Body", None, ["ok@example.com", "gone@example.com"])
+    finally:
+        root.handlers[:], root.level, root.propagate = before
+    seen = {
+        (r.name, r.levelname, r.recipient, r.status)  # type: ignore[attr-defined]
+        for r in Kept.records
+        if getattr(r, "event", None) == "sendguard.recipient"
+    }
+    assert seen == {
+        ("sendguard.guard", "INFO", "o***@example.com", "accepted"),
+        ("sendguard.guard", "WARNING", "g***@example.com", "rejected"),
+    }
+
+
+class Kept(logging.Handler):
+    """A handler named in the test's LOGGING; keeps what it is handed."""
+
+    records: ClassVar[list[logging.LogRecord]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        Kept.records.append(record)
