@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import logging
 import os
 import shutil
 import socket
@@ -35,7 +34,6 @@ from typing import Any, TypeVar
 
 import aiosmtplib
 import redis.asyncio as aioredis
-import structlog
 
 from sendguard import (
     Guard,
@@ -227,7 +225,6 @@ async def main() -> None:
     args = parser.parse_args()
     # Decisions are logged at info; a production sender would ship them somewhere, this run
     # measures the guard itself.
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
 
     proc, port, sink = start_sink(args.sink)
     try:

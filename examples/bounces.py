@@ -15,10 +15,7 @@ Run: python3 dev.py run python examples/bounces.py
 from __future__ import annotations
 
 import asyncio
-import logging
 from email.message import EmailMessage
-
-import structlog
 
 from sendguard import BounceReport, Guard, SMTPAdapter, classify
 from sendguard.testing import ScriptedSMTPServer, make_arf, make_dsn
@@ -37,7 +34,6 @@ def show(title: str, reports: list[BounceReport]) -> None:
 
 
 async def main() -> None:
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
     for reply in (
         "550 5.1.1 <bob@example.com>: Recipient address rejected: User unknown",
         "554 5.7.1 Service unavailable; Client host [192.0.2.1] blocked using zen.spamhaus.org",

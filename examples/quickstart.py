@@ -10,10 +10,7 @@ Run: python3 dev.py demo   (or: python examples/quickstart.py in an environment 
 from __future__ import annotations
 
 import asyncio
-import logging
 from email.message import EmailMessage
-
-import structlog
 
 from sendguard import Guard, MemoryStore, RetryPolicy, SendResult, SMTPAdapter
 from sendguard.testing import ScriptedSMTPServer
@@ -30,9 +27,6 @@ def show(title: str, result: SendResult, rcpts: list[str]) -> None:
 
 
 async def main() -> None:
-    # Keep the demo's output to the tables; sendguard logs every decision through structlog.
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
-
     async with ScriptedSMTPServer() as server:
         server.script("bob@example.com", "550 5.1.1 <bob@example.com>: Recipient address rejected")
         server.script("carol@example.com", "451 4.7.1 Greylisted, please try again later")

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pytest
 import redis
-import structlog
 
 from sendguard import (
     Adapter,
@@ -32,11 +31,6 @@ from sendguard import (
     Store,
 )
 from sendguard.testing import FakeClock, ScriptedSMTPServer
-
-structlog.configure(
-    processors=[structlog.processors.add_log_level, structlog.processors.KeyValueRenderer()],
-    logger_factory=structlog.PrintLoggerFactory(),
-)
 
 
 def free_port() -> int:

@@ -9,14 +9,11 @@ from __future__ import annotations
 import asyncio
 import sys
 
-import structlog
-
 from sendguard import Guard, RetryPolicy, SMTPAdapter, open_store
 from tests.conftest import message
 
 
 async def main(store_url: str, prefix: str, port: int, count: int) -> None:
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))
     in_flight = asyncio.Semaphore(8)
     async with Guard(
         adapter=SMTPAdapter("127.0.0.1", port, pool_size=8),

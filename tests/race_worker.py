@@ -12,8 +12,6 @@ import json
 import sys
 from collections import Counter
 
-import structlog
-
 from sendguard import Guard, RetryPolicy, Shaping, SMTPAdapter, WarmupSchedule, open_store
 from tests.conftest import message, python_module
 
@@ -40,7 +38,6 @@ async def race(
 async def main(
     store_url: str, prefix: str, port: int, *, worker: int, count: int, cap: int, kind: str
 ) -> None:
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))
     today = dt.datetime.now(dt.UTC).date()
     warmup = shaping = None
     if kind == "quota":

@@ -5,19 +5,15 @@ Run: python3 dev.py run python examples/django_project/demo.py
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 import tempfile
 from pathlib import Path
 
-import structlog
-
 from sendguard.testing import ScriptedSMTPServer
 
 
 def main() -> None:
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
     with ScriptedSMTPServer().in_thread() as server, tempfile.TemporaryDirectory() as base:
         server.script("gone@example.com", "550 5.1.1 <gone@example.com>: User unknown")
         os.environ["EMAIL_PORT"] = str(server.port)

@@ -5,11 +5,9 @@ Run: python3 dev.py run python examples/flask_app/app.py   (a demo with a local 
 
 from __future__ import annotations
 
-import logging
 import tempfile
 
 import flask_mailman
-import structlog
 from flask import Flask
 from sendguard_flask import SendGuard, current_guard
 
@@ -41,7 +39,6 @@ def create_app(instance_path: str | None = None, **config: object) -> Flask:
 
 
 def main() -> None:
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
     with ScriptedSMTPServer().in_thread() as server, tempfile.TemporaryDirectory() as instance:
         server.script("gone@example.com", "550 5.1.1 <gone@example.com>: User unknown")
         app = create_app(instance, MAIL_PORT=server.port)  # a scratch list, for a fresh demo
