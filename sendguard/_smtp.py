@@ -13,6 +13,7 @@ from sendguard._adapter import Adapter
 from sendguard._errors import ConfigurationError
 from sendguard._loops import abandon
 from sendguard._models import Envelope, Reply, Stage
+from sendguard._options import check_flag, check_instance, check_integer, check_seconds, check_text
 
 __all__ = ["SMTPAdapter"]
 
@@ -26,6 +27,64 @@ _TRANSACTION_ERRORS = (aiosmtplib.SMTPException, OSError)
 
 class _StaleConnectionError(Exception):
     """A pooled connection the server had already closed; retry on a fresh one."""
+
+
+_OWNER = "SMTPAdapter"
+# What aiosmtplib puts after EHLO/HELO: a domain of letter-digit-hyphen labels (RFC 5321
+# section 4.1.2), or an address literal in brackets.  aiosmtplib refuses only white space and
+# control characters, and only at the first send; a name is refused here, at construction.
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_EHLO_NAME = re.compile(rf"(?:{_LABEL}(?:\.{_LABEL})*\.?|\[(?:IPv6:)?[0-9A-Fa-f.:]+\])\Z")
+# A host to connect to: a name (internationalized names too), an IPv4 or IPv6 address.
+_HOST = re.compile(r"[\w.:%-]+\Z")
+
+
+def _check_options(
+    *,
+    hostname: object,
+    port: object,
+    username: object,
+    password: object,
+    use_tls: object,
+    start_tls: object,
+    validate_certs: object,
+    tls_context: object,
+    timeout: object,
+    data_timeout: object,
+    local_hostname: object,
+    pool_size: object,
+    confirms_delivery: object,
+) -> None:
+    """Every option aiosmtplib (or the wire) would refuse later, refused now."""
+    host = check_text(_OWNER, "hostname", hostname)
+    if not _HOST.match(host):
+        raise ConfigurationError(
+            f"SMTPAdapter(hostname=...) must be a host name or an IP address, not {host!r}"
+        )
+    if port is not None:
+        check_integer(_OWNER, "port", port, minimum=1, maximum=65535)
+    if username is not None:
+        check_text(_OWNER, "username", username)
+    if password is not None:
+        check_text(_OWNER, "password", password, secret=True)
+    check_flag(_OWNER, "use_tls", use_tls)
+    if start_tls is not None:
+        check_flag(_OWNER, "start_tls", start_tls)
+    check_flag(_OWNER, "validate_certs", validate_certs)
+    check_flag(_OWNER, "confirms_delivery", confirms_delivery)
+    if tls_context is not None:
+        check_instance(_OWNER, "tls_context", tls_context, ssl.SSLContext, "an ssl.SSLContext")
+    check_seconds(_OWNER, "timeout", timeout)
+    check_seconds(_OWNER, "data_timeout", data_timeout)
+    if local_hostname is not None:
+        name = check_text(_OWNER, "local_hostname", local_hostname)
+        if len(name) > 255 or not _EHLO_NAME.match(name):
+            raise ConfigurationError(
+                "SMTPAdapter(local_hostname=...) must be a host name (letters, digits, hyphens "
+                f"and dots, e.g. 'mail.example.com') or an address literal such as "
+                f"'[192.0.2.1]', without spaces, not {name!r}"
+            )
+    check_integer(_OWNER, "pool_size", pool_size, minimum=1)
 
 
 class SMTPAdapter(Adapter):
@@ -55,6 +114,21 @@ class SMTPAdapter(Adapter):
         pool_size: int = 4,
         confirms_delivery: bool = False,
     ) -> None:
+        _check_options(
+            hostname=hostname,
+            port=port,
+            username=username,
+            password=password,
+            use_tls=use_tls,
+            start_tls=start_tls,
+            validate_certs=validate_certs,
+            tls_context=tls_context,
+            timeout=timeout,
+            data_timeout=data_timeout,
+            local_hostname=local_hostname,
+            pool_size=pool_size,
+            confirms_delivery=confirms_delivery,
+        )
         if use_tls and start_tls:
             raise ConfigurationError(
                 "use_tls=True (implicit TLS, port 465) and start_tls=True (STARTTLS, port 587) "
@@ -62,10 +136,6 @@ class SMTPAdapter(Adapter):
             )
         if (username is None) != (password is None):
             raise ConfigurationError("give both username and password, or neither")
-        if pool_size < 1:
-            raise ConfigurationError("pool_size must be at least 1")
-        if timeout <= 0 or data_timeout <= 0:
-            raise ConfigurationError("timeout and data_timeout must be positive")
         if port is None:
             port = 465 if use_tls else 587 if start_tls else 25
         self.hostname = hostname

@@ -1,0 +1,106 @@
+"""Options are checked at construction: a wrong one is a ConfigurationError saying what to change.
+
+Each public constructor is tried with every kind of bad option; nothing is sent or reserved.
+"""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+
+import pytest
+
+from sendguard import ConfigurationError, SMTPAdapter
+from sendguard.testing import ScriptedSMTPServer
+
+# -- SMTPAdapter: what aiosmtplib would refuse at the first send, and more -------------------
+
+SMTP_BAD: list[tuple[dict[str, Any], str]] = [
+    ({"hostname": "smtp.example.com\r\n"}, r"hostname=.*line break"),
+    ({"hostname": "smtp example.com"}, r"hostname=.*host name or an IP address"),
+    ({"hostname": ""}, r"hostname=.*not be empty"),
+    ({"hostname": b"smtp.example.com"}, r"hostname=.*must be a string"),
+    ({"port": 0}, r"port=.*from 1 to 65535"),
+    ({"port": 65536}, r"port=.*from 1 to 65535"),
+    ({"port": -25}, r"port=.*from 1 to 65535"),
+    ({"port": "25"}, r"port=.*whole number"),
+    ({"port": 25.0}, r"port=.*whole number"),
+    ({"port": True}, r"port=.*whole number"),
+    ({"local_hostname": "a\r\nb"}, r"local_hostname=.*line break"),
+    ({"local_hostname": "a\nb"}, r"local_hostname=.*line break"),
+    ({"local_hostname": "a\u2028b"}, r"local_hostname=.*line break"),
+    ({"local_hostname": "a\x00b"}, r"local_hostname=.*line break"),
+    ({"local_hostname": "mail example.com"}, r"local_hostname=.*without spaces"),
+    ({"local_hostname": " mail.example.com"}, r"local_hostname=.*host name"),
+    ({"local_hostname": "mail.example.com SIZE=1"}, r"local_hostname=.*host name"),
+    ({"local_hostname": "mail\texample.com"}, r"local_hostname=.*host name"),
+    ({"local_hostname": "mail_1.example.com"}, r"local_hostname=.*host name"),
+    ({"local_hostname": "-mail.example.com"}, r"local_hostname=.*host name"),
+    ({"local_hostname": "mail..example.com"}, r"local_hostname=.*host name"),
+    ({"local_hostname": "mäil.example.com"}, r"local_hostname=.*host name"),
+    ({"local_hostname": "a" * 64 + ".example.com"}, r"local_hostname=.*host name"),
+    ({"local_hostname": "[192.0.2.1"}, r"local_hostname=.*host name"),
+    ({"local_hostname": ""}, r"local_hostname=.*not be empty"),
+    ({"local_hostname": 1}, r"local_hostname=.*must be a string"),
+    ({"username": "u\r\nRSET", "password": "p"}, r"username=.*line break"),
+    ({"username": "u", "password": "p\nq"}, r"password=.*line break"),
+    ({"username": "u", "password": b"p"}, r"password=.*must be a string"),
+    ({"username": "u"}, r"both username and password"),
+    ({"use_tls": True, "start_tls": True}, r"exclude each other"),
+    ({"use_tls": "yes"}, r"use_tls=.*True or False"),
+    ({"start_tls": 1}, r"start_tls=.*True or False"),
+    ({"validate_certs": None}, r"validate_certs=.*True or False"),
+    ({"confirms_delivery": "no"}, r"confirms_delivery=.*True or False"),
+    ({"tls_context": "default"}, r"tls_context=.*ssl.SSLContext"),
+    ({"tls_context": True}, r"tls_context=.*ssl.SSLContext"),
+    ({"timeout": 0}, r"timeout=.*positive number of seconds"),
+    ({"timeout": -1.0}, r"timeout=.*positive number of seconds"),
+    ({"timeout": "60"}, r"timeout=.*positive number of seconds"),
+    ({"timeout": float("nan")}, r"timeout=.*positive number of seconds"),
+    ({"timeout": float("inf")}, r"timeout=.*positive number of seconds"),
+    ({"data_timeout": 0}, r"data_timeout=.*positive number of seconds"),
+    ({"data_timeout": None}, r"data_timeout=.*positive number of seconds"),
+    ({"pool_size": 0}, r"pool_size=.*at least 1"),
+    ({"pool_size": 2.5}, r"pool_size=.*whole number"),
+]
+
+
+@pytest.mark.parametrize(
+    ("options", "says"), SMTP_BAD, ids=[repr(o)[1:-1][:40] for o, _ in SMTP_BAD]
+)
+async def test_smtp_adapter_refuses_at_construction(options: dict[str, Any], says: str) -> None:
+    async with ScriptedSMTPServer() as server:
+        options = {"hostname": "127.0.0.1", "port": server.port, **options}
+        with pytest.raises(ConfigurationError, match=says):
+            SMTPAdapter(**options)
+        assert server.connections == 0
+        assert server.received == []
+
+
+def test_smtp_adapter_never_repeats_a_password() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        SMTPAdapter(username="u", password="hunter2\r\n")
+    assert "hunter2" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"local_hostname": "mail.example.com"},
+        {"local_hostname": "mail.example.com."},
+        {"local_hostname": "localhost"},
+        {"local_hostname": "[192.0.2.1]"},
+        {"local_hostname": "[IPv6:2001:db8::1]"},
+        {"hostname": "::1"},
+        {"hostname": "192.0.2.1"},
+        {"hostname": "smtp.bücher.example"},
+        {"port": 1},
+        {"port": 65535},
+        {"timeout": 1, "data_timeout": 0.5},
+        {"tls_context": ssl.create_default_context(), "start_tls": True},
+        {"username": "ü", "password": "pässword with spaces"},
+        {"start_tls": None},
+    ],
+)
+def test_smtp_adapter_takes_good_options(options: dict[str, Any]) -> None:
+    SMTPAdapter(**options)
