@@ -34,6 +34,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from sendguard._errors import ConfigurationError
+
 __all__ = [
     "DEFAULT_RULES",
     "REASONS",
@@ -116,6 +118,9 @@ class Action(StrEnum):
     NONE = "none"
 
 
+_RULE_CODE = re.compile(r"[245x]\.\d{1,3}\.\d{1,3}\Z")
+
+
 @dataclass(frozen=True, slots=True)
 class Rule:
     """One line of the table: when every given condition holds, the reply has *reason*.
@@ -137,12 +142,45 @@ class Rule:
     _regex: re.Pattern[str] | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if self.reason not in REASONS:
-            raise ValueError(f"unknown reason {self.reason!r}; use one of {sorted(REASONS)}")
+        if not isinstance(self.reason, str) or self.reason not in REASONS:
+            raise ConfigurationError(
+                f"Rule: unknown reason {self.reason!r}; use one of {sorted(REASONS)}"
+            )
         if self.pattern is None and not self.codes and not self.reply_codes:
-            raise ValueError("a rule needs a pattern, codes or reply_codes")
+            raise ConfigurationError("Rule needs a pattern, codes or reply_codes: give at least one")
+        for option in ("codes", "reply_codes"):
+            given = getattr(self, option)
+            if isinstance(given, str | int) or not isinstance(given, Iterable):
+                raise ConfigurationError(
+                    f"Rule({option}=...) must be a tuple, e.g. ('5.1.1',) or (550,), not {given!r}"
+                )
+            object.__setattr__(self, option, tuple(given))
+        if not all(isinstance(c, str) and _RULE_CODE.match(c) for c in self.codes):
+            raise ConfigurationError(
+                f"Rule(codes=...) must be a tuple of enhanced status codes such as "
+                f"('5.1.1',) or ('x.1.1',), not {self.codes!r}"
+            )
+        if not all(
+            isinstance(c, int) and not isinstance(c, bool) and 200 <= c <= 599
+            for c in self.reply_codes
+        ):
+            raise ConfigurationError(
+                f"Rule(reply_codes=...) must be SMTP reply codes such as (550,), "
+                f"not {self.reply_codes!r}"
+            )
         if self.pattern is not None:
-            object.__setattr__(self, "_regex", re.compile(self.pattern, re.IGNORECASE))
+            if not isinstance(self.pattern, str):
+                raise ConfigurationError(
+                    f"Rule(pattern=...) must be a regular expression as a string, "
+                    f"not {self.pattern!r}"
+                )
+            try:
+                regex = re.compile(self.pattern, re.IGNORECASE)
+            except re.error as exc:
+                raise ConfigurationError(
+                    f"Rule(pattern=...) is not a regular expression: {self.pattern!r}: {exc}"
+                ) from exc
+            object.__setattr__(self, "_regex", regex)
         if not self.name:
             what = self.pattern or ",".join(self.codes) or ",".join(map(str, self.reply_codes))
             object.__setattr__(self, "name", f"{self.reason}: {what}")
@@ -588,7 +626,7 @@ _CODE_TABLE: list[tuple[str, tuple[str, ...]]] = [
     ),
     ("blocked", ("5.7.606", "5.7.511", "5.7.512", "5.7.708", "5.7.705")),
     ("badreputation", ("4.7.650", "4.7.651", "4.7.652")),
-    ("ratelimited", ("x.7.28", "4.7.500", "x.4.7.500")),
+    ("ratelimited", ("x.7.28", "4.7.500")),
     ("requireptr", ("x.7.25",)),
     ("failedstarttls", ("x.7.10", "x.7.11", "x.7.30")),
     ("suspend", ("x.7.13", "x.2.1")),
@@ -663,7 +701,15 @@ class Rules:
     """A rule table: the user's ``extra`` rules first, then ``base`` (the defaults)."""
 
     def __init__(self, extra: Iterable[Rule] = (), *, base: Sequence[Rule] = DEFAULT_RULES) -> None:
+        if isinstance(extra, Rule) or isinstance(base, Rule):
+            raise ConfigurationError("Rules takes a list of rules: Rules([Rule(...)])")
         self.rules: tuple[Rule, ...] = (*extra, *base)
+        for rule in self.rules:
+            if not isinstance(rule, Rule):
+                raise ConfigurationError(
+                    f"Rules takes Rule objects, e.g. Rule('mailboxfull', r'casella piena'), "
+                    f"not {rule!r}"
+                )
 
     def first_match(self, text: str, enhanced: str | None, reply_code: int | None) -> Rule | None:
         """The first rule that matches, if any."""

@@ -5,12 +5,13 @@ Each public constructor is tried with every kind of bad option; nothing is sent 
 
 from __future__ import annotations
 
+import re
 import ssl
 from typing import Any
 
 import pytest
 
-from sendguard import ConfigurationError, SMTPAdapter
+from sendguard import ConfigurationError, Rule, Rules, SMTPAdapter
 from sendguard.testing import ScriptedSMTPServer
 
 # -- SMTPAdapter: what aiosmtplib would refuse at the first send, and more -------------------
@@ -104,3 +105,56 @@ def test_smtp_adapter_never_repeats_a_password() -> None:
 )
 def test_smtp_adapter_takes_good_options(options: dict[str, Any]) -> None:
     SMTPAdapter(**options)
+
+
+# -- Rule and Rules ----------------------------------------------------------------------------
+
+RULE_BAD: list[tuple[tuple[Any, ...], dict[str, Any], str]] = [
+    (("nosuchreason", r"casella piena"), {}, r"unknown reason 'nosuchreason'; use one of"),
+    ((None, r"casella piena"), {}, r"unknown reason None"),
+    (("mailboxfull",), {}, r"needs a pattern, codes or reply_codes"),
+    (("mailboxfull", r"casella (piena"), {}, r"pattern=.*not a regular expression"),
+    (("mailboxfull", r"*piena"), {}, r"pattern=.*not a regular expression"),
+    (("mailboxfull", b"piena"), {}, r"pattern=.*as a string"),
+    (("mailboxfull",), {"codes": "5.2.2"}, r"codes=.*must be a tuple"),
+    (("mailboxfull",), {"codes": ("5.2",)}, r"codes=.*enhanced status codes"),
+    (("mailboxfull",), {"codes": (522,)}, r"codes=.*enhanced status codes"),
+    (("mailboxfull",), {"codes": ("5.2.2 ",)}, r"codes=.*enhanced status codes"),
+    (("mailboxfull",), {"reply_codes": 552}, r"reply_codes=.*must be a tuple"),
+    (("mailboxfull",), {"reply_codes": ("552",)}, r"reply_codes=.*SMTP reply codes"),
+    (("mailboxfull",), {"reply_codes": (5522,)}, r"reply_codes=.*SMTP reply codes"),
+]
+
+
+@pytest.mark.parametrize(("args", "options", "says"), RULE_BAD)
+def test_rule_refuses_at_construction(
+    args: tuple[Any, ...], options: dict[str, Any], says: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=says):
+        Rule(*args, **options)
+
+
+def test_a_bad_regex_keeps_its_cause() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        Rule("mailboxfull", "(")
+    assert isinstance(caught.value.__cause__, re.error)
+
+
+def test_rule_codes_given_as_lists_become_tuples() -> None:
+    rule = Rule("mailboxfull", codes=["5.2.2"], reply_codes=[552])  # type: ignore[arg-type]
+    assert rule.codes == ("5.2.2",)
+    assert rule.reply_codes == (552,)
+    assert hash(rule)
+
+
+@pytest.mark.parametrize(
+    ("extra", "says"),
+    [
+        ([1], r"Rules takes Rule objects"),
+        (["mailboxfull: casella piena"], r"Rules takes Rule objects"),
+        (Rule("mailboxfull", "casella piena"), r"a list of rules"),
+    ],
+)
+def test_rules_refuse_what_is_not_a_rule(extra: Any, says: str) -> None:
+    with pytest.raises(ConfigurationError, match=says):
+        Rules(extra)
