@@ -47,6 +47,7 @@ from sendguard._models import (
     Stage,
     Suppression,
 )
+from sendguard._options import check_flag, check_instance, check_seconds
 from sendguard._policy import Decision, decide
 from sendguard._retry import RetryPolicy
 from sendguard._shaping import Shaping
@@ -151,6 +152,62 @@ def _validate(wanted: Iterable[str]) -> tuple[dict[str, RecipientResult], dict[s
     return results, valid
 
 
+_GUARD_OPTION_TYPES: dict[str, tuple[type, str]] = {
+    "adapter": (Adapter, "an Adapter such as SMTPAdapter(...)"),
+    "store": (Store, "a Store such as SQLiteStore(path) or open_store(url)"),
+    "retry": (RetryPolicy, "a RetryPolicy(...)"),
+    "warmup": (WarmupSchedule, "a WarmupSchedule, e.g. WarmupSchedule.preset('new-domain')"),
+    "rules": (Rules, "Rules([Rule(...), ...])"),
+    "soft_bounce": (SoftBouncePolicy, "a SoftBouncePolicy(...)"),
+    "breaker": (Breaker, "a Breaker(...)"),
+    "shaping": (Shaping, "a Shaping({...})"),
+    "spread_over": (timedelta, "a datetime.timedelta"),
+}
+
+
+def _check_options(
+    *,
+    pause_for: object,
+    transient_pause_for: object,
+    bounce_secret: object,
+    spread_burst: object,
+    store_timeout: object,
+    journal: object,
+    redact_addresses: object,
+    clock: object,
+    sleep: object,
+    **optional: object,
+) -> None:
+    """The types of Guard's options; a wrong one is a ConfigurationError naming it."""
+    for name, value in optional.items():
+        kind, what = _GUARD_OPTION_TYPES[name]
+        if value is not None:
+            check_instance("Guard", name, value, kind, f"{what} or None")
+    for name, value in (("pause_for", pause_for), ("transient_pause_for", transient_pause_for)):
+        check_instance("Guard", name, value, timedelta, "a datetime.timedelta")
+    if bounce_secret is not None and not isinstance(bounce_secret, str | bytes):
+        raise ConfigurationError(
+            f"Guard(bounce_secret=...) must be a str or bytes of 16 bytes or more, "
+            f"not {type(bounce_secret).__name__}"
+        )
+    if not isinstance(spread_burst, int | float) or isinstance(spread_burst, bool):
+        raise ConfigurationError(
+            f"Guard(spread_burst=...) must be a fraction in (0, 1], not {spread_burst!r}"
+        )
+    check_seconds("Guard", "store_timeout", store_timeout)
+    if journal is not None and journal is not False and not isinstance(journal, str | os.PathLike):
+        raise ConfigurationError(
+            f"Guard(journal=...) must be a directory (str or Path), False or None, not {journal!r}"
+        )
+    check_flag("Guard", "redact_addresses", redact_addresses)
+    for name, value in (("clock", clock), ("sleep", sleep)):
+        if not callable(value):
+            raise ConfigurationError(f"Guard({name}=...) must be a function, not {value!r}")
+    now = clock()  # type: ignore[operator]
+    if not isinstance(now, datetime):
+        raise ConfigurationError(f"Guard(clock=...) must return datetimes, not {now!r}")
+
+
 class Guard:
     """Stands between an application and its mail provider and keeps the sender's name clean.
 
@@ -190,6 +247,26 @@ class Guard:
         clock: Clock = _utcnow,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
+        _check_options(
+            adapter=adapter,
+            store=store,
+            retry=retry,
+            warmup=warmup,
+            rules=rules,
+            pause_for=pause_for,
+            transient_pause_for=transient_pause_for,
+            soft_bounce=soft_bounce,
+            bounce_secret=bounce_secret,
+            breaker=breaker,
+            shaping=shaping,
+            spread_over=spread_over,
+            spread_burst=spread_burst,
+            store_timeout=store_timeout,
+            journal=journal,
+            redact_addresses=redact_addresses,
+            clock=clock,
+            sleep=sleep,
+        )
         if on_store_error not in ("raise", "send"):
             raise ConfigurationError(
                 f"on_store_error must be 'raise' or 'send', not {on_store_error!r}"

@@ -13,17 +13,24 @@ import os
 import threading
 from collections.abc import Coroutine, Iterable
 from concurrent.futures import Future
+from datetime import timedelta
 from email.message import Message
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Literal, Self, TypeVar
 
+from sendguard._adapter import Adapter
 from sendguard._bounce import BounceReport
-from sendguard._breaker import SenderStatus
+from sendguard._breaker import Breaker, SenderStatus
+from sendguard._classify import Rules
 from sendguard._errors import ConfigurationError
 from sendguard._events import DeliveryEvent
-from sendguard._guard import Guard
+from sendguard._guard import Clock, Guard, Sleep, _utcnow
 from sendguard._models import SendResult, Suppression
-from sendguard._store import Pause
+from sendguard._options import check_seconds
+from sendguard._retry import RetryPolicy
+from sendguard._shaping import Shaping
+from sendguard._store import Pause, SoftBouncePolicy, Store
+from sendguard._warmup import WarmupSchedule
 
 __all__ = ["SyncGuard"]
 
@@ -31,14 +38,41 @@ T = TypeVar("T")
 
 
 class SyncGuard:
-    """A :class:`Guard` with blocking methods; takes the same options as ``Guard``.
+    """A :class:`Guard` with blocking methods; takes the same (typed) options as ``Guard``.
 
     ``timeout`` (seconds, default none) bounds each call; a call that runs out raises
     :class:`TimeoutError` (the work itself goes on in the background).  Call :meth:`close`
     when done (or use ``with``), which waits for calls in flight and closes the connections.
     """
 
-    def __init__(self, *, timeout: float | None = None, **options: Any) -> None:  # noqa: ANN401
+    def __init__(
+        self,
+        *,
+        adapter: Adapter | None = None,
+        store: Store | None = None,
+        retry: RetryPolicy | None = None,
+        warmup: WarmupSchedule | None = None,
+        rules: Rules | None = None,
+        pause_for: timedelta = timedelta(hours=1),
+        transient_pause_for: timedelta = timedelta(minutes=15),
+        soft_bounce: SoftBouncePolicy | None = None,
+        bounce_secret: str | bytes | None = None,
+        breaker: Breaker | None = None,
+        shaping: Shaping | None = None,
+        spread_over: timedelta | None = None,
+        spread_burst: float = 0.05,
+        on_store_error: Literal["raise", "send"] = "raise",
+        store_timeout: float = 10.0,
+        journal: str | os.PathLike[str] | Literal[False] | None = None,
+        redact_addresses: bool = True,
+        clock: Clock = _utcnow,
+        sleep: Sleep = asyncio.sleep,
+        timeout: float | None = None,
+    ) -> None:
+        # Guard's options, spelled out so that type checkers see them (a test keeps the two
+        # signatures in step); the guard itself is built on the loop, below.
+        if timeout is not None:
+            check_seconds("SyncGuard", "timeout", timeout)
         self.timeout = timeout
         self._pid = os.getpid()
         self._loop = asyncio.new_event_loop()
@@ -51,7 +85,27 @@ class SyncGuard:
         self._inflight = 0
 
         async def build() -> Guard:
-            return Guard(**options)
+            return Guard(
+                adapter=adapter,
+                store=store,
+                retry=retry,
+                warmup=warmup,
+                rules=rules,
+                pause_for=pause_for,
+                transient_pause_for=transient_pause_for,
+                soft_bounce=soft_bounce,
+                bounce_secret=bounce_secret,
+                breaker=breaker,
+                shaping=shaping,
+                spread_over=spread_over,
+                spread_burst=spread_burst,
+                on_store_error=on_store_error,
+                store_timeout=store_timeout,
+                journal=journal,
+                redact_addresses=redact_addresses,
+                clock=clock,
+                sleep=sleep,
+            )
 
         try:
             self.guard: Guard = self._call(build())

@@ -5,14 +5,24 @@ Each public constructor is tried with every kind of bad option; nothing is sent 
 
 from __future__ import annotations
 
+import datetime as dt
+import inspect
 import re
 import ssl
 from typing import Any
 
 import pytest
 
-from sendguard import ConfigurationError, Rule, Rules, SMTPAdapter
-from sendguard.testing import ScriptedSMTPServer
+from sendguard import (
+    ConfigurationError,
+    Guard,
+    MemoryStore,
+    Rule,
+    Rules,
+    SMTPAdapter,
+    SyncGuard,
+)
+from sendguard.testing import RecordingAdapter, ScriptedSMTPServer
 
 # -- SMTPAdapter: what aiosmtplib would refuse at the first send, and more -------------------
 
@@ -158,3 +168,94 @@ def test_rule_codes_given_as_lists_become_tuples() -> None:
 def test_rules_refuse_what_is_not_a_rule(extra: Any, says: str) -> None:
     with pytest.raises(ConfigurationError, match=says):
         Rules(extra)
+
+
+# -- Guard and SyncGuard -----------------------------------------------------------------------
+
+GUARD_BAD: list[tuple[dict[str, Any], str]] = [
+    ({"adapter": 1}, r"adapter=.*an Adapter"),
+    ({"adapter": "smtp://localhost"}, r"adapter=.*an Adapter"),
+    ({"store": "sqlite:///x.db"}, r"store=.*open_store\(url\)"),
+    ({"retry": 3}, r"retry=.*RetryPolicy"),
+    ({"retry": {"attempts": 3}}, r"retry=.*RetryPolicy"),
+    ({"warmup": {"schedule": "exponential"}}, r"warmup=.*WarmupSchedule"),
+    ({"rules": [Rule("mailboxfull", "casella piena")]}, r"rules=.*Rules\(\[Rule"),
+    ({"soft_bounce": 5}, r"soft_bounce=.*SoftBouncePolicy"),
+    ({"breaker": True}, r"breaker=.*Breaker"),
+    ({"shaping": {"google": "500/hour"}}, r"shaping=.*Shaping"),
+    ({"pause_for": 3600}, r"pause_for=.*timedelta"),
+    ({"pause_for": dt.timedelta(0)}, r"pause_for and transient_pause_for must be positive"),
+    ({"transient_pause_for": None}, r"transient_pause_for=.*timedelta"),
+    ({"bounce_secret": 12345678901234567890}, r"bounce_secret=.*str or bytes"),
+    ({"bounce_secret": "short"}, r"bounce_secret must be at least 16 bytes"),
+    ({"spread_over": 3600}, r"spread_over=.*timedelta"),
+    ({"spread_over": dt.timedelta(0)}, r"spread_over must be a positive"),
+    ({"spread_burst": "5%"}, r"spread_burst=.*fraction"),
+    ({"spread_burst": 0}, r"spread_burst must be a fraction"),
+    ({"on_store_error": "ignore"}, r"on_store_error must be 'raise' or 'send'"),
+    ({"store_timeout": 0}, r"store_timeout=.*positive number of seconds"),
+    ({"store_timeout": "10"}, r"store_timeout=.*positive number of seconds"),
+    ({"store_timeout": float("nan")}, r"store_timeout=.*positive number of seconds"),
+    ({"journal": 5}, r"journal=.*directory"),
+    ({"journal": True}, r"journal=.*directory"),
+    ({"redact_addresses": "yes"}, r"redact_addresses=.*True or False"),
+    ({"clock": 5}, r"clock=.*function"),
+    ({"clock": lambda: "2026-11-01"}, r"clock=.*datetimes"),
+    ({"clock": dt.datetime.now}, r"clock must return timezone-aware"),
+    ({"sleep": None}, r"sleep=.*function"),
+]
+GUARD_IDS = [repr(o)[1:-1][:40] for o, _ in GUARD_BAD]
+
+
+@pytest.mark.parametrize(("options", "says"), GUARD_BAD, ids=GUARD_IDS)
+async def test_guard_refuses_at_construction(options: dict[str, Any], says: str) -> None:
+    adapter, store = RecordingAdapter(), MemoryStore()
+    with pytest.raises(ConfigurationError, match=says):
+        Guard(**{"adapter": adapter, "store": store, **options})
+    async with Guard(adapter=adapter, store=store) as guard:
+        assert (await guard.status("sender.example")).volume.sends == 0
+    assert adapter.envelopes == []
+
+
+@pytest.mark.parametrize(("options", "says"), GUARD_BAD, ids=GUARD_IDS)
+def test_sync_guard_refuses_at_construction(options: dict[str, Any], says: str) -> None:
+    adapter = RecordingAdapter()
+    with pytest.raises(ConfigurationError, match=says):
+        SyncGuard(**{"adapter": adapter, **options})
+    assert adapter.envelopes == []
+
+
+def test_sync_guard_options_are_typed() -> None:
+    # mypy --strict checks this file with warn_unused_ignores: each ignore below is needed,
+    # so a wrong option is a type error, as it is for Guard.
+    with pytest.raises(TypeError, match="no_such_option"):
+        SyncGuard(no_such_option=True)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="no_such_option"):
+        Guard(no_such_option=True)  # type: ignore[call-arg]
+    with pytest.raises(ConfigurationError, match=r"adapter=.*an Adapter"):
+        SyncGuard(adapter=1)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match=r"on_store_error must be"):
+        SyncGuard(on_store_error="ignore")  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match=r"pause_for=.*timedelta"):
+        SyncGuard(pause_for=3600)  # type: ignore[arg-type]
+
+
+def test_sync_guard_refuses_a_bad_timeout() -> None:
+    with pytest.raises(ConfigurationError, match=r"SyncGuard\(timeout=.*positive"):
+        SyncGuard(timeout=0)
+    with pytest.raises(ConfigurationError, match=r"SyncGuard\(timeout=.*positive"):
+        SyncGuard(timeout="5")  # type: ignore[arg-type]
+
+
+def test_sync_guard_has_the_signature_of_guard() -> None:
+    guard = inspect.signature(Guard.__init__).parameters
+    sync = dict(inspect.signature(SyncGuard.__init__).parameters)
+    timeout = sync.pop("timeout")
+    assert timeout.kind is inspect.Parameter.KEYWORD_ONLY
+    assert timeout.default is None
+    assert list(sync) == list(guard)
+    for name, parameter in guard.items():
+        mirrored = sync[name]
+        assert mirrored.kind == parameter.kind, name
+        assert mirrored.default == parameter.default, name
+        assert mirrored.annotation == parameter.annotation, name
