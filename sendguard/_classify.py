@@ -147,7 +147,9 @@ class Rule:
                 f"Rule: unknown reason {self.reason!r}; use one of {sorted(REASONS)}"
             )
         if self.pattern is None and not self.codes and not self.reply_codes:
-            raise ConfigurationError("Rule needs a pattern, codes or reply_codes: give at least one")
+            raise ConfigurationError(
+                "Rule needs a pattern, codes or reply_codes: give at least one"
+            )
         for option in ("codes", "reply_codes"):
             given = getattr(self, option)
             if isinstance(given, str | int) or not isinstance(given, Iterable):

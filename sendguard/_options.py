@@ -9,21 +9,26 @@ from __future__ import annotations
 
 import math
 import re
+import urllib.parse
 from typing import TypeVar
 
 from sendguard._errors import ConfigurationError
 
 __all__ = [
     "check_flag",
+    "check_host",
     "check_instance",
     "check_integer",
     "check_seconds",
     "check_text",
+    "check_url",
 ]
 
 T = TypeVar("T")
 
 # Anything str.splitlines() ends a line at, and NUL: the characters that split a protocol line.
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_DOMAIN = re.compile(rf"{_LABEL}(?:\.{_LABEL})*\Z")
 _LINE_BREAK = re.compile("[\r\n\v\f\x1c\x1d\x1e\x85\u2028\u2029\x00]")
 
 
@@ -96,3 +101,32 @@ def check_text(
             f"{owner}({name}=...) must be ASCII (it goes into an HTTP header){shown}"
         )
     return value
+
+
+def check_url(owner: str, name: str, value: object) -> str:
+    """*value* when it is an ``http://`` or ``https://`` URL with a host."""
+    text = check_text(owner, name, value)
+    try:
+        parts = urllib.parse.urlsplit(text) if not any(c.isspace() for c in text) else None
+    except ValueError:  # an unclosed [IPv6 bracket
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigurationError(
+            f"{owner}({name}=...) must be an http:// or https:// URL, e.g. "
+            f"'https://api.example.com', not {text!r}"
+        )
+    try:
+        parts.port  # noqa: B018 (a port that is no number raises here)
+    except ValueError as exc:
+        raise ConfigurationError(f"{owner}({name}=...) has a bad port: {text!r}") from exc
+    return text
+
+
+def check_host(owner: str, name: str, value: object) -> str:
+    """*value* when it is a domain name (letters, digits, hyphens, dots)."""
+    text = check_text(owner, name, value)
+    if len(text) > 253 or not _DOMAIN.match(text):
+        raise ConfigurationError(
+            f"{owner}({name}=...) must be a domain name such as 'mg.example.com', not {text!r}"
+        )
+    return text

@@ -1,7 +1,9 @@
 """What every adapter of an HTTP sending API needs, whichever HTTP client it uses.
 
 The Postmark, Mailgun, SendGrid and SES adapters are built on these; a new one should be too,
-so that a provider's 429 or 503 means the same to the guard whoever reports it.
+so that a provider's 429 or 503 means the same to the guard whoever reports it.  The
+``check_*`` functions check constructor options, each a ``ConfigurationError`` naming the option
+and saying what it must be.
 """
 
 from __future__ import annotations
@@ -15,6 +17,15 @@ from typing import Any
 
 from sendguard._errors import WebhookAuthError
 from sendguard._models import Envelope, Reply, Stage
+from sendguard._options import (
+    check_flag,
+    check_host,
+    check_instance,
+    check_integer,
+    check_seconds,
+    check_text,
+    check_url,
+)
 
 __all__ = [
     "API_FIELDS",
@@ -22,6 +33,13 @@ __all__ = [
     "as_list",
     "as_object",
     "as_text",
+    "check_flag",
+    "check_host",
+    "check_instance",
+    "check_integer",
+    "check_seconds",
+    "check_text",
+    "check_url",
     "everyone",
     "json_body",
     "listed_in",

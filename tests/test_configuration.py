@@ -9,6 +9,7 @@ import datetime as dt
 import inspect
 import re
 import ssl
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -259,3 +260,107 @@ def test_sync_guard_has_the_signature_of_guard() -> None:
         assert mirrored.kind == parameter.kind, name
         assert mirrored.default == parameter.default, name
         assert mirrored.annotation == parameter.annotation, name
+
+
+# -- the HTTP adapters and webhook verifiers -------------------------------------------------
+
+
+def _http_adapters() -> dict[str, tuple[Callable[..., object], dict[str, Any]]]:
+    from sendguard_mailgun import MailgunAdapter, WebhookVerifier  # noqa: PLC0415
+    from sendguard_postmark import PostmarkAdapter  # noqa: PLC0415
+    from sendguard_sendgrid import SendGridAdapter  # noqa: PLC0415
+    from sendguard_ses import SESAdapter, SNSVerifier  # noqa: PLC0415
+
+    return {
+        "ses": (
+            SESAdapter,
+            {"region": "eu-west-1", "access_key_id": "A", "secret_access_key": "S"},
+        ),
+        "mailgun": (MailgunAdapter, {"api_key": "key", "domain": "mg.example.com"}),
+        "postmark": (PostmarkAdapter, {"server_token": "token"}),
+        "sendgrid": (SendGridAdapter, {"api_key": "key"}),
+        "sns": (SNSVerifier, {"topic_arns": ["arn:aws:sns:eu-west-1:123456789012:ses"]}),
+        "mailgun-webhook": (WebhookVerifier, {"signing_keys": ["signing-key"]}),
+    }
+
+
+HTTP_BAD: list[tuple[str, dict[str, Any], str]] = [
+    ("ses", {"region": "eu west 1"}, r"region=.*AWS region such as 'eu-west-1'"),
+    ("ses", {"region": "https://email.eu-west-1.amazonaws.com"}, r"region=.*AWS region"),
+    ("ses", {"region": None}, r"region=.*AWS region"),
+    ("ses", {"access_key_id": "AKIA\n"}, r"access_key_id=.*line break"),
+    ("ses", {"access_key_id": 1}, r"access_key_id=.*string"),
+    ("ses", {"secret_access_key": ""}, r"secret_access_key=.*not be empty"),
+    ("ses", {"secret_access_key": "sécret"}, r"secret_access_key=.*ASCII"),
+    ("ses", {"session_token": "t\r\n"}, r"session_token=.*line break"),
+    ("ses", {"endpoint_url": "localhost:4566"}, r"endpoint_url=.*http:// or https:// URL"),
+    ("ses", {"endpoint_url": "http://[::1"}, r"endpoint_url=.*http:// or https:// URL"),
+    ("ses", {"endpoint_url": "http://h:port"}, r"endpoint_url=.*bad port"),
+    ("ses", {"configuration_set": "a\nb"}, r"configuration_set=.*line break"),
+    ("ses", {"timeout": 0}, r"timeout=.*positive number of seconds"),
+    ("ses", {"transport": object()}, r"transport=.*httpx.AsyncBaseTransport"),
+    ("mailgun", {"api_key": "key\r\nX-Evil: 1"}, r"api_key=.*line break"),
+    ("mailgun", {"api_key": "këy"}, r"api_key=.*ASCII"),
+    ("mailgun", {"domain": "mg.example.com/../v4"}, r"domain=.*domain name"),
+    ("mailgun", {"domain": ""}, r"domain=.*not be empty"),
+    ("mailgun", {"base_url": "api.eu.mailgun.net"}, r"base_url=.*http:// or https:// URL"),
+    ("mailgun", {"timeout": "30"}, r"timeout=.*positive number of seconds"),
+    ("postmark", {"server_token": "tökén"}, r"server_token=.*ASCII"),
+    ("postmark", {"server_token": "t\n"}, r"server_token=.*line break"),
+    ("postmark", {"message_stream": ""}, r"message_stream=.*not be empty"),
+    ("postmark", {"base_url": "ftp://api.postmarkapp.com"}, r"base_url=.*http://"),
+    ("postmark", {"timeout": -1}, r"timeout=.*positive"),
+    ("sendgrid", {"api_key": "SG.€"}, r"api_key=.*ASCII"),
+    ("sendgrid", {"api_key": None}, r"api_key=.*string"),
+    ("sendgrid", {"base_url": "https://"}, r"base_url=.*http://"),
+    ("sendgrid", {"transport": "mock"}, r"transport=.*httpx.AsyncBaseTransport"),
+    ("sns", {"topic_arns": []}, r"needs the TopicArns it accepts"),
+    ("sns", {"topic_arns": "arn:aws:sns:eu-west-1:1:ses"}, r"takes a list of TopicArns"),
+    ("sns", {"topic_arns": ["ses-events"]}, r"topic_arns=.*TopicArns such as"),
+    ("sns", {"regions": []}, r"regions=.*at least one region"),
+    ("sns", {"regions": "eu-west-1"}, r"regions=.*takes a list"),
+    ("sns", {"regions": ["Ireland"]}, r"regions=.*AWS regions"),
+    ("sns", {"fetch": lambda url: b"", "transport": object()}, r"fetch= or transport=, not both"),
+    ("sns", {"fetch": "https://"}, r"fetch=.*function"),
+    ("sns", {"transport": object()}, r"transport=.*httpx.BaseTransport"),
+    ("sns", {"confirm_subscriptions": "yes"}, r"confirm_subscriptions=.*True or False"),
+    ("sns", {"max_age": 3600}, r"max_age=.*timedelta"),
+    ("sns", {"skew": dt.timedelta(seconds=-1)}, r"skew=.*not be negative"),
+    ("sns", {"clock": None}, r"clock=.*function"),
+    ("mailgun-webhook", {"signing_keys": []}, r"at least one signing key"),
+    ("mailgun-webhook", {"signing_keys": [""]}, r"signing_keys=.*not be empty"),
+    ("mailgun-webhook", {"signing_keys": [b"key"]}, r"signing_keys=.*string"),
+    ("mailgun-webhook", {"max_age": 900}, r"max_age=.*timedelta"),
+    ("mailgun-webhook", {"max_age": dt.timedelta(0)}, r"max_age=.*positive"),
+    ("mailgun-webhook", {"clock": 0}, r"clock=.*function"),
+]
+
+
+@pytest.mark.parametrize(
+    ("which", "options", "says"),
+    HTTP_BAD,
+    ids=[f"{w}-{repr(o)[1:-1][:30]}" for w, o, _ in HTTP_BAD],
+)
+def test_http_adapters_and_verifiers_refuse_at_construction(
+    which: str, options: dict[str, Any], says: str
+) -> None:
+    make, good = _http_adapters()[which]
+    make(**good)  # the good options construct
+    with pytest.raises(ConfigurationError, match=says):
+        make(**{**good, **options})
+
+
+@pytest.mark.parametrize(
+    ("which", "option"),
+    [
+        ("ses", "secret_access_key"),
+        ("mailgun", "api_key"),
+        ("postmark", "server_token"),
+        ("sendgrid", "api_key"),
+    ],
+)
+def test_a_bad_secret_is_never_repeated(which: str, option: str) -> None:
+    make, good = _http_adapters()[which]
+    with pytest.raises(ConfigurationError) as caught:
+        make(**{**good, option: "hunter2\n"})
+    assert "hunter2" not in str(caught.value)

@@ -24,6 +24,7 @@ import httpx
 
 from sendguard import (
     Adapter,
+    ConfigurationError,
     DeliveryEvent,
     Envelope,
     Reply,
@@ -32,10 +33,31 @@ from sendguard import (
     WebhookPayloadError,
     event_from,
 )
-from sendguard.http import UNREADABLE, as_object, as_text, everyone, json_body, temporary
+from sendguard.http import (
+    UNREADABLE,
+    as_object,
+    as_text,
+    check_host,
+    check_instance,
+    check_seconds,
+    check_text,
+    check_url,
+    everyone,
+    json_body,
+    temporary,
+)
 
 __all__ = ["MailgunAdapter", "WebhookVerifier", "parse_webhook"]
 __version__ = "0.1.0"
+
+
+def _check_client(owner: str, base_url: object, timeout: object, transport: object) -> None:
+    check_url(owner, "base_url", base_url)
+    check_seconds(owner, "timeout", timeout)
+    if transport is not None:
+        check_instance(
+            owner, "transport", transport, httpx.AsyncBaseTransport, "an httpx.AsyncBaseTransport"
+        )
 
 
 class MailgunAdapter(Adapter):
@@ -50,6 +72,9 @@ class MailgunAdapter(Adapter):
         timeout: float = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        check_text("MailgunAdapter", "api_key", api_key, ascii_only=True, secret=True)
+        check_host("MailgunAdapter", "domain", domain)
+        _check_client("MailgunAdapter", base_url, timeout, transport)
         self.domain = domain
         self._client = httpx.AsyncClient(
             base_url=base_url, timeout=timeout, transport=transport, auth=("api", api_key)
@@ -122,8 +147,17 @@ class WebhookVerifier:
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     ) -> None:
         keys = [signing_keys] if isinstance(signing_keys, str) else list(signing_keys)
-        if not keys or not all(keys):
-            raise ValueError("WebhookVerifier needs at least one signing key")
+        if not keys:
+            raise ConfigurationError("WebhookVerifier needs at least one signing key")
+        for key in keys:
+            check_text("WebhookVerifier", "signing_keys", key, secret=True)
+        check_instance("WebhookVerifier", "max_age", max_age, dt.timedelta, "a datetime.timedelta")
+        if max_age <= dt.timedelta(0):
+            raise ConfigurationError("WebhookVerifier(max_age=...) must be positive")
+        if not callable(clock):
+            raise ConfigurationError(
+                f"WebhookVerifier(clock=...) must be a function, not {clock!r}"
+            )
         self._keys = [k.encode() for k in keys]
         self.max_age = max_age
         self._clock = clock

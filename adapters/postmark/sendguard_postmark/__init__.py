@@ -40,6 +40,10 @@ from sendguard.http import (
     API_FIELDS,
     UNREADABLE,
     as_text,
+    check_instance,
+    check_seconds,
+    check_text,
+    check_url,
     everyone,
     json_body,
     listed_in,
@@ -55,6 +59,15 @@ _INACTIVE = re.compile(r"(?:Found inactive addresses|these inactive addresses):\
 _HARD_TYPES = frozenset({"HardBounce", "BadEmailAddress", "ManuallyDeactivated"})
 
 
+def _check_client(owner: str, base_url: object, timeout: object, transport: object) -> None:
+    check_url(owner, "base_url", base_url)
+    check_seconds(owner, "timeout", timeout)
+    if transport is not None:
+        check_instance(
+            owner, "transport", transport, httpx.AsyncBaseTransport, "an httpx.AsyncBaseTransport"
+        )
+
+
 class PostmarkAdapter(Adapter):
     """Delivers through Postmark's HTTP API (``base_url`` for tests or a proxy)."""
 
@@ -67,6 +80,9 @@ class PostmarkAdapter(Adapter):
         timeout: float = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        check_text("PostmarkAdapter", "server_token", server_token, ascii_only=True, secret=True)
+        check_text("PostmarkAdapter", "message_stream", message_stream)
+        _check_client("PostmarkAdapter", base_url, timeout, transport)
         self.message_stream = message_stream
         self._client = httpx.AsyncClient(
             base_url=base_url,

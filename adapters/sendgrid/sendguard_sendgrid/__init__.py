@@ -41,6 +41,10 @@ from sendguard.http import (
     as_list,
     as_object,
     as_text,
+    check_instance,
+    check_seconds,
+    check_text,
+    check_url,
     everyone,
     json_body,
     listed_in,
@@ -56,6 +60,15 @@ TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
 _DEAD_DROPS = ("bounced address", "invalid", "unsubscribed address", "spam reporting address")
 
 
+def _check_client(owner: str, base_url: object, timeout: object, transport: object) -> None:
+    check_url(owner, "base_url", base_url)
+    check_seconds(owner, "timeout", timeout)
+    if transport is not None:
+        check_instance(
+            owner, "transport", transport, httpx.AsyncBaseTransport, "an httpx.AsyncBaseTransport"
+        )
+
+
 class SendGridAdapter(Adapter):
     """Delivers through SendGrid's v3 HTTP API."""
 
@@ -67,6 +80,8 @@ class SendGridAdapter(Adapter):
         timeout: float = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        check_text("SendGridAdapter", "api_key", api_key, ascii_only=True, secret=True)
+        _check_client("SendGridAdapter", base_url, timeout, transport)
         self._client = httpx.AsyncClient(
             base_url=base_url,
             timeout=timeout,

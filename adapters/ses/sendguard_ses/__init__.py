@@ -38,6 +38,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from sendguard import (
     Adapter,
+    ConfigurationError,
     DeliveryEvent,
     Envelope,
     Reply,
@@ -52,6 +53,11 @@ from sendguard.http import (
     as_list,
     as_object,
     as_text,
+    check_flag,
+    check_instance,
+    check_seconds,
+    check_text,
+    check_url,
     everyone,
     json_body,
     temporary,
@@ -66,6 +72,7 @@ __version__ = "0.1.0"
 _SNS_HOST = re.compile(
     r"^sns\.(?P<region>[a-zA-Z]{2,4}(?:-[a-zA-Z]+)+-[0-9]{1,2})\.amazonaws\.com(?:\.cn)?$"
 )
+_REGION = re.compile(r"[a-z]{2,4}(?:-[a-z]+)+-[0-9]{1,2}\Z")
 _RATE_LIMITED = ("TooManyRequestsException",)
 _SENDER_REFUSED = (
     "SendingPausedException",
@@ -89,6 +96,28 @@ class SESAdapter(Adapter):
         timeout: float = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        owner = "SESAdapter"
+        if not isinstance(region, str) or not _REGION.match(region):
+            raise ConfigurationError(
+                f"SESAdapter(region=...) must be an AWS region such as 'eu-west-1', not {region!r}"
+            )
+        check_text(owner, "access_key_id", access_key_id, ascii_only=True)
+        check_text(owner, "secret_access_key", secret_access_key, ascii_only=True, secret=True)
+        if session_token is not None:
+            check_text(owner, "session_token", session_token, ascii_only=True, secret=True)
+        if endpoint_url is not None:
+            check_url(owner, "endpoint_url", endpoint_url)
+        if configuration_set is not None:
+            check_text(owner, "configuration_set", configuration_set)
+        check_seconds(owner, "timeout", timeout)
+        if transport is not None:
+            check_instance(
+                owner,
+                "transport",
+                transport,
+                httpx.AsyncBaseTransport,
+                "an httpx.AsyncBaseTransport",
+            )
         self.region = region
         self.endpoint = (endpoint_url or f"https://email.{region}.amazonaws.com").rstrip("/")
         self.configuration_set = configuration_set
@@ -193,7 +222,7 @@ class SNSVerifier:
     ``skew``: how far in the future.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0912 (one check per option, flat)
         self,
         *,
         topic_arns: Iterable[str],
@@ -205,14 +234,48 @@ class SNSVerifier:
         skew: dt.timedelta = dt.timedelta(minutes=5),
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     ) -> None:
+        owner = "SNSVerifier"
+        if isinstance(topic_arns, str):
+            raise ConfigurationError(
+                f"SNSVerifier(topic_arns=...) takes a list of TopicArns: [{topic_arns!r}]"
+            )
         self.topic_arns = frozenset(topic_arns)
         if not self.topic_arns:
-            raise ValueError("SNSVerifier needs the TopicArns it accepts")
+            raise ConfigurationError("SNSVerifier needs the TopicArns it accepts: topic_arns=[...]")
+        for arn in self.topic_arns:
+            if not isinstance(arn, str) or not arn.startswith("arn:"):
+                raise ConfigurationError(
+                    f"SNSVerifier(topic_arns=...) must be TopicArns such as "
+                    f"'arn:aws:sns:eu-west-1:123456789012:ses-events', not {arn!r}"
+                )
+        if isinstance(regions, str):
+            raise ConfigurationError(f"SNSVerifier(regions=...) takes a list: [{regions!r}]")
+        if regions is not None:
+            regions = list(regions)
+            for region in regions:
+                if not isinstance(region, str) or not _REGION.match(region.lower()):
+                    raise ConfigurationError(
+                        f"SNSVerifier(regions=...) must be AWS regions such as 'eu-west-1', "
+                        f"not {region!r}"
+                    )
         self.regions = frozenset(r.lower() for r in regions) if regions is not None else None
         if self.regions is not None and not self.regions:
-            raise ValueError("SNSVerifier(regions=...) must name at least one region")
+            raise ConfigurationError("SNSVerifier(regions=...) must name at least one region")
         if fetch is not None and transport is not None:
-            raise ValueError("SNSVerifier takes fetch= or transport=, not both")
+            raise ConfigurationError("SNSVerifier takes fetch= or transport=, not both")
+        if fetch is not None and not callable(fetch):
+            raise ConfigurationError(f"SNSVerifier(fetch=...) must be a function, not {fetch!r}")
+        if transport is not None:
+            check_instance(
+                owner, "transport", transport, httpx.BaseTransport, "an httpx.BaseTransport"
+            )
+        check_flag(owner, "confirm_subscriptions", confirm_subscriptions)
+        for name, span in (("max_age", max_age), ("skew", skew)):
+            check_instance(owner, name, span, dt.timedelta, "a datetime.timedelta")
+            if span < dt.timedelta(0):
+                raise ConfigurationError(f"SNSVerifier({name}=...) must not be negative")
+        if not callable(clock):
+            raise ConfigurationError(f"SNSVerifier(clock=...) must be a function, not {clock!r}")
         self._fetch = fetch if fetch is not None else _fetcher(transport)
         self.confirm_subscriptions = confirm_subscriptions
         self.max_age = max_age
