@@ -6,6 +6,7 @@ from pathlib import Path
 
 from sendguard._errors import ConfigurationError
 from sendguard._memory import MemoryStore
+from sendguard._options import check_text
 from sendguard._redis import RedisStore
 from sendguard._sqlite import SQLiteStore
 from sendguard._store import Store
@@ -36,6 +37,8 @@ def open_store(url: str, *, prefix: str = "sendguard") -> Store:
     ``redis+cluster://`` one on a Redis Cluster.  Anything else raises
     :class:`ConfigurationError`, as does a SQLite URL without a path.
     """
+    check_text("open_store", "url", url)
+    check_text("open_store", "prefix", prefix)
     if url == "memory://":
         return MemoryStore()
     if (path := sqlite_path(url)) is not None:

@@ -22,6 +22,7 @@ from sendguard import (
     Rules,
     SMTPAdapter,
     SyncGuard,
+    open_store,
 )
 from sendguard.testing import RecordingAdapter, ScriptedSMTPServer
 
@@ -364,3 +365,19 @@ def test_a_bad_secret_is_never_repeated(which: str, option: str) -> None:
     with pytest.raises(ConfigurationError) as caught:
         make(**{**good, option: "hunter2\n"})
     assert "hunter2" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "prefix", "says"),
+    [
+        (5, "sendguard", r"open_store\(url=.*string"),
+        (None, "sendguard", r"open_store\(url=.*string"),
+        ("", "sendguard", r"open_store\(url=.*not be empty"),
+        ("redis://localhost\r\n:6379", "sendguard", r"open_store\(url=.*line break"),
+        ("memory://", "", r"open_store\(prefix=.*not be empty"),
+        ("memory://", 7, r"open_store\(prefix=.*string"),
+    ],
+)
+def test_open_store_refuses_what_is_not_a_url(url: Any, prefix: Any, says: str) -> None:
+    with pytest.raises(ConfigurationError, match=says):
+        open_store(url, prefix=prefix)

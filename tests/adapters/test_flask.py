@@ -100,7 +100,7 @@ def test_an_app_factory_and_mailman_registered_first(
         assert mail.send_mail("Hi", "Body", None, ["grey@example.com"]) == 1
         (result,) = g.sendguard_results
         assert result.recipients["grey@example.com"].attempts == 2
-    with pytest.raises(RuntimeError, match="already registered"):
+    with pytest.raises(ConfigurationError, match="already registered"):
         sg.init_app(app)
 
 

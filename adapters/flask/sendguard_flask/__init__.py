@@ -30,6 +30,7 @@ from flask import Blueprint, Flask, Response, current_app, g, request
 
 from sendguard import (
     Breaker,
+    ConfigurationError,
     RetryPolicy,
     SendResult,
     Shaping,
@@ -60,7 +61,9 @@ class SendGuard:
     def init_app(self, app: Flask) -> None:
         """Register with *app*: its guard, the mail integrations and the CLI group."""
         if "sendguard" in app.extensions:
-            raise RuntimeError("sendguard is already registered on this app")
+            raise ConfigurationError(
+                "sendguard is already registered on this app: call init_app once"
+            )
         url = app_store_url(app)
         config = app.config
 
@@ -189,7 +192,9 @@ def _options(config: Any) -> dict[str, Any]:  # noqa: ANN401 (Flask's Config)
     warmup = config.get("SENDGUARD_WARMUP")
     if warmup is not None:
         if not isinstance(warmup, WarmupSchedule):
-            raise TypeError("SENDGUARD_WARMUP must be a sendguard.WarmupSchedule")
+            raise ConfigurationError(
+                f"SENDGUARD_WARMUP must be a sendguard.WarmupSchedule, not {warmup!r}"
+            )
         options["warmup"] = warmup
     if config.get("SENDGUARD_SHAPING"):
         options["shaping"] = Shaping(config["SENDGUARD_SHAPING"])
