@@ -127,7 +127,7 @@ def test_close_waits_for_calls_in_flight_and_refuses_later_ones(
 def test_bad_options_raise_at_construction_and_leave_no_thread() -> None:
     before = threading.active_count()
     with pytest.raises(ConfigurationError):
-        SyncGuard(on_store_error="ignore")
+        SyncGuard(on_store_error="ignore")  # type: ignore[arg-type]
     assert threading.active_count() == before
 
 
