@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from sendguard._errors import ConfigurationError
+from sendguard._options import check_callable, check_integer, check_number, check_timedelta
 
 __all__ = ["BUCKETS", "Breaker", "BreakerEvent", "SenderStatus", "Volume"]
 
@@ -71,17 +72,22 @@ class Breaker:
 
     def __post_init__(self) -> None:
         for name in ("bounce_warn", "bounce_pause", "complaint_warn", "complaint_pause"):
-            value = getattr(self, name)
+            value = check_number(
+                "Breaker", name, getattr(self, name), what="a rate in (0, 1], e.g. 0.05"
+            )
             if not 0 < value <= 1:
-                raise ConfigurationError(f"Breaker({name}=...) must be a rate in (0, 1]")
+                raise ConfigurationError(
+                    f"Breaker({name}=...) must be a rate in (0, 1], e.g. 0.05, not {value!r}"
+                )
         if self.bounce_warn > self.bounce_pause or self.complaint_warn > self.complaint_pause:
             raise ConfigurationError("Breaker: a warning threshold above its pause threshold")
-        if self.min_volume < 1:
-            raise ConfigurationError("Breaker(min_volume=...) must be at least 1")
-        if self.window < dt.timedelta(minutes=BUCKETS):
+        check_integer("Breaker", "min_volume", self.min_volume, minimum=1)
+        if check_timedelta("Breaker", "window", self.window) < dt.timedelta(minutes=BUCKETS):
             raise ConfigurationError(f"Breaker(window=...) must be at least {BUCKETS} minutes")
-        if self.pause_for is not None and self.pause_for <= dt.timedelta(0):
-            raise ConfigurationError("Breaker(pause_for=...) must be positive or None")
+        if self.pause_for is not None:
+            check_timedelta("Breaker", "pause_for", self.pause_for, positive=True)
+        if self.on_warn is not None:
+            check_callable("Breaker", "on_warn", self.on_warn)
 
     @property
     def bucket_seconds(self) -> int:

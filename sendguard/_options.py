@@ -7,6 +7,7 @@ wanted: ``timeout=True`` is a mistake, not one second.
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import re
 import urllib.parse
@@ -15,12 +16,15 @@ from typing import TypeVar
 from sendguard._errors import ConfigurationError
 
 __all__ = [
+    "check_callable",
     "check_flag",
     "check_host",
     "check_instance",
     "check_integer",
+    "check_number",
     "check_seconds",
     "check_text",
+    "check_timedelta",
     "check_url",
 ]
 
@@ -61,6 +65,47 @@ def check_integer(
             f"{owner}({name}=...) must be a whole number {span}, not {value!r}"
         )
     return value
+
+
+def check_number(
+    owner: str,
+    name: str,
+    value: object,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    what: str,
+) -> float:
+    """*value* when it is a finite number in ``[minimum, maximum]``; else it must be *what*."""
+    if (
+        not isinstance(value, int | float)
+        or isinstance(value, bool)
+        or not math.isfinite(value)
+        or (minimum is not None and value < minimum)
+        or (maximum is not None and value > maximum)
+    ):
+        raise ConfigurationError(f"{owner}({name}=...) must be {what}, not {value!r}")
+    return float(value)
+
+
+def check_timedelta(
+    owner: str, name: str, value: object, *, positive: bool = False
+) -> dt.timedelta:
+    """*value* when it is a ``datetime.timedelta`` (above zero if *positive*, else not below)."""
+    span = check_instance(
+        owner, name, value, dt.timedelta, "a datetime.timedelta, e.g. timedelta(days=7)"
+    )
+    if positive and span <= dt.timedelta(0):
+        raise ConfigurationError(f"{owner}({name}=...) must be positive, not {span!r}")
+    if span < dt.timedelta(0):
+        raise ConfigurationError(f"{owner}({name}=...) must not be negative, not {span!r}")
+    return span
+
+
+def check_callable(owner: str, name: str, value: object) -> None:
+    """Nothing when *value* can be called; else a ConfigurationError."""
+    if not callable(value):
+        raise ConfigurationError(f"{owner}({name}=...) must be a function, not {value!r}")
 
 
 def check_seconds(owner: str, name: str, value: object) -> float:

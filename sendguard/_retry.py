@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 import tenacity
 
 from sendguard._errors import ConfigurationError
+from sendguard._options import check_integer, check_number
 
 __all__ = ["RetryPolicy"]
 
@@ -36,11 +37,16 @@ class RetryPolicy:
     defer_for: float = 900.0
 
     def __post_init__(self) -> None:
-        if self.attempts < 1:
-            raise ConfigurationError("RetryPolicy(attempts=...) must be at least 1 (no retry)")
+        # attempts=1 is no retry; a bool or "3" is a mistake, not a count.
+        check_integer("RetryPolicy", "attempts", self.attempts, minimum=1)
         for name in ("initial_wait", "max_wait", "jitter", "max_total", "defer_for"):
-            if getattr(self, name) < 0:
-                raise ConfigurationError(f"RetryPolicy({name}=...) must not be negative")
+            check_number(
+                "RetryPolicy",
+                name,
+                getattr(self, name),
+                minimum=0,
+                what="a finite number of seconds, 0 or more",
+            )
         if self.max_wait < self.initial_wait:
             raise ConfigurationError("RetryPolicy(max_wait=...) must be at least initial_wait")
 

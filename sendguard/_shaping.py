@@ -21,6 +21,12 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 from sendguard._errors import ConfigurationError
+from sendguard._options import (
+    check_callable,
+    check_integer,
+    check_text,
+    check_timedelta,
+)
 
 __all__ = ["MX_SUFFIXES", "PROVIDERS", "Limit", "Shaping", "parse_limit"]
 
@@ -103,6 +109,11 @@ class Limit:
     period: dt.timedelta
     burst: int = 1
 
+    def __post_init__(self) -> None:
+        check_integer("Limit", "count", self.count, minimum=1)
+        check_timedelta("Limit", "period", self.period, positive=True)
+        check_integer("Limit", "burst", self.burst, minimum=1)
+
     @property
     def interval(self) -> float:
         """Seconds between two sends at the steady rate."""
@@ -116,17 +127,20 @@ class Limit:
 
 def parse_limit(text: str, *, burst: int | None = None) -> Limit:
     """``"500/hour"`` → :class:`Limit` (units s, min, hour, day; ``"100/10min"`` too)."""
-    found = _LIMIT.match(text)
+    found = _LIMIT.match(text) if isinstance(text, str) else None
     if found is None or found.group(3).lower() not in _UNITS:
-        raise ConfigurationError(f"a limit looks like '500/hour' or '20/minute', not {text!r}")
+        raise ConfigurationError(
+            f"a limit is a string such as '500/hour' or '20/minute', not {text!r}"
+        )
     count = int(found.group(1))
     seconds = int(found.group(2) or 1) * _UNITS[found.group(3).lower()]
     if count < 1:
         raise ConfigurationError(f"a limit needs at least one send per period: {text!r}")
+    if seconds < 1:
+        raise ConfigurationError(f"a limit needs a period of at least one second: {text!r}")
     if burst is None:
         burst = max(1, min(count // 10, 100))  # a tenth of the period's sends, at most 100
-    if burst < 1:
-        raise ConfigurationError("burst must be at least 1")
+    check_integer("parse_limit", "burst", burst, minimum=1)
     return Limit(count, dt.timedelta(seconds=seconds), burst)
 
 
@@ -150,16 +164,30 @@ class Shaping:
     _cache: dict[str, str] = field(init=False, repr=False, default_factory=dict)
 
     def __post_init__(self) -> None:
+        _check_mapping("limits", self.limits, "{'google': '500/hour'}")
         if not self.limits:
             raise ConfigurationError("Shaping needs at least one limit")
-        self._parsed = {
-            provider: value if isinstance(value, Limit) else parse_limit(value, burst=self.burst)
-            for provider, value in self.limits.items()
-        }
-        if self.recover_every <= dt.timedelta(0):
-            raise ConfigurationError("Shaping(recover_every=...) must be positive")
-        if self.slow_factor_max < 1:
-            raise ConfigurationError("Shaping(slow_factor_max=...) must be at least 1")
+        if self.burst is not None:
+            check_integer("Shaping", "burst", self.burst, minimum=1)
+        self._parsed = {}
+        for provider, value in self.limits.items():
+            check_text("Shaping", "limits", provider)  # a provider name, or "*"
+            if not isinstance(value, Limit | str):
+                raise ConfigurationError(
+                    f"Shaping(limits=...)[{provider!r}] must be a string such as '500/hour' "
+                    f"or a Limit, not {type(value).__name__} {value!r}"
+                )
+            self._parsed[provider] = (
+                value if isinstance(value, Limit) else parse_limit(value, burst=self.burst)
+            )
+        _check_mapping("domains", self.domains, "{'corp.example': 'google'}")
+        for domain, provider in self.domains.items():
+            check_text("Shaping", "domains", domain)
+            check_text("Shaping", "domains", provider)
+        check_integer("Shaping", "slow_factor_max", self.slow_factor_max, minimum=1)
+        check_timedelta("Shaping", "recover_every", self.recover_every, positive=True)
+        if self.resolver is not None:
+            check_callable("Shaping", "resolver", self.resolver)
 
     def provider_of(self, domain: str) -> str:
         """The provider of *domain* by the lists (and the resolver's cached answers)."""
@@ -179,6 +207,14 @@ class Shaping:
     def limit_for(self, provider: str) -> Limit | None:
         """The limit of *provider*, else the ``"*"`` one, else none."""
         return self._parsed.get(provider) or self._parsed.get("*")
+
+
+def _check_mapping(name: str, value: object, example: str) -> None:
+    if not isinstance(value, Mapping):
+        raise ConfigurationError(
+            f"Shaping({name}=...) must be a dict such as {example}, "
+            f"not {type(value).__name__} {value!r}"
+        )
 
 
 def provider_of_mx(hosts: list[str]) -> str | None:

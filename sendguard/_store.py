@@ -12,8 +12,8 @@ from types import TracebackType
 from typing import NamedTuple, Self
 
 from sendguard._breaker import Breaker, Volume
-from sendguard._errors import ConfigurationError
 from sendguard._models import Suppression
+from sendguard._options import check_integer, check_timedelta
 
 __all__ = [
     "Admission",
@@ -64,10 +64,8 @@ class SoftBouncePolicy:
     span: dt.timedelta = dt.timedelta(days=7)
 
     def __post_init__(self) -> None:
-        if self.threshold < 1:
-            raise ConfigurationError("SoftBouncePolicy(threshold=...) must be at least 1")
-        if self.span < dt.timedelta(0):
-            raise ConfigurationError("SoftBouncePolicy(span=...) must not be negative")
+        check_integer("SoftBouncePolicy", "threshold", self.threshold, minimum=1)
+        check_timedelta("SoftBouncePolicy", "span", self.span)
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,14 +15,20 @@ from typing import Any
 import pytest
 
 from sendguard import (
+    Breaker,
     ConfigurationError,
     Guard,
+    Limit,
     MemoryStore,
+    RetryPolicy,
     Rule,
     Rules,
+    Shaping,
     SMTPAdapter,
+    SoftBouncePolicy,
     SyncGuard,
     open_store,
+    parse_limit,
 )
 from sendguard.testing import RecordingAdapter, ScriptedSMTPServer
 
@@ -170,6 +176,93 @@ def test_rule_codes_given_as_lists_become_tuples() -> None:
 def test_rules_refuse_what_is_not_a_rule(extra: Any, says: str) -> None:
     with pytest.raises(ConfigurationError, match=says):
         Rules(extra)
+
+
+# -- the policies Guard takes: the type of each field, then its value --------------------------
+
+NAN, INF = float("nan"), float("inf")
+POLICY_BAD: list[tuple[Callable[..., object], dict[str, Any], str]] = [
+    (RetryPolicy, {"attempts": "3"}, r"RetryPolicy\(attempts=.*whole number at least 1, not '3'"),
+    (RetryPolicy, {"attempts": True}, r"RetryPolicy\(attempts=.*whole number"),
+    (RetryPolicy, {"attempts": 2.0}, r"RetryPolicy\(attempts=.*whole number"),
+    (RetryPolicy, {"attempts": 0}, r"RetryPolicy\(attempts=.*at least 1, not 0"),
+    (RetryPolicy, {"initial_wait": "1"}, r"RetryPolicy\(initial_wait=.*number of seconds"),
+    (RetryPolicy, {"max_wait": None}, r"RetryPolicy\(max_wait=.*number of seconds"),
+    (RetryPolicy, {"jitter": NAN}, r"RetryPolicy\(jitter=.*finite number of seconds"),
+    (RetryPolicy, {"max_total": INF}, r"RetryPolicy\(max_total=.*finite number of seconds"),
+    (RetryPolicy, {"defer_for": -1}, r"RetryPolicy\(defer_for=.*0 or more, not -1"),
+    (RetryPolicy, {"defer_for": False}, r"RetryPolicy\(defer_for=.*number of seconds"),
+    (RetryPolicy, {"initial_wait": 5, "max_wait": 1}, r"max_wait=.*at least initial_wait"),
+    (Breaker, {"window": 5}, r"Breaker\(window=.*datetime.timedelta, e.g. timedelta"),
+    (Breaker, {"window": dt.timedelta(minutes=5)}, r"Breaker\(window=.*at least 24 minutes"),
+    (Breaker, {"pause_for": 3600}, r"Breaker\(pause_for=.*datetime.timedelta"),
+    (Breaker, {"pause_for": dt.timedelta(0)}, r"Breaker\(pause_for=.*positive"),
+    (Breaker, {"bounce_pause": "5%"}, r"Breaker\(bounce_pause=.*rate in \(0, 1\]"),
+    (Breaker, {"bounce_warn": NAN}, r"Breaker\(bounce_warn=.*rate in \(0, 1\]"),
+    (Breaker, {"complaint_pause": 1.5}, r"Breaker\(complaint_pause=.*rate in \(0, 1\]"),
+    (Breaker, {"complaint_warn": True}, r"Breaker\(complaint_warn=.*rate"),
+    (Breaker, {"bounce_warn": 0.1, "bounce_pause": 0.05}, r"warning threshold above its pause"),
+    (Breaker, {"min_volume": "200"}, r"Breaker\(min_volume=.*whole number at least 1"),
+    (Breaker, {"min_volume": 0}, r"Breaker\(min_volume=.*at least 1"),
+    (Breaker, {"on_warn": "log"}, r"Breaker\(on_warn=.*function"),
+    (SoftBouncePolicy, {"span": 7}, r"SoftBouncePolicy\(span=.*datetime.timedelta"),
+    (SoftBouncePolicy, {"span": dt.timedelta(-1)}, r"SoftBouncePolicy\(span=.*not be negative"),
+    (SoftBouncePolicy, {"threshold": "5"}, r"SoftBouncePolicy\(threshold=.*whole number"),
+    (SoftBouncePolicy, {"threshold": True}, r"SoftBouncePolicy\(threshold=.*whole number"),
+    (SoftBouncePolicy, {"threshold": 0}, r"SoftBouncePolicy\(threshold=.*at least 1"),
+    (Shaping, {"limits": {"google": 5}}, r"Shaping\(limits=.*\['google'\].*'500/hour'.*not int"),
+    (Shaping, {"limits": "500/hour"}, r"Shaping\(limits=.*a dict such as"),
+    (Shaping, {"limits": {}}, r"Shaping needs at least one limit"),
+    (Shaping, {"limits": {5: "500/hour"}}, r"Shaping\(limits=.*must be a string"),
+    (Shaping, {"limits": {"google": "fast"}}, r"a limit is a string such as '500/hour'"),
+    (Shaping, {"limits": {"*": "5/0min"}}, r"period of at least one second"),
+    (Shaping, {"limits": {"*": "5/h"}, "burst": 0}, r"Shaping\(burst=.*at least 1"),
+    (Shaping, {"limits": {"*": "5/h"}, "burst": "2"}, r"Shaping\(burst=.*whole number"),
+    (Shaping, {"limits": {"*": "5/h"}, "domains": ["corp.example"]}, r"Shaping\(domains=.*dict"),
+    (Shaping, {"limits": {"*": "5/h"}, "domains": {"corp.example": 1}}, r"domains=.*string"),
+    (Shaping, {"limits": {"*": "5/h"}, "slow_factor_max": 0}, r"slow_factor_max=.*at least 1"),
+    (Shaping, {"limits": {"*": "5/h"}, "slow_factor_max": 2.5}, r"slow_factor_max=.*whole"),
+    (Shaping, {"limits": {"*": "5/h"}, "recover_every": 600}, r"recover_every=.*timedelta"),
+    (Shaping, {"limits": {"*": "5/h"}, "recover_every": dt.timedelta(0)}, r"recover_every="),
+    (Shaping, {"limits": {"*": "5/h"}, "resolver": "dns"}, r"Shaping\(resolver=.*function"),
+    (Limit, {"count": 0, "period": dt.timedelta(hours=1)}, r"Limit\(count=.*at least 1"),
+    (Limit, {"count": "5", "period": dt.timedelta(hours=1)}, r"Limit\(count=.*whole number"),
+    (Limit, {"count": 5, "period": 3600}, r"Limit\(period=.*timedelta"),
+    (Limit, {"count": 5, "period": dt.timedelta(0)}, r"Limit\(period=.*positive"),
+    (Limit, {"count": 5, "period": dt.timedelta(hours=1), "burst": 0}, r"Limit\(burst="),
+    (parse_limit, {"text": 500}, r"a limit is a string such as '500/hour'.*not 500"),
+    (parse_limit, {"text": None}, r"a limit is a string such as"),
+    (parse_limit, {"text": "500/hour", "burst": 0}, r"parse_limit\(burst=.*at least 1"),
+    (parse_limit, {"text": "500/hour", "burst": 1.5}, r"parse_limit\(burst=.*whole number"),
+]
+
+
+@pytest.mark.parametrize(
+    ("make", "options", "says"),
+    POLICY_BAD,
+    ids=[f"{m.__name__}-{repr(o)[1:-1][:40]}" for m, o, _ in POLICY_BAD],
+)
+def test_policies_refuse_at_construction(
+    make: Callable[..., object], options: dict[str, Any], says: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=says):
+        make(**options)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: RetryPolicy(attempts=1, initial_wait=0, max_wait=0, jitter=0),
+        lambda: RetryPolicy(initial_wait=0.5, max_total=10),
+        lambda: Breaker(bounce_pause=1, window=dt.timedelta(minutes=24), pause_for=None),
+        lambda: Breaker(on_warn=print, pause_for=dt.timedelta(hours=1)),
+        lambda: SoftBouncePolicy(threshold=1, span=dt.timedelta(0)),
+        lambda: Shaping({"google": "5/min", "*": Limit(1, dt.timedelta(seconds=1))}, burst=2),
+        lambda: Shaping({"*": "5/h"}, domains={"corp.example": "google"}),
+    ],
+)
+def test_policies_take_good_options(make: Callable[[], object]) -> None:
+    make()
 
 
 # -- Guard and SyncGuard -----------------------------------------------------------------------
