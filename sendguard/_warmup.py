@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import Literal
 
 from sendguard._errors import ConfigurationError
+from sendguard._options import check_instance, check_integer
 
 __all__ = ["PRESETS", "WarmupSchedule"]
 
@@ -42,16 +43,23 @@ class WarmupSchedule:
         counting: Literal["calendar", "sending"] = "calendar",
         idle_restart: int = 30,
     ) -> None:
+        if not isinstance(caps, list | tuple):
+            raise ConfigurationError(
+                f"WarmupSchedule(caps=...) must be a list of daily caps such as [20, 40, 80], "
+                f"not {type(caps).__name__} {caps!r}"
+            )
         if not caps:
             raise ConfigurationError("a warmup schedule needs at least one day")
-        if any(c < 0 for c in caps):
-            raise ConfigurationError("warmup caps must not be negative")
+        for cap in caps:
+            check_integer("WarmupSchedule", "caps", cap, minimum=0)
         if any(b < a for a, b in itertools.pairwise(caps)):
             raise ConfigurationError("warmup caps must never decrease from one day to the next")
-        if counting not in ("calendar", "sending"):
-            raise ConfigurationError("counting must be 'calendar' or 'sending'")
-        if idle_restart < 1:
-            raise ConfigurationError("idle_restart must be at least one day")
+        if not isinstance(counting, str) or counting not in ("calendar", "sending"):
+            raise ConfigurationError(
+                f"WarmupSchedule(counting=...) must be 'calendar' or 'sending', not {counting!r}"
+            )
+        check_integer("WarmupSchedule", "idle_restart", idle_restart, minimum=1)
+        _check_date(started_on)
         self._caps = tuple(caps)
         self.started_on = started_on
         self.counting = counting
@@ -120,7 +128,15 @@ class WarmupSchedule:
         idle_restart: int = 30,
     ) -> WarmupSchedule:
         """Caps given per day number (1-based); a missing day keeps the previous day's cap."""
-        if not table or min(table) < 1:
+        if not isinstance(table, Mapping):
+            raise ConfigurationError(
+                f"WarmupSchedule.from_table(table=...) must be a dict of day number to cap "
+                f"such as {{1: 20, 8: 100}}, not {type(table).__name__} {table!r}"
+            )
+        for day, cap in table.items():
+            check_integer("WarmupSchedule.from_table", "table", day, minimum=1)
+            check_integer("WarmupSchedule.from_table", "table", cap, minimum=0)
+        if not table:
             raise ConfigurationError("a warmup table needs day numbers starting at 1")
         if 1 not in table:
             raise ConfigurationError("a warmup table must give the cap of day 1")
@@ -143,12 +159,11 @@ class WarmupSchedule:
         ``"new-domain"``: 20 a day to 50,000 over 42 days; ``"new-ip"``: 50 to 100,000 over 30
         days; ``"cautious"``: 10 to 10,000 over 60 days.
         """
-        try:
-            start, target, days = PRESETS[name]
-        except KeyError:
+        if not isinstance(name, str) or name not in PRESETS:
             known = ", ".join(sorted(PRESETS))
-            raise ConfigurationError(f"no warmup preset {name!r}; known: {known}") from None
-        day = started_on or dt.datetime.now(dt.UTC).date()
+            raise ConfigurationError(f"no warmup preset {name!r}; known: {known}")
+        start, target, days = PRESETS[name]
+        day = dt.datetime.now(dt.UTC).date() if started_on is None else started_on
         return cls.exponential(
             start=start,
             target=target,
@@ -160,6 +175,8 @@ class WarmupSchedule:
 
     @staticmethod
     def _check_ramp(start: int, target: int, days: int) -> None:
+        for name, value in (("start", start), ("target", target), ("days", days)):
+            check_integer("WarmupSchedule", name, value, minimum=0)
         if start < 1:
             raise ConfigurationError("a warmup ramp must start at 1 or more per day")
         if target < start:
@@ -178,8 +195,7 @@ class WarmupSchedule:
 
     def cap_for(self, day: int) -> int:
         """The cap on ramp day *day* (1-based)."""
-        if day < 1:
-            raise ValueError("ramp days start at 1")
+        check_integer("WarmupSchedule.cap_for", "day", day, minimum=1)  # ramp days start at 1
         return self._caps[min(day, len(self._caps)) - 1]
 
     def cap_on(self, date: dt.date) -> int:
@@ -194,6 +210,17 @@ class WarmupSchedule:
         return (
             f"WarmupSchedule(days={self.days}, start={self._caps[0]}, "
             f"target={self._caps[-1]}, started_on={self.started_on.isoformat()})"
+        )
+
+
+def _check_date(started_on: object) -> None:
+    check_instance(
+        "WarmupSchedule", "started_on", started_on, dt.date, "a datetime.date (a UTC day)"
+    )
+    if isinstance(started_on, dt.datetime):  # a datetime minus a date is a TypeError later
+        raise ConfigurationError(
+            f"WarmupSchedule(started_on=...) must be a datetime.date, not a datetime: "
+            f"pass {started_on!r}.date()"
         )
 
 

@@ -27,6 +27,7 @@ from sendguard import (
     SMTPAdapter,
     SoftBouncePolicy,
     SyncGuard,
+    WarmupSchedule,
     open_store,
     parse_limit,
 )
@@ -263,6 +264,80 @@ def test_policies_refuse_at_construction(
 )
 def test_policies_take_good_options(make: Callable[[], object]) -> None:
     make()
+
+
+# -- WarmupSchedule and its constructors -------------------------------------------------------
+
+NOV_1 = dt.date(2026, 11, 1)
+RAMP = {"start": 20, "target": 50_000, "days": 42, "started_on": NOV_1}
+WARMUP_BAD: list[tuple[Callable[..., WarmupSchedule], dict[str, Any], str]] = [
+    (WarmupSchedule.exponential, {"start": "20"}, r"WarmupSchedule\(start=.*whole number"),
+    (WarmupSchedule.exponential, {"start": 20.5}, r"WarmupSchedule\(start=.*whole number"),
+    (WarmupSchedule.exponential, {"target": NAN}, r"WarmupSchedule\(target=.*whole number"),
+    (WarmupSchedule.exponential, {"target": INF}, r"WarmupSchedule\(target=.*whole number"),
+    (WarmupSchedule.exponential, {"days": True}, r"WarmupSchedule\(days=.*whole number"),
+    (WarmupSchedule.exponential, {"started_on": "2026-11-01"}, r"started_on=.*datetime.date"),
+    (
+        WarmupSchedule.exponential,
+        {"started_on": dt.datetime(2026, 11, 1, tzinfo=dt.UTC)},
+        r"started_on=.*not a datetime: pass .*\.date\(\)",
+    ),
+    (WarmupSchedule.exponential, {"started_on": None}, r"started_on=.*datetime.date"),
+    (WarmupSchedule.exponential, {"counting": "sent"}, r"counting=.*'calendar' or 'sending'"),
+    (WarmupSchedule.exponential, {"counting": ["sending"]}, r"counting=.*'calendar'"),
+    (WarmupSchedule.exponential, {"idle_restart": "30"}, r"idle_restart=.*whole number"),
+    (WarmupSchedule.exponential, {"idle_restart": 0}, r"idle_restart=.*at least 1"),
+    (WarmupSchedule.linear, {"start": None}, r"WarmupSchedule\(start=.*whole number"),
+    (WarmupSchedule.linear, {"days": 7.0}, r"WarmupSchedule\(days=.*whole number"),
+]
+
+
+@pytest.mark.parametrize(
+    ("make", "options", "says"),
+    WARMUP_BAD,
+    ids=[f"{m.__name__}-{repr(o)[1:-1][:40]}" for m, o, _ in WARMUP_BAD],
+)
+def test_warmup_ramps_refuse_at_construction(
+    make: Callable[..., WarmupSchedule], options: dict[str, Any], says: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=says):
+        make(**{**RAMP, **options})
+
+
+_TABLE = WarmupSchedule.from_table
+SCHEDULE_BAD: list[tuple[Callable[..., object], tuple[Any, ...], dict[str, Any], str]] = [
+    (WarmupSchedule, ("20,40",), {"started_on": NOV_1}, r"caps=.*a list of daily caps"),
+    (WarmupSchedule, ([20, "40"],), {"started_on": NOV_1}, r"caps=.*whole number"),
+    (WarmupSchedule, ([20, True],), {"started_on": NOV_1}, r"caps=.*whole number"),
+    (WarmupSchedule, ([20, NAN],), {"started_on": NOV_1}, r"caps=.*whole number"),
+    (WarmupSchedule, ([-1],), {"started_on": NOV_1}, r"caps=.*at least 0"),
+    (WarmupSchedule, ([20],), {"started_on": 1}, r"started_on=.*datetime.date"),
+    (_TABLE, ([20, 40],), {"started_on": NOV_1}, r"table=.*a dict"),
+    (_TABLE, ({"1": 20},), {"started_on": NOV_1}, r"table=.*whole number"),
+    (_TABLE, ({0: 20},), {"started_on": NOV_1}, r"table=.*at least 1"),
+    (_TABLE, ({1: "20"},), {"started_on": NOV_1}, r"table=.*whole number"),
+    (_TABLE, ({},), {"started_on": NOV_1}, r"day numbers starting at 1"),
+    (WarmupSchedule.preset, (["new-domain"],), {}, r"no warmup preset \['new-domain'\]"),
+    (WarmupSchedule.preset, ("new",), {}, r"no warmup preset 'new'; known: cautious"),
+    (WarmupSchedule.preset, ("new-ip",), {"started_on": "today"}, r"started_on=.*date"),
+    (WarmupSchedule.preset("new-ip").cap_for, (0,), {}, r"cap_for\(day=.*at least 1"),
+    (WarmupSchedule.preset("new-ip").cap_for, (1.5,), {}, r"cap_for\(day=.*whole number"),
+]
+
+
+@pytest.mark.parametrize(("make", "args", "options", "says"), SCHEDULE_BAD)
+def test_warmup_schedules_refuse_what_is_no_schedule(
+    make: Callable[..., object], args: tuple[Any, ...], options: dict[str, Any], says: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=says):
+        make(*args, **options)
+
+
+def test_warmup_schedules_take_good_options() -> None:
+    assert WarmupSchedule([0, 5], started_on=NOV_1).caps == (0, 5)
+    assert WarmupSchedule.linear(start=1, target=1, days=1, started_on=NOV_1).caps == (1,)
+    assert WarmupSchedule.from_table({1: 0, 3: 9}, started_on=NOV_1).caps == (0, 0, 9)
+    assert WarmupSchedule.preset("cautious", counting="sending", idle_restart=1).days == 60
 
 
 # -- Guard and SyncGuard -----------------------------------------------------------------------
