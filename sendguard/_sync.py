@@ -118,7 +118,9 @@ class SyncGuard:
     def _call(self, work: Coroutine[Any, Any, T]) -> T:
         if threading.current_thread() is self._thread:
             work.close()
-            raise RuntimeError("SyncGuard called from its own event loop: use the async Guard")
+            raise ConfigurationError(
+                "SyncGuard called from its own event loop: use the async Guard"
+            )
         if self.forked:
             work.close()
             raise ConfigurationError(

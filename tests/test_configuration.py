@@ -9,7 +9,7 @@ import datetime as dt
 import inspect
 import re
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
@@ -17,9 +17,11 @@ import pytest
 from sendguard import (
     Breaker,
     ConfigurationError,
+    Envelope,
     Guard,
     Limit,
     MemoryStore,
+    Reply,
     RetryPolicy,
     Rule,
     Rules,
@@ -32,6 +34,7 @@ from sendguard import (
     parse_limit,
 )
 from sendguard.testing import RecordingAdapter, ScriptedSMTPServer
+from tests.conftest import message
 
 # -- SMTPAdapter: what aiosmtplib would refuse at the first send, and more -------------------
 
@@ -415,6 +418,31 @@ def test_sync_guard_refuses_a_bad_timeout() -> None:
         SyncGuard(timeout=0)
     with pytest.raises(ConfigurationError, match=r"SyncGuard\(timeout=.*positive"):
         SyncGuard(timeout="5")  # type: ignore[arg-type]
+
+
+class _CallsBack(RecordingAdapter):
+    """An adapter that, mid-send, asks the SyncGuard it runs under (in that guard's loop)."""
+
+    sync: SyncGuard
+    caught: list[BaseException]
+
+    async def deliver(self, envelope: Envelope) -> Mapping[str, Reply]:
+        try:
+            self.sync.is_suppressed("a@example.com")
+        except Exception as exc:  # noqa: BLE001 (what it raised is the point)
+            self.caught.append(exc)
+        return await super().deliver(envelope)
+
+
+def test_sync_guard_called_from_its_own_loop_is_a_configuration_error() -> None:
+    adapter = _CallsBack()
+    adapter.caught = []
+    with SyncGuard(adapter=adapter) as sync:
+        adapter.sync = sync
+        sync.send(message(["a@example.com"]))
+    assert len(adapter.caught) == 1
+    assert isinstance(adapter.caught[0], ConfigurationError)
+    assert str(adapter.caught[0]) == "SyncGuard called from its own event loop: use the async Guard"
 
 
 def test_sync_guard_has_the_signature_of_guard() -> None:
