@@ -23,6 +23,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from sendguard._adapter import Adapter
+from sendguard._errors import ConfigurationError
 from sendguard._models import Envelope, Reply, Stage
 
 __all__ = [
@@ -44,9 +45,12 @@ class FakeClock:
     """A UTC clock that stands still until advanced; its :meth:`sleep` advances it instantly."""
 
     def __init__(self, start: datetime | None = None) -> None:
-        self.now = start or datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
-        if self.now.utcoffset() is None:
-            raise ValueError("FakeClock needs a timezone-aware start")
+        self.now = datetime(2026, 11, 1, 9, 0, tzinfo=UTC) if start is None else start
+        if not isinstance(self.now, datetime) or self.now.utcoffset() is None:
+            raise ConfigurationError(
+                f"FakeClock needs a timezone-aware start, e.g. datetime(2026, 11, 1, "
+                f"tzinfo=UTC), not {self.now!r}"
+            )
         self.sleeps: list[float] = []
 
     def __call__(self) -> datetime:
@@ -136,7 +140,7 @@ class ScriptedSMTPServer:
         try:
             from aiosmtpd.smtp import SMTP  # noqa: PLC0415 (optional dependency)
         except ImportError as exc:  # pragma: no cover - depends on the environment
-            raise ImportError(
+            raise ConfigurationError(
                 "ScriptedSMTPServer needs aiosmtpd: pip install 'sendguard[testing]'"
             ) from exc
         loop = asyncio.get_running_loop()

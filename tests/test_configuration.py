@@ -33,7 +33,7 @@ from sendguard import (
     open_store,
     parse_limit,
 )
-from sendguard.testing import RecordingAdapter, ScriptedSMTPServer
+from sendguard.testing import FakeClock, RecordingAdapter, ScriptedSMTPServer
 from tests.conftest import message
 
 # -- SMTPAdapter: what aiosmtplib would refuse at the first send, and more -------------------
@@ -341,6 +341,17 @@ def test_warmup_schedules_take_good_options() -> None:
     assert WarmupSchedule.linear(start=1, target=1, days=1, started_on=NOV_1).caps == (1,)
     assert WarmupSchedule.from_table({1: 0, 3: 9}, started_on=NOV_1).caps == (0, 0, 9)
     assert WarmupSchedule.preset("cautious", counting="sending", idle_restart=1).days == 60
+
+
+# -- the testing helpers ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "start", [dt.datetime(2026, 11, 1, 9, 0), "2026-11-01T09:00Z", dt.date(2026, 11, 1)]
+)
+def test_fake_clock_refuses_a_start_that_is_no_aware_datetime(start: Any) -> None:
+    with pytest.raises(ConfigurationError, match=r"FakeClock needs a timezone-aware start, e.g"):
+        FakeClock(start)
 
 
 # -- Guard and SyncGuard -----------------------------------------------------------------------
