@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 
@@ -112,7 +113,9 @@ class MemoryStore(Store):
 
     def _factor(self, field: str, now: float, recover: dt.timedelta) -> float:
         factor, since = self._slow.get(field, (1.0, now))
-        factor /= 2 ** ((now - since) // recover.total_seconds())
+        # Halved once per recovery period; ldexp scales exactly, like Lua's division by
+        # math.pow(2, n), and goes to 0 instead of overflowing after a long quiet spell.
+        factor = math.ldexp(factor, -int((now - since) // recover.total_seconds()))
         if factor <= 1:
             self._slow.pop(field, None)
             return 1.0

@@ -388,7 +388,8 @@ class RedisStore(Store):
                 ],
                 args=args,
             )
-        volume = Volume(*(int(c) for c in counts[:3])) if outcome.breaker else None
+        # A duplicate changes nothing and counts nothing: no volume, as MemoryStore says.
+        volume = Volume(*(int(c) for c in counts[:3])) if outcome.breaker and not duplicate else None
         return Settled(
             [bool(x) for x in added],
             [_text(k) for k in escalated],

@@ -1,0 +1,307 @@
+"""MemoryStore is the specification: SQLite, Redis and Redis Cluster must give the same answers.
+
+Hypothesis draws one store configuration (quota or ramp, rates and a spread, a breaker, a
+soft-bounce policy) and a short sequence of reservations, outcomes and clock steps; the same
+sequence runs on every store, on one fake clock (Redis with ``server_clock=False``), and each
+answer (admissions, what ``settle`` did, and the counters after every step) must equal
+MemoryStore's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import tempfile
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sendguard import Breaker, MemoryStore, Outcome, Pause, Quota, Reservation, Shape, Store
+from sendguard import SoftBouncePolicy, SQLiteStore, Suppression
+from sendguard._store import Ramp
+from tests.conftest import scratch_redis_store
+
+SENDER = "s.example"
+DOMAINS = ("x.example", "gmail.com", "y.example")
+ADDRESSES = tuple(f"{user}@{domain}" for user in ("a", "b") for domain in DOMAINS)
+START = dt.datetime(2026, 11, 1, 9, tzinfo=dt.UTC)
+CREATED = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
+# Clock steps: none, a millisecond, parts of a rate's interval, the breaker's bucket, days.
+STEPS = (0.0, 0.001, 0.3, 1.0, 7.2, 60.0, 600.0, 3600.0, 86400.0, 8 * 86400.0, 40 * 86400.0)
+
+
+@dataclass(frozen=True)
+class Config:
+    """What stays the same through one sequence."""
+
+    cap: int | None
+    ramp: tuple[int, ...] | None
+    idle_restart: int
+    shapes: tuple[Shape, ...]
+    spread: int
+    breaker: Breaker | None
+    soft_policy: SoftBouncePolicy
+    recover: dt.timedelta
+    slow_max: int
+    remember: dt.timedelta
+
+
+@dataclass(frozen=True)
+class Reserve:
+    keys: tuple[str, ...]
+    shape_of: tuple[int, ...]
+    checks_pauses: bool
+
+
+@dataclass(frozen=True)
+class Settle:
+    give_back: int
+    suppressions: tuple[str, ...]
+    soft_failures: tuple[str, ...]
+    soft_resets: tuple[str, ...]
+    pauses: tuple[tuple[str, float], ...]
+    bounces: int
+    complaints: int
+    slowdowns: tuple[str, ...]
+    event_id: str
+    nonce: str
+
+
+@dataclass(frozen=True)
+class Advance:
+    seconds: float
+
+
+Op = Reserve | Settle | Advance
+
+shapes = st.lists(
+    st.builds(
+        Shape,
+        field=st.sampled_from(["rate:google", "rate:*"]),
+        interval=st.sampled_from([0.3, 1.0, 7.2, 60.0]),
+        burst=st.integers(1, 3),
+        adaptive=st.booleans(),
+    ),
+    max_size=2,
+    unique_by=lambda s: s.field,
+).map(tuple)
+
+breakers = st.none() | st.builds(
+    lambda bounce, complaint, min_volume, pause_for: Breaker(
+        bounce_warn=bounce / 2,
+        bounce_pause=bounce,
+        complaint_warn=complaint / 2,
+        complaint_pause=complaint,
+        min_volume=min_volume,
+        window=dt.timedelta(hours=24),
+        pause_for=pause_for,
+    ),
+    st.sampled_from([0.07, 0.1, 0.3, 0.5, 1.0]),
+    st.sampled_from([0.07, 0.2, 1.0]),
+    st.integers(1, 6),
+    st.none() | st.sampled_from([dt.timedelta(minutes=10), dt.timedelta(days=1)]),
+)
+
+
+@st.composite
+def configs(draw: st.DrawFn) -> Config:
+    drawn = draw(shapes)
+    return Config(
+        cap=draw(st.none() | st.integers(0, 4)),
+        ramp=draw(st.none() | st.lists(st.integers(0, 4), min_size=1, max_size=3).map(tuple)),
+        idle_restart=draw(st.sampled_from([1, 30])),
+        shapes=drawn,
+        spread=draw(st.integers(0, len(drawn))),
+        breaker=draw(breakers),
+        soft_policy=SoftBouncePolicy(
+            threshold=draw(st.integers(1, 3)),
+            span=draw(st.sampled_from([dt.timedelta(0), dt.timedelta(seconds=60), dt.timedelta(days=7)])),
+        ),
+        recover=draw(st.sampled_from([dt.timedelta(seconds=60), dt.timedelta(minutes=10)])),
+        slow_max=draw(st.sampled_from([4, 64])),
+        remember=draw(st.sampled_from([dt.timedelta(hours=1), dt.timedelta(days=30)])),
+    )
+
+
+addresses = st.sampled_from(ADDRESSES)
+few = st.lists(addresses, max_size=2).map(tuple)
+
+
+@st.composite
+def reserves(draw: st.DrawFn, config: Config) -> Reserve:
+    keys = tuple(draw(st.lists(addresses, min_size=1, max_size=4)))
+    shape_of = tuple(draw(st.integers(0, len(config.shapes))) for _ in keys)
+    return Reserve(keys, shape_of, draw(st.booleans()))
+
+
+settles = st.builds(
+    Settle,
+    give_back=st.integers(0, 3),
+    suppressions=few,
+    soft_failures=st.lists(addresses, max_size=3).map(tuple),
+    soft_resets=few,
+    pauses=st.lists(
+        st.tuples(st.sampled_from((*DOMAINS, "*")), st.sampled_from([0.0, 0.5, 60.0, 3600.0])),
+        max_size=2,
+    ).map(tuple),
+    bounces=st.integers(0, 3),
+    complaints=st.integers(0, 2),
+    slowdowns=st.lists(st.sampled_from(["rate:google", "rate:*"]), max_size=2).map(tuple),
+    event_id=st.sampled_from(["", "", "ev1", "ev2"]),
+    nonce=st.sampled_from(["", "", "n1"]),
+)
+
+
+@st.composite
+def scenarios(draw: st.DrawFn) -> tuple[Config, list[Op]]:
+    config = draw(configs())
+    op: st.SearchStrategy[Op] = st.one_of(
+        reserves(config), settles, st.builds(Advance, st.sampled_from(STEPS))
+    )
+    return config, draw(st.lists(op, min_size=1, max_size=12))
+
+
+@dataclass
+class Run:
+    """One store driven through a sequence; ``trace`` is every answer it gave."""
+
+    store: Store
+    trace: list[Any] = field(default_factory=list)
+
+
+def entry(address: str, reason: str = "userunknown") -> Suppression:
+    return Suppression(address, reason, 550, "5.1.1", "gone", "smtp", CREATED)
+
+
+def quota_of(config: Config, now: dt.datetime) -> Quota | None:
+    if config.cap is None and config.ramp is None:
+        return None
+    return Quota(SENDER, now.date(), config.cap or 0)
+
+
+def ramp_of(config: Config, now: dt.datetime) -> Ramp | None:
+    if config.ramp is None:
+        return None
+    return Ramp(config.ramp, int(now.timestamp()) // 86400, config.idle_restart)
+
+
+def reservation(config: Config, op: Reserve, now: dt.datetime) -> Reservation:
+    breaker = config.breaker
+    return Reservation(
+        keys=op.keys,
+        now=now,
+        quota=quota_of(config, now),
+        sender_domain=SENDER if op.checks_pauses or breaker else "",
+        bucket=breaker.bucket(now) if breaker else None,
+        bucket_seconds=breaker.bucket_seconds if breaker else 0,
+        shapes=config.shapes,
+        shape_of=op.shape_of if config.shapes else (),
+        spread=config.spread,
+        recover=config.recover,
+        ramp=ramp_of(config, now),
+    )
+
+
+def outcome(config: Config, op: Settle, now: dt.datetime) -> Outcome:
+    return Outcome(
+        now=now,
+        quota=quota_of(config, now),
+        give_back=op.give_back,
+        suppressions=[entry(a) for a in op.suppressions],
+        soft_failures=[entry(a, "mailboxfull") for a in op.soft_failures],
+        soft_resets=op.soft_resets,
+        pauses=[
+            Pause(SENDER, domain, now + dt.timedelta(seconds=s), "blocked", "554 5.7.1")
+            for domain, s in op.pauses
+        ],
+        soft_policy=config.soft_policy,
+        sender_domain=SENDER,
+        breaker=config.breaker,
+        bounces=op.bounces,
+        complaints=op.complaints,
+        slowdowns=op.slowdowns,
+        event_id=op.event_id,
+        nonce=op.nonce,
+        remember=config.remember,
+        slow_max=config.slow_max,
+        recover=config.recover,
+    )
+
+
+async def state(config: Config, store: Store, now: dt.datetime) -> dict[str, Any]:
+    """Every counter a store answers for, after a step."""
+    quota = quota_of(config, now)
+    ramp = ramp_of(config, now)
+    breaker = config.breaker
+    return {
+        "quota_used": await store.quota_used(quota) if quota else None,
+        "soft_bounces": [await store.soft_bounces(a) for a in ADDRESSES],
+        "suppressed": [await store.get(a) for a in ADDRESSES],
+        "pauses": sorted(await store.pauses(SENDER, now), key=lambda p: p.recipient_domain),
+        "volume": await store.volume(SENDER, breaker.bucket(now)) if breaker else None,
+        "ramp_day": await store.ramp_day(SENDER, ramp) if ramp else None,
+    }
+
+
+async def drive(config: Config, ops: list[Op], runs: list[Run]) -> None:
+    now = START
+    for op in ops:
+        if isinstance(op, Advance):
+            now += dt.timedelta(seconds=op.seconds)
+            continue
+        for run in runs:
+            if isinstance(op, Reserve):
+                answer: Any = await run.store.reserve(reservation(config, op, now))
+            else:
+                answer = await run.store.settle(outcome(config, op, now))
+            run.trace.append((op, answer, await state(config, run.store, now)))
+
+
+@contextlib.asynccontextmanager
+async def stores(redis_url: str, cluster_url: str) -> AsyncIterator[dict[str, Store]]:
+    prefix = f"diff-{uuid.uuid4().hex[:12]}"
+    with tempfile.TemporaryDirectory() as directory:
+        sqlite = SQLiteStore(Path(directory) / "sendguard.db")
+        async with (
+            scratch_redis_store(redis_url, prefix) as redis_store,
+            scratch_redis_store(cluster_url, prefix, cluster=True) as cluster_store,
+        ):
+            try:
+                yield {
+                    "memory": MemoryStore(),
+                    "sqlite": sqlite,
+                    "redis": redis_store,
+                    "cluster": cluster_store,
+                }
+            finally:
+                await sqlite.aclose()
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(scenarios())
+def test_every_store_answers_as_memory_store(
+    redis_url: str, redis_cluster_url: str, scenario: tuple[Config, list[Op]]
+) -> None:
+    config, ops = scenario
+
+    async def main() -> dict[str, list[Any]]:
+        async with stores(redis_url, redis_cluster_url) as named:
+            runs = {name: Run(store) for name, store in named.items()}
+            await drive(config, ops, list(runs.values()))
+            return {name: run.trace for name, run in runs.items()}
+
+    traces = asyncio.run(main())
+    spec = traces.pop("memory")
+    for name, trace in traces.items():
+        for step, (expected, got) in enumerate(zip(spec, trace, strict=True)):
+            assert got == expected, f"{name} differs from MemoryStore at step {step}"
