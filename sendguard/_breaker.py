@@ -18,13 +18,28 @@ from typing import NamedTuple
 from sendguard._errors import ConfigurationError
 from sendguard._options import check_callable, check_integer, check_number, check_timedelta
 
-__all__ = ["BUCKETS", "Breaker", "BreakerEvent", "SenderStatus", "Volume"]
+__all__ = ["BUCKETS", "PPM", "Breaker", "BreakerEvent", "SenderStatus", "Volume", "ppm", "reaches"]
 
 BUCKETS = 24
 """The window is kept as this many buckets; a bucket leaves the window whole."""
 
 FOREVER = dt.timedelta(days=365 * 100)
 """How long "until a person resumes it" is, written down."""
+
+PPM = 1_000_000
+"""Thresholds are compared in whole parts per million, in integers, in Python and in Lua alike:
+``bounces / sends >= 0.07`` in floating point is true in Python at 7 in 100 and false in Lua
+(``0.07 * 100`` is ``7.000000000000001``)."""
+
+
+def ppm(rate: float) -> int:
+    """*rate* in whole parts per million."""
+    return round(rate * PPM)
+
+
+def reaches(count: int, sends: int, line_ppm: int) -> bool:
+    """Whether *count* in *sends* is at or above *line_ppm*, compared exactly."""
+    return count * PPM >= line_ppm * sends
 
 
 class Volume(NamedTuple):
@@ -75,9 +90,10 @@ class Breaker:
             value = check_number(
                 "Breaker", name, getattr(self, name), what="a rate in (0, 1], e.g. 0.05"
             )
-            if not 0 < value <= 1:
+            if not 0 < value <= 1 or ppm(value) < 1:
                 raise ConfigurationError(
-                    f"Breaker({name}=...) must be a rate in (0, 1], e.g. 0.05, not {value!r}"
+                    f"Breaker({name}=...) must be a rate in (0, 1] of at least one per "
+                    f"million, e.g. 0.05, not {value!r}"
                 )
         if self.bounce_warn > self.bounce_pause or self.complaint_warn > self.complaint_pause:
             raise ConfigurationError("Breaker: a warning threshold above its pause threshold")
@@ -102,18 +118,26 @@ class Breaker:
         """When a pause that trips at *now* ends."""
         return now + (self.pause_for if self.pause_for is not None else FOREVER)
 
+    def trips(self, volume: Volume) -> bool:
+        """Whether *volume* is at or over a pause line (with ``min_volume`` sends).
+
+        The rule settle.lua applies too, in the same integers (see :data:`PPM`).
+        """
+        return volume.sends >= self.min_volume and (
+            reaches(volume.bounces, volume.sends, ppm(self.bounce_pause))
+            or reaches(volume.complaints, volume.sends, ppm(self.complaint_pause))
+        )
+
     def verdict(self, volume: Volume) -> tuple[str, str] | None:
         """``("pause", why)``, ``("warn", why)`` or ``None`` for *volume*."""
-        if volume.sends >= self.min_volume:
-            if volume.bounce_rate >= self.bounce_pause:
+        sends = volume.sends
+        if self.trips(volume):
+            if reaches(volume.bounces, sends, ppm(self.bounce_pause)):
                 return "pause", _why("bounce", volume.bounce_rate, self.bounce_pause, volume)
-            if volume.complaint_rate >= self.complaint_pause:
-                return "pause", _why(
-                    "complaint", volume.complaint_rate, self.complaint_pause, volume
-                )
-        if volume.bounce_rate >= self.bounce_warn and volume.sends:
+            return "pause", _why("complaint", volume.complaint_rate, self.complaint_pause, volume)
+        if sends and reaches(volume.bounces, sends, ppm(self.bounce_warn)):
             return "warn", _why("bounce", volume.bounce_rate, self.bounce_warn, volume)
-        if volume.complaint_rate >= self.complaint_warn and volume.sends:
+        if sends and reaches(volume.complaints, sends, ppm(self.complaint_warn)):
             return "warn", _why("complaint", volume.complaint_rate, self.complaint_warn, volume)
         return None
 

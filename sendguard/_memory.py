@@ -198,9 +198,8 @@ class MemoryStore(Store):
         for kind in "sbc":
             self._volume.pop((sender, bucket - BUCKETS, kind), None)
         volume = self._sum(sender, bucket)
-        verdict = breaker.verdict(volume)
         running = self._pause(sender, "*", outcome.now)
-        if verdict is not None and verdict[0] == "pause" and running is None:
+        if breaker.trips(volume) and running is None:
             self._paused[(sender, "*")] = outcome.trip_pause()
             return volume, True
         return volume, False

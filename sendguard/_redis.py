@@ -17,7 +17,7 @@ import redis.exceptions
 from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
 
-from sendguard._breaker import BUCKETS, Volume
+from sendguard._breaker import BUCKETS, Volume, ppm
 from sendguard._coalesce import Coalescer
 from sendguard._errors import ConfigurationError, StoreError
 from sendguard._loops import abandon
@@ -170,6 +170,123 @@ def _admission(key: str, item: list[Any]) -> Admission:
     return Admission(Admit.CLEAR, soft=bool(item[1]))
 
 
+Arg = str | int | float
+
+
+def reserve_args(
+    requests: Sequence[Reservation],
+    counter_key: Callable[[Quota], str],
+    *,
+    server_clock: bool,
+) -> tuple[list[str], list[Arg]]:
+    """The quota counter keys (KEYS[8...]) and ARGV of reserve.lua, which reads it in order.
+
+    1. lifetime of a counter in seconds; now: epoch seconds, or ``"server"``; slow-down
+       recovery period in seconds (the first request's)
+    2. one group per request: counter index into KEYS (0: no cap); cap; sender domain ("":
+       no pause check); breaker bucket width in seconds (0: sends not counted); ramp caps
+       ("20,27,..."; "": the cap above is today's); days idle after which the ramp restarts;
+       m; m x (shape field, interval, burst - 1, adaptive 0/1); spread shape (0: none, else
+       1...m); n; n x (address key, its shape 0...m)
+    """
+    counters: dict[str, int] = {}
+    first = requests[0]
+    args: list[Arg] = [
+        _COUNTER_TTL,
+        "server" if server_clock else _epoch(first.now),
+        first.recover.total_seconds(),
+    ]
+    for request in requests:
+        index = 0
+        if request.quota is not None:
+            index = counters.setdefault(counter_key(request.quota), len(counters) + 8)
+        shape_of = request.shape_of or [0] * len(request.keys)
+        ramp = request.ramp if request.quota is not None else None
+        args += [
+            index,
+            request.quota.cap if request.quota is not None else -1,
+            request.sender_domain,
+            request.bucket_seconds if request.bucket is not None else 0,
+            ",".join(map(str, ramp.caps)) if ramp else "",
+            ramp.idle_restart if ramp else 0,
+            len(request.shapes),
+            *(
+                x
+                for shape in request.shapes
+                for x in (shape.field, shape.interval, shape.burst - 1, int(shape.adaptive))
+            ),
+            request.spread,
+            len(request.keys),
+            *(x for pair in zip(request.keys, shape_of, strict=True) for x in pair),
+        ]
+    return list(counters), args
+
+
+def _breaker_args(outcome: Outcome) -> list[Arg]:
+    breaker = outcome.breaker
+    if breaker is None:
+        return [0, BUCKETS, 0, 0, 0, 0, 0, ""]
+    return [
+        breaker.bucket_seconds,
+        BUCKETS,
+        outcome.bounces,
+        outcome.complaints,
+        breaker.min_volume,
+        ppm(breaker.bounce_pause),
+        ppm(breaker.complaint_pause),
+        _pause_value(outcome.trip_pause(), outcome.now),
+    ]
+
+
+def settle_args(outcome: Outcome, *, server_clock: bool) -> list[Arg]:
+    """ARGV of settle.lua, which reads it in this order, section by section.
+
+    1. now: epoch seconds, or ``"server"`` for the Redis server's clock
+    2. seconds an id is remembered; n; n ids (event id, nonce): when any was seen before the
+       outcome is a duplicate and nothing else is read or changed
+    3. quota to give back (0: none)
+    4. n; n x (address key, JSON entry): suppressions
+    5. soft threshold; soft span in seconds; n; n x (address key, JSON softbounce entry)
+    6. n; n address keys: soft-bounce resets
+    7. n; n x (pause field, "seconds JSON"): pauses, for that long from now
+    8. recovery seconds; largest factor; n; n shape fields: slow-downs
+    9. the breaker: sender; bucket width in seconds (0: no breaker); buckets in the window;
+       bounces; complaints; min volume; bounce pause and complaint pause in whole parts per
+       million (:data:`sendguard._breaker.PPM`); "seconds JSON" of the pause a trip writes
+    """
+    policy = outcome.soft_policy
+    return [
+        "server" if server_clock else _epoch(outcome.now),
+        outcome.remember.total_seconds(),
+        len(outcome.once),
+        *outcome.once,
+        outcome.give_back if outcome.quota is not None else 0,
+        len(outcome.suppressions),
+        *(x for e in outcome.suppressions for x in (e.address, e.to_json())),
+        policy.threshold,
+        policy.span.total_seconds(),
+        len(outcome.soft_failures),
+        *(x for e in outcome.soft_failures for x in (e.address, softbounce_entry(e).to_json())),
+        len(outcome.soft_resets),
+        *outcome.soft_resets,
+        len(outcome.pauses),
+        *(
+            x
+            for p in outcome.pauses
+            for x in (
+                _pause_field(p.sender_domain, p.recipient_domain),
+                _pause_value(p, outcome.now),
+            )
+        ),
+        outcome.recover.total_seconds(),
+        outcome.slow_max,
+        len(outcome.slowdowns),
+        *outcome.slowdowns,
+        outcome.sender_domain,
+        *_breaker_args(outcome),
+    ]
+
+
 class RedisStore(Store):
     """Suppressions and warmup counters in Redis, shared by every process and host.
 
@@ -287,36 +404,7 @@ class RedisStore(Store):
         return await self._reservations.submit(request)
 
     async def _reserve_batch(self, requests: Sequence[Reservation]) -> list[list[Admission]]:
-        counters: dict[str, int] = {}
-        first = requests[0]
-        args: list[str | int | float] = [
-            _COUNTER_TTL,
-            "server" if self.server_clock else _epoch(first.now),
-            first.recover.total_seconds(),
-        ]
-        for request in requests:
-            index = 0
-            if request.quota is not None:
-                index = counters.setdefault(self._counter_key(request.quota), len(counters) + 8)
-            shape_of = request.shape_of or [0] * len(request.keys)
-            ramp = request.ramp if request.quota is not None else None
-            args += [
-                index,
-                request.quota.cap if request.quota is not None else -1,
-                request.sender_domain,
-                request.bucket_seconds if request.bucket is not None else 0,
-                ",".join(map(str, ramp.caps)) if ramp else "",
-                ramp.idle_restart if ramp else 0,
-                len(request.shapes),
-                *(
-                    x
-                    for shape in request.shapes
-                    for x in (shape.field, shape.interval, shape.burst - 1, int(shape.adaptive))
-                ),
-                request.spread,
-                len(request.keys),
-                *(x for pair in zip(request.keys, shape_of, strict=True) for x in pair),
-            ]
+        counters, args = reserve_args(requests, self._counter_key, server_clock=self.server_clock)
         with _store_errors("reserve"):
             await self._ready()
             raw: list[list[Any]] = await self._reserve(
@@ -344,36 +432,6 @@ class RedisStore(Store):
 
     async def settle(self, outcome: Outcome) -> Settled:
         """See :meth:`Store.settle`: one script call, one round trip."""
-        policy = outcome.soft_policy
-        args: list[str | int | float] = [
-            "server" if self.server_clock else _epoch(outcome.now),
-            outcome.give_back if outcome.quota is not None else 0,
-            policy.threshold,
-            policy.span.total_seconds(),
-            *self._breaker_args(outcome),
-            outcome.remember.total_seconds(),
-            len(outcome.once),
-            *outcome.once,
-            len(outcome.suppressions),
-            *(x for e in outcome.suppressions for x in (e.address, e.to_json())),
-            len(outcome.soft_failures),
-            *(x for e in outcome.soft_failures for x in (e.address, softbounce_entry(e).to_json())),
-            len(outcome.soft_resets),
-            *outcome.soft_resets,
-            len(outcome.pauses),
-            *(
-                x
-                for p in outcome.pauses
-                for x in (
-                    _pause_field(p.sender_domain, p.recipient_domain),
-                    _pause_value(p, outcome.now),
-                )
-            ),
-            outcome.recover.total_seconds(),
-            outcome.slow_max,
-            len(outcome.slowdowns),
-            *outcome.slowdowns,
-        ]
         with _store_errors("settle"):
             await self._ready()
             added, escalated, counts, duplicate = await self._settle(
@@ -386,10 +444,12 @@ class RedisStore(Store):
                     self._slow_key,
                     self._events_key,
                 ],
-                args=args,
+                args=settle_args(outcome, server_clock=self.server_clock),
             )
         # A duplicate changes nothing and counts nothing: no volume, as MemoryStore says.
-        volume = Volume(*(int(c) for c in counts[:3])) if outcome.breaker and not duplicate else None
+        volume = (
+            Volume(*(int(c) for c in counts[:3])) if outcome.breaker and not duplicate else None
+        )
         return Settled(
             [bool(x) for x in added],
             [_text(k) for k in escalated],
@@ -397,23 +457,6 @@ class RedisStore(Store):
             bool(counts[3]),
             bool(duplicate),
         )
-
-    @staticmethod
-    def _breaker_args(outcome: Outcome) -> list[str | int | float]:
-        breaker = outcome.breaker
-        if breaker is None:
-            return [outcome.sender_domain, 0, BUCKETS, 0, 0, 0, 0, 0, ""]
-        return [
-            outcome.sender_domain,
-            breaker.bucket_seconds,
-            BUCKETS,
-            outcome.bounces,
-            outcome.complaints,
-            breaker.min_volume,
-            breaker.bounce_pause,
-            breaker.complaint_pause,
-            _pause_value(outcome.trip_pause(), outcome.now),
-        ]
 
     async def ramp_day(self, sender_domain: str, ramp: Ramp) -> int:
         """See :meth:`Store.ramp_day`."""

@@ -633,3 +633,28 @@ async def test_on_the_server_clock_times_follow_redis_not_the_client(
         clock.advance(7200)
         held = await guard.send(message("alice@example.com"))
         assert held.recipients["alice@example.com"].status is DeliveryStatus.PAUSED
+
+
+@pytest.mark.parametrize(("bounces", "sends", "line"), [(7, 100, 0.07), (7, 25, 0.28)])
+async def test_breaker_trips_exactly_at_its_line_on_every_store(
+    store: Store, bounces: int, sends: int, line: float
+) -> None:
+    # 0.07 * 100 is 7.000000000000001 in floating point: compared so in Lua, 7 bounces in 100
+    # sends once paused the sender on Memory and SQLite and not on Redis.
+    breaker = Breaker(bounce_warn=line / 2, bounce_pause=line, min_volume=sends)
+    keys = [f"r{n}@example.com" for n in range(sends)]
+    await store.reserve(
+        reservation(
+            keys,
+            sender_domain="sender.example",
+            bucket=breaker.bucket(NOW),
+            bucket_seconds=breaker.bucket_seconds,
+        )
+    )
+    below = Outcome(NOW, sender_domain="sender.example", breaker=breaker, bounces=bounces - 1)
+    assert not (await store.settle(below)).tripped
+    at = Outcome(NOW, sender_domain="sender.example", breaker=breaker, bounces=1)
+    settled = await store.settle(at)
+    assert settled.volume == (sends, bounces, 0)
+    assert settled.tripped
+    assert [p.recipient_domain for p in await store.pauses("sender.example", NOW)] == ["*"]

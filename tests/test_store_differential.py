@@ -22,8 +22,19 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sendguard import Breaker, MemoryStore, Outcome, Pause, Quota, Reservation, Shape, Store
-from sendguard import SoftBouncePolicy, SQLiteStore, Suppression
+from sendguard import (
+    Breaker,
+    MemoryStore,
+    Outcome,
+    Pause,
+    Quota,
+    Reservation,
+    Shape,
+    SoftBouncePolicy,
+    SQLiteStore,
+    Store,
+    Suppression,
+)
 from sendguard._store import Ramp
 from tests.conftest import scratch_redis_store
 
@@ -33,6 +44,7 @@ ADDRESSES = tuple(f"{user}@{domain}" for user in ("a", "b") for domain in DOMAIN
 START = dt.datetime(2026, 11, 1, 9, tzinfo=dt.UTC)
 CREATED = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
 # Clock steps: none, a millisecond, parts of a rate's interval, the breaker's bucket, days.
+SPANS = (dt.timedelta(0), dt.timedelta(minutes=1), dt.timedelta(days=7))
 STEPS = (0.0, 0.001, 0.3, 1.0, 7.2, 60.0, 600.0, 3600.0, 86400.0, 8 * 86400.0, 40 * 86400.0)
 
 
@@ -121,7 +133,7 @@ def configs(draw: st.DrawFn) -> Config:
         breaker=draw(breakers),
         soft_policy=SoftBouncePolicy(
             threshold=draw(st.integers(1, 3)),
-            span=draw(st.sampled_from([dt.timedelta(0), dt.timedelta(seconds=60), dt.timedelta(days=7)])),
+            span=draw(st.sampled_from(SPANS)),
         ),
         recover=draw(st.sampled_from([dt.timedelta(seconds=60), dt.timedelta(minutes=10)])),
         slow_max=draw(st.sampled_from([4, 64])),

@@ -10,15 +10,8 @@
 -- KEYS[6]   slow-down hash (shape field -> "factor since_epoch")
 -- KEYS[7]   ramp hash (sender -> "sending day, last day sent on") for ramps of sending days
 -- KEYS[8…]  quota counters (one per sender domain and UTC day) named by the groups below
--- ARGV[1]   lifetime of a counter in seconds
--- ARGV[2]   now, epoch seconds, or "server" for the Redis server's clock
--- ARGV[3]   slow-down recovery period in seconds
--- ARGV[4…]  one group per message: counter index into KEYS (0: no cap), cap, sender domain
---           ("" to skip the pause check), breaker bucket width in seconds (0: sends not
---           counted), ramp caps ("20,27,…"; "": the cap above is today's), days idle after
---           which the ramp restarts, number of shapes m,
---           m × (field, interval, burst - 1, adaptive 0/1), spread shape (0: none, else 1…m),
---           n, then n × (address key, its shape 0…m)
+-- ARGV: built by sendguard._redis.reserve_args, which documents the layout; read here in the
+-- same order (three values, then one group per message).
 -- Returns one item per address, groups in order: {0, entry} suppressed, {3, pause} paused,
 -- {2, retry} held back (retry: epoch seconds as text, "" for the daily cap), where a pause is
 -- its stored "until_epoch JSON",
