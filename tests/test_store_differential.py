@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from sendguard import (
@@ -301,6 +301,27 @@ async def stores(redis_url: str, cluster_url: str) -> AsyncIterator[dict[str, St
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 @given(scenarios())
+@example(  # Lua kept a rate's arrival time to 14 digits and let this second send through
+    (
+        Config(
+            cap=None,
+            ramp=None,
+            idle_restart=1,
+            shapes=(Shape("rate:*", 0.3), Shape("rate:google", 0.3, burst=3, adaptive=True)),
+            spread=2,
+            breaker=None,
+            soft_policy=SoftBouncePolicy(threshold=1, span=dt.timedelta(0)),
+            recover=dt.timedelta(seconds=60),
+            slow_max=4,
+            remember=dt.timedelta(hours=1),
+        ),
+        [
+            Settle(0, (), (), (), (), 0, 0, ("rate:google",), "", ""),
+            Reserve(("a@x.example",), (2,), checks_pauses=False),
+            Reserve(("a@x.example",), (0,), checks_pauses=False),
+        ],
+    )
+)
 def test_every_store_answers_as_memory_store(
     redis_url: str, redis_cluster_url: str, scenario: tuple[Config, list[Op]]
 ) -> None:

@@ -66,6 +66,13 @@ local function factor(field)
   return f
 end
 
+-- Times go back to Python and into the rate hash with every digit of the double ('%.17g'):
+-- tostring keeps 14, which rounded a theoretical arrival time such as now + 0.6 + 0.6 and let a
+-- send through that MemoryStore (holding the exact double) throttles.
+local function exact(x)
+  return string.format('%.17g', x)
+end
+
 local function tat(field)
   if tats[field] == nil then
     tats[field] = tonumber(redis.call('HGET', KEYS[5], field) or '0')
@@ -152,7 +159,7 @@ while i <= #ARGV do
         end
       end
       if retry > 0 then
-        out[#out + 1] = {2, tostring(retry)}
+        out[#out + 1] = {2, exact(retry)}
       else
         for _, s in ipairs({spread, shape}) do
           if s > 0 then
@@ -177,7 +184,7 @@ while i <= #ARGV do
   i = i + 2 * n
 end
 for field in pairs(changed) do
-  redis.call('HSET', KEYS[5], field, tostring(tats[field]))
+  redis.call('HSET', KEYS[5], field, exact(tats[field]))
 end
 for counter, count in pairs(taken) do
   if count > 0 then
