@@ -219,9 +219,13 @@ class Guard:
     was a 4xx, such as a rate limit), and soft bounces are counted until ``soft_bounce`` says
     the address is as good as dead.
 
-    Bounces that arrive later go to :meth:`ingest_bounce`.  With a ``bounce_secret`` every
-    message sent carries a signed token (header ``X-Sendguard-Token``), and only bounces that
-    bring a valid one back change the suppression list; without it every bounce is trusted.
+    Bounces that arrive later go to :meth:`ingest_bounce`.  With a ``bounce_secret`` each
+    recipient's copy carries a signed token of its own (header ``X-Sendguard-Token``), and a
+    bounce report changes the suppression list only if it brings back the token of its own
+    recipient; without it every bounce is trusted.
+
+    Once mail has left, what the send learned is recorded even if the store fails or stalls
+    (it waits in a journal, replayed when the store answers) or the caller cancels.
     """
 
     def __init__(
@@ -547,8 +551,11 @@ class Guard:
         Recipients are To, Cc and Bcc unless *recipients* is given; Bcc is never transmitted.
         The envelope sender is *sender*, else the message's Sender, else its first From.
 
-        Raises :class:`MessageError` (a header with CR/LF, an invalid sender, no recipients)
-        before anything is sent, and :class:`StoreError` when the store gives no verdict.
+        Raises :class:`MessageError` (a line break in a header, an invalid sender, no
+        recipients, a message that cannot be encoded) before anything is reserved, and
+        :class:`StoreError` when the store gives no verdict before the send.  After the send
+        it raises nothing for the store: ``result.recorded`` is False when the outcome waits
+        in the journal.
         """
         self._enter()
         check_headers(message)
