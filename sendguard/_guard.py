@@ -104,6 +104,10 @@ class _Delivery:
     rate_of: dict[str, str] = field(default_factory=dict)
     """Each recipient's shaping field (sender x provider), when shaping applies to it."""
     slowdowns: set[str] = field(default_factory=set)
+    original: object = None
+    """The caller's own message object, handed to the adapter (``Envelope.original``)."""
+    headers: tuple[tuple[str, str], ...] = ()
+    """The headers the guard put in front of the message (a Message-ID it made)."""
 
 
 def _bounce_key(recipient: str) -> str | None:
@@ -545,11 +549,14 @@ class Guard:
         *,
         sender: str | None = None,
         recipients: Iterable[str] | None = None,
+        original: object = None,
     ) -> SendResult:
         """Send *message* to every recipient that may receive it; one result per recipient.
 
         Recipients are To, Cc and Bcc unless *recipients* is given; Bcc is never transmitted.
         The envelope sender is *sender*, else the message's Sender, else its first From.
+        *original* is handed to the adapter untouched (``Envelope.original``): a framework's
+        own message object, for an adapter that delivers through that framework's backend.
 
         Raises :class:`MessageError` (a line break in a header, an invalid sender, no
         recipients, a message that cannot be encoded) before anything is reserved, and
@@ -575,7 +582,7 @@ class Guard:
         if self._journal:
             results.update(self._journal_holds(valid, envelope_from, now))
         quota = self._quota(envelope_from, now)
-        state = _Delivery(sender=envelope_from, pending={})
+        state = _Delivery(sender=envelope_from, pending={}, original=original)
         shapes, shape_of, spread = await self._shapes(envelope_from, valid, quota, state)
         admissions = await self._reserve(
             Reservation(
@@ -640,6 +647,7 @@ class Guard:
         added_id = None if given else email.utils.make_msgid(domain=state.sender.domain)
         if added_id is not None:
             data = f"Message-ID: {added_id}\r\n".encode("ascii") + data
+            state.headers = (("Message-ID", added_id),)
         await self._deliver(state, message, data, smtputf8, (str(given or added_id), now))
         return str(given or added_id)
 
@@ -1048,19 +1056,33 @@ class Guard:
         pending = list(state.pending.values())
         if self._signer is None:
             wires = tuple(a.wire for a in pending)
-            return [Envelope(state.sender.wire, wires, message, data, smtputf8)]
+            return [
+                Envelope(
+                    state.sender.wire,
+                    wires,
+                    message,
+                    data,
+                    smtputf8,
+                    headers=state.headers,
+                    original=state.original,
+                )
+            ]
         message_id, issued = signing
-        return [
-            Envelope(
-                state.sender.wire,
-                (a.wire,),
-                message,
-                f"{TOKEN_HEADER}: {self._signer.sign(message_id, a.key, issued)}\r\n".encode()
-                + data,
-                smtputf8,
+        envelopes = []
+        for a in pending:
+            token = self._signer.sign(message_id, a.key, issued)
+            envelopes.append(
+                Envelope(
+                    state.sender.wire,
+                    (a.wire,),
+                    message,
+                    f"{TOKEN_HEADER}: {token}\r\n".encode() + data,
+                    smtputf8,
+                    headers=((TOKEN_HEADER, token), *state.headers),
+                    original=state.original,
+                )
             )
-            for a in pending
-        ]
+        return envelopes
 
     async def _call_adapter(self, envelope: Envelope) -> Mapping[str, Reply]:
         """The adapter's replies; an adapter that raises made the delivery uncertain."""

@@ -99,6 +99,14 @@ class Envelope:
     message: Message
     data: bytes
     smtputf8: bool = False
+    headers: tuple[tuple[str, str], ...] = ()
+    """The headers the guard added in front of ``message`` in ``data`` (``Message-ID`` when
+    the message had none, ``X-Sendguard-Token`` when signing): an adapter that builds its own
+    request from ``message`` instead of sending ``data`` adds these."""
+    original: object = None
+    """The framework's own message object given to :meth:`sendguard.Guard.send` as
+    ``original`` (a Django ``EmailMessage``), for an adapter that hands mail to another
+    framework's backend; None otherwise."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -197,9 +197,12 @@ class SyncGuard:
         *,
         sender: str | None = None,
         recipients: Iterable[str] | None = None,
+        original: object = None,
     ) -> SendResult:
         """See :meth:`Guard.send`."""
-        return self._call(self.guard.send(message, sender=sender, recipients=recipients))
+        return self._call(
+            self.guard.send(message, sender=sender, recipients=recipients, original=original)
+        )
 
     def suppress(
         self, address: str, *, reason: str = "manual", detail: str = "", source: str = "manual"

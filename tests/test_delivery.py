@@ -11,7 +11,7 @@ from aiosmtpd.smtp import SMTP
 from structlog.testing import capture_logs
 
 from sendguard import Action, DeliveryStatus, Guard, RetryPolicy, SMTPAdapter, Stage, classify
-from sendguard.testing import DROP, FakeClock, ScriptedSMTPServer
+from sendguard.testing import DROP, FakeClock, RecordingAdapter, ScriptedSMTPServer
 from tests.conftest import free_port, message
 
 pytestmark = pytest.mark.usefixtures("smtp_server")
@@ -415,3 +415,23 @@ def test_stage_of_a_reply_is_kept() -> None:
 
     assert Reply.from_smtp(550, "5.1.1 no", Stage.RCPT).enhanced_code == "5.1.1"
     assert Reply.from_smtp(550, "no such user", Stage.RCPT).enhanced_code is None
+
+
+async def test_the_adapter_gets_the_callers_object_and_the_headers_the_guard_added() -> None:
+    adapter = RecordingAdapter()
+    original = object()
+    async with Guard(adapter=adapter, bounce_secret="s" * 32) as guard:
+        await guard.send(message(to="a@example.com, b@example.com"), original=original)
+    assert len(adapter.envelopes) == 2  # signed: one copy each
+    for envelope in adapter.envelopes:
+        assert envelope.original is original
+        names = [name for name, _ in envelope.headers]
+        assert names == ["X-Sendguard-Token", "Message-ID"]
+        for name, value in envelope.headers:
+            assert f"{name}: {value}\r\n".encode() in envelope.data
+    mail = message(to="c@example.com")
+    mail["Message-ID"] = "<given@sender.example>"
+    async with Guard(adapter=adapter) as guard:
+        await guard.send(mail)
+    assert adapter.envelopes[-1].original is None
+    assert adapter.envelopes[-1].headers == ()  # the message had its own Message-ID
