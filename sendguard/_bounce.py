@@ -38,7 +38,6 @@ from typing import Any, Literal
 
 from sendguard._classify import (
     DEFAULT,
-    HARD_REASONS,
     WINDOW,
     Action,
     Classification,
@@ -48,6 +47,7 @@ from sendguard._classify import (
     stage_hint,
 )
 from sendguard._errors import BounceParseError
+from sendguard._verdict import event_classification, hard_failure
 
 __all__ = ["BounceReport", "bounce_message", "parse_bounce"]
 
@@ -1192,9 +1192,17 @@ def _ses_notification(message: Message) -> dict[str, Any] | None:
 
 
 def _ses(event: dict[str, Any], rules: Rules) -> Iterator[BounceReport]:
+    """SES's JSON as reports whose facts are those the SES adapter reads from SNS.
+
+    Both are judged by :mod:`sendguard._verdict` alike: the provider's permanent flag
+    (``bounceType``) decides permanence, the ``Suppressed`` subtypes are SES's own verdict
+    (``suppressed``), a Transient bounce is a final soft failure, and a ``DeliveryDelay`` a
+    delay (nothing, unless it names a refusal of the sender).
+    """
     kind = str(event.get("notificationType") or event.get("eventType"))
     mail = event.get("mail") if isinstance(event.get("mail"), dict) else {}
     message_id = str(mail.get("messageId", "")) if isinstance(mail, dict) else ""
+    sender = _address(str(mail.get("source", ""))) if isinstance(mail, dict) else ""
     if kind == "Complaint":
         complaint = event.get("complaint") or {}
         kind_of = str(complaint.get("complaintFeedbackType", "abuse"))
@@ -1208,6 +1216,7 @@ def _ses(event: dict[str, Any], rules: Rules) -> Iterator[BounceReport]:
                 reason="feedback",
                 hard=False,
                 original_message_id=message_id,
+                original_sender=sender,
                 feedback_type=kind_of,
                 classification=_FEEDBACK,
             )
@@ -1217,35 +1226,47 @@ def _ses(event: dict[str, Any], rules: Rules) -> Iterator[BounceReport]:
         response = str(delivery.get("smtpResponse", ""))
         for recipient in delivery.get("recipients", []) or []:
             found = classify(response, rules=rules)
-            yield _report(
-                _address(str(recipient)),
-                "delivered",
-                found,
-                response,
-                found.enhanced_code or "2.0.0",
-                remote_mta=str(delivery.get("remoteMtaIp", "")),
-                reporting_mta=str(delivery.get("reportingMTA", "")),
-                message_id=message_id,
+            yield replace(
+                _report(
+                    _address(str(recipient)),
+                    "delivered",
+                    found,
+                    response,
+                    found.enhanced_code or "2.0.0",
+                    remote_mta=str(delivery.get("remoteMtaIp", "")),
+                    reporting_mta=str(delivery.get("reportingMTA", "")),
+                    message_id=message_id,
+                ),
+                original_sender=sender,
             )
         return
     bounce = event.get("bounce") or event.get("deliveryDelay") or {}
-    permanent = str(bounce.get("bounceType", "")) == "Permanent"
+    final = kind == "Bounce"
+    permanent = final and str(bounce.get("bounceType", "")) == "Permanent"
+    listed = bounce.get("bounceSubType") in ("Suppressed", "OnAccountSuppressionList")
     recipients = bounce.get("bouncedRecipients") or bounce.get("delayedRecipients") or []
     for item in recipients:
-        diagnostic = str(item.get("diagnosticCode", ""))
+        diagnostic = _after_type(str(item.get("diagnosticCode", "")))
         status = str(item.get("status", "")) or None
-        found = classify(_after_type(diagnostic), rules=rules)
-        action: BounceAction = "failed" if kind == "Bounce" else "delayed"
-        if kind == "Bounce" and not permanent and not found.permanent:
-            action = "delayed"
-        yield _report(
-            _address(str(item.get("emailAddress", ""))),
-            action,
-            found,
-            _after_type(diagnostic),
-            status,
-            reporting_mta=str(bounce.get("reportingMTA", "")).split(";")[-1].strip(),
-            message_id=message_id,
+        found = event_classification(
+            "bounced" if final else "deferred",
+            diagnostic,
+            permanent=permanent,
+            verdict="suppressed" if final and listed else None,
+            rules=rules,
+            provider="ses",
+        )
+        yield replace(
+            _report(
+                _address(str(item.get("emailAddress", ""))),
+                "failed" if final else "delayed",
+                found,
+                diagnostic,
+                status,
+                reporting_mta=str(bounce.get("reportingMTA", "")).split(";")[-1].strip(),
+                message_id=message_id,
+            ),
+            original_sender=sender,
         )
 
 
@@ -1284,12 +1305,7 @@ def _report(
         found = replace(
             found, reason="delivered", action=Action.NONE, permanent=False, rule="DSN delivered"
         )
-    hard = (
-        action == "failed"
-        and found.reason in HARD_REASONS
-        and found.action is Action.SUPPRESS
-        and status.startswith("5")
-    )
+    hard = hard_failure(action, found, status)
     if original is not None and not message_id:
         message_id = str(original.get("Message-ID", "")).strip()
     forwarded_from = original_recipient if _key(original_recipient) != _key(recipient) else ""

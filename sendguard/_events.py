@@ -15,11 +15,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sendguard._classify import HARD_REASONS, Classification, classify
+from sendguard._classify import DEFAULT, Action, Classification
+from sendguard._verdict import DIAGNOSTIC_LIMIT, event_classification
 
 __all__ = ["DeliveryEvent", "EventType", "event_from"]
-
-_DIAGNOSTIC_LIMIT = 2000
 
 EventType = Literal["bounced", "deferred", "complained", "delivered", "unsubscribed", "other"]
 """``other``: an event the guard has no use for (opened, clicked), kept only so that a signed
@@ -35,9 +34,12 @@ class DeliveryEvent:
     type: EventType
     recipient: str
     reason: str
-    """In :func:`sendguard.classify`'s vocabulary (``feedback`` for a complaint)."""
+    """In :func:`sendguard.classify`'s vocabulary (``feedback`` for a complaint).  As parsed,
+    with the default rules (for display); :meth:`sendguard.Guard.ingest_events` returns the
+    event with the reason its own rules give."""
     hard: bool
-    """A permanent fault of the address itself: suppress it."""
+    """A permanent fault of the address itself: suppress it (judged again at ingest, as
+    ``reason``)."""
     timestamp: dt.datetime
     sender: str = ""
     """The sender (From or envelope) of the message the event is about, when known."""
@@ -47,6 +49,11 @@ class DeliveryEvent:
     nonce: str = ""
     """A single-use value of the request that carried the event (``mailgun-token:<token>``):
     a second event bearing it changes nothing.  Empty when the provider signs the event itself."""
+    permanent: bool | None = None
+    """The provider's own word on permanence (a "Permanent" bounce type); None: the text's."""
+    verdict: str | None = None
+    """The provider's own verdict (``"suppressed"``: it dropped the recipient as already dead),
+    taken instead of classifying ``detail``."""
     ingested: bool = False
     """Set by :meth:`sendguard.Guard.ingest_events`: first seen now (not a re-send)."""
     suppressed: bool = False
@@ -74,36 +81,31 @@ def event_from(
     *reason* is the provider's own verdict when it has one (``"suppressed"``: it dropped the
     recipient as already dead), taken instead of classifying.
     """
-    # A provider's diagnostic is an SMTP reply, a few hundred characters; a longer one is read
-    # no further, so an event costs the classifier the same whatever its sender makes it.
-    diagnostic = diagnostic[:_DIAGNOSTIC_LIMIT]
-    found: Classification | None = None
-    if reason is not None and type == "bounced":
-        hard = bool(permanent) and reason in HARD_REASONS
-    elif type == "complained":
-        reason, hard = "feedback", False
-    elif type in ("bounced", "deferred"):
-        found = classify(diagnostic)
-        reason = found.reason
-        if reason == "onhold" and type == "bounced" and permanent:
-            reason = "userunknown" if not diagnostic else reason
-        is_permanent = permanent if permanent is not None else found.permanent
-        hard = type == "bounced" and is_permanent and reason in HARD_REASONS
-    elif type == "delivered":
-        reason, hard = "delivered", False
-    else:
-        reason, hard = "undefined", False
+    # The guard judges the raw facts again with its own rules at ingest (sendguard._verdict);
+    # this is the default rules' reading, for code that shows an event before ingesting it.
+    diagnostic = diagnostic[:DIAGNOSTIC_LIMIT]
+    found = event_classification(
+        type, diagnostic, permanent=permanent, verdict=reason, rules=DEFAULT, provider=provider
+    )
+    hard = type == "bounced" and found.permanent and found.action is Action.SUPPRESS
+    shown = (
+        found.reason
+        if type in ("bounced", "deferred", "complained", "delivered")
+        else ("undefined")
+    )
     return DeliveryEvent(
         provider=provider,
         event_id=event_id,
         type=type,
         recipient=recipient,
-        reason=reason,
+        reason=shown,
         hard=hard,
         timestamp=timestamp,
         sender=sender,
         detail=diagnostic,
         raw=raw or {},
-        classification=found,
+        classification=found if type in ("bounced", "deferred") and reason is None else None,
         nonce=nonce,
+        permanent=permanent,
+        verdict=reason,
     )

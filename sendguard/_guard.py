@@ -19,7 +19,7 @@ from sendguard._adapter import Adapter
 from sendguard._address import Address, normalize_address, redact
 from sendguard._bounce import BounceReport, bounce_id, bounce_message, parse_bounce
 from sendguard._breaker import Breaker, BreakerEvent, SenderStatus, Volume
-from sendguard._classify import SOFT_REASONS, Action, Classification, Rules
+from sendguard._classify import Classification, Rules
 from sendguard._errors import (
     ConfigurationError,
     InvalidAddressError,
@@ -48,7 +48,6 @@ from sendguard._models import (
     Suppression,
 )
 from sendguard._options import check_flag, check_instance, check_seconds
-from sendguard._policy import Decision, decide
 from sendguard._retry import RetryPolicy
 from sendguard._shaping import Shaping
 from sendguard._smtp import SMTPAdapter
@@ -66,6 +65,15 @@ from sendguard._store import (
     Store,
 )
 from sendguard._token import TOKEN_HEADER, BounceSigner, find_token
+from sendguard._verdict import (
+    Decision,
+    Verdict,
+    counts_as_bounce,
+    judge_event,
+    judge_reply,
+    judge_report,
+    pause_for,
+)
 from sendguard._warmup import WarmupSchedule
 
 __all__ = ["Guard"]
@@ -118,17 +126,6 @@ def _bounce_key(recipient: str) -> str | None:
         return normalize_address(recipient).key
     except InvalidAddressError:
         return None
-
-
-def _weight(report: BounceReport) -> int:
-    """How much a bounce report records: a complaint, a hard, a soft bounce, a delivery, nothing."""
-    if report.action == "complaint":
-        return 4
-    if report.hard:
-        return 3
-    if report.action == "failed" and report.classification and report.classification.soft:
-        return 2
-    return 1 if report.action == "delivered" else 0
 
 
 def _newly_suppressed(outcome: Outcome, settled: Settled) -> list[str]:
@@ -674,7 +671,15 @@ class Guard:
             soft_policy=self.soft_bounce,
             sender_domain=state.sender.domain,
             breaker=self.breaker,
-            bounces=len(state.suppress) + sum(1 for f in state.soft.values() if f.permanent),
+            # A reply is final when permanent: a deferred soft failure may still be delivered.
+            bounces=sum(
+                counts_as_bounce(f, final=f.permanent, suppressed=True)
+                for f in state.suppress.values()
+            )
+            + sum(
+                counts_as_bounce(f, final=f.permanent, suppressed=False)
+                for f in state.soft.values()
+            ),
             slowdowns=sorted(state.slowdowns),
             slow_max=self.shaping.slow_factor_max if self.shaping else 64,
             recover=self.shaping.recover_every if self.shaping else timedelta(minutes=10),
@@ -818,11 +823,12 @@ class Guard:
             )
         trusted = [(r, key) for r, (ok, key) in zip(reports, trust, strict=True) if ok]
         outcome = self._bounce_outcome(trusted, identity)
-        newly = (
-            set(_newly_suppressed(outcome, await self._bounded(self._record(outcome), "settle")))
-            if not outcome.empty
-            else set()
-        )
+        newly: set[str] = set()
+        if not outcome.empty:
+            settled = await self._bounded(self._record(outcome), "settle")
+            newly = set(_newly_suppressed(outcome, settled))
+            for pause in outcome.pauses if not settled.duplicate else ():
+                self._log_pause(pause)
         result = []
         for report, (ok, key) in zip(reports, trust, strict=True):
             if not ok:
@@ -898,10 +904,17 @@ class Guard:
         done: list[DeliveryEvent] = []
         for event in events:
             key = _bounce_key(event.recipient)
-            outcome = self._event_outcome(event, key)
+            verdict = judge_event(event, self.rules)
+            outcome = self._event_outcome(event, key, verdict)
             settled = await self._bounded(self._record(outcome), "settle")
+            if outcome.pauses and not settled.duplicate:
+                self._log_pause(outcome.pauses[0])
+            found = verdict.found
             marked = replace(
                 event,
+                reason=found.reason if found is not None else event.reason,
+                hard=verdict.suppress and not verdict.complaint,
+                classification=found if found is not None else event.classification,
                 ingested=not settled.duplicate,
                 suppressed=key is not None and key in _newly_suppressed(outcome, settled),
             )
@@ -911,40 +924,19 @@ class Guard:
                 event_id=event.event_id,
                 type=event.type,
                 recipient=self._redact(key) if key else None,
-                reason=event.reason,
+                reason=marked.reason,
                 duplicate=settled.duplicate,
                 suppressed=marked.suppressed,
             )
             done.append(marked)
         return done
 
-    def _event_outcome(self, event: DeliveryEvent, key: str | None) -> Outcome:
-        found = event.classification or Classification(
-            event.reason, Action.NONE, event.hard, None, None, f"{event.provider} event", ""
-        )
-        suppressions: list[Suppression] = []
-        soft: list[Suppression] = []
-        resets: list[str] = []
-        source = f"{event.provider}:webhook".lower()
-        if key is not None:
-            if event.type == "complained" or (event.type == "bounced" and event.hard):
-                entry = replace(self._entry(key, found, source), reason=event.reason)
-                suppressions.append(replace(entry, detail=event.detail))
-            elif event.type == "bounced" and event.reason in SOFT_REASONS:
-                soft.append(replace(self._entry(key, found, source), detail=event.detail))
-            elif event.type == "delivered":
-                resets.append(key)
+    def _event_outcome(self, event: DeliveryEvent, key: str | None, verdict: Verdict) -> Outcome:
+        """What one provider event records (as its *verdict* says), once per event id."""
         sender = event.sender.rpartition("@")[2].lower()
-        return Outcome(
-            now=self._clock(),
-            suppressions=suppressions,
-            soft_failures=soft,
-            soft_resets=resets,
-            soft_policy=self.soft_bounce,
-            sender_domain=sender,
-            breaker=self.breaker if sender else None,
-            bounces=int(event.type == "bounced"),
-            complaints=int(event.type == "complained"),
+        judged = [(key, verdict, f"{event.provider}:webhook".lower(), sender)] if key else []
+        return replace(
+            self._observed(judged, sender=sender, detail=event.detail),
             event_id=f"{event.provider}\t{event.event_id}".lower(),
             nonce=f"nonce\t{event.nonce}" if event.nonce else "",
         )
@@ -953,48 +945,89 @@ class Guard:
         self, reports: Sequence[tuple[BounceReport, str | None]], identity: str = ""
     ) -> Outcome:
         """What trusted *reports* record, each under the key of the address it speaks for."""
-        suppressions: list[Suppression] = []
-        soft: list[Suppression] = []
-        resets: list[str] = []
-        bounces = complaints = 0
         # One bounce speaks for an address once, by its weightiest report: a token holder who
         # writes a group for their own address a thousand times (or names it as the original
         # recipient of a thousand others) is one bounce, not enough to trip the breaker.
-        weightiest: dict[str, tuple[BounceReport, Classification]] = {}
+        weightiest: dict[str, tuple[BounceReport, Verdict]] = {}
         for report, key in reports:
-            if key is not None and report.classification is not None:
+            if key is not None:
+                verdict = judge_report(report)
                 known = weightiest.get(key)
-                if known is None or _weight(report) > _weight(known[0]):
-                    weightiest[key] = (report, report.classification)
-        for key, (report, found) in weightiest.items():
-            if report.action == "complaint":
-                suppressions.append(self._entry(key, found, "complaint"))
-                complaints += 1
-            elif report.hard:
-                suppressions.append(self._entry(key, found, "bounce"))
-                bounces += 1
-            elif report.action == "delivered":
-                resets.append(key)
-            elif report.action == "failed" and found.soft:
-                # Only final failures count: a delay notice says the message is still queued.
-                soft.append(self._entry(key, found, "bounce"))
-                bounces += 1
+                if known is None or verdict.weight > known[1].weight:
+                    weightiest[key] = (report, verdict)
+        judged = [
+            (
+                key,
+                verdict,
+                "complaint" if verdict.complaint else "bounce",
+                report.original_sender.rpartition("@")[2].lower(),
+            )
+            for key, (report, verdict) in weightiest.items()
+        ]
         senders = {r.original_sender.rpartition("@")[2].lower() for r, _ in reports}
-        sender = senders.pop() if len(senders) == 1 else ""
+        outcome = self._observed(judged, sender=senders.pop() if len(senders) == 1 else "")
         # A bounce fed again (re-delivered, or read twice) records nothing the second time,
         # as a provider's event does; one that changes nothing needs no id kept.
-        changes = suppressions or soft or resets or bounces or complaints
+        changes = any(verdict.changes for _, verdict, _, _ in judged)
+        return replace(outcome, event_id=f"bounce\t{identity}" if identity and changes else "")
+
+    def _observed(
+        self,
+        judged: Sequence[tuple[str, Verdict, str, str]],
+        *,
+        sender: str,
+        detail: str | None = None,
+    ) -> Outcome:
+        """The outcome of later observations: ``(key, verdict, source, sender domain)`` each.
+
+        A refusal of the sender pauses that sender domain toward the recipient's domain, as on
+        the send path; with no sender known there is nobody to pause.  The breaker counts for
+        *sender* (the one sender of every observation), when known.
+        """
+        suppressions: list[Suppression] = []
+        soft: list[Suppression] = []
+        resets: list[str] = []
+        pauses: dict[tuple[str, str], Pause] = {}
+        bounces = complaints = 0
+        now = self._clock()
+        for key, verdict, source, sender_domain in judged:
+            found = verdict.found
+            if found is None:
+                continue
+            entry = self._entry(key, found, source)
+            if detail is not None:
+                entry = replace(entry, detail=detail)
+            if verdict.suppress:
+                suppressions.append(entry)
+            elif verdict.soft:
+                soft.append(entry)
+            elif verdict.reset:
+                resets.append(key)
+            elif verdict.pause and sender_domain:
+                domain = key.rpartition("@")[2]
+                pauses.setdefault(
+                    (sender_domain, domain),
+                    pause_for(
+                        sender_domain,
+                        domain,
+                        found,
+                        now,
+                        (self.pause_for, self.transient_pause_for),
+                    ),
+                )
+            bounces += verdict.bounce
+            complaints += verdict.complaint
         return Outcome(
-            now=self._clock(),
+            now=now,
             suppressions=suppressions,
             soft_failures=soft,
             soft_resets=resets,
+            pauses=list(pauses.values()),
             soft_policy=self.soft_bounce,
             sender_domain=sender,
             breaker=self.breaker if sender else None,
             bounces=bounces,
             complaints=complaints,
-            event_id=f"bounce\t{identity}" if identity and changes else "",
         )
 
     def _ramp(self, now: datetime) -> Ramp | None:
@@ -1107,7 +1140,7 @@ class Guard:
                 None, f"{self.adapter!r} gave no reply for this recipient", Stage.RCPT
             )
             attempts = state.attempts[key] = state.attempts.get(key, 0) + 1
-            decision, found = decide(reply, self.rules)
+            decision, found = judge_reply(reply, self.rules)
             state.last[key] = (reply, found)
             if found is not None and found.reason == "ratelimited" and key in state.rate_of:
                 state.slowdowns.add(state.rate_of[key])  # "slow down": halve the rate
@@ -1201,12 +1234,12 @@ class Guard:
                 state.soft[key] = found
 
     def _pause(self, sender: Address, recipient_domain: str, found: Classification) -> Pause:
-        return Pause(
-            sender_domain=sender.domain,
-            recipient_domain=recipient_domain,
-            until=self._clock() + (self.pause_for if found.permanent else self.transient_pause_for),
-            reason=found.reason,
-            detail=found.text,
+        return pause_for(
+            sender.domain,
+            recipient_domain,
+            found,
+            self._clock(),
+            (self.pause_for, self.transient_pause_for),
         )
 
     @staticmethod

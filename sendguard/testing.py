@@ -385,11 +385,11 @@ class AdapterConformance:
     async def test_conformance_a_refused_message_suppresses_nobody(self) -> None:
         """A refused request fails the message; no recipient is suppressed for it."""
         from sendguard._classify import DEFAULT  # noqa: PLC0415
-        from sendguard._policy import Decision, decide  # noqa: PLC0415
+        from sendguard._verdict import Decision, judge_reply  # noqa: PLC0415
 
         for reply in (await self._replies("refuse")).values():
             assert reply.code is not None and reply.code >= 500, reply
-            assert decide(reply, DEFAULT)[0] is not Decision.SUPPRESS, reply
+            assert judge_reply(reply, DEFAULT)[0] is not Decision.SUPPRESS, reply
 
     def test_conformance_a_genuine_webhook_reports_the_hard_bounce(self) -> None:
         """A genuine request is read: the hard bounce is there."""
