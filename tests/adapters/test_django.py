@@ -202,7 +202,7 @@ def test_anymail_tracking_events_feed_the_suppression_list() -> None:
     angry = guard.suppression("angry@example.com")
     assert dead is not None
     assert angry is not None
-    assert (dead.reason, dead.source) == ("userunknown", "anymail:sendgrid")
+    assert (dead.reason, dead.source) == ("userunknown", "anymail:sendgrid:webhook")
     assert angry.reason == "feedback"
     assert not guard.is_suppressed("fine@example.com")  # the sender was blocked, not the address
     assert not guard.is_suppressed("spam@example.com")

@@ -1,19 +1,34 @@
 """django-anymail's signals feed and use the suppression list.
 
-Tracking events (bounced, complained, rejected) suppress; pre_send drops the suppressed
+A tracking event is translated into a :class:`sendguard.DeliveryEvent` (provider
+``anymail:<esp>``) and recorded by :meth:`sendguard.Guard.ingest_events`, which decides what it
+means as it does for every other observation: suppress, count a soft bounce, reset, pause the
+sender, count for the breaker, or nothing; once per event id.  pre_send drops the suppressed
 recipients of a message before the ESP is called.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import datetime as dt
+import hashlib
+from typing import Any, Literal
 
-from sendguard import Action, classify, envelope_address
+from sendguard import DeliveryEvent, envelope_address, event_from
 from sendguard_django._config import get_guard
 
-__all__ = ["connect", "on_pre_send", "on_tracking"]
+__all__ = ["connect", "delivery_event", "on_pre_send", "on_tracking"]
 
-# Anymail's reject reasons that say the address itself is dead.
+_Type = Literal["bounced", "deferred", "complained", "delivered", "unsubscribed", "other"]
+# Anymail's event types in sendguard's vocabulary; the rest (queued, sent, opened, clicked,
+# failed: the ESP's own trouble, not the recipient's) change nothing.
+_TYPES: dict[str, _Type] = {
+    "bounced": "bounced",
+    "deferred": "deferred",
+    "complained": "complained",
+    "delivered": "delivered",
+    "unsubscribed": "unsubscribed",
+}
+# Anymail's reject reasons that say the ESP refused the address as already dead.
 _DEAD = frozenset({"bounced", "invalid"})
 
 
@@ -29,27 +44,62 @@ def connect() -> bool:
 
 
 def on_tracking(sender: object, event: Any, esp_name: str, **_: Any) -> None:  # noqa: ANN401
-    """Suppress what a tracking event says is dead or complained.
+    """Record one anymail tracking event through the guard (idempotent by its event id)."""
+    found = delivery_event(event, esp_name)
+    if found is not None:
+        get_guard().ingest_events([found])
 
-    Bounced, complained, rejected as bounced or invalid; sender-side refusals never suppress.
-    """
-    recipient = getattr(event, "recipient", None)
+
+def delivery_event(event: Any, esp_name: str) -> DeliveryEvent | None:  # noqa: ANN401
+    """Anymail's tracking *event* as a DeliveryEvent; None when it names no recipient."""
+    recipient = str(getattr(event, "recipient", None) or "")
     if not recipient:
-        return
-    kind = getattr(event, "event_type", "")
-    source = f"anymail:{esp_name}".lower()
+        return None
+    kind = str(getattr(event, "event_type", "") or "")
     text = str(getattr(event, "mta_response", None) or getattr(event, "description", None) or "")
-    guard = get_guard()
-    if kind == "complained":
-        guard.suppress(recipient, reason="feedback", detail=text, source=source)
+    reject = str(getattr(event, "reject_reason", None) or "")
+    given = getattr(event, "timestamp", None)
+    when = given if isinstance(given, dt.datetime) else dt.datetime.now(dt.UTC)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    provider = f"anymail:{esp_name}".lower()
+    verdict: str | None = None
+    permanent: bool | None = None
+    if kind == "rejected" and reject in _DEAD:
+        # The ESP would not send: the address is on its own list of dead ones.
+        kind, verdict, permanent = "bounced", "suppressed", True
+    elif kind == "rejected" and reject == "unsubscribed":
+        kind = "unsubscribed"
     elif kind == "bounced":
-        found = classify(text) if text else None
-        if found is not None and found.action in (Action.PAUSE_SENDER, Action.RETRY):
-            return  # "your IP is blocked" or a temporary failure: the address may be fine
-        reason = found.reason if found is not None and found.reason != "onhold" else "bounced"
-        guard.suppress(recipient, reason=reason, detail=text, source=source)
-    elif kind == "rejected" and getattr(event, "reject_reason", None) in _DEAD:
-        guard.suppress(recipient, reason=str(event.reject_reason), detail=text, source=source)
+        permanent = True  # anymail's "bounced" is final; a temporary failure is "deferred"
+    return event_from(
+        provider=provider,
+        event_id=str(getattr(event, "event_id", None) or "") or _derived_id(event, given),
+        type=_TYPES.get(kind, "other"),
+        recipient=recipient,
+        timestamp=when,
+        diagnostic=text,
+        permanent=permanent,
+        reason=verdict,
+        raw={"esp_event": getattr(event, "esp_event", None)},
+    )
+
+
+def _derived_id(event: Any, when: object) -> str:  # noqa: ANN401
+    """A stable id for an event its ESP gave none: the same event re-sent counts once."""
+    fields = (
+        "event_type",
+        "recipient",
+        "message_id",
+        "reject_reason",
+        "mta_response",
+        "description",
+    )
+    parts = [str(getattr(event, name, None) or "") for name in fields]
+    # The time the ESP gave, never the time of arrival: a re-sent event must hash the same.
+    stamp = when.isoformat() if isinstance(when, dt.datetime) else ""
+    digest = hashlib.sha256("\x1f".join([*parts, stamp]).encode()).hexdigest()
+    return f"derived:{digest[:32]}"
 
 
 def on_pre_send(sender: object, message: Any, esp_name: str, **_: Any) -> None:  # noqa: ANN401

@@ -403,6 +403,9 @@ def _ses_events(event: dict[str, Any], message_id: str) -> list[DeliveryEvent]:
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.UTC)
     common: dict[str, Any] = {"provider": "ses", "timestamp": when, "sender": sender, "raw": event}
+    # The same facts as SES JSON arriving by e-mail (sendguard's bounce reader): a Transient
+    # bounce is a final soft failure, the Suppressed subtypes are SES's own verdict, and a
+    # DeliveryDelay a deferral; the guard judges them alike whichever way they came.
     if kind == "Bounce":
         bounce = as_object(event["bounce"])
         permanent = bounce.get("bounceType") == "Permanent"
@@ -411,11 +414,25 @@ def _ses_events(event: dict[str, Any], message_id: str) -> list[DeliveryEvent]:
         return [
             event_from(
                 event_id=f"{message_id}:{as_text(r['emailAddress'])}",
-                type="bounced" if permanent else "deferred",
+                type="bounced",
                 recipient=as_text(r["emailAddress"]),
-                diagnostic=as_text(r.get("diagnosticCode", "")),
+                diagnostic=_after_type(as_text(r.get("diagnosticCode", ""))),
                 permanent=permanent,
                 reason="suppressed" if listed else None,
+                **common,
+            )
+            for r in found
+        ]
+    if kind == "DeliveryDelay":
+        delay = as_object(event["deliveryDelay"])
+        found = [as_object(r) for r in as_list(delay["delayedRecipients"])]
+        return [
+            event_from(
+                # A delay and the bounce that may follow are two events about one recipient.
+                event_id=f"{message_id}:{as_text(r['emailAddress'])}:delay",
+                type="deferred",
+                recipient=as_text(r["emailAddress"]),
+                diagnostic=_after_type(as_text(r.get("diagnosticCode", ""))),
                 **common,
             )
             for r in found
@@ -439,6 +456,14 @@ def _ses_events(event: dict[str, Any], message_id: str) -> list[DeliveryEvent]:
             for r in recipients
         ]
     return []
+
+
+def _after_type(diagnostic: str) -> str:
+    """An RFC 3464 diagnostic without its type, as the bounce reader stores SES JSON."""
+    head, sep, rest = diagnostic.partition(";")
+    if sep and re.fullmatch(r"\s*[\w.-]+\s*", head):
+        return rest.strip()
+    return diagnostic.strip()
 
 
 _verifiers: dict[frozenset[str], SNSVerifier] = {}
