@@ -350,3 +350,41 @@ async def test_one_observation_one_state_on_every_path(
     row: Observation, path: Path, store: Store
 ) -> None:
     assert await path.observe(row, store) == expected(row, path)
+
+
+BLOCKED = "554 5.7.1 Service unavailable; Client host [192.0.2.1] blocked using zen.spamhaus.org"
+
+
+async def test_a_forged_dsn_pauses_nobody_and_a_signed_one_does() -> None:
+    adapter = RecordingAdapter()
+    async with Guard(adapter=adapter, bounce_secret="s" * 32) as guard:
+        forged = await guard.ingest_bounce(make_dsn(original(), {RCPT: BLOCKED}))
+        assert [r.trusted for r in forged] == [False]
+        assert await guard.pauses("sender.example") == []
+        await guard.send(message())
+        signed = make_dsn(adapter.envelopes[0].data, {RCPT: BLOCKED})
+        assert [r.trusted for r in await guard.ingest_bounce(signed)] == [True]
+        assert [p.reason for p in await guard.pauses("sender.example")] == ["blocked"]
+
+
+def anymail_event(event_id: str | None) -> AnymailTrackingEvent:
+    return AnymailTrackingEvent(
+        event_type="bounced",
+        recipient=RCPT,
+        event_id=event_id,
+        mta_response="552 5.2.2 Mailbox full",
+        timestamp=dt.datetime(2026, 11, 1, 9, tzinfo=dt.UTC),
+    )
+
+
+@pytest.mark.parametrize("ids", [["a", "a"], [None, None], ["a", "b"]])
+def test_an_anymail_event_sent_twice_counts_once(ids: list[str | None]) -> None:
+    guard = SyncGuard(rules=RULES)
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(sendguard_django.signals, "get_guard", lambda: guard)
+            for event_id in ids:
+                tracking.send(sender=object(), event=anymail_event(event_id), esp_name="SendGrid")
+        assert guard.soft_bounces(RCPT) == len(set(ids))
+    finally:
+        guard.close()
