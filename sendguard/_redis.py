@@ -181,20 +181,20 @@ def reserve_args(
 ) -> tuple[list[str], list[Arg]]:
     """The quota counter keys (KEYS[8...]) and ARGV of reserve.lua, which reads it in order.
 
-    1. lifetime of a counter in seconds; now: epoch seconds, or ``"server"``; slow-down
-       recovery period in seconds (the first request's)
+    1. lifetime of a counter in seconds; now: epoch seconds (the first request's: a batch is
+       one moment), or ``"server"``
     2. one group per request: counter index into KEYS (0: no cap); cap; sender domain ("":
        no pause check); breaker bucket width in seconds (0: sends not counted); ramp caps
        ("20,27,..."; "": the cap above is today's); days idle after which the ramp restarts;
-       m; m x (shape field, interval, burst - 1, adaptive 0/1); spread shape (0: none, else
-       1...m); n; n x (address key, its shape 0...m)
+       slow-down recovery period in seconds (each request's own); m; m x (shape field,
+       interval, burst - 1, adaptive 0/1); spread shape (0: none, else 1...m); n; n x
+       (address key, its shape 0...m)
     """
     counters: dict[str, int] = {}
     first = requests[0]
     args: list[Arg] = [
         _COUNTER_TTL,
         "server" if server_clock else _epoch(first.now),
-        first.recover.total_seconds(),
     ]
     for request in requests:
         index = 0
@@ -209,6 +209,7 @@ def reserve_args(
             request.bucket_seconds if request.bucket is not None else 0,
             ",".join(map(str, ramp.caps)) if ramp else "",
             ramp.idle_restart if ramp else 0,
+            request.recover.total_seconds(),
             len(request.shapes),
             *(
                 x

@@ -338,3 +338,36 @@ def test_every_store_answers_as_memory_store(
     for name, trace in traces.items():
         for step, (expected, got) in enumerate(zip(spec, trace, strict=True)):
             assert got == expected, f"{name} differs from MemoryStore at step {step}"
+
+
+def rate_request(field: str, recover: dt.timedelta, now: dt.datetime) -> Reservation:
+    return Reservation(
+        keys=("a@x.example",),
+        now=now,
+        shapes=(Shape(field, 10.0, adaptive=True),),
+        shape_of=(1,),
+        recover=recover,
+    )
+
+
+async def test_a_batch_applies_each_reservations_own_recovery(redis_url: str) -> None:
+    """reserve.lua took the first request's ``recover`` for the whole batch."""
+    slowed = Outcome(now=START, slowdowns=("rate:a", "rate:b"))
+    later = START + dt.timedelta(seconds=61)
+    # rate:a recovers in 10 minutes (still slowed: 20 s apart), rate:b in a minute (10 s).
+    batch = [
+        rate_request("rate:a", dt.timedelta(minutes=10), later),
+        rate_request("rate:b", dt.timedelta(minutes=1), later),
+    ]
+    then = later + dt.timedelta(seconds=10)
+    follow = [rate_request(r.shapes[0].field, r.recover, then) for r in batch]
+    memory = MemoryStore()
+    await memory.settle(slowed)
+    expected = [await memory.reserve(r) for r in batch]
+    expected += [await memory.reserve(r) for r in follow]
+    assert [a[0].verdict for a in expected] == ["clear", "clear", "throttled", "clear"]
+    async with scratch_redis_store(redis_url, f"diff-{uuid.uuid4().hex[:12]}") as redis_store:
+        await redis_store.settle(slowed)
+        got = await redis_store._reserve_batch(batch)  # one batch, for sure
+        got += [await redis_store.reserve(r) for r in follow]
+    assert got == expected

@@ -11,7 +11,7 @@
 -- KEYS[7]   ramp hash (sender -> "sending day, last day sent on") for ramps of sending days
 -- KEYS[8…]  quota counters (one per sender domain and UTC day) named by the groups below
 -- ARGV: built by sendguard._redis.reserve_args, which documents the layout; read here in the
--- same order (three values, then one group per message).
+-- same order (two values, then one group per message).
 -- Returns one item per address, groups in order: {0, entry} suppressed, {3, pause} paused,
 -- {2, retry} held back (retry: epoch seconds as text, "" for the daily cap), where a pause is
 -- its stored "until_epoch JSON",
@@ -23,7 +23,6 @@ if ARGV[2] == 'server' then
   now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 end
 local today = math.floor(now / 86400)
-local recover = tonumber(ARGV[3])
 local used = {}
 local taken = {}
 local out = {}
@@ -47,7 +46,7 @@ local function paused(field)
   return pause
 end
 
-local function factor(field)
+local function factor(field, recover)
   if not slows then
     return 1
   end
@@ -80,7 +79,7 @@ local function tat(field)
   return math.max(tats[field], now)
 end
 
-local i = 4
+local i = 3
 while i <= #ARGV do
   local counter = tonumber(ARGV[i])
   local cap = tonumber(ARGV[i + 1])
@@ -89,8 +88,10 @@ while i <= #ARGV do
   local bucket = width > 0 and math.floor(now / width) or -1
   local rampcaps = ARGV[i + 4]
   local idle = tonumber(ARGV[i + 5])
-  local m = tonumber(ARGV[i + 6])
-  i = i + 7
+  -- Each message's own recovery period: a batch may mix guards configured differently.
+  local recover = tonumber(ARGV[i + 6])
+  local m = tonumber(ARGV[i + 7])
+  i = i + 8
   local rampday = false
   if rampcaps ~= '' then
     local caps = {}
@@ -116,7 +117,7 @@ while i <= #ARGV do
     local field = ARGV[i]
     local interval = tonumber(ARGV[i + 1])
     if ARGV[i + 3] == '1' then
-      interval = interval * factor(field)
+      interval = interval * factor(field, recover)
     end
     shapes[s] = {field, interval, interval * tonumber(ARGV[i + 2])}
     i = i + 4
