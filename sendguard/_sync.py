@@ -24,7 +24,7 @@ from sendguard._breaker import Breaker, SenderStatus
 from sendguard._classify import Rules
 from sendguard._errors import ConfigurationError
 from sendguard._events import DeliveryEvent
-from sendguard._guard import Clock, Guard, Sleep, _utcnow
+from sendguard._guard import Clock, Guard, Sleep, utcnow
 from sendguard._models import SendResult, Suppression
 from sendguard._options import check_seconds
 from sendguard._retry import RetryPolicy
@@ -65,7 +65,7 @@ class SyncGuard:
         store_timeout: float = 10.0,
         journal: str | os.PathLike[str] | Literal[False] | None = None,
         redact_addresses: bool = True,
-        clock: Clock = _utcnow,
+        clock: Clock = utcnow,
         sleep: Sleep = asyncio.sleep,
         timeout: float | None = None,
     ) -> None:

@@ -87,7 +87,7 @@ async def test_each_recipient_is_a_record_at_its_level_with_its_fields(
         "userunknown",
         True,
     )
-    assert (bob.module, bob.funcName) == ("_guard", "_log_result")  # the call, not structlog's
+    assert (bob.module, bob.funcName) == ("facade", "_log_result")  # the call, not structlog's
     # The message is the event and its fields, as a template Sentry groups by.
     assert bob.msg.startswith("sendguard.recipient recipient=%s status=%s ")
     assert bob.getMessage().startswith(
