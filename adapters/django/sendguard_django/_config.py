@@ -112,6 +112,11 @@ def _options(conf: dict[str, Any]) -> dict[str, Any]:
             start_tls=bool(settings.EMAIL_USE_TLS),
             timeout=float(settings.EMAIL_TIMEOUT or 60),
         )
+    else:
+        # Any other backend is an adapter: the whole pipeline applies to what it sends.
+        from sendguard_django.adapter import BackendAdapter  # noqa: PLC0415 (imports backend)
+
+        options["adapter"] = BackendAdapter(conf["BACKEND"])
     options["store"] = open_store(project_store_url(conf), prefix=conf.get("PREFIX") or "sendguard")
     if conf.get("WARMUP"):
         options["warmup"] = _warmup(conf["WARMUP"])

@@ -1,0 +1,271 @@
+"""Any framework's e-mail backend as a sendguard adapter (Django's, Flask-Mailman's, anymail's).
+
+A framework backend takes the framework's own message object (a Django ``EmailMessage``), so
+the guard is given that object as ``original`` (``Guard.send(..., original=message)``) and
+this adapter hands the backend a copy of it for the recipients the guard cleared, then turns
+what the backend said into one :class:`Reply` per recipient.  The whole pipeline applies:
+suppression, warmup caps, pauses, shaping, the breaker, retries and ``status()`` counts.
+
+What the backend's outcome means, as SMTP-style replies the guard decides on:
+
+* django-anymail's per-recipient ``anymail_status`` (recognised by its names; anymail is never
+  imported here): ``sent``/``queued``/``scheduled`` are a 250; ``rejected`` (the ESP refuses
+  the recipient: its own suppression list, a hard bounce on record) a 550 5.7.1 with the
+  provider's verdict ``suppressed``, so the guard lists it too; ``invalid`` a 553 5.1.3
+  (``syntaxerror``: a failure, never a suppression); ``failed`` a 451 (retried);
+  ``unknown`` no reply after the message (uncertain: never re-sent automatically);
+* ``AnymailAPIError``: HTTP 429 or 5xx is a 451 (retried), another status a 554 content
+  error, no status at all (the ESP was never reached) is retried;
+* smtplib's exceptions (a backend that speaks SMTP itself): ``SMTPRecipientsRefused`` gives
+  each refused recipient its own reply at RCPT; ``SMTPSenderRefused`` is a refusal at MAIL
+  FROM (it pauses the sender when the server refused the sender, and never suppresses
+  anyone); ``SMTPDataError`` a reply to DATA; connection errors are retried;
+* any other exception: uncertain (the backend may have sent the message before it failed);
+* otherwise ``send_messages`` returning 1 is a 250 for everyone, 0 uncertain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import smtplib
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from sendguard._adapter import Adapter
+from sendguard._address import envelope_address, normalize_address
+from sendguard._errors import ConfigurationError, SendGuardError
+from sendguard._models import Envelope, Reply, Stage
+
+__all__ = [
+    "FrameworkBackendAdapter",
+    "anymail_reply",
+    "error_replies",
+    "message_for",
+    "replies_for",
+]
+
+_ADDRESS_FIELDS = ("to", "cc", "bcc")
+
+_ANYMAIL_ACCEPTED = frozenset({"sent", "queued", "scheduled"})
+
+_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    smtplib.SMTPConnectError,
+    smtplib.SMTPServerDisconnected,
+    ConnectionError,
+)
+
+
+def _wire(raw: str) -> str | None:
+    """The wire form of the framework's address *raw* (a name may come with it), if valid."""
+    try:
+        return normalize_address(envelope_address(raw)).wire
+    except SendGuardError:
+        return None
+
+
+def message_for(
+    original: object, recipients: Iterable[str], headers: Sequence[tuple[str, str]] = ()
+) -> Any:  # noqa: ANN401 (the framework's own message class)
+    """A shallow copy of the framework message *original* addressed to *recipients* only.
+
+    *original* has the ``to``, ``cc`` and ``bcc`` lists of Django's and Flask-Mailman's
+    ``EmailMessage``; each address is kept in its own list, spelled as the application wrote
+    it, when its wire form is one of *recipients* (the guard's).  *headers* (the guard's
+    ``Message-ID`` and bounce token) go into ``extra_headers``.
+    """
+    if original is None:
+        raise ConfigurationError(
+            "a framework backend adapter needs the framework's message: "
+            "call guard.send(..., original=message)"
+        )
+    if not all(isinstance(getattr(original, f, None), list | tuple) for f in _ADDRESS_FIELDS):
+        raise ConfigurationError(
+            f"original must be a framework e-mail message with to, cc and bcc lists, "
+            f"not {type(original).__name__}"
+        )
+    wanted = {r.lower() for r in recipients}
+    message: Any = copy.copy(original)
+    for name in _ADDRESS_FIELDS:
+        kept = [a for a in getattr(original, name) if (_wire(a) or "").lower() in wanted]
+        setattr(message, name, kept)
+    if headers:
+        extra = getattr(original, "extra_headers", None)
+        message.extra_headers = {**(extra if isinstance(extra, dict) else {}), **dict(headers)}
+    # anymail writes its status onto the message it sends: never onto the application's.
+    if hasattr(message, "anymail_status"):
+        del message.anymail_status
+    return message
+
+
+def anymail_reply(status: str, detail: str = "") -> Reply:
+    """The reply for one of django-anymail's per-recipient statuses."""
+    detail = detail or f"the ESP's status: {status}"
+    if status in _ANYMAIL_ACCEPTED:
+        return Reply(250, f"2.0.0 {detail}", Stage.DATA_END, "2.0.0")
+    if status == "rejected":
+        return Reply(550, f"5.7.1 {detail}", Stage.RCPT, "5.7.1", reason="suppressed")
+    if status == "invalid":
+        return Reply(553, f"5.1.3 {detail}", Stage.RCPT, "5.1.3", reason="syntaxerror")
+    if status == "failed":
+        return Reply(451, f"4.0.0 {detail}", Stage.DATA, "4.0.0")
+    return Reply(None, f"delivery uncertain: {detail}", Stage.DATA_END)  # "unknown", or new
+
+
+def _anymail_statuses(message: object) -> dict[str, str]:
+    """django-anymail's ``message.anymail_status.recipients`` as address (lower) -> status."""
+    status = getattr(message, "anymail_status", None)
+    recipients = getattr(status, "recipients", None)
+    if not isinstance(recipients, Mapping):
+        return {}
+    found: dict[str, str] = {}
+    for address, one in recipients.items():
+        value = getattr(one, "status", None)
+        if isinstance(address, str) and value is not None:
+            found[(_wire(address) or address).lower()] = str(value)
+    return found
+
+
+def _names(exc: BaseException) -> set[str]:
+    return {cls.__name__ for cls in type(exc).__mro__}
+
+
+def _text(value: object) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def _anymail_error(recipients: Sequence[str], exc: BaseException) -> dict[str, Reply]:
+    code = getattr(exc, "status_code", None)
+    text = f"{type(exc).__name__}: {exc}"
+    if not isinstance(code, int):  # the ESP was never reached
+        return dict.fromkeys(recipients, Reply(None, text, Stage.CONNECT))
+    if code == 429 or code >= 500:
+        reason = "ratelimited" if code == 429 else None
+        reply = Reply(451, f"4.0.0 HTTP {code} {text}", Stage.DATA, "4.0.0", reason=reason)
+    else:
+        reply = Reply(554, f"5.6.0 HTTP {code} {text}", Stage.DATA, "5.6.0", reason="contenterror")
+    return dict.fromkeys(recipients, reply)
+
+
+def _smtp_error(recipients: Sequence[str], exc: smtplib.SMTPException) -> dict[str, Reply] | None:
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        refused = {(_wire(_text(a)) or _text(a)).lower(): v for a, v in exc.recipients.items()}
+        replies = {}
+        for rcpt in recipients:
+            answer = refused.get(rcpt.lower())
+            replies[rcpt] = (
+                Reply.from_smtp(answer[0], _text(answer[1]), Stage.RCPT)
+                if answer is not None
+                else Reply(None, f"not in the server's refusal: {exc}", Stage.RCPT)
+            )
+        return replies
+    if isinstance(exc, smtplib.SMTPSenderRefused):
+        reply = Reply.from_smtp(exc.smtp_code, _text(exc.smtp_error), Stage.MAIL)
+    elif isinstance(exc, smtplib.SMTPDataError):
+        reply = Reply.from_smtp(exc.smtp_code, _text(exc.smtp_error), Stage.DATA)
+    else:
+        return None
+    return dict.fromkeys(recipients, reply)
+
+
+def error_replies(recipients: Sequence[str], exc: BaseException) -> dict[str, Reply]:
+    """What the backend raising *exc* says about each of *recipients* (not anymail's statuses)."""
+    if "AnymailAPIError" in _names(exc):
+        return _anymail_error(recipients, exc)
+    if isinstance(exc, smtplib.SMTPException) and (found := _smtp_error(recipients, exc)):
+        return found
+    if isinstance(exc, _CONNECTION_ERRORS):
+        reply = Reply(None, f"backend unreachable: {exc!r}", Stage.CONNECT)
+    else:
+        reply = Reply(None, f"delivery uncertain: the backend raised {exc!r}", Stage.DATA_END)
+    return dict.fromkeys(recipients, reply)
+
+
+def replies_for(
+    recipients: Sequence[str],
+    message: object,
+    *,
+    sent: int | None = None,
+    error: BaseException | None = None,
+) -> dict[str, Reply]:
+    """One reply per recipient from the backend's outcome on *message* (its copy).
+
+    *sent* is what ``send_messages`` returned, *error* what it raised instead.  django-anymail's
+    per-recipient statuses on the message speak for the recipients they name, also when anymail
+    raised "every recipient was refused".
+    """
+    statuses = _anymail_statuses(message)
+    if error is not None:
+        rest = error_replies(recipients, error)
+    elif sent:
+        rest = dict.fromkeys(recipients, Reply(250, "2.0.0 the backend sent it", Stage.DATA_END))
+    else:
+        detail = "delivery uncertain: the backend sent nothing and said nothing"
+        rest = dict.fromkeys(recipients, Reply(None, detail, Stage.DATA_END))
+    replies: dict[str, Reply] = {}
+    for rcpt in recipients:
+        status = statuses.get(rcpt.lower())
+        replies[rcpt] = anymail_reply(status) if status is not None else rest[rcpt]
+    return replies
+
+
+class FrameworkBackendAdapter(Adapter):
+    """Delivers through a framework's e-mail backend (anything with ``send_messages``).
+
+    Give either *backend*, one instance used for every delivery (one at a time: a backend
+    need not be thread-safe), or *connect*, called for a fresh backend per delivery.  The
+    backend runs in a worker thread so the guard's event loop is never blocked.
+    """
+
+    def __init__(
+        self,
+        backend: object = None,
+        *,
+        connect: Callable[[], object] | None = None,
+        name: str | None = None,
+    ) -> None:
+        if (backend is None) == (connect is None):
+            raise ConfigurationError("FrameworkBackendAdapter takes a backend or connect=, one")
+        if backend is not None and not callable(getattr(backend, "send_messages", None)):
+            raise ConfigurationError(
+                f"FrameworkBackendAdapter: {backend!r} is no e-mail backend (no send_messages)"
+            )
+        if connect is not None and not callable(connect):
+            raise ConfigurationError("FrameworkBackendAdapter: connect must be callable")
+        self._backend = backend
+        self._connect = connect
+        self._lock = threading.Lock()
+        self.name = name or (type(backend).__qualname__ if backend is not None else "backend")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r})"
+
+    async def deliver(self, envelope: Envelope) -> Mapping[str, Reply]:
+        """See :meth:`sendguard.Adapter.deliver`: one ``send_messages`` call, in a thread."""
+        message = message_for(envelope.original, envelope.recipients, envelope.headers)
+        recipients = list(envelope.recipients)
+        try:
+            sent = await asyncio.to_thread(self.send, message)
+        except SendGuardError:
+            raise
+        except Exception as exc:  # noqa: BLE001 (a backend's failure is an answer)
+            return replies_for(recipients, message, error=exc)
+        return replies_for(recipients, message, sent=sent)
+
+    def send(self, message: object) -> int:
+        """Hand *message* to the backend (in a worker thread); what ``send_messages`` returned.
+
+        A subclass wraps it to give the call the context its framework needs.
+        """
+        if self._connect is not None:
+            backend = self._connect()
+            return _count(backend, message)
+        with self._lock:
+            return _count(self._backend, message)
+
+
+def _count(backend: object, message: object) -> int:
+    send: Callable[[list[object]], object] = backend.send_messages  # type: ignore[attr-defined]
+    count = send([message])
+    return count if isinstance(count, int) else 0
