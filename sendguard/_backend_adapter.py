@@ -131,13 +131,21 @@ def _names(exc: BaseException) -> set[str]:
     return {cls.__name__ for cls in type(exc).__mro__}
 
 
+def _describe(exc: BaseException) -> str:
+    """``str(exc)``, or its first argument when its ``__str__`` fails (anymail's can)."""
+    try:
+        return str(exc)
+    except Exception:  # noqa: BLE001 (a third party's __str__)
+        return str(exc.args[0]) if exc.args else type(exc).__name__
+
+
 def _text(value: object) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
 def _anymail_error(recipients: Sequence[str], exc: BaseException) -> dict[str, Reply]:
     code = getattr(exc, "status_code", None)
-    text = f"{type(exc).__name__}: {exc}"
+    text = f"{type(exc).__name__}: {_describe(exc)}"
     if not isinstance(code, int):  # the ESP was never reached
         return dict.fromkeys(recipients, Reply(None, text, Stage.CONNECT))
     if code == 429 or code >= 500:
@@ -157,7 +165,7 @@ def _smtp_error(recipients: Sequence[str], exc: smtplib.SMTPException) -> dict[s
             replies[rcpt] = (
                 Reply.from_smtp(answer[0], _text(answer[1]), Stage.RCPT)
                 if answer is not None
-                else Reply(None, f"not in the server's refusal: {exc}", Stage.RCPT)
+                else Reply(None, f"not in the server's refusal: {_describe(exc)}", Stage.RCPT)
             )
         return replies
     if isinstance(exc, smtplib.SMTPSenderRefused):
@@ -176,9 +184,15 @@ def error_replies(recipients: Sequence[str], exc: BaseException) -> dict[str, Re
     if isinstance(exc, smtplib.SMTPException) and (found := _smtp_error(recipients, exc)):
         return found
     if isinstance(exc, _CONNECTION_ERRORS):
-        reply = Reply(None, f"backend unreachable: {exc!r}", Stage.CONNECT)
+        reply = Reply(
+            None, f"backend unreachable: {type(exc).__name__}: {_describe(exc)}", Stage.CONNECT
+        )
     else:
-        reply = Reply(None, f"delivery uncertain: the backend raised {exc!r}", Stage.DATA_END)
+        reply = Reply(
+            None,
+            f"delivery uncertain: the backend raised {type(exc).__name__}: {_describe(exc)}",
+            Stage.DATA_END,
+        )
     return dict.fromkeys(recipients, reply)
 
 
@@ -243,7 +257,12 @@ class FrameworkBackendAdapter(Adapter):
 
     async def deliver(self, envelope: Envelope) -> Mapping[str, Reply]:
         """See :meth:`sendguard.Adapter.deliver`: one ``send_messages`` call, in a thread."""
-        message = message_for(envelope.original, envelope.recipients, envelope.headers)
+        headers = dict(envelope.headers)
+        given = envelope.message.get("Message-ID")
+        if given and "Message-ID" not in headers:
+            # The ID the guard reports and logs; a framework would make a new one otherwise.
+            headers["Message-ID"] = str(given)
+        message = message_for(envelope.original, envelope.recipients, tuple(headers.items()))
         recipients = list(envelope.recipients)
         try:
             sent = await asyncio.to_thread(self.send, message)

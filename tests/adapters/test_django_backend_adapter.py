@@ -1,0 +1,270 @@
+"""Any Django backend is a sendguard adapter: the whole pipeline applies (pytest-django).
+
+anymail's test backend, Django's locmem backend, and Django's own SMTP backend (a subclass,
+so it is not the guard's SMTP) against a real aiosmtpd server: warmup caps, status() counts,
+suppression by anymail's "rejected", no suppression by its "invalid", a refused sender paused,
+451s retried.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import smtplib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from anymail.exceptions import AnymailAPIError
+from anymail.message import AnymailRecipientStatus
+from django.core import mail
+from django.core.exceptions import ImproperlyConfigured
+from django.core.mail.backends.locmem import EmailBackend as LocmemBackend
+from django.core.mail.backends.smtp import EmailBackend as DjangoSMTPBackend
+from django.test import override_settings
+from sendguard_django import BackendAdapter, get_guard, reset_guard
+
+from sendguard import ConfigurationError, DeliveryStatus, Envelope
+from sendguard.testing import ScriptedSMTPServer
+from tests.conftest import free_port
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+OURS = "sendguard_django.EmailBackend"
+ANYMAIL = "anymail.backends.test.EmailBackend"
+LOCMEM = "django.core.mail.backends.locmem.EmailBackend"
+RELAY = f"{__name__}.RelayBackend"
+FAST_RETRY = {"attempts": 2, "initial_wait": 0.01, "max_wait": 0.02, "jitter": 0}
+
+
+class RelayBackend(DjangoSMTPBackend):
+    """Django's SMTP backend under another name: the guard treats it as any other backend."""
+
+
+def today() -> str:
+    return dt.datetime.now(dt.UTC).date().isoformat()
+
+
+WARMUP = {"table": {"1": 100}, "started_on": today()}
+
+
+@pytest.fixture(autouse=True)
+def fresh_guard(tmp_path: Path) -> Iterator[None]:
+    reset_guard()
+    with override_settings(BASE_DIR=tmp_path):
+        mail.outbox = []
+        yield
+    reset_guard()
+
+
+def settings_for(backend: str, **extra: Any) -> Any:
+    conf = {"BACKEND": backend, "STORE": "memory://", "RETRY": FAST_RETRY, **extra}
+    return override_settings(EMAIL_BACKEND=OURS, SENDGUARD=conf)
+
+
+def statuses(message: mail.EmailMessage) -> dict[str, DeliveryStatus]:
+    return {a: r.status for a, r in message.sendguard_result.recipients.items()}
+
+
+@pytest.mark.parametrize("backend", [ANYMAIL, LOCMEM])
+def test_a_warmup_ramp_caps_what_another_backend_sends(backend: str) -> None:
+    warmup = {"table": {"1": 20}, "started_on": today()}
+    with settings_for(backend, WARMUP=warmup):
+        messages = [
+            mail.EmailMessage("Hi", "Body", None, [f"user{i}@example.com"]) for i in range(26)
+        ]
+        assert mail.get_connection().send_messages(messages) == 20
+        assert len(mail.outbox) == 20
+        outcome = [next(iter(statuses(m).values())) for m in messages]
+        assert outcome.count(DeliveryStatus.ACCEPTED) == 20
+        assert outcome.count(DeliveryStatus.THROTTLED) == 6
+        status = get_guard().status("shop.example")
+        assert (status.sent_today, status.cap_today) == (20, 20)
+
+
+def test_suppressed_recipients_never_reach_the_backend_and_others_keep_their_lists() -> None:
+    with settings_for(LOCMEM):
+        get_guard().suppress("gone@example.com")
+        message = mail.EmailMessage(
+            "Hi",
+            "Body",
+            None,
+            ["Ok <ok@example.com>", "gone@example.com"],
+            cc=["GONE@example.com", "cc@example.com"],
+            bcc=["hidden@example.com"],
+        )
+        assert message.send() == 1
+        (delivered,) = mail.outbox
+        assert (delivered.to, delivered.cc, delivered.bcc) == (
+            ["Ok <ok@example.com>"],
+            ["cc@example.com"],
+            ["hidden@example.com"],
+        )
+        assert delivered is not message
+        assert message.to == ["Ok <ok@example.com>", "gone@example.com"]  # the app's, untouched
+        # The Message-ID the guard reports is the one the backend sent.
+        assert delivered.message()["Message-ID"] == message.sendguard_result.message_id
+        assert statuses(message) == {
+            "ok@example.com": DeliveryStatus.ACCEPTED,
+            "gone@example.com": DeliveryStatus.SUPPRESSED,
+            "cc@example.com": DeliveryStatus.ACCEPTED,
+            "hidden@example.com": DeliveryStatus.ACCEPTED,
+        }
+
+
+def test_anymail_rejected_suppresses_and_invalid_does_not() -> None:
+    with settings_for(ANYMAIL, WARMUP=WARMUP):
+        message = mail.EmailMessage(
+            "Hi", "Body", None, ["ok@example.com", "listed@example.com", "typo@example.com"]
+        )
+        message.anymail_test_response = {
+            "recipient_status": {
+                "ok@example.com": AnymailRecipientStatus("id1", "queued"),
+                "listed@example.com": AnymailRecipientStatus("id1", "rejected"),
+                "typo@example.com": AnymailRecipientStatus("id1", "invalid"),
+            }
+        }
+        assert message.send() == 1
+        recipients = message.sendguard_result.recipients
+        assert recipients["ok@example.com"].status is DeliveryStatus.ACCEPTED
+        assert recipients["listed@example.com"].status is DeliveryStatus.REJECTED
+        assert recipients["listed@example.com"].suppressed
+        assert recipients["typo@example.com"].status is DeliveryStatus.REJECTED
+        assert not recipients["typo@example.com"].suppressed
+        guard = get_guard()
+        entry = guard.suppression("listed@example.com")
+        assert entry is not None
+        assert entry.reason == "suppressed"
+        assert guard.suppression("typo@example.com") is None
+        assert guard.status("shop.example").sent_today == 1
+
+        again = mail.EmailMessage("Again", "Body", None, ["listed@example.com"])
+        assert again.send() == 0
+        assert statuses(again) == {"listed@example.com": DeliveryStatus.SUPPRESSED}
+        assert len(mail.outbox) == 1  # the suppressed address never reached anymail again
+
+
+def test_every_recipient_refused_by_anymail_is_still_read_per_recipient() -> None:
+    with settings_for(ANYMAIL):
+        message = mail.EmailMessage("Hi", "Body", None, ["typo@example.com"])
+        message.anymail_test_response = {
+            "recipient_status": {"typo@example.com": AnymailRecipientStatus("id1", "invalid")}
+        }
+        assert message.send() == 0  # anymail raised AnymailRecipientsRefused: a result here
+        assert statuses(message) == {"typo@example.com": DeliveryStatus.REJECTED}
+        assert get_guard().suppression("typo@example.com") is None
+
+
+@pytest.mark.parametrize(
+    ("status_code", "expected", "attempts"),
+    [
+        (503, DeliveryStatus.DEFERRED, 2),  # retried, then deferred
+        (429, DeliveryStatus.PAUSED, 1),  # a rate limit: the sender waits, as over HTTP
+        (None, DeliveryStatus.DEFERRED, 2),  # never reached the ESP: retried
+        (400, DeliveryStatus.REJECTED, 1),  # the ESP refused the message: no retry
+    ],
+)
+def test_anymail_api_errors(
+    status_code: int | None, expected: DeliveryStatus, attempts: int
+) -> None:
+    with settings_for(ANYMAIL, WARMUP=WARMUP):
+        message = mail.EmailMessage("Hi", "Body", None, ["ok@example.com"])
+        message.anymail_test_response = AnymailAPIError("ESP trouble", status_code=status_code)
+        assert message.send() == 0
+        rr = message.sendguard_result.recipients["ok@example.com"]
+        assert (rr.status, rr.attempts) == (expected, attempts)
+        assert len(mail.outbox) == attempts  # each attempt reached the backend
+        assert get_guard().suppression("ok@example.com") is None
+        assert get_guard().status("shop.example").sent_today == 0
+
+
+@pytest.fixture
+def server() -> Iterator[ScriptedSMTPServer]:
+    with ScriptedSMTPServer().in_thread() as running:
+        yield running
+
+
+def test_django_smtp_under_another_name_retries_a_451_and_suppresses_a_550(
+    server: ScriptedSMTPServer,
+) -> None:
+    server.script("grey@example.com", "451 4.7.1 Greylisted", "250 OK")
+    server.script("gone@example.com", "550 5.1.1 <gone@example.com>: User unknown")
+    with settings_for(RELAY), override_settings(EMAIL_PORT=server.port):
+        grey = mail.EmailMessage("Hi", "Body", None, ["grey@example.com"])
+        assert grey.send() == 1
+        rr = grey.sendguard_result.recipients["grey@example.com"]
+        assert (rr.status, rr.attempts) == (DeliveryStatus.ACCEPTED, 2)
+        gone = mail.EmailMessage("Hi", "Body", None, ["gone@example.com"])
+        assert gone.send() == 0
+        assert gone.sendguard_result.recipients["gone@example.com"].suppressed
+        assert get_guard().is_suppressed("gone@example.com")
+        assert server.accepted == ["grey@example.com"]
+
+
+class RefuseSender:
+    """An aiosmtpd handler that refuses every sender as blocklisted."""
+
+    async def handle_MAIL(
+        self, server: object, session: object, envelope: object, address: str, options: object
+    ) -> str:
+        del server, session, envelope, address, options
+        return "550 5.7.1 Client host rejected: blocked using zen.spamhaus.org"
+
+
+def test_a_sender_refused_at_mail_from_pauses_the_sender_and_suppresses_nobody() -> None:
+    port = free_port()
+    controller = Controller(RefuseSender(), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        with settings_for(RELAY), override_settings(EMAIL_PORT=port):
+            message = mail.EmailMessage("Hi", "Body", None, ["a@example.com", "b@example.com"])
+            assert message.send() == 0
+            recipients = message.sendguard_result.recipients
+            assert {r.status for r in recipients.values()} == {DeliveryStatus.REJECTED}
+            guard = get_guard()
+            assert not guard.is_suppressed("a@example.com")
+            assert not guard.is_suppressed("b@example.com")
+            pauses = guard.status("shop.example").domain_pauses
+            assert [domain for domain, _, _ in pauses] == ["example.com"]
+            later = mail.EmailMessage("Later", "Body", None, ["c@example.com"])
+            assert later.send() == 0
+            assert statuses(later) == {"c@example.com": DeliveryStatus.PAUSED}
+    finally:
+        controller.stop()
+
+
+def test_smtplib_errors_become_replies_for_each_recipient() -> None:
+    from sendguard._backend_adapter import error_replies  # noqa: PLC0415
+
+    rcpts = ["a@example.com", "b@example.com"]
+    refused = smtplib.SMTPRecipientsRefused({"A@example.com": (550, b"5.1.1 unknown")})
+    replies = error_replies(rcpts, refused)
+    assert (replies["a@example.com"].code, replies["a@example.com"].enhanced_code) == (550, "5.1.1")
+    assert replies["b@example.com"].code is None  # not named: tried again
+    data = error_replies(rcpts, smtplib.SMTPDataError(554, b"5.6.0 message refused"))
+    assert {(r.code, str(r.stage)) for r in data.values()} == {(554, "data")}
+    lost = error_replies(rcpts, smtplib.SMTPServerDisconnected("gone"))
+    assert {(r.code, str(r.stage)) for r in lost.values()} == {(None, "connect")}
+    odd = error_replies(rcpts, RuntimeError("boom"))
+    assert {(r.code, str(r.stage)) for r in odd.values()} == {(None, "data_end")}
+
+
+def test_a_backend_instance_is_an_adapter_and_bad_ones_are_configuration_errors() -> None:
+    adapter = BackendAdapter(LocmemBackend())
+    assert "LocmemBackend" in repr(adapter) or "locmem" in repr(adapter)
+    with pytest.raises(ConfigurationError, match="cannot import"):
+        BackendAdapter("no.such.Backend")
+    with pytest.raises(ConfigurationError, match="sendguard's own backend"):
+        BackendAdapter(OURS)
+    with pytest.raises(ConfigurationError):
+        BackendAdapter(42)  # type: ignore[arg-type]
+    with settings_for("no.such.Backend"), pytest.raises(ImproperlyConfigured):
+        mail.send_mail("Hi", "Body", None, ["ok@example.com"], fail_silently=True)
+
+
+async def test_without_the_framework_message_the_adapter_refuses() -> None:
+    adapter = BackendAdapter(LocmemBackend())
+    envelope = Envelope("a@shop.example", ("b@example.com",), mail.EmailMessage().message(), b"")
+    with pytest.raises(ConfigurationError, match="original=message"):
+        await adapter.deliver(envelope)
