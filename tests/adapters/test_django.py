@@ -156,7 +156,8 @@ def test_anymail_per_recipient_status_is_mapped_and_rejected_is_suppressed() -> 
     assert recipients["listed@example.com"].suppressed
     entry = get_guard().suppression("listed@example.com")
     assert entry is not None
-    assert (entry.reason, entry.source) == ("suppressed", "anymail")
+    # Through the guard's send path, as a suppression learned from any adapter's reply.
+    assert (entry.reason, entry.source) == ("suppressed", "smtp")
 
 
 @pytest.mark.usefixtures("anymail_backend")
@@ -177,7 +178,13 @@ def test_an_address_anymail_calls_invalid_is_never_suppressed(statuses: dict[str
     }
     message.send()  # not fail_silently: anymail then raises, and the guard reads its statuses
     recipients = message.sendguard_result.recipients
-    assert recipients["typo@example.com"].status is DeliveryStatus.INVALID
+    typo = recipients["typo@example.com"]
+    # A permanent failure (553 5.1.3, syntaxerror) that lists nobody.
+    assert (typo.status, typo.reason, typo.suppressed) == (
+        DeliveryStatus.REJECTED,
+        "syntaxerror",
+        False,
+    )
     assert get_guard().suppression("typo@example.com") is None
     if "listed@example.com" in statuses:
         assert get_guard().suppression("listed@example.com") is not None

@@ -38,7 +38,7 @@ RELAY = f"{__name__}.RelayBackend"
 FAST_RETRY = {"attempts": 2, "initial_wait": 0.01, "max_wait": 0.02, "jitter": 0}
 
 
-class RelayBackend(DjangoSMTPBackend):
+class RelayBackend(DjangoSMTPBackend):  # type: ignore[misc]  # django is untyped here
     """Django's SMTP backend under another name: the guard treats it as any other backend."""
 
 
@@ -258,7 +258,7 @@ def test_a_backend_instance_is_an_adapter_and_bad_ones_are_configuration_errors(
     with pytest.raises(ConfigurationError, match="sendguard's own backend"):
         BackendAdapter(OURS)
     with pytest.raises(ConfigurationError):
-        BackendAdapter(42)  # type: ignore[arg-type]
+        BackendAdapter(42)
     with settings_for("no.such.Backend"), pytest.raises(ImproperlyConfigured):
         mail.send_mail("Hi", "Body", None, ["ok@example.com"], fail_silently=True)
 
