@@ -27,6 +27,7 @@ What the backend's outcome means, as SMTP-style replies the guard decides on:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import smtplib
 import threading
@@ -279,7 +280,15 @@ class FrameworkBackendAdapter(Adapter):
         """
         if self._connect is not None:
             backend = self._connect()
-            return _count(backend, message)
+            try:
+                return _count(backend, message)
+            finally:
+                # Its own for this delivery: closed, also when send_messages raised half-way
+                # (some backends leave their connection open then).
+                close = getattr(backend, "close", None)
+                if callable(close):
+                    with contextlib.suppress(Exception):
+                        close()
         with self._lock:
             return _count(self._backend, message)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import smtplib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,7 +16,13 @@ import pytest
 from flask import Flask, g
 from sendguard_flask import SendGuard, current_guard
 
-from sendguard import ConfigurationError, DeliveryStatus, HeaderInjectionError, StoreError
+from sendguard import (
+    ConfigurationError,
+    DeliveryStatus,
+    HeaderInjectionError,
+    StoreError,
+    WarmupSchedule,
+)
 from sendguard.testing import ScriptedSMTPServer
 from tests.conftest import free_port, in_forked_child, scratch_redis_store
 
@@ -327,3 +334,85 @@ def test_flask_mail_line_breaks_in_headers_never_make_a_header_line(
         names = [line.split(b":")[0] for line in head.split(b"\r\n") if line[:1] not in b" \t"]
         assert b"Bcc" not in names
         assert received.rcpt_tos == ["bob@example.com"]
+
+
+# -- SENDGUARD_BACKEND: any Flask-Mailman backend is the guard's adapter -----------------------
+
+
+def _today_ramp(cap: int) -> WarmupSchedule:
+    return WarmupSchedule.from_table({1: cap}, started_on=dt.datetime.now(dt.UTC).date())
+
+
+def test_a_mailman_backend_goes_through_the_whole_pipeline(
+    make_app: MakeApp, apps: list[Flask]
+) -> None:
+    app = make_app(
+        SENDGUARD_STORE="memory://", SENDGUARD_BACKEND="locmem", SENDGUARD_WARMUP=_today_ramp(20)
+    )
+    SendGuard(app)
+    mail = flask_mailman.Mail(app)
+    apps.append(app)
+    with app.app_context():
+        current_guard(app).suppress("gone@example.com")
+        messages = [
+            flask_mailman.EmailMessage("Hi", "Body", None, [f"user{i}@example.com"])
+            for i in range(26)
+        ]
+        assert mail.get_connection().send_messages(messages) == 20
+        outcome = [next(iter(m.sendguard_result.recipients.values())).status for m in messages]
+        assert outcome.count(DeliveryStatus.THROTTLED) == 6
+        assert len(mail.outbox) == 20
+        status = current_guard(app).status("shop.example")
+        assert (status.sent_today, status.cap_today) == (20, 20)
+        assert mail.send_mail("Hi", "Body", None, ["gone@example.com"]) == 0
+        assert len(mail.outbox) == 20  # a suppressed recipient never reaches the backend
+
+
+def test_mailman_smtp_as_the_backend_retries_a_451_and_suppresses_a_550(
+    server: ScriptedSMTPServer, make_app: MakeApp, apps: list[Flask]
+) -> None:
+    # Flask-Mailman's own SMTP backend, named: the guard reads smtplib's refusals.
+    app = make_app(SENDGUARD_STORE="memory://", SENDGUARD_BACKEND="smtp")
+    SendGuard(app)
+    mail = flask_mailman.Mail(app)
+    apps.append(app)
+    server.script("grey@example.com", "451 4.7.1 Greylisted", "250 OK")
+    server.script("gone@example.com", "550 5.1.1 <gone@example.com>: User unknown")
+    with app.app_context():
+        grey = flask_mailman.EmailMessage("Hi", "Body", None, ["grey@example.com"])
+        assert mail.get_connection().send_messages([grey]) == 1
+        rr = grey.sendguard_result.recipients["grey@example.com"]
+        assert (rr.status, rr.attempts) == (DeliveryStatus.ACCEPTED, 2)
+        assert mail.send_mail("Hi", "Body", None, ["gone@example.com"]) == 0
+        assert current_guard(app).is_suppressed("gone@example.com")
+    assert server.accepted == ["grey@example.com"]
+
+
+def test_flask_mail_through_a_mailman_backend(make_app: MakeApp, apps: list[Flask]) -> None:
+    app = make_app(SENDGUARD_STORE="memory://", SENDGUARD_BACKEND="locmem")
+    SendGuard(app)
+    mailman = flask_mailman.Mail(app)
+    mail = flask_mail.Mail(app)
+    apps.append(app)
+    with app.app_context():
+        current_guard(app).suppress("gone@example.com")
+        mail.send(
+            flask_mail.Message(
+                "Hi there", recipients=["ok@example.com", "gone@example.com"], bcc=["b@example.com"]
+            )
+        )
+        (result,) = g.sendguard_results
+        assert result.recipients["gone@example.com"].status is DeliveryStatus.SUPPRESSED
+        (delivered,) = mailman.outbox
+        assert sorted(delivered.recipients()) == ["b@example.com", "ok@example.com"]
+        sent = delivered.message()
+        assert sent["Subject"] == "Hi there"
+        assert sent["Message-ID"] == result.message_id
+        assert b"\r\n" in sent.as_bytes(linesep="\r\n")
+
+
+def test_a_bad_sendguard_backend_is_a_configuration_error(make_app: MakeApp) -> None:
+    for bad in ("no_such_backend", "sendguard_flask.mailman.EmailBackend"):
+        app = make_app(SENDGUARD_STORE="memory://", SENDGUARD_BACKEND=bad)
+        with pytest.raises(ConfigurationError):
+            SendGuard(app)

@@ -68,7 +68,10 @@ class SendGuard:
         config = app.config
 
         def build() -> SyncGuard:
-            return SyncGuard(**_options(config), store=open_store(url, prefix=_prefix(config)))
+            options = _options(config)
+            if config.get("SENDGUARD_BACKEND"):  # any Flask-Mailman backend is an adapter
+                options["adapter"] = _backend_adapter(app, config["SENDGUARD_BACKEND"])
+            return SyncGuard(**options, store=open_store(url, prefix=_prefix(config)))
 
         guards = _PerProcess(build)  # built now: a bad setting fails here, not at a send
         app.extensions["sendguard"] = guards
@@ -203,6 +206,14 @@ def _options(config: Any) -> dict[str, Any]:  # noqa: ANN401 (Flask's Config)
     if config.get("SENDGUARD_BOUNCE_SECRET"):
         options["bounce_secret"] = config["SENDGUARD_BOUNCE_SECRET"]
     return options
+
+
+def _backend_adapter(app: Flask, backend: object) -> Any:  # noqa: ANN401 (BackendAdapter)
+    try:
+        from sendguard_flask.mailman import BackendAdapter  # noqa: PLC0415 (optional)
+    except ImportError as exc:
+        raise ConfigurationError(f"SENDGUARD_BACKEND: {exc}") from exc
+    return BackendAdapter(app, backend)
 
 
 def _guard_flask_mail() -> None:

@@ -1,7 +1,14 @@
-"""Flask-Mailman's backend that sends through the app's guard (``MAIL_BACKEND``)."""
+"""Flask-Mailman's backend that sends through the app's guard (``MAIL_BACKEND``).
+
+``SENDGUARD_BACKEND`` names the Flask-Mailman backend the guard delivers through instead of
+talking SMTP itself (``"locmem"``, ``"console"``, a dotted path to a custom one): it becomes
+the guard's adapter, :class:`BackendAdapter`, so the whole pipeline applies to what it sends
+(suppression, warmup caps, pauses, shaping, the breaker, retries, ``status()`` counts).
+"""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -11,10 +18,13 @@ except ImportError as exc:  # an optional dependency: say how to get it
     need = "Flask-Mailman is not installed: pip install 'sendguard-flask[mailman]'"
     raise ImportError(need) from exc
 
+from flask import Flask
+
 from sendguard import ConfigurationError, envelope_address
+from sendguard._backend_adapter import FrameworkBackendAdapter
 from sendguard_flask import current_guard, record
 
-__all__ = ["EmailBackend"]
+__all__ = ["BackendAdapter", "EmailBackend"]
 
 
 class EmailBackend(BaseEmailBackend):
@@ -34,6 +44,7 @@ class EmailBackend(BaseEmailBackend):
                     message.message(),
                     sender=envelope_address(message.from_email),
                     recipients=[envelope_address(r) for r in message.recipients()],
+                    original=message,
                 )
             except ConfigurationError:
                 raise
@@ -46,3 +57,65 @@ class EmailBackend(BaseEmailBackend):
             if result.accepted:
                 sent += 1
         return sent
+
+
+def backend_class(name: str) -> type[Any]:
+    """The Flask-Mailman backend class *name* names, as ``MAIL_BACKEND`` would.
+
+    ``"locmem"`` is ``flask_mailman.backends.locmem.EmailBackend``; a dotted path names a
+    module (its ``EmailBackend``) or a class ending in ``EmailBackend``.
+    """
+    if "." not in name:
+        module, attribute = f"flask_mailman.backends.{name}", "EmailBackend"
+    elif name.endswith("EmailBackend"):
+        module, _, attribute = name.rpartition(".")
+    else:
+        module, attribute = name, "EmailBackend"
+    try:
+        found = getattr(importlib.import_module(module), attribute)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigurationError(f"cannot import the mail backend {name!r}: {exc}") from exc
+    if not isinstance(found, type) or not callable(getattr(found, "send_messages", None)):
+        raise ConfigurationError(f"{name!r} is not a mail backend class (no send_messages)")
+    if issubclass(found, EmailBackend):
+        raise ConfigurationError(
+            f"{name!r} is sendguard's own backend: SENDGUARD_BACKEND names the backend the "
+            "guard sends through"
+        )
+    return found
+
+
+class BackendAdapter(FrameworkBackendAdapter):
+    """Delivers through *app*'s Flask-Mailman backend *backend* (a name, or an instance).
+
+    A name gets a fresh backend per delivery (``fail_silently=False``: its errors are the
+    guard's to read), built with the app's Flask-Mailman extension when it has one; each
+    delivery runs in a worker thread inside an app context of *app*.  See
+    :mod:`sendguard._backend_adapter` for how the backend's outcome becomes replies.
+    """
+
+    def __init__(self, app: Flask, backend: str | object, /) -> None:
+        if not isinstance(app, Flask):
+            raise ConfigurationError(f"BackendAdapter takes the Flask app first, not {app!r}")
+        self.app = app
+        if isinstance(backend, str):
+            klass = backend_class(backend)
+
+            def connect() -> object:
+                mailman = app.extensions.get("mailman")
+                if mailman is None and issubclass(klass, BaseEmailBackend):
+                    raise ConfigurationError(
+                        f"SENDGUARD_BACKEND={backend!r} is a Flask-Mailman backend: "
+                        "register Flask-Mailman on the app (flask_mailman.Mail(app))"
+                    )
+                made: object = klass(mailman=mailman, fail_silently=False)
+                return made
+
+            super().__init__(connect=connect, name=backend)
+        else:
+            super().__init__(backend)
+
+    def send(self, message: object) -> int:
+        """See :meth:`FrameworkBackendAdapter.send`: inside an app context of the app."""
+        with self.app.app_context():
+            return super().send(message)
