@@ -6,7 +6,12 @@ DSN, a signed provider webhook, an anymail tracking signal).  Every pair runs on
 with the README's user rule and a breaker, and must leave the row's state: the suppression
 entry's reason, the soft-bounce count, the sender's pauses and the breaker's counts.
 
-To add a path (Django with anymail's test backend, Flask-Mailman, ...), write one ``Path``
+Django's and Flask-Mailman's own SMTP backends, configured as the backend the guard delivers
+through (``SENDGUARD["BACKEND"]``, ``SENDGUARD_BACKEND``), are paths too: the server's reply
+reaches the guard as smtplib's exception, read by the framework backend adapter.  (anymail's
+test backend is not: its per-recipient statuses carry no server reply to classify.)
+
+To add a path, write one ``Path``
 subclass whose ``observe`` feeds a row through it and returns ``state(...)`` of its guard, and
 append an instance to ``PATHS``; say in ``knows_sender`` whether the sender reaches the guard
 (without it nobody can be paused and the breaker has nobody to count for).
@@ -23,9 +28,16 @@ from email.message import EmailMessage
 from pathlib import Path as FilePath
 from typing import Any
 
+import flask_mailman
 import pytest
 import sendguard_django.signals
 from anymail.signals import AnymailTrackingEvent, tracking
+from django.core import mail as django_mail
+from django.core.mail.backends.smtp import EmailBackend as DjangoSMTPBackend
+from django.test import override_settings
+from flask import Flask
+from sendguard_django import BackendAdapter
+from sendguard_flask.mailman import BackendAdapter as MailmanAdapter
 from sendguard_postmark import parse_webhook as postmark_webhook
 
 from sendguard import (
@@ -316,7 +328,68 @@ class Anymail(Path):
         return await asyncio.to_thread(work)
 
 
-PATHS: list[Path] = [SMTP(), HTTP(), DSN(), Postmark(), Anymail()]
+class RelayBackend(DjangoSMTPBackend):  # type: ignore[misc]  # django is untyped here
+    """Django's SMTP backend under another name: the guard delivers through it."""
+
+
+class DjangoBackend(Path):
+    """A Django EmailMessage through a Django backend as the guard's adapter, to a real server."""
+
+    name = "django-backend"
+
+    def supports(self, row: Observation) -> bool:
+        return row.kind != "complaint"
+
+    async def observe(self, row: Observation, store: Store) -> State:
+        async with ScriptedSMTPServer() as server:
+            if row.kind == "failure":
+                server.script(RCPT, row.reply)
+            adapter = BackendAdapter(f"{__name__}.RelayBackend")
+            adapter.confirms_delivery = True  # it talks to the recipient's server itself here
+            mail = django_mail.EmailMessage("hello", "hello", SENDER, [RCPT])
+            with override_settings(EMAIL_HOST="127.0.0.1", EMAIL_PORT=server.port):
+                async with Guard(adapter=adapter, **options(store)) as guard:
+                    if row.seed_soft:
+                        await seed(guard)
+                    await guard.send(mail.message(), recipients=[RCPT], original=mail)
+                    return await state(guard)
+
+
+class FlaskMailman(Path):
+    """A Flask-Mailman message through its SMTP backend as the guard's adapter."""
+
+    name = "flask-mailman"
+
+    def supports(self, row: Observation) -> bool:
+        return row.kind != "complaint"
+
+    async def observe(self, row: Observation, store: Store) -> State:
+        async with ScriptedSMTPServer() as server:
+            if row.kind == "failure":
+                server.script(RCPT, row.reply)
+            app = Flask("one_verdict")
+            app.config.update(MAIL_SERVER="127.0.0.1", MAIL_PORT=server.port)
+            flask_mailman.Mail(app)
+            adapter = MailmanAdapter(app, "smtp")
+            adapter.confirms_delivery = True
+            with app.app_context():
+                mail = flask_mailman.EmailMessage("hello", "hello", SENDER, [RCPT])
+                async with Guard(adapter=adapter, **options(store)) as guard:
+                    if row.seed_soft:
+                        await seed(guard)
+                    await guard.send(mail.message(), recipients=[RCPT], original=mail)
+                    return await state(guard)
+
+
+PATHS: list[Path] = [
+    SMTP(),
+    HTTP(),
+    DSN(),
+    Postmark(),
+    Anymail(),
+    DjangoBackend(),
+    FlaskMailman(),
+]
 
 
 @pytest.fixture(params=["memory", "sqlite", "redis"])
