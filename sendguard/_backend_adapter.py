@@ -89,14 +89,24 @@ def message_for(
     wanted = {r.lower() for r in recipients}
     message: Any = copy.copy(original)
     for name in _ADDRESS_FIELDS:
-        kept = [a for a in getattr(original, name) if (_wire(a) or "").lower() in wanted]
+        kept = []
+        for address in getattr(original, name):
+            wire = (_wire(address) or "").lower()
+            if wire in wanted:
+                kept.append(address)
+                wanted.discard(wire)  # once, as the guard counts it
         setattr(message, name, kept)
     if headers:
         extra = getattr(original, "extra_headers", None)
-        message.extra_headers = {**(extra if isinstance(extra, dict) else {}), **dict(headers)}
+        names = {n.lower() for n, _ in headers}
+        kept_headers = {
+            n: v
+            for n, v in (extra if isinstance(extra, dict) else {}).items()
+            if n.lower() not in names
+        }
+        message.extra_headers = {**kept_headers, **dict(headers)}
     # anymail writes its status onto the message it sends: never onto the application's.
-    if hasattr(message, "anymail_status"):
-        del message.anymail_status
+    vars(message).pop("anymail_status", None)
     return message
 
 

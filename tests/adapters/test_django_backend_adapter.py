@@ -268,3 +268,21 @@ async def test_without_the_framework_message_the_adapter_refuses() -> None:
     envelope = Envelope("a@shop.example", ("b@example.com",), mail.EmailMessage().message(), b"")
     with pytest.raises(ConfigurationError, match="original=message"):
         await adapter.deliver(envelope)
+
+
+def test_a_recipient_named_twice_gets_one_copy_and_the_apps_message_id_stays() -> None:
+    with settings_for(LOCMEM):
+        message = mail.EmailMessage(
+            "Hi",
+            "Body",
+            None,
+            ["ok@example.com"],
+            cc=["OK@example.com"],
+            headers={"Message-Id": "<app-1@shop.example>"},
+        )
+        assert message.send() == 1
+        (delivered,) = mail.outbox
+        assert (delivered.to, delivered.cc) == (["ok@example.com"], [])
+        sent = delivered.message()
+        assert sent.get_all("Message-ID") == ["<app-1@shop.example>"]
+        assert message.sendguard_result.message_id == "<app-1@shop.example>"
