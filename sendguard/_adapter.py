@@ -27,6 +27,13 @@ class Adapter(abc.ABC):
     reset an address's soft bounces.  An adapter that talks to the recipient's MX sets it.
     """
 
+    source: str = "smtp"
+    """What suppressions learned from this adapter's replies are recorded as coming from.
+
+    ``Suppression.source``: ``"smtp"`` for a server's replies, the provider's name for an
+    ESP's API (``"sendgrid"``), ``"anymail"`` or ``"backend"`` for a framework's backend.
+    """
+
     @abc.abstractmethod
     async def deliver(self, envelope: Envelope) -> Mapping[str, Reply]:
         """Deliver *envelope*; return a reply for every one of its recipients (wire form)."""

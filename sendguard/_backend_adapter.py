@@ -261,7 +261,12 @@ class FrameworkBackendAdapter(Adapter):
         self._backend = backend
         self._connect = connect
         self._lock = threading.Lock()
-        self.name = name or (type(backend).__qualname__ if backend is not None else "backend")
+        self.name = name or (
+            type(backend).__module__ + "." + type(backend).__qualname__
+            if backend is not None
+            else "backend"
+        )
+        self.source = "anymail" if self.name.lower().startswith("anymail.") else "backend"
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"

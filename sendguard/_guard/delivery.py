@@ -87,12 +87,13 @@ class Deliverer:
         # the final dot, or a delivery cut off while in flight); the rest is given back.
         spent = len(accepted) + state.uncertain + state.in_flight
         clock = guard._clock
+        source = guard.adapter.source
         return Outcome(
             now=clock(),
             quota=quota,
             give_back=reserved - spent if quota else 0,
-            suppressions=[entry(k, found, "smtp", clock()) for k, found in state.suppress.items()],
-            soft_failures=[entry(k, found, "smtp", clock()) for k, found in state.soft.items()],
+            suppressions=[entry(k, found, source, clock()) for k, found in state.suppress.items()],
+            soft_failures=[entry(k, found, source, clock()) for k, found in state.soft.items()],
             soft_resets=[k for k in state.had_soft if k in accepted]
             if guard.adapter.confirms_delivery
             else [],

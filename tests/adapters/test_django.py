@@ -156,8 +156,8 @@ def test_anymail_per_recipient_status_is_mapped_and_rejected_is_suppressed() -> 
     assert recipients["listed@example.com"].suppressed
     entry = get_guard().suppression("listed@example.com")
     assert entry is not None
-    # Through the guard's send path, as a suppression learned from any adapter's reply.
-    assert (entry.reason, entry.source) == ("suppressed", "smtp")
+    # Through the guard's send path, recorded as learned from anymail's answer.
+    assert (entry.reason, entry.source) == ("suppressed", "anymail")
 
 
 @pytest.mark.usefixtures("anymail_backend")

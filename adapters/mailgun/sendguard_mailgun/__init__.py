@@ -63,6 +63,8 @@ def _check_client(owner: str, base_url: object, timeout: object, transport: obje
 class MailgunAdapter(Adapter):
     """Delivers through Mailgun's HTTP API; ``base_url`` picks the region (EU, US)."""
 
+    source = "mailgun"
+
     def __init__(
         self,
         *,

@@ -71,6 +71,8 @@ def _check_client(owner: str, base_url: object, timeout: object, transport: obje
 class PostmarkAdapter(Adapter):
     """Delivers through Postmark's HTTP API (``base_url`` for tests or a proxy)."""
 
+    source = "postmark"
+
     def __init__(
         self,
         *,

@@ -72,6 +72,8 @@ def _check_client(owner: str, base_url: object, timeout: object, transport: obje
 class SendGridAdapter(Adapter):
     """Delivers through SendGrid's v3 HTTP API."""
 
+    source = "sendgrid"
+
     def __init__(
         self,
         *,

@@ -84,6 +84,8 @@ _SENDER_REFUSED = (
 class SESAdapter(Adapter):
     """Delivers through Amazon SES v2 (``endpoint_url`` for tests or a VPC endpoint)."""
 
+    source = "ses"
+
     def __init__(
         self,
         *,
