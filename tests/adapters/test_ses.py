@@ -177,10 +177,11 @@ def sns(
     timestamp: object = "2026-11-01T09:00:00.000Z",
     subscribe_url: str = "https://sns.eu-west-1.amazonaws.com/?Action=ConfirmSubscription&Token=tok",
     message: str | None = None,
+    message_id: str = "sns-1",
 ) -> str:
     envelope: dict[str, Any] = {
         "Type": kind,
-        "MessageId": "sns-1",
+        "MessageId": message_id,
         "TopicArn": topic,
         "Timestamp": timestamp,
         "SignatureVersion": version,
