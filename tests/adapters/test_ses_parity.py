@@ -132,9 +132,9 @@ async def test_sns_and_email_leave_the_same_state_after_every_notification() -> 
     over_sns, by_email = guard(), guard()
     verifier = SNSVerifier(topic_arns=[TOPIC], fetch=Fetcher(), clock=lambda: NOW)
     try:
-        for i, (name, payload) in enumerate(NOTIFICATIONS):
+        for i, (name, facts) in enumerate(NOTIFICATIONS):
             payload = {
-                **payload,
+                **facts,
                 "mail": {
                     "timestamp": (NOW - dt.timedelta(minutes=1)).isoformat(),
                     "source": SENDER,
