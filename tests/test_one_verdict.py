@@ -300,7 +300,7 @@ class Anymail(Path):
     """django-anymail's tracking signal, as its webhook views send it."""
 
     name = "anymail"
-    knows_sender = False  # anymail's normalized events carry no sender
+    knows_sender = True  # from the ESP's raw event (Postmark's "From"), where anymail keeps it
 
     async def observe(self, row: Observation, store: Store) -> State:
         # anymail says "bounced" for a final failure, soft or hard; "deferred" while it retries.
@@ -310,6 +310,7 @@ class Anymail(Path):
             recipient=RCPT,
             event_id="ev-1",
             mta_response=row.reply or None,
+            esp_event={"RecordType": "Bounce", "Email": RCPT, "From": SENDER},
             timestamp=dt.datetime(2026, 11, 1, 9, tzinfo=dt.UTC),
         )
 
@@ -320,7 +321,7 @@ class Anymail(Path):
                     guard.ingest_events([seed_event()])
                 with pytest.MonkeyPatch.context() as patch:
                     patch.setattr(sendguard_django.signals, "get_guard", lambda: guard)
-                    tracking.send(sender=object(), event=event, esp_name="SendGrid")
+                    tracking.send(sender=object(), event=event, esp_name="Postmark")
                 return sync_state(guard)
             finally:
                 guard.close()

@@ -215,6 +215,74 @@ def test_anymail_tracking_events_feed_the_suppression_list() -> None:
     assert not guard.is_suppressed("spam@example.com")
 
 
+BLOCKED = "554 5.7.1 Service unavailable; Client host blocked using zen.spamhaus.org"
+
+
+@pytest.mark.usefixtures("anymail_backend")
+@pytest.mark.parametrize(
+    ("esp_name", "esp_event"),
+    [
+        ("Postmark", {"RecordType": "Bounce", "From": "News <news@shop.example>"}),
+        ("Mailgun", {"event-data": {"envelope": {"sender": "news@shop.example"}}}),
+        ("Amazon SES", {"mail": {"source": "news@shop.example"}}),
+        ("SparkPost", {"msys": {"message_event": {"msg_from": "news@shop.example"}}}),
+        ("Mandrill", {"msg": {"sender": "news@shop.example"}}),
+        ("Resend", {"data": {"from": "Shop <news@shop.example>"}}),
+    ],
+)
+def test_an_anymail_event_that_names_its_sender_pauses_it(
+    esp_name: str, esp_event: dict[str, Any]
+) -> None:
+    fields = {"event_type": "bounced", "recipient": "fine@example.com", "esp_event": esp_event}
+    tracking.send(
+        sender=object(),
+        event=AnymailTrackingEvent(mta_response=BLOCKED, event_id="e1", **fields),
+        esp_name=esp_name,
+    )
+    tracking.send(
+        sender=object(),
+        event=AnymailTrackingEvent(
+            mta_response="550 5.1.1 user unknown",
+            event_id="e2",
+            **{**fields, "recipient": "dead@example.com"},
+        ),
+        esp_name=esp_name,
+    )
+    guard = get_guard()
+    assert [(p.recipient_domain, p.reason) for p in guard.pauses("shop.example")] == [
+        ("example.com", "blocked")
+    ]
+    assert not guard.is_suppressed("fine@example.com")
+    assert guard.is_suppressed("dead@example.com")
+
+
+@pytest.mark.usefixtures("anymail_backend")
+@pytest.mark.parametrize(
+    ("esp_name", "esp_event"),
+    [
+        ("SendGrid", {"email": "fine@example.com", "from": "news@shop.example"}),
+        ("Postmark", {"From": "not an address"}),
+        ("Postmark", {"From": "a@b.example, c@d.example"}),
+        ("Mailgun", {"event-data": ["news@shop.example"]}),
+        ("Postmark", None),
+    ],
+)
+def test_an_anymail_event_without_a_readable_sender_pauses_nobody(
+    esp_name: str, esp_event: object
+) -> None:
+    event = AnymailTrackingEvent(
+        event_type="bounced",
+        recipient="fine@example.com",
+        mta_response=BLOCKED,
+        event_id="e1",
+        esp_event=esp_event,
+    )
+    tracking.send(sender=object(), event=event, esp_name=esp_name)
+    guard = get_guard()
+    assert guard.pauses("shop.example") == []
+    assert not guard.is_suppressed("fine@example.com")
+
+
 @pytest.mark.usefixtures("anymail_backend")
 def test_anymail_pre_send_drops_suppressed_recipients() -> None:
     get_guard().suppress("gone@example.com")

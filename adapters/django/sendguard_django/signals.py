@@ -13,7 +13,13 @@ import datetime as dt
 import hashlib
 from typing import Any, Literal
 
-from sendguard import DeliveryEvent, envelope_address, event_from
+from sendguard import (
+    DeliveryEvent,
+    InvalidAddressError,
+    envelope_address,
+    event_from,
+    parse_mailbox,
+)
 from sendguard_django._config import get_guard
 
 __all__ = ["connect", "delivery_event", "on_pre_send", "on_tracking"]
@@ -30,6 +36,22 @@ _TYPES: dict[str, _Type] = {
 }
 # Anymail's reject reasons that say the ESP refused the address as already dead.
 _DEAD = frozenset({"bounced", "invalid"})
+# Where each ESP's raw event (anymail's ``esp_event``) names the message's sender, for the
+# ESPs whose webhooks carry it (SendGrid's, Mailjet's and Brevo's do not).  With a sender the
+# guard can pause it toward a domain that refused it and count its bounces for the breaker.
+_SENDER_PATHS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "mailgun": (("event-data", "envelope", "sender"), ("envelope", "sender")),
+    "postmark": (("From",),),
+    "amazonses": (("mail", "source"),),
+    "sparkpost": (
+        ("msys", "message_event", "msg_from"),
+        ("msys", "message_event", "friendly_from"),
+        ("msg_from",),
+    ),
+    "mandrill": (("msg", "sender"),),
+    "resend": (("data", "from"),),
+    "postal": (("payload", "message", "from"),),
+}
 
 
 def connect() -> bool:
@@ -81,8 +103,23 @@ def delivery_event(event: Any, esp_name: str) -> DeliveryEvent | None:  # noqa: 
         diagnostic=text,
         permanent=permanent,
         reason=verdict,
+        sender=_sender(getattr(event, "esp_event", None), esp_name),
         raw={"esp_event": getattr(event, "esp_event", None)},
     )
+
+
+def _sender(esp_event: object, esp_name: str) -> str:
+    """The sender's address in the ESP's raw event, where that ESP puts it; else ``""``."""
+    for path in _SENDER_PATHS.get(esp_name.lower().replace(" ", "").replace("_", ""), ()):
+        value = esp_event
+        for name in path:
+            value = value.get(name) if isinstance(value, dict) else None
+        if isinstance(value, str) and len(value) <= 998:
+            try:
+                return parse_mailbox(value)[1]
+            except InvalidAddressError:
+                continue  # not one mailbox: nobody to pause
+    return ""
 
 
 def _derived_id(event: Any, when: object) -> str:  # noqa: ANN401
