@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from sendguard import classify, parse_bounce
-from sendguard._classify import SENDER_REASONS
+from sendguard._bounces.classify import SENDER_REASONS
 
 ROOT = Path(__file__).resolve().parent.parent
 V4_TO_V5 = {

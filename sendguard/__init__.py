@@ -8,9 +8,7 @@ from sendguard._address import (
     normalize_address,
     parse_mailbox,
 )
-from sendguard._bounce import BounceReport, parse_bounce
-from sendguard._breaker import Breaker, BreakerEvent, SenderStatus, Volume
-from sendguard._classify import (
+from sendguard._bounces.classify import (
     DEFAULT_RULES,
     REASONS,
     Action,
@@ -19,6 +17,8 @@ from sendguard._classify import (
     Rules,
     classify,
 )
+from sendguard._bounces.dsn import BounceReport, parse_bounce
+from sendguard._bounces.events import DeliveryEvent, event_from
 from sendguard._errors import (
     BounceParseError,
     ConfigurationError,
@@ -33,9 +33,7 @@ from sendguard._errors import (
     WebhookPayloadError,
     WebhookUnavailableError,
 )
-from sendguard._events import DeliveryEvent, event_from
 from sendguard._guard import Guard
-from sendguard._memory import MemoryStore
 from sendguard._models import (
     DeliveryStatus,
     Envelope,
@@ -45,12 +43,11 @@ from sendguard._models import (
     Stage,
     Suppression,
 )
-from sendguard._open import open_store, store_url
-from sendguard._redis import RedisStore
-from sendguard._retry import RetryPolicy
-from sendguard._shaping import PROVIDERS, Limit, Shaping, mx_provider, parse_limit
+from sendguard._pacing.breaker import Breaker, BreakerEvent, SenderStatus, Volume
+from sendguard._pacing.retry import RetryPolicy
+from sendguard._pacing.shaping import PROVIDERS, Limit, Shaping, mx_provider, parse_limit
+from sendguard._pacing.warmup import WarmupSchedule
 from sendguard._smtp import SMTPAdapter
-from sendguard._sqlite import SQLiteStore
 from sendguard._store import (
     Admission,
     Admit,
@@ -63,8 +60,11 @@ from sendguard._store import (
     SoftBouncePolicy,
     Store,
 )
+from sendguard._store.memory import MemoryStore
+from sendguard._store.open import open_store, store_url
+from sendguard._store.redis import RedisStore
+from sendguard._store.sqlite import SQLiteStore
 from sendguard._sync import SyncGuard
-from sendguard._warmup import WarmupSchedule
 
 __version__ = "0.1.0"
 

@@ -23,9 +23,8 @@ from typing import Annotated, TextIO, TypeVar, cast
 import typer
 
 from sendguard._address import normalize_address
-from sendguard._bounce import BounceReport, parse_bounce
-from sendguard._breaker import Breaker, SenderStatus
-from sendguard._classify import DEFAULT_RULES, classify
+from sendguard._bounces.classify import DEFAULT_RULES, classify
+from sendguard._bounces.dsn import BounceReport, parse_bounce
 from sendguard._errors import (
     BounceParseError,
     ConfigurationError,
@@ -35,9 +34,10 @@ from sendguard._errors import (
 from sendguard._guard import Guard
 from sendguard._log import handled, to_stderr
 from sendguard._models import Suppression
-from sendguard._open import open_store, sqlite_path, store_url
+from sendguard._pacing.breaker import Breaker, SenderStatus
+from sendguard._pacing.warmup import PRESETS, WarmupSchedule
 from sendguard._store import Store
-from sendguard._warmup import PRESETS, WarmupSchedule
+from sendguard._store.open import open_store, sqlite_path, store_url
 
 __all__ = ["Defaults", "app", "main"]
 

@@ -19,18 +19,18 @@ from types import TracebackType
 from typing import Any, Literal, Self, TypeVar
 
 from sendguard._adapter import Adapter
-from sendguard._bounce import BounceReport
-from sendguard._breaker import Breaker, SenderStatus
-from sendguard._classify import Rules
+from sendguard._bounces.classify import Rules
+from sendguard._bounces.dsn import BounceReport
+from sendguard._bounces.events import DeliveryEvent
 from sendguard._errors import ConfigurationError
-from sendguard._events import DeliveryEvent
 from sendguard._guard import Clock, Guard, Sleep, utcnow
 from sendguard._models import SendResult, Suppression
 from sendguard._options import check_seconds
-from sendguard._retry import RetryPolicy
-from sendguard._shaping import Shaping
+from sendguard._pacing.breaker import Breaker, SenderStatus
+from sendguard._pacing.retry import RetryPolicy
+from sendguard._pacing.shaping import Shaping
+from sendguard._pacing.warmup import WarmupSchedule
 from sendguard._store import Pause, SoftBouncePolicy, Store
-from sendguard._warmup import WarmupSchedule
 
 __all__ = ["SyncGuard"]
 

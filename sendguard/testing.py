@@ -376,7 +376,7 @@ class AdapterConformance:
 
     async def test_conformance_throttling_is_temporary_and_never_dead(self) -> None:
         """Throttled (429/5xx): no code or a 4xx, and never a recipient fault."""
-        from sendguard._classify import HARD_REASONS  # noqa: PLC0415
+        from sendguard._bounces.classify import HARD_REASONS  # noqa: PLC0415
 
         for reply in (await self._replies("throttle")).values():
             assert reply.code is None or 400 <= reply.code < 500, reply
@@ -384,8 +384,8 @@ class AdapterConformance:
 
     async def test_conformance_a_refused_message_suppresses_nobody(self) -> None:
         """A refused request fails the message; no recipient is suppressed for it."""
-        from sendguard._classify import DEFAULT  # noqa: PLC0415
-        from sendguard._verdict import Decision, judge_reply  # noqa: PLC0415
+        from sendguard._bounces.classify import DEFAULT  # noqa: PLC0415
+        from sendguard._bounces.verdict import Decision, judge_reply  # noqa: PLC0415
 
         for reply in (await self._replies("refuse")).values():
             assert reply.code is not None and reply.code >= 500, reply

@@ -35,13 +35,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, NamedTuple
 
+from sendguard._bounces.events import DeliveryEvent
 from sendguard._errors import (
     StoreError,
     WebhookAuthError,
     WebhookPayloadError,
     WebhookUnavailableError,
 )
-from sendguard._events import DeliveryEvent
 from sendguard._log import logger
 
 if TYPE_CHECKING:

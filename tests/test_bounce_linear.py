@@ -19,8 +19,8 @@ from typing import TypeVar
 import pytest
 
 from sendguard import DEFAULT_RULES, BounceParseError, Guard, classify, parse_bounce
-from sendguard._bounce import bounce_message
-from sendguard._token import find_token
+from sendguard._bounces.dsn import bounce_message
+from sendguard._bounces.token import find_token
 
 T = TypeVar("T")
 

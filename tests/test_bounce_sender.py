@@ -12,7 +12,7 @@ from collections.abc import Callable
 import pytest
 
 from sendguard import Action, Guard, Store, classify, parse_bounce
-from sendguard._classify import SENDER_REASONS
+from sendguard._bounces.classify import SENDER_REASONS
 from sendguard.testing import ScriptedSMTPServer, make_dsn
 from tests.conftest import message
 

@@ -23,8 +23,8 @@ from sendguard import (
     Store,
     parse_bounce,
 )
-from sendguard._bounce import bounce_message
-from sendguard._token import BounceSigner
+from sendguard._bounces.dsn import bounce_message
+from sendguard._bounces.token import BounceSigner
 from sendguard.testing import FakeClock, ScriptedSMTPServer, make_arf, make_dsn
 from tests.conftest import message
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sendguard import Action, Rule, Rules, classify
-from sendguard._classify import REASONS, SENDER_REASONS
+from sendguard._bounces.classify import REASONS, SENDER_REASONS
 
 
 def test_the_contract_examples() -> None:

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 import pytest
 
 from sendguard import Guard, RedisStore, WarmupSchedule
-from sendguard._coalesce import Coalescer
+from sendguard._store.coalesce import Coalescer
 from tests.conftest import message
 
 

@@ -20,7 +20,7 @@ from sendguard import (
     mx_provider,
     parse_limit,
 )
-from sendguard._shaping import provider_of_mx
+from sendguard._pacing.shaping import provider_of_mx
 from sendguard.testing import FakeClock, ScriptedSMTPServer
 from tests.conftest import message
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 
 from sendguard._address import Address, normalize_address
-from sendguard._classify import Classification
+from sendguard._bounces.classify import Classification
 from sendguard._errors import InvalidAddressError
 from sendguard._log import logger
 from sendguard._models import DeliveryStatus, RecipientResult, Reply, Suppression

@@ -15,10 +15,10 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from sendguard._address import Address, normalize_address
-from sendguard._breaker import SenderStatus, Volume
 from sendguard._errors import InvalidAddressError, StoreError
 from sendguard._guard._common import EPOCH, SendState, log, next_midnight, paused_result
 from sendguard._models import DeliveryStatus, RecipientResult
+from sendguard._pacing.breaker import SenderStatus, Volume
 from sendguard._store import Admission, Admit, Outcome, Quota, Ramp, Reservation, Shape
 
 if TYPE_CHECKING:

@@ -1,6 +1,6 @@
 """Delivery: hand the admitted recipients to the adapter, judge each reply, retry, conclude.
 
-Every reply goes through the one verdict (:func:`sendguard._verdict.judge_reply`): accepted,
+Every reply goes through the one verdict (:func:`sendguard._bounces.verdict.judge_reply`): accepted,
 suppressed (the address is dead), a soft failure counted, a refusal of the sender (which
 pauses the sender toward that domain and suppresses no one), or a temporary failure retried
 with backoff.  :meth:`Deliverer.outcome` turns what a send learned (finished or cut off) into
@@ -19,7 +19,9 @@ from email.message import Message
 from typing import TYPE_CHECKING
 
 from sendguard._address import Address
-from sendguard._classify import Classification
+from sendguard._bounces.classify import Classification
+from sendguard._bounces.token import TOKEN_HEADER
+from sendguard._bounces.verdict import Decision, counts_as_bounce, judge_reply, pause_for
 from sendguard._errors import MessageEncodingError, SendGuardError
 from sendguard._guard._common import (
     ACCEPTED,
@@ -33,8 +35,6 @@ from sendguard._guard._common import (
 from sendguard._message import serialize
 from sendguard._models import DeliveryStatus, Envelope, Reply, Stage
 from sendguard._store import Outcome, Pause
-from sendguard._token import TOKEN_HEADER
-from sendguard._verdict import Decision, counts_as_bounce, judge_reply, pause_for
 
 if TYPE_CHECKING:
     from sendguard._guard.facade import Guard

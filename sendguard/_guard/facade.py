@@ -21,27 +21,27 @@ from typing import Literal, Self
 
 from sendguard._adapter import Adapter
 from sendguard._address import normalize_address, redact
-from sendguard._bounce import BounceReport
-from sendguard._breaker import Breaker, SenderStatus
-from sendguard._classify import Rules
+from sendguard._bounces.classify import Rules
+from sendguard._bounces.dsn import BounceReport
+from sendguard._bounces.events import DeliveryEvent
+from sendguard._bounces.token import BounceSigner
 from sendguard._errors import ConfigurationError, NoRecipientsError
-from sendguard._events import DeliveryEvent
 from sendguard._guard._common import ACCEPTED, Clock, SendState, Sleep, log, utcnow
 from sendguard._guard.admission import Admitter, validate
 from sendguard._guard.delivery import Deliverer
 from sendguard._guard.ingestion import Ingester
 from sendguard._guard.recording import Recorder, log_pause
-from sendguard._journal import Journal
-from sendguard._memory import MemoryStore
 from sendguard._message import check_headers, envelope_recipients, envelope_sender, serialize
 from sendguard._models import RecipientResult, SendResult, Suppression
 from sendguard._options import check_flag, check_instance, check_seconds
-from sendguard._retry import RetryPolicy
-from sendguard._shaping import Shaping
+from sendguard._pacing.breaker import Breaker, SenderStatus
+from sendguard._pacing.retry import RetryPolicy
+from sendguard._pacing.shaping import Shaping
+from sendguard._pacing.warmup import WarmupSchedule
 from sendguard._smtp import SMTPAdapter
 from sendguard._store import Pause, SoftBouncePolicy, Store
-from sendguard._token import BounceSigner
-from sendguard._warmup import WarmupSchedule
+from sendguard._store.journal import Journal
+from sendguard._store.memory import MemoryStore
 
 __all__ = ["Guard"]
 

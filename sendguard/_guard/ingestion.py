@@ -1,6 +1,6 @@
 """Ingestion: bounces, complaints and provider events that arrive after the send.
 
-Each observation goes through the one verdict (:mod:`sendguard._verdict`) and is recorded in
+Each observation goes through the one verdict (:mod:`sendguard._bounces.verdict`) and is recorded in
 one store call, idempotently: a bounce read twice or an event delivered twice counts once.
 With a bounce secret, a bounce changes something only for the recipient whose signed token
 it brings back.
@@ -14,14 +14,14 @@ from dataclasses import replace
 from email.message import Message
 from typing import TYPE_CHECKING
 
-from sendguard._bounce import BounceReport, bounce_id, bounce_message, parse_bounce
-from sendguard._events import DeliveryEvent
+from sendguard._bounces.dsn import BounceReport, bounce_id, bounce_message, parse_bounce
+from sendguard._bounces.events import DeliveryEvent
+from sendguard._bounces.token import find_token
+from sendguard._bounces.verdict import Verdict, judge_event, judge_report, pause_for
 from sendguard._guard._common import bounce_key, entry, log, newly_suppressed
 from sendguard._guard.recording import log_pause
 from sendguard._models import Suppression
 from sendguard._store import Outcome, Pause
-from sendguard._token import find_token
-from sendguard._verdict import Verdict, judge_event, judge_report, pause_for
 
 if TYPE_CHECKING:
     from sendguard._guard.facade import Guard

@@ -13,11 +13,11 @@ import asyncio
 from collections.abc import Awaitable, Coroutine
 from typing import TYPE_CHECKING, TypeVar
 
-from sendguard._breaker import BreakerEvent
 from sendguard._errors import ConfigurationError, StoreError
 from sendguard._guard._common import log, newly_suppressed
-from sendguard._journal import Journal, with_event_id
+from sendguard._pacing.breaker import BreakerEvent
 from sendguard._store import Outcome, Pause, Settled
+from sendguard._store.journal import Journal, with_event_id
 
 if TYPE_CHECKING:
     from sendguard._guard.facade import Guard

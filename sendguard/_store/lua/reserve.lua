@@ -10,7 +10,7 @@
 -- KEYS[6]   slow-down hash (shape field -> "factor since_epoch")
 -- KEYS[7]   ramp hash (sender -> "sending day, last day sent on") for ramps of sending days
 -- KEYS[8…]  quota counters (one per sender domain and UTC day) named by the groups below
--- ARGV: built by sendguard._redis.reserve_args, which documents the layout; read here in the
+-- ARGV: built by sendguard._store.redis.reserve_args, which documents the layout; read here in the
 -- same order (two values, then one group per message).
 -- Returns one item per address, groups in order: {0, entry} suppressed, {3, pause} paused,
 -- {2, retry} held back (retry: epoch seconds as text, "" for the daily cap), where a pause is

@@ -19,9 +19,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mutabl
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sendguard._coalesce import Coalescer
 from sendguard._errors import StoreError
-from sendguard._memory import MemoryStore
 from sendguard._models import Suppression
 from sendguard._store import (
     Admission,
@@ -33,6 +31,8 @@ from sendguard._store import (
     Settled,
     abandoned,
 )
+from sendguard._store.coalesce import Coalescer
+from sendguard._store.memory import MemoryStore
 
 __all__ = ["SQLiteStore"]
 

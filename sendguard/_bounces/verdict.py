@@ -35,7 +35,7 @@ from datetime import datetime, timedelta
 from enum import Enum
 from typing import TYPE_CHECKING
 
-from sendguard._classify import (
+from sendguard._bounces.classify import (
     HARD_REASONS,
     Action,
     Classification,
@@ -47,8 +47,8 @@ from sendguard._models import Reply, Stage
 from sendguard._store import Pause
 
 if TYPE_CHECKING:
-    from sendguard._bounce import BounceReport
-    from sendguard._events import DeliveryEvent
+    from sendguard._bounces.dsn import BounceReport
+    from sendguard._bounces.events import DeliveryEvent
 
 __all__ = [
     "Decision",

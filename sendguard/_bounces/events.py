@@ -15,8 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sendguard._classify import DEFAULT, Action, Classification
-from sendguard._verdict import DIAGNOSTIC_LIMIT, event_classification
+from sendguard._bounces.classify import DEFAULT, Action, Classification
+from sendguard._bounces.verdict import DIAGNOSTIC_LIMIT, event_classification
 
 __all__ = ["DeliveryEvent", "EventType", "event_from"]
 
@@ -81,7 +81,7 @@ def event_from(
     *reason* is the provider's own verdict when it has one (``"suppressed"``: it dropped the
     recipient as already dead), taken instead of classifying.
     """
-    # The guard judges the raw facts again with its own rules at ingest (sendguard._verdict);
+    # The guard judges the raw facts again with its own rules at ingest (_bounces.verdict);
     # this is the default rules' reading, for code that shows an event before ingesting it.
     diagnostic = diagnostic[:DIAGNOSTIC_LIMIT]
     found = event_classification(

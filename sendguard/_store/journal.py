@@ -33,8 +33,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any
 
-from sendguard._breaker import Breaker
 from sendguard._models import Suppression
+from sendguard._pacing.breaker import Breaker
 from sendguard._store import Outcome, Pause, Quota, SoftBouncePolicy
 
 try:

@@ -36,7 +36,7 @@ from email.message import Message
 from email.utils import getaddresses, parseaddr
 from typing import Any, Literal
 
-from sendguard._classify import (
+from sendguard._bounces.classify import (
     DEFAULT,
     WINDOW,
     Action,
@@ -46,8 +46,8 @@ from sendguard._classify import (
     parse_codes,
     stage_hint,
 )
+from sendguard._bounces.verdict import event_classification, hard_failure
 from sendguard._errors import BounceParseError
-from sendguard._verdict import event_classification, hard_failure
 
 __all__ = ["BounceReport", "bounce_message", "parse_bounce"]
 
@@ -1194,7 +1194,7 @@ def _ses_notification(message: Message) -> dict[str, Any] | None:
 def _ses(event: dict[str, Any], rules: Rules) -> Iterator[BounceReport]:
     """SES's JSON as reports whose facts are those the SES adapter reads from SNS.
 
-    Both are judged by :mod:`sendguard._verdict` alike: the provider's permanent flag
+    Both are judged by :mod:`sendguard._bounces.verdict` alike: the provider's permanent flag
     (``bounceType``) decides permanence, the ``Suppressed`` subtypes are SES's own verdict
     (``suppressed``), a Transient bounce is a final soft failure, and a ``DeliveryDelay`` a
     delay (nothing, unless it names a refusal of the sender).

@@ -17,11 +17,10 @@ import redis.exceptions
 from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
 
-from sendguard._breaker import BUCKETS, Volume, ppm
-from sendguard._coalesce import Coalescer
 from sendguard._errors import ConfigurationError, StoreError
 from sendguard._loops import abandon
 from sendguard._models import Suppression
+from sendguard._pacing.breaker import BUCKETS, Volume, ppm
 from sendguard._store import (
     Admission,
     Admit,
@@ -36,6 +35,7 @@ from sendguard._store import (
     ramp_day,
     softbounce_entry,
 )
+from sendguard._store.coalesce import Coalescer
 
 __all__ = ["RedisStore"]
 
@@ -44,7 +44,7 @@ _COUNTER_TTL = 3 * 24 * 3600
 
 
 def _lua(name: str) -> str:
-    return resources.files("sendguard").joinpath("lua", name).read_text(encoding="utf-8")
+    return resources.files("sendguard._store").joinpath("lua", name).read_text(encoding="utf-8")
 
 
 # RedisClusterException (SlotNotCoveredError, "cannot be connected", no node for a slot) is
@@ -253,7 +253,7 @@ def settle_args(outcome: Outcome, *, server_clock: bool) -> list[Arg]:
     8. recovery seconds; largest factor; n; n shape fields: slow-downs
     9. the breaker: sender; bucket width in seconds (0: no breaker); buckets in the window;
        bounces; complaints; min volume; bounce pause and complaint pause in whole parts per
-       million (:data:`sendguard._breaker.PPM`); "seconds JSON" of the pause a trip writes
+       million (:data:`sendguard._pacing.breaker.PPM`); "seconds JSON" of the pause a trip writes
     """
     policy = outcome.soft_policy
     return [

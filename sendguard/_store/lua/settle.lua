@@ -10,7 +10,7 @@
 -- KEYS[5]  volume hash ("sender<TAB>bucket<TAB>s|b|c" -> count)
 -- KEYS[6]  slow-down hash (shape field -> "factor since_epoch")
 -- KEYS[7]  events seen (sorted set: "provider<TAB>event id" and "nonce<TAB>nonce", by when)
--- ARGV: built by sendguard._redis.settle_args, which documents the layout; read here in the
+-- ARGV: built by sendguard._store.redis.settle_args, which documents the layout; read here in the
 -- same order, one section after the other.
 -- Returns {added flags, one per suppression; address keys suppressed by soft-bounce escalation;
 --          {sends, bounces, complaints in the window, 1 if this call paused the sender},

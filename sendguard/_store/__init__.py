@@ -11,9 +11,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import NamedTuple, Self
 
-from sendguard._breaker import Breaker, Volume
 from sendguard._models import Suppression
 from sendguard._options import check_integer, check_timedelta
+from sendguard._pacing.breaker import Breaker, Volume
 
 __all__ = [
     "Admission",

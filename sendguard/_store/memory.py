@@ -7,8 +7,8 @@ import math
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 
-from sendguard._breaker import BUCKETS, Volume
 from sendguard._models import Suppression
+from sendguard._pacing.breaker import BUCKETS, Volume
 from sendguard._store import (
     Admission,
     Admit,

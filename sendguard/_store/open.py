@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from sendguard._errors import ConfigurationError
-from sendguard._memory import MemoryStore
 from sendguard._options import check_text
-from sendguard._redis import RedisStore
-from sendguard._sqlite import SQLiteStore
 from sendguard._store import Store
+from sendguard._store.memory import MemoryStore
+from sendguard._store.redis import RedisStore
+from sendguard._store.sqlite import SQLiteStore
 
 __all__ = ["open_store", "sqlite_path", "store_url"]
 

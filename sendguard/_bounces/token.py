@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import Message
 
-from sendguard._bounce import MAX_PARTS
+from sendguard._bounces.dsn import MAX_PARTS
 from sendguard._errors import ConfigurationError
 
 __all__ = ["TOKEN_HEADER", "BounceSigner", "find_token"]

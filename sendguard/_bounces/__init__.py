@@ -1,0 +1,1 @@
+"""Bounce intelligence: classifying replies, reading DSNs and provider events, one verdict."""

@@ -1,0 +1,1 @@
+"""Pacing: warmup ramps, rate shaping, the bounce and complaint breaker, retries."""
