@@ -1,5 +1,5 @@
 """``python -m sendguard``: the command line interface."""
 
-from sendguard._cli import main
+from sendguard.cli import main
 
 main()

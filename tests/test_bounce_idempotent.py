@@ -9,7 +9,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from sendguard import Breaker, Guard, SQLiteStore, Store
-from sendguard._cli import app
+from sendguard.cli import app
 from sendguard.testing import FakeClock, make_arf, make_dsn
 from tests.conftest import message
 

@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from sendguard import SQLiteStore
-from sendguard._cli import app
+from sendguard.cli import app
 from tests.conftest import free_port
 
 Invoke = Callable[..., tuple[int, str, str]]

@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from sendguard import DEFAULT_RULES, RedisStore, Suppression
-from sendguard._cli import app
+from sendguard.cli import app
 
 CORPUS = Path(__file__).parent / "corpus" / "emails"
 runner = CliRunner()

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from sendguard import InvalidAddressError, SQLiteStore, Suppression
 from sendguard._address import normalize_address
-from sendguard._cli import app
+from sendguard.cli import app
 
 # What OWASP lists (=, +, -, @, tab, CR), LF, and the full-width forms some spreadsheets take.
 TRIGGERS = "=+-@\t\r\n\uff1d\uff0b\uff0d\uff20"

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from sendguard import Outcome, Pause, RedisStore, WarmupSchedule
-from sendguard._cli import app
+from sendguard.cli import app
 
 runner = CliRunner()
 

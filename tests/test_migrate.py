@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from sendguard import RedisStore, SQLiteStore, Suppression, open_store
-from sendguard._cli import app
+from sendguard.cli import app
 
 
 def invoke(*args: str) -> tuple[int, str, str]:

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import atexit
-import datetime as dt
-import os
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -15,50 +12,41 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 
 from sendguard import (
-    Breaker,
     ConfigurationError,
-    RetryPolicy,
-    Shaping,
     SMTPAdapter,
     SyncGuard,
-    WarmupSchedule,
-    open_store,
-    store_url,
 )
+from sendguard import config as sendguard_config
+from sendguard._perprocess import PerProcess
 
-__all__ = ["SMTP_BACKEND", "config", "get_guard", "project_store_url", "reset_guard"]
+__all__ = [
+    "SMTP_BACKEND",
+    "config",
+    "get_guard",
+    "guard_options",
+    "project_store_url",
+    "read",
+    "reset_guard",
+]
 
 SMTP_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-KEYS = frozenset(
-    {
-        "BACKEND",
-        "STORE",
-        "REDIS_URL",
-        "PREFIX",
-        "CLUSTER",
-        "WARMUP",
-        "RETRY",
-        "SHAPING",
-        "BREAKER",
-        "BOUNCE_SECRET",
-        "REDACT_ADDRESSES",
-    }
-)
-
-_lock = threading.Lock()
-_guard: SyncGuard | None = None
 
 
 def config() -> dict[str, Any]:
-    """``settings.SENDGUARD``, checked: an unknown key is a typo, and an error."""
+    """``settings.SENDGUARD``, checked (an unknown key is an error), with its ``BACKEND``."""
     raw = getattr(settings, "SENDGUARD", {}) or {}
     if not isinstance(raw, dict):
         raise ImproperlyConfigured("SENDGUARD must be a dict")
-    unknown = sorted(set(raw) - KEYS)
-    if unknown:
-        known = ", ".join(sorted(KEYS))
-        raise ImproperlyConfigured(f"SENDGUARD has unknown keys {unknown}; known: {known}")
-    return {"BACKEND": SMTP_BACKEND, **raw}
+    read(raw)
+    return {"BACKEND": SMTP_BACKEND, **{k.upper(): v for k, v in raw.items()}}
+
+
+def read(conf: dict[str, Any]) -> sendguard_config.Settings:
+    """The settings read by :mod:`sendguard.config` (as every integration reads its own)."""
+    try:
+        return sendguard_config.from_mapping(conf, extra=("BACKEND",), source="SENDGUARD")
+    except ConfigurationError as exc:
+        raise ImproperlyConfigured(str(exc)) from exc
 
 
 def project_store_url(conf: dict[str, Any]) -> str:
@@ -67,34 +55,20 @@ def project_store_url(conf: dict[str, Any]) -> str:
     ``STORE``, else ``REDIS_URL`` (with ``CLUSTER``), else a SQLite file ``sendguard.db`` in
     ``BASE_DIR`` (in the working directory if the settings have no ``BASE_DIR``).
     """
-    base = getattr(settings, "BASE_DIR", None)
     try:
-        return store_url(
-            conf.get("STORE"),
-            conf.get("REDIS_URL"),
-            cluster=bool(conf.get("CLUSTER")),
-            default=f"sqlite:///{Path(base) / 'sendguard.db' if base else 'sendguard.db'}",
-        )
+        return read(conf).store_url(_default_store())
     except ConfigurationError as exc:
-        raise ImproperlyConfigured(f"SENDGUARD: {exc}") from exc
+        raise ImproperlyConfigured(str(exc)) from exc
 
 
-def _warmup(spec: dict[str, Any]) -> WarmupSchedule:
-    spec = dict(spec)
-    started = spec.pop("started_on", None)
-    started_on = dt.date.fromisoformat(started) if isinstance(started, str) else started
-    if "preset" in spec:
-        return WarmupSchedule.preset(spec.pop("preset"), started_on=started_on, **spec)
-    if started_on is None:
-        raise ImproperlyConfigured("SENDGUARD['WARMUP'] needs started_on (YYYY-MM-DD)")
-    if "table" in spec:
-        table = {int(day): int(cap) for day, cap in spec.pop("table").items()}
-        return WarmupSchedule.from_table(table, started_on=started_on, **spec)
-    shape = spec.pop("schedule", "exponential")
-    if shape not in ("exponential", "linear"):
-        raise ImproperlyConfigured("SENDGUARD['WARMUP']['schedule'] is exponential or linear")
-    build = WarmupSchedule.exponential if shape == "exponential" else WarmupSchedule.linear
-    return build(started_on=started_on, **spec)
+def _default_store() -> str:
+    base = getattr(settings, "BASE_DIR", None)
+    return f"sqlite:///{Path(base) / 'sendguard.db' if base else 'sendguard.db'}"
+
+
+def guard_options(conf: dict[str, Any]) -> dict[str, Any]:
+    """Guard options of the settings, the store excepted (what ``manage.py sendguard`` uses)."""
+    return dict(read(conf).options)
 
 
 def _options(conf: dict[str, Any]) -> dict[str, Any]:
@@ -117,20 +91,17 @@ def _options(conf: dict[str, Any]) -> dict[str, Any]:
         from sendguard_django.adapter import BackendAdapter  # noqa: PLC0415 (imports backend)
 
         options["adapter"] = BackendAdapter(conf["BACKEND"])
-    options["store"] = open_store(project_store_url(conf), prefix=conf.get("PREFIX") or "sendguard")
-    if conf.get("WARMUP"):
-        options["warmup"] = _warmup(conf["WARMUP"])
-    if conf.get("RETRY"):
-        options["retry"] = RetryPolicy(**conf["RETRY"])
-    if conf.get("SHAPING"):
-        options["shaping"] = Shaping(conf["SHAPING"])
-    if conf.get("BREAKER") is not None:
-        options["breaker"] = Breaker(**conf["BREAKER"])
-    if conf.get("BOUNCE_SECRET"):
-        options["bounce_secret"] = conf["BOUNCE_SECRET"]
-    if "REDACT_ADDRESSES" in conf:
-        options["redact_addresses"] = bool(conf["REDACT_ADDRESSES"])
-    return options
+    return {**options, **read(conf).guard_options(default_store=_default_store())}
+
+
+def _build() -> SyncGuard:
+    try:
+        return SyncGuard(**_options(config()))
+    except (ConfigurationError, TypeError, ValueError) as exc:
+        raise ImproperlyConfigured(f"SENDGUARD: {exc}") from exc
+
+
+_guards = PerProcess(_build)
 
 
 def get_guard() -> SyncGuard:
@@ -139,33 +110,12 @@ def get_guard() -> SyncGuard:
     A worker forked after the guard was built (``gunicorn --preload``) builds its own: the
     parent's thread and connections did not come along.
     """
-    global _guard  # noqa: PLW0603 (one guard per process, as one connection pool)
-    with _lock:
-        if _guard is not None and _guard.forked:
-            _guard = None  # the parent's: left to the parent
-        if _guard is None:
-            try:
-                _guard = SyncGuard(**_options(config()))
-            except (ConfigurationError, TypeError, ValueError) as exc:
-                raise ImproperlyConfigured(f"SENDGUARD: {exc}") from exc
-        return _guard
+    return _guards.get()
 
 
 def reset_guard() -> None:
     """Close the guard; the next use builds it from the settings again."""
-    global _guard
-    with _lock:
-        guard, _guard = _guard, None
-    if guard is not None:
-        guard.close()
-
-
-def _forked() -> None:
-    global _lock  # noqa: PLW0603
-    _lock = threading.Lock()  # one of the parent's threads may have held it
-
-
-os.register_at_fork(after_in_child=_forked)
+    _guards.close()
 
 
 @receiver(setting_changed)

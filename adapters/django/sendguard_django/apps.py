@@ -15,7 +15,11 @@ class SendguardConfig(AppConfig):
     verbose_name = "sendguard"
 
     def ready(self) -> None:
-        """Connect the anymail receivers (nothing to do without anymail)."""
-        from sendguard_django import signals  # noqa: PLC0415 (needs the app registry)
+        """Register the settings check; connect the anymail receivers (when anymail is there)."""
+        from django.core import checks  # noqa: PLC0415
 
+        from sendguard_django import signals  # noqa: PLC0415 (needs the app registry)
+        from sendguard_django.checks import check_settings  # noqa: PLC0415
+
+        checks.register(check_settings, checks.Tags.compatibility)
         signals.connect()

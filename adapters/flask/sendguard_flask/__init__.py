@@ -1,13 +1,12 @@
 """sendguard for Flask: ``SendGuard(app)`` guards every e-mail the app sends.
 
-Configuration comes from ``app.config``: ``SENDGUARD_STORE`` (a store URL:
-``sqlite:///path``, ``redis://...``, ``memory://``) or ``SENDGUARD_REDIS_URL`` (absent both:
-``sendguard.db`` in the app's instance folder), ``SENDGUARD_PREFIX``, ``SENDGUARD_CLUSTER``,
-``SENDGUARD_RETRY`` (RetryPolicy options), ``SENDGUARD_WARMUP`` (a WarmupSchedule),
-``SENDGUARD_SHAPING`` (limits), ``SENDGUARD_BREAKER`` (Breaker options) and
-``SENDGUARD_BOUNCE_SECRET``; the SMTP server is the one Flask-Mail and Flask-Mailman use
-(``MAIL_SERVER``, ``MAIL_PORT``, ``MAIL_USE_TLS``, ``MAIL_USE_SSL``, ``MAIL_USERNAME``,
-``MAIL_PASSWORD``, ``MAIL_TIMEOUT``).
+Configuration comes from ``app.config``: every ``SENDGUARD_*`` key of :mod:`sendguard.config`
+(``SENDGUARD_STORE``, ``SENDGUARD_WARMUP``, ``SENDGUARD_RULES``, ...; absent a store:
+``sendguard.db`` in the app's instance folder), read the same as Django's ``SENDGUARD`` keys,
+an unknown one an error; ``SENDGUARD_BACKEND`` names a Flask-Mailman backend to send through.
+Without it the SMTP server is the one Flask-Mail and Flask-Mailman use (``MAIL_SERVER``,
+``MAIL_PORT``, ``MAIL_USE_TLS``, ``MAIL_USE_SSL``, ``MAIL_USERNAME``, ``MAIL_PASSWORD``,
+``MAIL_TIMEOUT``).
 
 Flask-Mailman sends through :class:`sendguard_flask.mailman.EmailBackend` (``MAIL_BACKEND``
 is set to it unless the app chose one); Flask-Mail's connections hand their SMTP work to the
@@ -19,9 +18,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import os
-import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,19 +25,15 @@ import typer.main
 from flask import Blueprint, Flask, Response, current_app, g, request
 
 from sendguard import (
-    Breaker,
     ConfigurationError,
-    RetryPolicy,
     SendResult,
-    Shaping,
     SMTPAdapter,
     SyncGuard,
-    WarmupSchedule,
-    open_store,
-    store_url,
 )
-from sendguard._cli import Defaults
-from sendguard._cli import app as cli_app
+from sendguard import config as sendguard_config
+from sendguard._perprocess import PerProcess
+from sendguard.cli import Defaults
+from sendguard.cli import app as cli_app
 from sendguard.webhooks import Verify, handle_sync
 
 __all__ = ["SendGuard", "app_store_url", "current_guard", "webhook_blueprint"]
@@ -66,14 +58,15 @@ class SendGuard:
             )
         url = app_store_url(app)
         config = app.config
+        settings = _settings(config)
 
         def build() -> SyncGuard:
             options = _options(config)
-            if config.get("SENDGUARD_BACKEND"):  # any Flask-Mailman backend is an adapter
-                options["adapter"] = _backend_adapter(app, config["SENDGUARD_BACKEND"])
-            return SyncGuard(**options, store=open_store(url, prefix=_prefix(config)))
+            if settings.extra.get("BACKEND"):  # any Flask-Mailman backend is an adapter
+                options["adapter"] = _backend_adapter(app, settings.extra["BACKEND"])
+            return SyncGuard(**options, store=_settings(config).open_store(url))
 
-        guards = _PerProcess(build)  # built now: a bad setting fails here, not at a send
+        guards = PerProcess(build, eager=True)  # built now: a bad setting fails here
         app.extensions["sendguard"] = guards
         atexit.register(guards.close)
         app.config.setdefault("MAIL_BACKEND", MAILMAN_BACKEND)
@@ -85,7 +78,7 @@ class SendGuard:
         command.name = "sendguard"
         command.context_settings = {
             **command.context_settings,
-            "obj": Defaults(url, _prefix(app.config)),  # `flask sendguard` works on this store
+            "obj": Defaults.from_settings(settings, url),  # `flask sendguard`: the app's options
         }
         app.cli.add_command(command)  # type: ignore[arg-type]  # typer vendors click
 
@@ -96,40 +89,10 @@ class SendGuard:
 
 
 def current_guard(app: Flask | None = None) -> SyncGuard:
-    """The guard of *app*, or of the current app (this process's: see :class:`_PerProcess`)."""
+    """The guard of *app*, or of the current app (this process's: see ``PerProcess``)."""
     target = app if app is not None else current_app
-    guards: _PerProcess = target.extensions["sendguard"]
+    guards: PerProcess = target.extensions["sendguard"]
     return guards.get()
-
-
-class _PerProcess:
-    """One SyncGuard per process of an app.
-
-    A guard's thread and connections do not survive a fork: a prefork server that loads the
-    app before forking its workers (``gunicorn --preload``, uWSGI without ``lazy-apps``) gives
-    each worker a fresh guard, built from the same settings on the worker's first use.
-    """
-
-    def __init__(self, build: Callable[[], SyncGuard]) -> None:
-        self._build = build
-        self._lock = threading.Lock()
-        self._guard = build()
-        os.register_at_fork(after_in_child=self._forked)
-
-    def _forked(self) -> None:
-        self._lock = threading.Lock()  # the parent's may have been held by one of its threads
-
-    def get(self) -> SyncGuard:
-        """The guard of this process."""
-        if self._guard.forked:
-            with self._lock:
-                if self._guard.forked:
-                    self._guard = self._build()
-        return self._guard
-
-    def close(self) -> None:
-        """Close this process's guard (a parent's, seen from a child, is left to the parent)."""
-        self._guard.close()
 
 
 def webhook_blueprint(name: str, verify: Verify, *, url_prefix: str = "") -> Blueprint:
@@ -162,19 +125,15 @@ def app_store_url(app: Flask) -> str:
     SQLite file ``sendguard.db`` in the app's instance folder.
     """
     default = Path(app.instance_path) / "sendguard.db"
-    url = store_url(
-        app.config.get("SENDGUARD_STORE"),
-        app.config.get("SENDGUARD_REDIS_URL"),
-        cluster=bool(app.config.get("SENDGUARD_CLUSTER")),
-        default=f"sqlite:///{default}",
-    )
+    url = _settings(app.config).store_url(f"sqlite:///{default}")
     if url == f"sqlite:///{default}":
         default.parent.mkdir(parents=True, exist_ok=True)  # Flask leaves that to the app
     return url
 
 
-def _prefix(config: Any) -> str:  # noqa: ANN401 (Flask's Config)
-    return str(config.get("SENDGUARD_PREFIX") or "sendguard")
+def _settings(config: Any) -> sendguard_config.Settings:  # noqa: ANN401 (Flask's Config)
+    """The app's ``SENDGUARD_*`` keys, read by :mod:`sendguard.config` (typos are errors)."""
+    return sendguard_config.from_prefixed(config, "SENDGUARD_", extra=("BACKEND",))
 
 
 def _options(config: Any) -> dict[str, Any]:  # noqa: ANN401 (Flask's Config)
@@ -190,22 +149,7 @@ def _options(config: Any) -> dict[str, Any]:  # noqa: ANN401 (Flask's Config)
             timeout=float(config.get("MAIL_TIMEOUT") or 60),
         )
     }
-    if config.get("SENDGUARD_RETRY"):
-        options["retry"] = RetryPolicy(**config["SENDGUARD_RETRY"])
-    warmup = config.get("SENDGUARD_WARMUP")
-    if warmup is not None:
-        if not isinstance(warmup, WarmupSchedule):
-            raise ConfigurationError(
-                f"SENDGUARD_WARMUP must be a sendguard.WarmupSchedule, not {warmup!r}"
-            )
-        options["warmup"] = warmup
-    if config.get("SENDGUARD_SHAPING"):
-        options["shaping"] = Shaping(config["SENDGUARD_SHAPING"])
-    if config.get("SENDGUARD_BREAKER") is not None:
-        options["breaker"] = Breaker(**config["SENDGUARD_BREAKER"])
-    if config.get("SENDGUARD_BOUNCE_SECRET"):
-        options["bounce_secret"] = config["SENDGUARD_BOUNCE_SECRET"]
-    return options
+    return {**options, **_settings(config).options}
 
 
 def _backend_adapter(app: Flask, backend: object) -> Any:  # noqa: ANN401 (BackendAdapter)

@@ -6,8 +6,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from sendguard._cli import Defaults, app
-from sendguard_django._config import config, project_store_url
+from sendguard.cli import Defaults, app
+from sendguard_django._config import config, project_store_url, read
 
 
 class Command(BaseCommand):
@@ -26,5 +26,5 @@ class Command(BaseCommand):
     def handle(self, *args: str, **_: Any) -> None:  # noqa: ANN401
         """Run the CLI; its exit status becomes this command's."""
         conf = config()
-        defaults = Defaults(project_store_url(conf), conf.get("PREFIX") or "sendguard")
+        defaults = Defaults.from_settings(read(conf), project_store_url(conf))
         app(args=list(args), prog_name="manage.py sendguard", obj=defaults)

@@ -15,15 +15,16 @@ import tempfile
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, TextIO, TypeVar, cast
+from typing import Annotated, Any, TextIO, TypeVar, cast
 
 import typer
 
+from sendguard import config as sendguard_config
 from sendguard._address import normalize_address
-from sendguard._bounces.classify import DEFAULT_RULES, classify
+from sendguard._bounces.classify import DEFAULT_RULES, Rules, classify
 from sendguard._bounces.dsn import BounceReport, parse_bounce
 from sendguard._errors import (
     BounceParseError,
@@ -66,6 +67,15 @@ class Defaults:
 
     store: str = "sqlite:///sendguard.db"
     prefix: str = "sendguard"
+    options: dict[str, Any] = field(default_factory=dict)
+    """The app's Guard options (warmup, breaker, rules, bounce secret, ...): ``status``,
+    ``warmup plan``, ``classify`` and ``ingest`` show and do what the app's guard does."""
+
+    @classmethod
+    def from_settings(cls, settings: sendguard_config.Settings, store: str) -> Defaults:
+        """The defaults of a configuration read by :mod:`sendguard.config` (its store URL)."""
+        options = {k: v for k, v in settings.options.items() if k not in ("adapter", "store")}
+        return cls(store, settings.prefix, options)
 
 
 _STANDALONE = Defaults()
@@ -73,11 +83,52 @@ _defaults: ContextVar[Defaults] = ContextVar("sendguard_cli_defaults", default=_
 
 
 @app.callback()
-def _setup(ctx: typer.Context) -> None:
+def _setup(
+    ctx: typer.Context,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            envvar="SENDGUARD_CONFIG",
+            help="A sendguard.toml or pyproject.toml ([tool.sendguard]); default: the first "
+            "found in this directory or above. Not used under manage.py and flask.",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
     """Keep stdout for the output: logs go to the app's logging if it has any, else stderr."""
     if not handled():
         ctx.call_on_close(to_stderr())
-    _defaults.set(ctx.obj if isinstance(ctx.obj, Defaults) else _STANDALONE)
+    if isinstance(ctx.obj, Defaults):  # an app's (manage.py, flask): its configuration
+        _defaults.set(ctx.obj)
+        return
+    _defaults.set(_standalone(config))
+
+
+def _standalone(path: Path | None) -> Defaults:
+    """The plain CLI's defaults: the config file's, with SENDGUARD_* variables over them."""
+    try:
+        found = path if path is not None else sendguard_config.find_file()
+        settings = sendguard_config.from_file(found) if found is not None else None
+        env = sendguard_config.from_env()
+    except ConfigurationError as exc:
+        raise _fail(str(exc)) from exc
+    if settings is None and not env.options:
+        return _STANDALONE
+    options = {**(settings.options if settings else {}), **env.options}
+    store = _STANDALONE.store
+    prefix = _STANDALONE.prefix
+    if settings is not None:
+        if isinstance(settings.store, Store):
+            raise _fail(f"{settings.source}: STORE must be a URL")
+        store = settings.store or store
+        prefix = settings.prefix
+    return Defaults(store, prefix, options)
+
+
+def _options(**given: object) -> dict[str, Any]:
+    """The configured Guard options, with those *given* (not None) over them."""
+    return {**_defaults.get().options, **{k: v for k, v in given.items() if v is not None}}
 
 
 suppress_app = typer.Typer(
@@ -507,7 +558,8 @@ def classify_(
     ] = None,
 ) -> None:
     """Classify one SMTP reply: reason, action, and the rule that decided."""
-    found = classify(text, stage=stage.lower() if stage else None)
+    rules = _options().get("rules") or Rules()  # the app's rules first, as its guard reads
+    found = classify(text, stage=stage.lower() if stage else None, rules=rules)
     rows = [
         ("reason", found.reason),
         ("action", str(found.action)),
@@ -612,7 +664,7 @@ def ingest(
         raise _fail(f"cannot read {_shown(path)}: {exc}") from exc
 
     async def work(store: Store) -> list[tuple[str, list[BounceReport] | str]]:
-        guard = Guard(store=store, bounce_secret=secret)
+        guard = Guard(store=store, **_options(bounce_secret=secret))
         done: list[tuple[str, list[BounceReport] | str]] = []
         for name, raw in messages:
             try:
@@ -627,7 +679,8 @@ def ingest(
         results = []
         for name, raw in messages:
             try:
-                results.append((name, parse_bounce(_mail_bytes(raw, name))))
+                rules = _options().get("rules") or Rules()
+                results.append((name, parse_bounce(_mail_bytes(raw, name), rules=rules)))
             except (BounceParseError, ValueError) as exc:
                 results.append((name, str(exc)))
     _print_reports(results, applied=apply)
@@ -685,20 +738,41 @@ def warmup_plan(
         str | None, typer.Option(help=f"A ready-made ramp: {', '.join(sorted(PRESETS))}.")
     ] = None,
     shape: Annotated[
-        str, typer.Option("--schedule", help="exponential or linear.")
-    ] = "exponential",
-    start: Annotated[int, typer.Option(help="Cap of day 1.")] = 20,
-    target: Annotated[int, typer.Option(help="Cap of the last day.")] = 50_000,
-    days: Annotated[int, typer.Option(help="Length of the ramp in days.")] = 42,
+        str | None, typer.Option("--schedule", help="exponential (default) or linear.")
+    ] = None,
+    start: Annotated[int | None, typer.Option(help="Cap of day 1 (default 20).")] = None,
+    target: Annotated[
+        int | None, typer.Option(help="Cap of the last day (default 50,000).")
+    ] = None,
+    days: Annotated[
+        int | None, typer.Option(help="Length of the ramp in days (default 42).")
+    ] = None,
     started_on: Annotated[
         str | None, typer.Option(help="First day, YYYY-MM-DD (default: today, UTC).")
     ] = None,
     png: Annotated[Path | None, typer.Option(help="Also draw the curve into this PNG.")] = None,
 ) -> None:
-    """Print a ramp day by day and draw its curve in the terminal."""
+    """Print a ramp day by day and draw its curve in the terminal.
+
+    With no ramp option, the configured one (the app's under manage.py and flask, else the
+    config file's), or the default exponential ramp when none is configured.
+    """
+    configured = _options().get("warmup")
+    explicit = (preset, shape, start, target, days, started_on) != (None,) * 6
     try:
         first = dt.date.fromisoformat(started_on) if started_on else None
-        schedule = _schedule(preset, shape, start, target, days, first)
+        schedule = (
+            configured
+            if isinstance(configured, WarmupSchedule) and not explicit
+            else _schedule(
+                preset,
+                shape or "exponential",
+                20 if start is None else start,
+                50_000 if target is None else target,
+                42 if days is None else days,
+                first,
+            )
+        )
     except (ValueError, ConfigurationError) as exc:
         raise _fail(str(exc)) from exc
     table = schedule.table()
@@ -770,11 +844,16 @@ def status(
     """Print a sender's pauses and its sends, bounces and complaints of the last 24 hours."""
 
     async def work(store: Store) -> SenderStatus:
-        return await Guard(store=store, breaker=Breaker()).status(sender)
+        return await Guard(store=store, **{"breaker": Breaker(), **_options()}).status(sender)
 
     found = _run(store, redis_url, prefix, work)
     volume = found.volume
     typer.echo(f"sender      {found.sender_domain}")
+    if found.day is not None:
+        typer.echo(
+            f"warmup      day {found.day}: {found.sent_today or 0:,} sent of "
+            f"{found.cap_today or 0:,} today"
+        )
     typer.echo(
         f"last 24 h   {volume.sends} sends, {volume.bounces} bounces ({volume.bounce_rate:.2%}), "
         f"{volume.complaints} complaints ({volume.complaint_rate:.3%})"
