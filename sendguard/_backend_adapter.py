@@ -19,7 +19,8 @@ What the backend's outcome means, as SMTP-style replies the guard decides on:
 * smtplib's exceptions (a backend that speaks SMTP itself): ``SMTPRecipientsRefused`` gives
   each refused recipient its own reply at RCPT; ``SMTPSenderRefused`` is a refusal at MAIL
   FROM (it pauses the sender when the server refused the sender, and never suppresses
-  anyone); ``SMTPDataError`` a reply to DATA; connection errors are retried;
+  anyone); ``SMTPDataError`` a reply to DATA; a connection refused (or a name that does not
+  resolve) is retried, a connection lost on the way uncertain;
 * any other exception: uncertain (the backend may have sent the message before it failed);
 * otherwise ``send_messages`` returning 1 is a 250 for everyone, 0 uncertain.
 """
@@ -30,6 +31,7 @@ import asyncio
 import contextlib
 import copy
 import smtplib
+import socket
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -51,10 +53,13 @@ _ADDRESS_FIELDS = ("to", "cc", "bcc")
 
 _ANYMAIL_ACCEPTED = frozenset({"sent", "queued", "scheduled"})
 
+# Errors that say the message never left: retried.  A connection lost later (the server
+# gone, reset or a broken pipe after the data was written, with no reply to the final dot)
+# may have delivered it, so it is uncertain and never re-sent, as on the guard's own SMTP.
 _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     smtplib.SMTPConnectError,
-    smtplib.SMTPServerDisconnected,
-    ConnectionError,
+    ConnectionRefusedError,
+    socket.gaierror,
 )
 
 

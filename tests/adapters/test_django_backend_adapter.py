@@ -244,8 +244,10 @@ def test_smtplib_errors_become_replies_for_each_recipient() -> None:
     assert replies["b@example.com"].code is None  # not named: tried again
     data = error_replies(rcpts, smtplib.SMTPDataError(554, b"5.6.0 message refused"))
     assert {(r.code, str(r.stage)) for r in data.values()} == {(554, "data")}
-    lost = error_replies(rcpts, smtplib.SMTPServerDisconnected("gone"))
-    assert {(r.code, str(r.stage)) for r in lost.values()} == {(None, "connect")}
+    refused_connection = error_replies(rcpts, ConnectionRefusedError("refused"))
+    assert {(r.code, str(r.stage)) for r in refused_connection.values()} == {(None, "connect")}
+    lost = error_replies(rcpts, smtplib.SMTPServerDisconnected("gone"))  # maybe after the dot
+    assert {(r.code, str(r.stage)) for r in lost.values()} == {(None, "data_end")}
     odd = error_replies(rcpts, RuntimeError("boom"))
     assert {(r.code, str(r.stage)) for r in odd.values()} == {(None, "data_end")}
 
