@@ -225,7 +225,17 @@ BLOCKED = "554 5.7.1 Service unavailable; Client host blocked using zen.spamhaus
         ("Postmark", {"RecordType": "Bounce", "From": "News <news@shop.example>"}),
         ("Mailgun", {"event-data": {"envelope": {"sender": "news@shop.example"}}}),
         ("Amazon SES", {"mail": {"source": "news@shop.example"}}),
-        ("SparkPost", {"msys": {"message_event": {"msg_from": "news@shop.example"}}}),
+        (
+            "SparkPost",
+            {
+                "msys": {
+                    "message_event": {
+                        "friendly_from": "Shop <news@shop.example>",
+                        "msg_from": "msprvs1=abc=bounces-123@sparkpostmail.com",
+                    }
+                }
+            },
+        ),
         ("Mandrill", {"msg": {"sender": "news@shop.example"}}),
         ("Resend", {"data": {"from": "Shop <news@shop.example>"}}),
     ],

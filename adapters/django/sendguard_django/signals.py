@@ -43,10 +43,11 @@ _SENDER_PATHS: dict[str, tuple[tuple[str, ...], ...]] = {
     "mailgun": (("event-data", "envelope", "sender"), ("envelope", "sender")),
     "postmark": (("From",),),
     "amazonses": (("mail", "source"),),
+    # SparkPost's friendly_from is the From header; msg_from its own bounce (envelope) address.
     "sparkpost": (
-        ("msys", "message_event", "msg_from"),
         ("msys", "message_event", "friendly_from"),
-        ("msg_from",),
+        ("msys", "message_event", "msg_from"),
+        ("friendly_from",),
     ),
     "mandrill": (("msg", "sender"),),
     "resend": (("data", "from"),),
