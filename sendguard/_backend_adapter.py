@@ -17,12 +17,20 @@ What the backend's outcome means, as SMTP-style replies the guard decides on:
 * ``AnymailAPIError``: HTTP 429 or 5xx is a 451 (retried), another status a 554 content
   error, no status at all (the ESP was never reached) is retried;
 * smtplib's exceptions (a backend that speaks SMTP itself): ``SMTPRecipientsRefused`` gives
-  each refused recipient its own reply at RCPT; ``SMTPSenderRefused`` is a refusal at MAIL
-  FROM (it pauses the sender when the server refused the sender, and never suppresses
-  anyone); ``SMTPDataError`` a reply to DATA; a connection refused (or a name that does not
-  resolve) is retried, a connection lost on the way uncertain;
+  each refused recipient its own reply at RCPT, and so does a partial refusal, which smtplib
+  returns from ``sendmail`` and Django's and Flask-Mailman's SMTP backends drop (the adapter
+  watches the backend's ``smtplib.SMTP`` connection for it); ``SMTPSenderRefused`` is a
+  refusal at MAIL FROM (it pauses the sender when the server refused the sender, and never
+  suppresses anyone); ``SMTPDataError`` a reply to DATA; a connection refused (or a name
+  that does not resolve) is retried, a connection lost on the way uncertain;
 * any other exception: uncertain (the backend may have sent the message before it failed);
 * otherwise ``send_messages`` returning 1 is a 250 for everyone, 0 uncertain.
+
+What the application sees: the copy keeps the original's ``To`` and ``Cc`` headers (only the
+envelope differs, as on the guard's own SMTP), for every backend that builds the message with
+``message()``; ESPs that build their own request from the lists (most of anymail's) show each
+copy's recipients, as anymail's batch sending does.  anymail's ``anymail_status`` of every copy
+is merged onto the application's message.
 """
 
 from __future__ import annotations
@@ -30,10 +38,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import functools
 import smtplib
 import socket
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from sendguard._adapter import Adapter
@@ -43,7 +53,9 @@ from sendguard._models import Envelope, Reply, Stage
 
 __all__ = [
     "FrameworkBackendAdapter",
+    "Handed",
     "anymail_reply",
+    "carry_status",
     "error_replies",
     "message_for",
     "replies_for",
@@ -110,9 +122,62 @@ def message_for(
             if n.lower() not in names
         }
         message.extra_headers = {**kept_headers, **dict(headers)}
+    if any(list(getattr(message, f)) != list(getattr(original, f)) for f in ("to", "cc")):
+        _keep_visible_headers(message, original)
     # anymail writes its status onto the message it sends: never onto the application's.
     vars(message).pop("anymail_status", None)
     return message
+
+
+def _keep_visible_headers(message: Any, original: Any) -> None:  # noqa: ANN401
+    """Make *message*'s ``message()`` show *original*'s ``To`` and ``Cc``, not its own lists.
+
+    Django and Flask-Mailman take an ``extra_headers["To"]`` too, but Flask-Mailman then writes
+    the header twice; replacing the headers on the built message works for both.  A ``To`` or
+    ``Cc`` the application set in ``extra_headers`` is already on the copy and stays.
+    """
+    build = getattr(message, "message", None)
+    if not callable(build):
+        return
+    extra = getattr(original, "extra_headers", None)
+    own = {n.lower() for n in extra} if isinstance(extra, dict) else set()
+    visible = {
+        name: ", ".join(str(v) for v in getattr(original, name.lower()))
+        for name in ("To", "Cc")
+        if name.lower() not in own
+    }
+
+    def built() -> Any:  # noqa: ANN401 (the framework's MIME message)
+        made = build()
+        for name, value in visible.items():
+            del made[name]
+            if value:
+                made[name] = value
+        return made
+
+    message.message = built
+
+
+def carry_status(original: object, message: object) -> None:
+    """Merge the ``anymail_status`` anymail wrote on the copy *message* onto *original*.
+
+    Several copies of one message (a retry, a copy per recipient) each get their own status
+    from anymail; the application's message gets one with every recipient's, as anymail's
+    ``set_recipient_status`` computes it (one message ID, or the set of them).
+    """
+    status = getattr(message, "anymail_status", None)
+    recipients = getattr(status, "recipients", None)
+    if status is None or not isinstance(recipients, Mapping) or original is None:
+        return
+    target: Any = getattr(original, "anymail_status", None)
+    merge = getattr(target, "set_recipient_status", None)
+    if type(target) is not type(status) or not callable(merge):
+        with contextlib.suppress(AttributeError):
+            original.anymail_status = status  # type: ignore[attr-defined]
+        return
+    merge(dict(recipients))
+    with contextlib.suppress(AttributeError):
+        target.esp_response = getattr(status, "esp_response", None)
 
 
 def anymail_reply(status: str, detail: str = "") -> Reply:
@@ -218,14 +283,20 @@ def replies_for(
     *,
     sent: int | None = None,
     error: BaseException | None = None,
+    refused: Mapping[str, tuple[int, bytes | str]] | None = None,
 ) -> dict[str, Reply]:
     """One reply per recipient from the backend's outcome on *message* (its copy).
 
-    *sent* is what ``send_messages`` returned, *error* what it raised instead.  django-anymail's
-    per-recipient statuses on the message speak for the recipients they name, also when anymail
-    raised "every recipient was refused".
+    *sent* is what ``send_messages`` returned, *error* what it raised instead, *refused* the
+    recipients an SMTP server refused while accepting the others (smtplib's ``sendmail``
+    result).  django-anymail's per-recipient statuses on the message speak for the recipients
+    they name, also when anymail raised "every recipient was refused".
     """
     statuses = _anymail_statuses(message)
+    if refused:
+        statuses_refused = {(_wire(_text(a)) or _text(a)).lower(): v for a, v in refused.items()}
+    else:
+        statuses_refused = {}
     if error is not None:
         rest = error_replies(recipients, error)
     elif sent:
@@ -236,8 +307,26 @@ def replies_for(
     replies: dict[str, Reply] = {}
     for rcpt in recipients:
         status = statuses.get(rcpt.lower())
-        replies[rcpt] = anymail_reply(status) if status is not None else rest[rcpt]
+        answer = statuses_refused.get(rcpt.lower())
+        if status is not None:
+            replies[rcpt] = anymail_reply(status)
+        elif answer is not None and error is None:
+            replies[rcpt] = Reply.from_smtp(answer[0], _text(answer[1]), Stage.RCPT)
+        else:
+            replies[rcpt] = rest[rcpt]
     return replies
+
+
+@dataclass(frozen=True, slots=True)
+class Handed:
+    """What handing one message to a backend gave.
+
+    ``count`` is what ``send_messages`` returned, ``refused`` the recipients an SMTP server
+    refused while it accepted the others.
+    """
+
+    count: int
+    refused: Mapping[str, tuple[int, bytes | str]] = field(default_factory=dict)
 
 
 class FrameworkBackendAdapter(Adapter):
@@ -286,15 +375,17 @@ class FrameworkBackendAdapter(Adapter):
         message = message_for(envelope.original, envelope.recipients, tuple(headers.items()))
         recipients = list(envelope.recipients)
         try:
-            sent = await asyncio.to_thread(self.send, message)
+            handed = await asyncio.to_thread(self.send, message)
         except SendGuardError:
             raise
         except Exception as exc:  # noqa: BLE001 (a backend's failure is an answer)
+            carry_status(envelope.original, message)
             return replies_for(recipients, message, error=exc)
-        return replies_for(recipients, message, sent=sent)
+        carry_status(envelope.original, message)
+        return replies_for(recipients, message, sent=handed.count, refused=handed.refused)
 
-    def send(self, message: object) -> int:
-        """Hand *message* to the backend (in a worker thread); what ``send_messages`` returned.
+    def send(self, message: object) -> Handed:
+        """Hand *message* to the backend (in a worker thread); what it said.
 
         A subclass wraps it to give the call the context its framework needs.
         """
@@ -313,7 +404,72 @@ class FrameworkBackendAdapter(Adapter):
             return _count(self._backend, message)
 
 
-def _count(backend: object, message: object) -> int:
+def _count(backend: object, message: object) -> Handed:
     send: Callable[[list[object]], object] = backend.send_messages  # type: ignore[attr-defined]
-    count = send([message])
-    return count if isinstance(count, int) else 0
+    _watch(backend)
+    refused: dict[str, tuple[int, bytes | str]] = {}
+    _sink.refused = refused
+    try:
+        count = send([message])
+    finally:
+        _sink.refused = None
+    return Handed(count if isinstance(count, int) else 0, refused)
+
+
+# The refusals smtplib's sendmail returned in this worker thread, during one send_messages.
+_sink = threading.local()
+
+
+_RECORDING: dict[type[smtplib.SMTP], type[smtplib.SMTP]] = {}
+
+
+def _recording(klass: type[smtplib.SMTP]) -> type[smtplib.SMTP]:
+    """*klass* with a ``sendmail`` that also tells the current delivery what it refused."""
+    if (made := _RECORDING.get(klass)) is not None:
+        return made
+
+    def sendmail(  # noqa: PLR0917 (smtplib's signature)
+        self: smtplib.SMTP,
+        from_addr: str,
+        to_addrs: str | Sequence[str],
+        msg: bytes | str,
+        mail_options: Sequence[str] = (),
+        rcpt_options: Sequence[str] = (),
+    ) -> dict[str, tuple[int, bytes]]:
+        refused = klass.sendmail(self, from_addr, to_addrs, msg, mail_options, rcpt_options)
+        sink = getattr(_sink, "refused", None)
+        if sink is not None and refused:
+            sink.update(refused)
+        return refused
+
+    namespace = {"sendmail": sendmail, "__module__": klass.__module__, "_sendguard_watched": True}
+    made = _RECORDING[klass] = type(klass.__name__, (klass,), namespace)
+    return made
+
+
+def _record_refusals(connection: object) -> None:
+    if isinstance(connection, smtplib.SMTP) and not getattr(connection, "_sendguard_watched", 0):
+        with contextlib.suppress(TypeError):  # a class whose layout cannot be swapped
+            connection.__class__ = _recording(type(connection))
+
+
+def _watch(backend: object) -> None:
+    """Have *backend*'s smtplib connection, open now or opened by ``open()``, record refusals.
+
+    Django's and Flask-Mailman's SMTP backends call ``sendmail`` and drop what it returns:
+    the recipients the server refused while it accepted the others.
+    """
+    _record_refusals(getattr(backend, "connection", None))
+    opener = getattr(backend, "open", None)
+    if not callable(opener) or getattr(opener, "_sendguard_watched", False):
+        return
+
+    @functools.wraps(opener)
+    def open_and_watch(*args: object, **kwargs: object) -> object:
+        opened = opener(*args, **kwargs)
+        _record_refusals(getattr(backend, "connection", None))
+        return opened
+
+    open_and_watch._sendguard_watched = True  # type: ignore[attr-defined]
+    with contextlib.suppress(AttributeError):  # a backend with __slots__
+        backend.open = open_and_watch  # type: ignore[attr-defined]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import smtplib
 from collections.abc import Iterator
+from email import message_from_bytes
 from pathlib import Path
 from typing import Any
 
@@ -300,3 +301,136 @@ def test_a_recipient_named_twice_gets_one_copy_and_the_apps_message_id_stays() -
         sent = delivered.message()
         assert sent.get_all("Message-ID") == ["<app-1@shop.example>"]
         assert message.sendguard_result.message_id == "<app-1@shop.example>"
+
+
+def received_headers(server: ScriptedSMTPServer) -> list[tuple[list[str], str, str]]:
+    """Per message received: its envelope recipients, its To and its Cc header."""
+    found = []
+    for received in server.received:
+        parsed = message_from_bytes(received.data)
+        found.append((sorted(received.rcpt_tos), str(parsed["To"]), str(parsed.get("Cc", ""))))
+    return found
+
+
+def test_a_partial_refusal_by_djangos_smtp_backend_is_read_per_recipient(
+    server: ScriptedSMTPServer,
+) -> None:
+    # smtplib's sendmail returns the refused recipients when it accepted others, and Django's
+    # SMTP backend drops that: the adapter must still see "gone" refused.
+    server.script("gone@example.com", "550 5.1.1 <gone@example.com>: User unknown")
+    server.script("full@example.com", "452 4.2.2 Mailbox full", "250 OK")
+    with settings_for(RELAY), override_settings(EMAIL_PORT=server.port):
+        message = mail.EmailMessage(
+            "Hi", "Body", None, ["ok@example.com", "gone@example.com", "full@example.com"]
+        )
+        assert message.send() == 1
+        recipients = message.sendguard_result.recipients
+        assert recipients["ok@example.com"].status is DeliveryStatus.ACCEPTED
+        assert recipients["gone@example.com"].status is DeliveryStatus.REJECTED
+        assert recipients["gone@example.com"].suppressed
+        assert recipients["gone@example.com"].enhanced_code == "5.1.1"
+        # The 452 was retried for that recipient alone, and went through.
+        assert (recipients["full@example.com"].status, recipients["full@example.com"].attempts) == (
+            DeliveryStatus.ACCEPTED,
+            2,
+        )
+        assert get_guard().is_suppressed("gone@example.com")
+        assert not get_guard().is_suppressed("ok@example.com")
+        assert sorted(server.accepted) == ["full@example.com", "ok@example.com"]
+
+
+def test_a_partial_refusal_is_read_on_a_backend_instance_already_open(
+    server: ScriptedSMTPServer,
+) -> None:
+    server.script("gone@example.com", "550 5.1.1 no such user")
+    backend = DjangoSMTPBackend(host="127.0.0.1", port=server.port)
+    backend.open()  # the application's own connection, kept open across sends
+    try:
+        guard = SyncGuard(adapter=BackendAdapter(backend), store=MemoryStore())
+        with guard:
+            for rcpt in ("gone@example.com", "ok@example.com"):
+                message = mail.EmailMessage(
+                    "Hi", "Body", "a@shop.example", ["ok2@example.com", rcpt]
+                )
+                result = guard.send(
+                    message.message(),
+                    sender="a@shop.example",
+                    recipients=message.recipients(),
+                    original=message,
+                )
+                assert result.recipients["ok2@example.com"].status is DeliveryStatus.ACCEPTED
+            assert guard.is_suppressed("gone@example.com")
+            assert not guard.is_suppressed("ok@example.com")
+            assert server.connections == 1
+    finally:
+        backend.close()
+
+
+@pytest.mark.parametrize("why", ["bounce_secret", "suppressed", "retry"])
+def test_each_copy_shows_the_apps_to_and_cc_headers(server: ScriptedSMTPServer, why: str) -> None:
+    extra: dict[str, Any] = {"BOUNCE_SECRET": "s" * 32} if why == "bounce_secret" else {}
+    if why == "retry":
+        server.script("b@example.com", "451 4.7.1 Greylisted", "250 OK")
+    with settings_for(RELAY, **extra), override_settings(EMAIL_PORT=server.port):
+        if why == "suppressed":
+            get_guard().suppress("gone@example.com")
+        to = ["Ann <a@example.com>", "b@example.com", "gone@example.com"]
+        message = mail.EmailMessage(
+            "Hi", "Body", None, to, cc=["c@example.com"], bcc=["hidden@example.com"]
+        )
+        assert message.send() == 1
+    got = received_headers(server)
+    assert sorted(r for rcpts, _, _ in got for r in rcpts) == sorted(
+        ["a@example.com", "b@example.com", "c@example.com", "hidden@example.com"]
+        + ([] if why == "suppressed" else ["gone@example.com"])
+    )
+    assert len(got) > 1 if why != "suppressed" else len(got) == 1
+    for _, to_header, cc_header in got:
+        assert to_header == "Ann <a@example.com>, b@example.com, gone@example.com"
+        assert cc_header == "c@example.com"
+    for received in server.received:
+        assert b"hidden@example.com" not in received.data  # Bcc never in a header
+        assert message_from_bytes(received.data).get_all("To") is not None
+        assert len(message_from_bytes(received.data).get_all("To") or []) == 1
+
+
+def test_a_to_header_the_app_set_itself_stays(server: ScriptedSMTPServer) -> None:
+    with settings_for(RELAY, BOUNCE_SECRET="s" * 32), override_settings(EMAIL_PORT=server.port):
+        message = mail.EmailMessage(
+            "Hi",
+            "Body",
+            None,
+            ["a@example.com", "b@example.com"],
+            headers={"To": "Our customers <list@shop.example>"},
+        )
+        assert message.send() == 1
+    assert {to for _, to, _ in received_headers(server)} == {"Our customers <list@shop.example>"}
+
+
+def test_the_apps_message_gets_anymail_status_of_every_copy() -> None:
+    with settings_for(ANYMAIL, BOUNCE_SECRET="s" * 32):  # a copy per recipient
+        message = mail.EmailMessage("Hi", "Body", None, ["a@example.com", "b@example.com"])
+        assert message.send() == 1
+        assert len(mail.outbox) == 2
+        status = message.anymail_status
+        assert set(status.recipients) == {"a@example.com", "b@example.com"}
+        assert status.status == {"sent"}
+        ids = {mail.outbox[0].anymail_status.message_id, mail.outbox[1].anymail_status.message_id}
+        assert status.message_id == ids  # two copies, two IDs: the set, as anymail gives it
+
+        # Sent again to one recipient: this send's status only, as anymail does.
+        message.to = ["a@example.com"]
+        assert message.send() == 1
+        assert set(message.anymail_status.recipients) == {"a@example.com"}
+        assert message.anymail_status.message_id == mail.outbox[2].anymail_status.message_id
+
+
+def test_anymail_status_is_fresh_when_every_recipient_is_held_back() -> None:
+    with settings_for(ANYMAIL):
+        get_guard().suppress("gone@example.com")
+        message = mail.EmailMessage("Hi", "Body", None, ["ok@example.com"])
+        assert message.send() == 1
+        message.to = ["gone@example.com"]
+        assert message.send() == 0
+        assert message.anymail_status.recipients == {}
+        assert message.anymail_status.status is None

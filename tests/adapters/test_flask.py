@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import email
 import smtplib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -386,6 +387,35 @@ def test_mailman_smtp_as_the_backend_retries_a_451_and_suppresses_a_550(
         assert mail.send_mail("Hi", "Body", None, ["gone@example.com"]) == 0
         assert current_guard(app).is_suppressed("gone@example.com")
     assert server.accepted == ["grey@example.com"]
+
+
+def test_mailman_smtp_as_the_backend_reads_a_partial_refusal_and_keeps_the_headers(
+    server: ScriptedSMTPServer, make_app: MakeApp, apps: list[Flask]
+) -> None:
+    # smtplib returns the refused recipient when it accepted the others, Flask-Mailman drops
+    # it; and a copy per recipient (the bounce token) shows the app's To and Cc once each.
+    app = make_app(
+        SENDGUARD_STORE="memory://", SENDGUARD_BACKEND="smtp", SENDGUARD_BOUNCE_SECRET="s" * 32
+    )
+    SendGuard(app)
+    mail = flask_mailman.Mail(app)
+    apps.append(app)
+    server.script("gone@example.com", "550 5.1.1 <gone@example.com>: User unknown")
+    with app.app_context():
+        message = flask_mailman.EmailMessage(
+            "Hi", "Body", None, ["ok@example.com", "gone@example.com"], cc=["c@example.com"]
+        )
+        assert mail.get_connection().send_messages([message]) == 1
+        recipients = message.sendguard_result.recipients
+        assert recipients["ok@example.com"].status is DeliveryStatus.ACCEPTED
+        assert recipients["gone@example.com"].status is DeliveryStatus.REJECTED
+        assert current_guard(app).is_suppressed("gone@example.com")
+        assert not current_guard(app).is_suppressed("ok@example.com")
+    assert sorted(server.accepted) == ["c@example.com", "ok@example.com"]
+    for received in server.received:
+        parsed = email.message_from_bytes(received.data)
+        assert parsed.get_all("To") == ["ok@example.com, gone@example.com"]
+        assert parsed.get_all("Cc") == ["c@example.com"]
 
 
 def test_flask_mail_through_a_mailman_backend(make_app: MakeApp, apps: list[Flask]) -> None:

@@ -54,6 +54,7 @@ class EmailBackend(BaseEmailBackend):
         guard = get_guard()  # ImproperlyConfigured passes through, fail_silently or not
         sent = 0
         for message in email_messages:
+            _fresh_anymail_status(message)
             try:
                 result = guard.send(
                     message.message(),
@@ -71,3 +72,19 @@ class EmailBackend(BaseEmailBackend):
             if result.accepted:
                 sent += 1
         return sent
+
+
+def _fresh_anymail_status(message: EmailMessage) -> None:
+    """Start *message*'s ``anymail_status`` afresh, as anymail does on every send.
+
+    The adapter merges each delivered copy's status onto it (a message re-sent, or sent as
+    several copies, shows this send's recipients only).  Without anymail installed, a status
+    left from an earlier send is dropped.
+    """
+    old = vars(message).pop("anymail_status", None)
+    try:
+        from anymail.message import AnymailStatus  # noqa: PLC0415 (optional)
+    except ImportError:
+        return
+    if old is not None or "anymail" in str(config()["BACKEND"]):
+        message.anymail_status = AnymailStatus()

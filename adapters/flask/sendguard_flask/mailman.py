@@ -21,7 +21,7 @@ except ImportError as exc:  # an optional dependency: say how to get it
 from flask import Flask
 
 from sendguard import ConfigurationError, envelope_address
-from sendguard._backend_adapter import FrameworkBackendAdapter
+from sendguard._backend_adapter import FrameworkBackendAdapter, Handed
 from sendguard_flask import current_guard, record
 
 __all__ = ["BackendAdapter", "EmailBackend"]
@@ -115,7 +115,7 @@ class BackendAdapter(FrameworkBackendAdapter):
         else:
             super().__init__(backend)
 
-    def send(self, message: object) -> int:
+    def send(self, message: object) -> Handed:
         """See :meth:`FrameworkBackendAdapter.send`: inside an app context of the app."""
         with self.app.app_context():
             return super().send(message)
