@@ -8,8 +8,8 @@ yesterday's counter (and every other sender's) as soon as a new day began, where
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
-import time
 
 from sendguard import Outcome, Pause, Quota, Reservation, Store, Suppression
 from sendguard._store import Admit
@@ -68,7 +68,7 @@ async def test_on_the_server_clock_resume_judges_by_redis_time(redis_url: str, p
         # On the server clock a pause lasts its length from the server's now.
         await store.settle(Outcome(real, pauses=[pause("a.example", 3600, real)]))
         await store.settle(Outcome(real, pauses=[pause("b.example", 0.001, real)]))
-        time.sleep(0.05)
+        await asyncio.sleep(0.05)
         assert await store.resume(SENDER) == 1
 
 

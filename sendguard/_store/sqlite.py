@@ -116,7 +116,18 @@ class _Table(MutableMapping[Any, Any]):
 SCHEMA_VERSION = 1
 """The layout of the tables, kept in the file's ``user_version``."""
 
-_TABLES = ("suppressed", "used", "soft", "paused", "volume", "tat", "slow", "ramps", "events", "clock")
+_TABLES = (
+    "suppressed",
+    "used",
+    "soft",
+    "paused",
+    "volume",
+    "tat",
+    "slow",
+    "ramps",
+    "events",
+    "clock",
+)
 
 
 class SQLiteStore(MemoryStore):
