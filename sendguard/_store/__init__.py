@@ -280,7 +280,14 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def quota_used(self, quota: Quota) -> int:
-        """How much of *quota* is spent so far."""
+        """How much of *quota* is spent so far.
+
+        Exact for ``quota.day`` and the two days before it (a reservation or a give-back made
+        just after midnight still finds yesterday's counter); a sender domain's counters of
+        older days may be gone (0): MemoryStore and SQLiteStore drop them when the domain's
+        counter of a later day starts, Redis lets them expire three days after their last
+        increment.
+        """
 
     @abc.abstractmethod
     async def soft_bounces(self, key: str) -> int:
@@ -299,8 +306,17 @@ class Store(abc.ABC):
         """The sending day *sender_domain* is on ``ramp.today`` (1 before its first send)."""
 
     @abc.abstractmethod
-    async def resume(self, sender_domain: str) -> int:
-        """Lift every pause of *sender_domain*; how many were lifted."""
+    async def resume(self, sender_domain: str, now: dt.datetime | None = None) -> int:
+        """Lift every pause of *sender_domain*; how many were still in force.
+
+        Every stored pause of the sender is deleted, but only those in force at *now* (their
+        ``until`` later than it) are counted: a pause that has run out (a zero-length one
+        included) is not lifted by this call, whether or not the store had pruned it yet.
+        Without *now*, the store's clock: the Redis server's for a ``RedisStore`` on the
+        server clock; for a store on its callers' clock (MemoryStore, SQLiteStore, a
+        ``RedisStore(server_clock=False)``), the latest moment a reservation or an outcome gave
+        it, else (nothing recorded yet) this host's clock.
+        """
 
     async def aclose(self) -> None:  # noqa: B027 (optional hook, a no-op by default)
         """Release connections."""

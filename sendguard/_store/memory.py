@@ -25,14 +25,18 @@ from sendguard._store import (
     softbounce_entry,
 )
 
-__all__ = ["MemoryStore"]
+__all__ = ["DAYS_KEPT", "MemoryStore"]
+
+DAYS_KEPT = 3
+"""How many days of a sender domain's quota counters are kept: its latest and the two before."""
 
 
 class MemoryStore(Store):
     """Keeps everything in this process's memory; gone when the process ends.
 
     Each operation completes without yielding to the event loop, so it is atomic for every
-    task of the process.  Counters of past days are dropped as new days begin.
+    task of the process.  A sender domain's counters of days before the last three are
+    dropped as its new days begin (Redis keeps a counter three days too).
     """
 
     def __init__(self) -> None:
@@ -45,12 +49,24 @@ class MemoryStore(Store):
         self._slow: dict[str, tuple[float, float]] = {}
         self._ramps: dict[str, tuple[int, int]] = {}
         self._events: dict[str, float] = {}
+        self._clock: dict[str, float] = {}
+        """``"now"``: the latest moment (epoch seconds) a reservation or an outcome gave."""
+
+    def _tick(self, moment: dt.datetime) -> None:
+        """Move the store's clock on to *moment*, if it is later."""
+        at = moment.timestamp()
+        latest = self._clock.get("now")
+        if latest is None or at > latest:
+            self._clock["now"] = at
 
     def _counter(self, quota: Quota) -> tuple[str, str]:
         key = (quota.sender_domain, quota.day.isoformat())
         if key not in self._used:
-            # A new day for this domain: yesterday's counters are of no further use.
-            for old in [k for k in self._used if k[1] < key[1]]:
+            # A new day for this domain: its counters of days before the last three are of no
+            # further use (yesterday's may still be asked for just after midnight).  Other
+            # domains' counters are theirs to drop.
+            oldest = (quota.day - dt.timedelta(days=DAYS_KEPT - 1)).isoformat()
+            for old in [k for k in self._used if k[0] == key[0] and k[1] < oldest]:
                 del self._used[old]
         return key
 
@@ -63,6 +79,7 @@ class MemoryStore(Store):
 
     async def reserve(self, request: Reservation) -> list[Admission]:
         """See :meth:`Store.reserve`."""
+        self._tick(request.now)
         quota = request.quota
         day = None
         if quota is not None and request.ramp is not None:
@@ -135,6 +152,7 @@ class MemoryStore(Store):
 
     async def settle(self, outcome: Outcome) -> Settled:
         """See :meth:`Store.settle`."""
+        self._tick(outcome.now)
         if outcome.once and self._seen(outcome):
             return Settled([], [], None, tripped=False, duplicate=True)
         if outcome.quota is not None and outcome.give_back:
@@ -254,9 +272,15 @@ class MemoryStore(Store):
         """See :meth:`Store.pauses`."""
         return [p for (s, _), p in self._paused.items() if s == sender_domain and p.until > now]
 
-    async def resume(self, sender_domain: str) -> int:
+    async def resume(self, sender_domain: str, now: dt.datetime | None = None) -> int:
         """See :meth:`Store.resume`."""
-        lifted = [k for k in self._paused if k[0] == sender_domain]
-        for k in lifted:
+        if now is not None:
+            at = now.timestamp()
+        else:
+            at = self._clock.get("now", dt.datetime.now(dt.UTC).timestamp())
+        in_force = 0
+        for k in [k for k in self._paused if k[0] == sender_domain]:
+            if self._paused[k].until.timestamp() > at:
+                in_force += 1
             del self._paused[k]
-        return len(lifted)
+        return in_force

@@ -125,6 +125,10 @@ def _epoch(moment: dt.datetime) -> float:
     return round(moment.timestamp(), 3)
 
 
+_CLOCK_FIELD = "\tclock"
+"""The pause hash's field of the store's clock (see resume.lua), no pause of any sender."""
+
+
 def _pause_field(sender_domain: str, recipient_domain: str) -> str:
     return f"{sender_domain}\t{recipient_domain}"
 
@@ -330,6 +334,7 @@ class RedisStore(Store):
         self._client = client
         self._reserve: AsyncScript = client.register_script(_lua("reserve.lua"))
         self._settle: AsyncScript = client.register_script(_lua("settle.lua"))
+        self._resume: AsyncScript = client.register_script(_lua("resume.lua"))
         self._reservations = Coalescer(self._reserve_batch, orphaned=abandoned)
 
     def on_new_loop(self) -> None:
@@ -552,25 +557,25 @@ class RedisStore(Store):
             raw = await self._client.hgetall(self._paused_key)
         found = []
         for field_, value in raw.items():
-            if _text(field_).split("\t")[0] == sender_domain:
+            if _text(field_) != _CLOCK_FIELD and _text(field_).split("\t")[0] == sender_domain:
                 pause = _parse_pause(value)
                 if pause.until > now:
                     found.append(pause)
         return found
 
-    async def resume(self, sender_domain: str) -> int:
-        """See :meth:`Store.resume`."""
+    async def resume(self, sender_domain: str, now: dt.datetime | None = None) -> int:
+        """See :meth:`Store.resume`: one script call."""
+        if now is not None:
+            at: Arg = _epoch(now)
+        else:
+            at = "server" if self.server_clock else "latest"
         with _store_errors("resume"):
             await self._ready()
-            fields = [
-                f
-                for f in await self._client.hkeys(self._paused_key)
-                if _text(f).split("\t")[0] == sender_domain
-            ]
-            if not fields:
-                return 0
-            removed: int = await self._client.hdel(self._paused_key, *fields)
-        return removed
+            lifted = await self._resume(
+                keys=[self._paused_key],
+                args=[sender_domain, at, _epoch(dt.datetime.now(dt.UTC))],
+            )
+        return int(lifted)
 
     async def aclose(self) -> None:
         """Close the connection pool if this store created it."""

@@ -116,7 +116,18 @@ class _Table(MutableMapping[Any, Any]):
 SCHEMA_VERSION = 1
 """The layout of the tables, kept in the file's ``user_version``."""
 
-_TABLES = ("suppressed", "used", "soft", "paused", "volume", "tat", "slow", "ramps", "events")
+_TABLES = (
+    "suppressed",
+    "used",
+    "soft",
+    "paused",
+    "volume",
+    "tat",
+    "slow",
+    "ramps",
+    "events",
+    "clock",
+)
 
 
 class SQLiteStore(MemoryStore):
@@ -151,6 +162,7 @@ class SQLiteStore(MemoryStore):
         self._slow = _Table(self, "slow", load=lambda raw: tuple(json.loads(raw)))  # type: ignore[assignment]
         self._ramps = _Table(self, "ramps", load=lambda raw: tuple(json.loads(raw)))  # type: ignore[assignment]
         self._events = _Table(self, "events")  # type: ignore[assignment]
+        self._clock = _Table(self, "clock")  # type: ignore[assignment]
         self._reservations = Coalescer(self._reserve_batch, orphaned=abandoned)
         self.journal_directory = self.path.with_name(self.path.name + ".sendguard-journal")
 
@@ -300,9 +312,9 @@ class SQLiteStore(MemoryStore):
         """See :meth:`Store.pauses`."""
         return await self._run(super().pauses(sender_domain, now))
 
-    async def resume(self, sender_domain: str) -> int:
+    async def resume(self, sender_domain: str, now: dt.datetime | None = None) -> int:
         """See :meth:`Store.resume`."""
-        return await self._run(super().resume(sender_domain))
+        return await self._run(super().resume(sender_domain, now))
 
     async def ramp_day(self, sender_domain: str, ramp: Ramp) -> int:
         """See :meth:`Store.ramp_day`."""
