@@ -137,8 +137,8 @@ async def test_paused_recipients_take_no_quota_and_resume_lifts_the_pause(store:
     request = reservation(["a@example.com"], quota, sender_domain="sender.example")
     assert (await store.reserve(request))[0].verdict is Admit.PAUSED
     assert await store.quota_used(quota) == 0
-    assert await store.resume("sender.example") == 1
-    assert await store.resume("sender.example") == 0
+    assert await store.resume("sender.example", NOW) == 1
+    assert await store.resume("sender.example", NOW) == 0
     assert (await store.reserve(request))[0].verdict is Admit.CLEAR
 
 

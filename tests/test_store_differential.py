@@ -106,8 +106,6 @@ class Remove:
 @dataclass(frozen=True)
 class Resume:
     sender: str
-    at_now: bool
-    """Resume at the fake clock's now; else at the store's own clock (no ``now``)."""
 
 
 @dataclass(frozen=True)
@@ -204,7 +202,7 @@ adds = st.builds(
     replace=st.booleans(),
 )
 removes = st.builds(Remove, addresses)
-resumes = st.builds(Resume, senders, st.booleans())
+resumes = st.builds(Resume, senders)
 
 
 @st.composite
@@ -336,7 +334,7 @@ async def answer(config: Config, store: Store, op: Op, now: dt.datetime) -> Any:
     if isinstance(op, Remove):
         return await store.remove(op.address)
     if isinstance(op, Resume):
-        return await store.resume(op.sender, now if op.at_now else None)
+        return await store.resume(op.sender, now)
     raise AssertionError(op)
 
 
@@ -448,10 +446,10 @@ async def stores(redis_url: str, cluster_url: str) -> AsyncIterator[dict[str, St
             Add(("a@x.example",), "manual", replace=False),
             Advance(1.0),
             Reserve(("a@x.example", "b@gmail.com"), (0, 0), checks_pauses=True, sender="t.example"),
-            Resume("t.example", at_now=False),
+            Resume("t.example"),
             Settle(0, (), (), (), (("gmail.com", 3600.0),), 0, 0, (), "", "", "t.example"),
             Advance(7200.0),
-            Resume("t.example", at_now=True),
+            Resume("t.example"),
         ],
     )
 )

@@ -1,4 +1,4 @@
-"""Store.resume counts only the pauses in force at its clock; past days' quota counters agree.
+"""Store.resume counts only the pauses in force at its now; past days' quota counters agree.
 
 Regression tests for divergences the differential test found: Redis's ``resume`` lifted 3
 where MemoryStore lifted 2 after expired and zero-length pauses (each store counted the
@@ -47,13 +47,16 @@ async def test_resume_counts_only_the_pauses_in_force_at_now(store: Store) -> No
     assert len(await store.pauses("other.example", later)) == 1  # another sender's stays
 
 
-async def test_resume_without_now_judges_by_the_latest_moment_the_store_was_given(
-    store: Store,
-) -> None:
-    await paused_three_ways(store)
+async def test_resume_without_now_judges_by_this_hosts_clock(store: Store) -> None:
+    real = dt.datetime.now(dt.UTC)
+    await store.settle(
+        Outcome(real, pauses=[pause("a.example", 3600, real), pause("b.example", -1, real)])
+    )
     assert await store.resume(SENDER) == 1
     assert await store.resume(SENDER) == 0
-    assert await store.resume("other.example") == 1
+    await paused_three_ways(store)  # pauses of a month ago: all run out by now
+    assert await store.resume(SENDER) == 0
+    assert await store.pauses(SENDER, NOW) == []
 
 
 async def test_resume_at_a_later_now_counts_nothing_that_has_run_out(store: Store) -> None:

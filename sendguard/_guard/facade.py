@@ -299,9 +299,11 @@ class Guard:
         return await self._recorder.bounded(self._admission.status(sender_domain.lower()), "status")
 
     async def resume(self, sender_domain: str) -> int:
-        """Lift every pause of *sender_domain* now; how many were lifted."""
+        """Lift every pause of *sender_domain* now; how many were in force."""
         self._recorder.enter()
-        lifted = await self._recorder.bounded(self.store.resume(sender_domain.lower()), "resume")
+        lifted = await self._recorder.bounded(
+            self.store.resume(sender_domain.lower(), self._clock()), "resume"
+        )
         log.info("sendguard.resumed", sender_domain=sender_domain.lower(), lifted=lifted)
         return lifted
 

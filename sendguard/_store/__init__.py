@@ -312,10 +312,8 @@ class Store(abc.ABC):
         Every stored pause of the sender is deleted, but only those in force at *now* (their
         ``until`` later than it) are counted: a pause that has run out (a zero-length one
         included) is not lifted by this call, whether or not the store had pruned it yet.
-        Without *now*, the store's clock: the Redis server's for a ``RedisStore`` on the
-        server clock; for a store on its callers' clock (MemoryStore, SQLiteStore, a
-        ``RedisStore(server_clock=False)``), the latest moment a reservation or an outcome gave
-        it, else (nothing recorded yet) this host's clock.
+        Without *now*, the Redis server's clock for a ``RedisStore`` on the server clock, else
+        this host's (the guard passes its own clock).
         """
 
     async def aclose(self) -> None:  # noqa: B027 (optional hook, a no-op by default)

@@ -49,15 +49,6 @@ class MemoryStore(Store):
         self._slow: dict[str, tuple[float, float]] = {}
         self._ramps: dict[str, tuple[int, int]] = {}
         self._events: dict[str, float] = {}
-        self._clock: dict[str, float] = {}
-        """``"now"``: the latest moment (epoch seconds) a reservation or an outcome gave."""
-
-    def _tick(self, moment: dt.datetime) -> None:
-        """Move the store's clock on to *moment*, if it is later."""
-        at = moment.timestamp()
-        latest = self._clock.get("now")
-        if latest is None or at > latest:
-            self._clock["now"] = at
 
     def _counter(self, quota: Quota) -> tuple[str, str]:
         key = (quota.sender_domain, quota.day.isoformat())
@@ -79,7 +70,6 @@ class MemoryStore(Store):
 
     async def reserve(self, request: Reservation) -> list[Admission]:
         """See :meth:`Store.reserve`."""
-        self._tick(request.now)
         quota = request.quota
         day = None
         if quota is not None and request.ramp is not None:
@@ -152,7 +142,6 @@ class MemoryStore(Store):
 
     async def settle(self, outcome: Outcome) -> Settled:
         """See :meth:`Store.settle`."""
-        self._tick(outcome.now)
         if outcome.once and self._seen(outcome):
             return Settled([], [], None, tripped=False, duplicate=True)
         if outcome.quota is not None and outcome.give_back:
@@ -274,10 +263,7 @@ class MemoryStore(Store):
 
     async def resume(self, sender_domain: str, now: dt.datetime | None = None) -> int:
         """See :meth:`Store.resume`."""
-        if now is not None:
-            at = now.timestamp()
-        else:
-            at = self._clock.get("now", dt.datetime.now(dt.UTC).timestamp())
+        at = (now or dt.datetime.now(dt.UTC)).timestamp()
         in_force = 0
         for k in [k for k in self._paused if k[0] == sender_domain]:
             if self._paused[k].until.timestamp() > at:

@@ -125,10 +125,6 @@ def _epoch(moment: dt.datetime) -> float:
     return round(moment.timestamp(), 3)
 
 
-_CLOCK_FIELD = "\tclock"
-"""The pause hash's field of the store's clock (see resume.lua), no pause of any sender."""
-
-
 def _pause_field(sender_domain: str, recipient_domain: str) -> str:
     return f"{sender_domain}\t{recipient_domain}"
 
@@ -557,7 +553,7 @@ class RedisStore(Store):
             raw = await self._client.hgetall(self._paused_key)
         found = []
         for field_, value in raw.items():
-            if _text(field_) != _CLOCK_FIELD and _text(field_).split("\t")[0] == sender_domain:
+            if _text(field_).split("\t")[0] == sender_domain:
                 pause = _parse_pause(value)
                 if pause.until > now:
                     found.append(pause)
@@ -568,12 +564,12 @@ class RedisStore(Store):
         if now is not None:
             at: Arg = _epoch(now)
         else:
-            at = "server" if self.server_clock else "latest"
+            at = "server" if self.server_clock else _epoch(dt.datetime.now(dt.UTC))
         with _store_errors("resume"):
             await self._ready()
             lifted = await self._resume(
                 keys=[self._paused_key],
-                args=[sender_domain, at, _epoch(dt.datetime.now(dt.UTC))],
+                args=[sender_domain, at],
             )
         return int(lifted)
 

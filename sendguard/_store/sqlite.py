@@ -116,18 +116,7 @@ class _Table(MutableMapping[Any, Any]):
 SCHEMA_VERSION = 1
 """The layout of the tables, kept in the file's ``user_version``."""
 
-_TABLES = (
-    "suppressed",
-    "used",
-    "soft",
-    "paused",
-    "volume",
-    "tat",
-    "slow",
-    "ramps",
-    "events",
-    "clock",
-)
+_TABLES = ("suppressed", "used", "soft", "paused", "volume", "tat", "slow", "ramps", "events")
 
 
 class SQLiteStore(MemoryStore):
@@ -162,7 +151,6 @@ class SQLiteStore(MemoryStore):
         self._slow = _Table(self, "slow", load=lambda raw: tuple(json.loads(raw)))  # type: ignore[assignment]
         self._ramps = _Table(self, "ramps", load=lambda raw: tuple(json.loads(raw)))  # type: ignore[assignment]
         self._events = _Table(self, "events")  # type: ignore[assignment]
-        self._clock = _Table(self, "clock")  # type: ignore[assignment]
         self._reservations = Coalescer(self._reserve_batch, orphaned=abandoned)
         self.journal_directory = self.path.with_name(self.path.name + ".sendguard-journal")
 

@@ -4,9 +4,7 @@
 -- warmup quota, and count the sends for the breaker, atomically.
 -- KEYS[1]   suppression hash (address key -> JSON entry)
 -- KEYS[2]   soft-bounce hash (address key -> "count first_epoch")
--- KEYS[3]   pause hash ("sender<TAB>recipient domain" or "sender<TAB>*" -> "until_epoch JSON";
---           "<TAB>clock" -> the latest epoch a caller gave while something was paused, which
---           resume.lua judges pauses by; not kept on the server clock)
+-- KEYS[3]   pause hash ("sender<TAB>recipient domain" or "sender<TAB>*" -> "until_epoch JSON")
 -- KEYS[4]   volume hash ("sender<TAB>bucket<TAB>s|b|c" -> count)
 -- KEYS[5]   rate hash (shape field -> theoretical arrival time, epoch seconds)
 -- KEYS[6]   slow-down hash (shape field -> "factor since_epoch")
@@ -33,12 +31,6 @@ local changed = {}
 -- Most of the time nothing is paused, slowed or soft-bounced: skip those lookups then.
 local pauses = redis.call('EXISTS', KEYS[3]) == 1
 local softs = redis.call('EXISTS', KEYS[2]) == 1
-if pauses and ARGV[2] ~= 'server' then
-  local latest = redis.call('HGET', KEYS[3], '\tclock')
-  if not latest or tonumber(latest) < now then
-    redis.call('HSET', KEYS[3], '\tclock', string.format('%.17g', now))
-  end
-end
 local slows = redis.call('EXISTS', KEYS[6]) == 1
 
 local function paused(field)

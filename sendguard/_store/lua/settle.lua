@@ -5,9 +5,7 @@
 -- rates cross the line and no pause of the whole sender is in force).
 -- KEYS[1]  suppression hash (address key -> JSON entry)
 -- KEYS[2]  soft-bounce hash (address key -> "count first_epoch")
--- KEYS[3]  pause hash ("sender<TAB>recipient domain" or "sender<TAB>*" -> "until_epoch JSON";
---          "<TAB>clock" -> the latest epoch a caller gave while something was paused, which
---          resume.lua judges pauses by; not kept on the server clock)
+-- KEYS[3]  pause hash ("sender<TAB>recipient domain" or "sender<TAB>*" -> "until_epoch JSON")
 -- KEYS[4]  today's quota counter of the sender domain
 -- KEYS[5]  volume hash ("sender<TAB>bucket<TAB>s|b|c" -> count)
 -- KEYS[6]  slow-down hash (shape field -> "factor since_epoch")
@@ -27,24 +25,12 @@ local function num()
 end
 
 local now = arg()
-local on_server = now == 'server'
-if on_server then
+if now == 'server' then
   local t = redis.call('TIME')
   now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 else
   now = tonumber(now)
 end
--- The store's clock, kept while something is paused (when nothing is, resume has nothing to
--- count); at the start, for a duplicate too, and at the end, after this outcome's pauses.
-local function tick()
-  if not on_server and redis.call('EXISTS', KEYS[3]) == 1 then
-    local latest = redis.call('HGET', KEYS[3], '\tclock')
-    if not latest or tonumber(latest) < now then
-      redis.call('HSET', KEYS[3], '\tclock', string.format('%.17g', now))
-    end
-  end
-end
-tick()
 -- A pause arrives as "seconds JSON" and is stored as "until_epoch JSON".
 local function from_now(value)
   local space = string.find(value, ' ', 1, true)
@@ -184,5 +170,4 @@ if bucket_seconds > 0 then
     end
   end
 end
-tick()
 return {added, escalated, volume, 0}
