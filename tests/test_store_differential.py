@@ -389,7 +389,7 @@ async def stores(redis_url: str, cluster_url: str) -> AsyncIterator[dict[str, St
 
 
 @settings(
-    max_examples=60,
+    max_examples=120,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
