@@ -293,14 +293,20 @@ def replies_for(
     they name, also when anymail raised "every recipient was refused".
     """
     statuses = _anymail_statuses(message)
-    if refused:
-        statuses_refused = {(_wire(_text(a)) or _text(a)).lower(): v for a, v in refused.items()}
-    else:
-        statuses_refused = {}
+    statuses_refused = {
+        (_wire(_text(a)) or _text(a)).lower(): v for a, v in (refused or {}).items()
+    }
+    # A refusal the guard cannot match to one of its recipients (the backend spelled the
+    # address its own way): which recipient it was is unknown, so none is called accepted.
+    unmatched = sorted(set(statuses_refused) - {r.lower() for r in recipients})
     if error is not None:
         rest = error_replies(recipients, error)
     elif sent:
-        rest = dict.fromkeys(recipients, Reply(250, "2.0.0 the backend sent it", Stage.DATA_END))
+        accepted = Reply(250, "2.0.0 the backend sent it", Stage.DATA_END)
+        if unmatched:
+            detail = f"delivery uncertain: the server refused {', '.join(unmatched)}"
+            accepted = Reply(None, detail, Stage.DATA_END)
+        rest = dict.fromkeys(recipients, accepted)
     else:
         detail = "delivery uncertain: the backend sent nothing and said nothing"
         rest = dict.fromkeys(recipients, Reply(None, detail, Stage.DATA_END))

@@ -253,6 +253,19 @@ def test_smtplib_errors_become_replies_for_each_recipient() -> None:
     assert {(r.code, str(r.stage)) for r in odd.values()} == {(None, "data_end")}
 
 
+def test_a_partial_refusal_the_guard_cannot_match_leaves_no_one_accepted() -> None:
+    from sendguard._backend_adapter import replies_for  # noqa: PLC0415
+
+    rcpts = ["a@example.com", "b@example.com"]
+    named = replies_for(rcpts, object(), sent=1, refused={"B@Example.com": (550, b"5.1.1 no")})
+    assert (named["a@example.com"].code, named["b@example.com"].code) == (250, 550)
+    # The backend spelled a refused address its own way: which recipient it was is unknown,
+    # so nobody is called accepted (uncertain, never suppressed, never re-sent).
+    odd = replies_for(rcpts, object(), sent=1, refused={"=?utf-8?q?x?=": (550, "5.1.1 no")})
+    assert {r.code for r in odd.values()} == {None}
+    assert "refused =?utf-8?q?x?=" in odd["a@example.com"].text
+
+
 def test_a_backend_instance_is_an_adapter_and_bad_ones_are_configuration_errors() -> None:
     adapter = BackendAdapter(LocmemBackend())
     guard = SyncGuard(adapter=adapter, store=MemoryStore())
