@@ -14,6 +14,7 @@ from typing import NamedTuple, Self
 from sendguard._models import Suppression
 from sendguard._options import check_integer, check_timedelta
 from sendguard._pacing.breaker import Breaker, Volume
+from sendguard._store.outbox import Backlog, Claim, Finish, Held, Kept, Letter
 
 __all__ = [
     "Admission",
@@ -315,6 +316,85 @@ class Store(abc.ABC):
         Without *now*, the Redis server's clock for a ``RedisStore`` on the server clock, else
         this host's (the guard passes its own clock).
         """
+
+    # -- the outbox: mail kept until it may go (see sendguard._store.outbox) ------------------
+
+    @abc.abstractmethod
+    async def keep(self, letter: Letter, entries: Sequence[Kept]) -> int:
+        """Store *letter* (once: a letter already kept stays as it is) and *entries*; how many.
+
+        An entry already kept under the same id is left alone.
+        """
+
+    @abc.abstractmethod
+    async def claim(
+        self,
+        now: dt.datetime,
+        *,
+        token: str,
+        lease: dt.timedelta,
+        limit: int,
+        streams: Sequence[str],
+    ) -> Claim:
+        """Claim up to *limit* due entries for *token*, until ``now + lease``.
+
+        First every lease that ran out by *now* is ended: a claimed entry goes back to waiting
+        (its token cleared), one being sent becomes uncertain (its token kept, so that the
+        worker, if it comes back, may still finish it).  Then the waiting entries of *streams*
+        whose ``next_at`` is not after *now* are claimed, stream by stream in the order given,
+        each stream's by ``next_at`` then id.  The claim holds the letters of its entries.
+        """
+
+    @abc.abstractmethod
+    async def start(self, token: str, ids: Sequence[str], now: dt.datetime) -> list[str]:
+        """Mark the entries of *ids* that *token* holds, lease not run out, as being sent; those.
+
+        A worker hands to the provider only what this returned.
+        """
+
+    @abc.abstractmethod
+    async def finish(self, token: str, finished: Sequence[Finish]) -> int:
+        """Apply each :class:`Finish` to its entry if *token* holds it; how many applied.
+
+        *token* holds an entry it claimed, is sending, or was sending when its lease ran out
+        (uncertain).  An entry finished done is deleted, and its letter with its last entry;
+        otherwise it takes the finish's state, ``next_at``, attempts and detail, its lease
+        ended (the token is kept on an uncertain entry, cleared on a waiting one).
+        """
+
+    @abc.abstractmethod
+    async def release(self, token: str) -> int:
+        """Give back the entries *token* claimed but has not started; how many."""
+
+    @abc.abstractmethod
+    async def kept(
+        self,
+        *,
+        after: str = "",
+        limit: int = 100,
+        stream: str | None = None,
+        state: Held | None = None,
+    ) -> list[Kept]:
+        """Kept entries (of *stream*, in *state*, when given) with ids after *after*, by id."""
+
+    @abc.abstractmethod
+    async def letter(self, letter_id: str) -> Letter | None:
+        """The kept letter *letter_id*, if it is still kept."""
+
+    @abc.abstractmethod
+    async def retry(self, ids: Sequence[str], now: dt.datetime) -> int:
+        """Make the waiting or uncertain entries of *ids* due at *now*; how many.
+
+        Entries claimed or being sent are left to their worker.
+        """
+
+    @abc.abstractmethod
+    async def drop(self, ids: Sequence[str]) -> int:
+        """Delete the entries of *ids* that are not being sent; how many (letters go too)."""
+
+    @abc.abstractmethod
+    async def backlog(self, now: dt.datetime) -> list[Backlog]:
+        """The kept entries counted per sender domain and stream, sorted by both."""
 
     async def aclose(self) -> None:  # noqa: B027 (optional hook, a no-op by default)
         """Release connections."""

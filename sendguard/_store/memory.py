@@ -6,6 +6,7 @@ import datetime as dt
 import math
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
+from typing import Any
 
 from sendguard._models import Suppression
 from sendguard._pacing.breaker import BUCKETS, Volume
@@ -24,6 +25,7 @@ from sendguard._store import (
     ramp_day,
     softbounce_entry,
 )
+from sendguard._store.outbox import Backlog, Claim, Finish, Held, Kept, Letter
 
 __all__ = ["DAYS_KEPT", "MemoryStore"]
 
@@ -49,6 +51,8 @@ class MemoryStore(Store):
         self._slow: dict[str, tuple[float, float]] = {}
         self._ramps: dict[str, tuple[int, int]] = {}
         self._events: dict[str, float] = {}
+        self._letters: dict[str, Letter] = {}
+        self._kept: dict[str, Kept] = {}
 
     def _counter(self, quota: Quota) -> tuple[str, str]:
         key = (quota.sender_domain, quota.day.isoformat())
@@ -270,3 +274,172 @@ class MemoryStore(Store):
                 in_force += 1
             del self._paused[k]
         return in_force
+
+    # -- the outbox ----------------------------------------------------------------------------
+
+    async def keep(self, letter: Letter, entries: Sequence[Kept]) -> int:
+        """See :meth:`Store.keep`."""
+        self._letters.setdefault(letter.id, letter)
+        written = 0
+        for entry in entries:
+            if entry.id not in self._kept:
+                self._kept[entry.id] = entry
+                written += 1
+        return written
+
+    def _expire_leases(self, now: dt.datetime) -> None:
+        for key, entry in list(self._kept.items()):
+            if entry.lease_until is None or entry.lease_until > now:
+                continue
+            if entry.state is Held.CLAIMED:
+                self._kept[key] = replace(entry, state=Held.WAITING, token="", lease_until=None)
+            elif entry.state is Held.SENDING:
+                self._kept[key] = replace(
+                    entry,
+                    state=Held.UNCERTAIN,
+                    lease_until=None,
+                    detail="the worker sending it was lost: delivery uncertain",
+                )
+
+    async def claim(
+        self,
+        now: dt.datetime,
+        *,
+        token: str,
+        lease: dt.timedelta,
+        limit: int,
+        streams: Sequence[str],
+    ) -> Claim:
+        """See :meth:`Store.claim`."""
+        self._expire_leases(now)
+        taken: list[Kept] = []
+        until = now + lease
+        for stream in streams:
+            due = sorted(
+                (
+                    e
+                    for e in self._kept.values()
+                    if e.stream == stream and e.state is Held.WAITING and e.next_at <= now
+                ),
+                key=lambda e: (e.next_at, e.id),
+            )
+            for entry in due[: limit - len(taken)]:
+                claimed = replace(entry, state=Held.CLAIMED, token=token, lease_until=until)
+                self._kept[entry.id] = claimed
+                taken.append(claimed)
+        letters = {e.letter: self._letters[e.letter] for e in taken}
+        return Claim(token, taken, letters)
+
+    async def start(self, token: str, ids: Sequence[str], now: dt.datetime) -> list[str]:
+        """See :meth:`Store.start`."""
+        started = []
+        for key in ids:
+            entry = self._kept.get(key)
+            if (
+                entry is not None
+                and entry.state is Held.CLAIMED
+                and entry.token == token
+                and entry.lease_until is not None
+                and entry.lease_until > now
+            ):
+                self._kept[key] = replace(entry, state=Held.SENDING)
+                started.append(key)
+        return started
+
+    def _delete(self, key: str) -> None:
+        letter = self._kept.pop(key).letter
+        if not any(e.letter == letter for e in self._kept.values()):
+            self._letters.pop(letter, None)
+
+    async def finish(self, token: str, finished: Sequence[Finish]) -> int:
+        """See :meth:`Store.finish`."""
+        applied = 0
+        for done in finished:
+            entry = self._kept.get(done.id)
+            if entry is None or not token or entry.token != token:
+                continue
+            applied += 1
+            if done.state is None:
+                self._delete(done.id)
+                continue
+            self._kept[done.id] = replace(
+                entry,
+                state=done.state,
+                next_at=done.next_at or entry.next_at,
+                attempts=done.attempts,
+                detail=done.detail,
+                token=token if done.state is Held.UNCERTAIN else "",
+                lease_until=None,
+            )
+        return applied
+
+    async def release(self, token: str) -> int:
+        """See :meth:`Store.release`."""
+        released = 0
+        for key, entry in list(self._kept.items()):
+            if token and entry.token == token and entry.state is Held.CLAIMED:
+                self._kept[key] = replace(entry, state=Held.WAITING, token="", lease_until=None)
+                released += 1
+        return released
+
+    async def kept(
+        self,
+        *,
+        after: str = "",
+        limit: int = 100,
+        stream: str | None = None,
+        state: Held | None = None,
+    ) -> list[Kept]:
+        """See :meth:`Store.kept`."""
+        found = sorted(
+            (
+                e
+                for key, e in self._kept.items()
+                if key > after
+                and (stream is None or e.stream == stream)
+                and (state is None or e.state is state)
+            ),
+            key=lambda e: e.id,
+        )
+        return found[:limit]
+
+    async def letter(self, letter_id: str) -> Letter | None:
+        """See :meth:`Store.letter`."""
+        return self._letters.get(letter_id)
+
+    async def retry(self, ids: Sequence[str], now: dt.datetime) -> int:
+        """See :meth:`Store.retry`."""
+        made = 0
+        for key in ids:
+            entry = self._kept.get(key)
+            if entry is not None and entry.state in (Held.WAITING, Held.UNCERTAIN):
+                self._kept[key] = replace(
+                    entry, state=Held.WAITING, next_at=now, token="", lease_until=None
+                )
+                made += 1
+        return made
+
+    async def drop(self, ids: Sequence[str]) -> int:
+        """See :meth:`Store.drop`."""
+        dropped = 0
+        for key in dict.fromkeys(ids):
+            entry = self._kept.get(key)
+            if entry is not None and entry.state is not Held.SENDING:
+                self._delete(key)
+                dropped += 1
+        return dropped
+
+    async def backlog(self, now: dt.datetime) -> list[Backlog]:
+        """See :meth:`Store.backlog`."""
+        counts: dict[tuple[str, str], list[Any]] = {}
+        for e in self._kept.values():
+            row = counts.setdefault((e.sender_domain, e.stream), [0, 0, 0, 0, e.created_at])
+            if e.state is Held.WAITING:
+                row[0] += 1
+                row[1] += e.next_at <= now
+            elif e.state is Held.UNCERTAIN:
+                row[3] += 1
+            else:
+                row[2] += 1
+            row[4] = min(row[4], e.created_at)
+        return [Backlog(s, t, *row) for (s, t), row in sorted(counts.items())]

@@ -36,6 +36,7 @@ from sendguard._store import (
     softbounce_entry,
 )
 from sendguard._store.coalesce import Coalescer
+from sendguard._store.outbox import Backlog, Claim, Finish, Held, Kept, Letter
 
 __all__ = ["RedisStore"]
 
@@ -572,6 +573,53 @@ class RedisStore(Store):
                 args=[sender_domain, at],
             )
         return int(lifted)
+
+    # -- the outbox (to be written in Lua) -----------------------------------------------------
+
+    async def keep(self, letter: Letter, entries: Sequence[Kept]) -> int:
+        raise NotImplementedError
+
+    async def claim(
+        self,
+        now: dt.datetime,
+        *,
+        token: str,
+        lease: dt.timedelta,
+        limit: int,
+        streams: Sequence[str],
+    ) -> Claim:
+        raise NotImplementedError
+
+    async def start(self, token: str, ids: Sequence[str], now: dt.datetime) -> list[str]:
+        raise NotImplementedError
+
+    async def finish(self, token: str, finished: Sequence[Finish]) -> int:
+        raise NotImplementedError
+
+    async def release(self, token: str) -> int:
+        raise NotImplementedError
+
+    async def kept(
+        self,
+        *,
+        after: str = "",
+        limit: int = 100,
+        stream: str | None = None,
+        state: Held | None = None,
+    ) -> list[Kept]:
+        raise NotImplementedError
+
+    async def letter(self, letter_id: str) -> Letter | None:
+        raise NotImplementedError
+
+    async def retry(self, ids: Sequence[str], now: dt.datetime) -> int:
+        raise NotImplementedError
+
+    async def drop(self, ids: Sequence[str]) -> int:
+        raise NotImplementedError
+
+    async def backlog(self, now: dt.datetime) -> list[Backlog]:
+        raise NotImplementedError
 
     async def aclose(self) -> None:
         """Close the connection pool if this store created it."""
