@@ -555,27 +555,27 @@ def test_a_guard_used_again_after_aclose_leaves_no_replayed_entry_behind(tmp_pat
 
 
 class _Stalled(MemoryStore):
-    """Every call waits until ``release`` is set."""
+    """Every call waits until ``unblock`` is set."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.release = asyncio.Event()
-        self.release.set()
+        self.unblock = asyncio.Event()
+        self.unblock.set()
 
     async def get(self, key: str) -> Suppression | None:
-        await self.release.wait()
+        await self.unblock.wait()
         return await super().get(key)
 
     async def add(self, suppressions: Sequence[Suppression], *, replace: bool = False) -> int:
-        await self.release.wait()
+        await self.unblock.wait()
         return await super().add(suppressions, replace=replace)
 
     async def quota_used(self, quota: Quota) -> int:
-        await self.release.wait()
+        await self.unblock.wait()
         return await super().quota_used(quota)
 
     async def pauses(self, sender_domain: str, now: dt.datetime) -> list[Pause]:
-        await self.release.wait()
+        await self.unblock.wait()
         return await super().pauses(sender_domain, now)
 
 
@@ -592,7 +592,7 @@ async def test_every_store_call_of_the_guard_is_bounded_by_store_timeout(
     call: Callable[[Guard], Awaitable[object]], clock: FakeClock
 ) -> None:
     store = _Stalled()
-    store.release.clear()
+    store.unblock.clear()
     guard = Guard(
         adapter=RecordingAdapter(), store=store, warmup=FLAT, clock=clock, store_timeout=0.2
     )
@@ -600,7 +600,7 @@ async def test_every_store_call_of_the_guard_is_bounded_by_store_timeout(
     with pytest.raises(StoreError, match="no answer"):
         await call(guard)
     assert asyncio.get_running_loop().time() - started < 2
-    store.release.set()
+    store.unblock.set()
     await guard.aclose()
 
 

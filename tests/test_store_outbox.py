@@ -144,9 +144,11 @@ async def test_a_lease_that_runs_out_gives_back_a_claim_and_makes_a_send_uncerta
     claim2 = await store.claim(after, token="w2", lease=LEASE, limit=10, streams=STREAMS)
     assert [e.id for e in claim2.entries] == [b]
     listed = {e.id: e for e in await store.kept()}
-    assert listed[a].state is Held.UNCERTAIN and listed[a].token == "w1"
+    assert listed[a].state is Held.UNCERTAIN
+    assert listed[a].token == "w1"
     assert "uncertain" in listed[a].detail
-    assert listed[b].state is Held.CLAIMED and listed[b].token == "w2"
+    assert listed[b].state is Held.CLAIMED
+    assert listed[b].token == "w2"
     # w1 is not dead after all: its finish of b is refused (w2 holds it), of a accepted.
     assert await store.finish("w1", [Finish(b)]) == 0
     assert await store.finish("w1", [Finish(a)]) == 1
@@ -189,8 +191,10 @@ async def test_finish_keeps_waiting_or_uncertain_and_release_gives_back_unstarte
         Held.WAITING,
         "451 greylisted",
     )
-    assert listed[b].state is Held.UNCERTAIN and listed[b].attempts == 1
-    assert listed[c].state is Held.WAITING and listed[c].token == ""
+    assert listed[b].state is Held.UNCERTAIN
+    assert listed[b].attempts == 1
+    assert listed[c].state is Held.WAITING
+    assert listed[c].token == ""
     assert listed[c].lease_until is None
     # The uncertain one is never claimed again by itself; retry makes it (and a) due.
     later = START + dt.timedelta(hours=2)
@@ -330,7 +334,9 @@ ops: st.SearchStrategy[Op] = st.one_of(
 )
 
 
-async def answer(store: Store, op: Op, now: dt.datetime, created: dict[str, int]) -> Any:
+async def answer(  # noqa: PLR0911 (one return per kind of operation)
+    store: Store, op: Op, now: dt.datetime, created: dict[str, int]
+) -> Any:
     if isinstance(op, Keep):
         entries = [
             Kept(
@@ -396,7 +402,8 @@ def test_every_store_keeps_the_outbox_as_memory_store(
         traces: dict[str, list[Any]] = {}
         async with every_store(redis_url, redis_cluster_url) as named:
             for name, store in named.items():
-                now, created, trace = START, {}, traces.setdefault(name, [])
+                now, trace = START, traces.setdefault(name, [])
+                created: dict[str, int] = {}
                 for op in sequence:
                     if isinstance(op, Advance):
                         now += dt.timedelta(seconds=op.seconds)
