@@ -38,6 +38,21 @@ class Adapter(abc.ABC):
     async def deliver(self, envelope: Envelope) -> Mapping[str, Reply]:
         """Deliver *envelope*; return a reply for every one of its recipients (wire form)."""
 
+    def keep(self, original: object) -> str:
+        """Write down a framework message (``Envelope.original``) for the outbox, as text.
+
+        The guard keeps mail it cannot send now; an adapter that delivers the framework's own
+        message object (not the bytes) writes it down here and rebuilds it in :meth:`restore`.
+        The default keeps nothing: the adapter sends ``Envelope.data``.
+        """
+        del original
+        return ""
+
+    def restore(self, kept: str) -> object:
+        """The framework message :meth:`keep` wrote down as *kept* (``None`` by default)."""
+        del kept
+        return None
+
     def on_new_loop(self) -> None:  # noqa: B027 (optional hook, a no-op by default)
         """Forget connections made on an event loop that has ended.
 

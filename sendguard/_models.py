@@ -50,6 +50,9 @@ class DeliveryStatus(StrEnum):
     """Permanently refused by the server (5xx)."""
     DEFERRED = "deferred"
     """Still failing temporarily after the retries, or delivery is uncertain; see ``detail``."""
+    EXPIRED = "expired"
+    """Kept in the outbox longer than the guard's ``max_age`` without being delivered: given
+    up (counted as a soft bounce)."""
 
 
 class Stage(StrEnum):
@@ -124,6 +127,12 @@ class RecipientResult:
     """True when this send put the address on the suppression list."""
     reason: str = ""
     """The classified reason of a failure (Sisimai's vocabulary, e.g. ``userunknown``)."""
+    uncertain: bool = False
+    """The provider may have the message (no reply to the final dot, a delivery cut off):
+    never sent again unless a person asks."""
+    kept: bool = False
+    """Not sent now (throttled, paused, deferred, or uncertain) and kept in the outbox: a
+    worker sends it at ``retry_at`` (an uncertain delivery waits for a person instead)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +145,8 @@ class SendResult:
     recorded: bool = True
     """False when the store could not record what this send learned (a suppression, quota
     to give back) in time: the guard keeps it in its journal and records it later."""
+    outbox_id: str | None = None
+    """The id under which the recipients not sent now are kept in the outbox, if any were."""
 
     def by_status(self, status: DeliveryStatus) -> list[str]:
         """Addresses whose outcome was *status*, in envelope order."""
@@ -145,6 +156,11 @@ class SendResult:
     def accepted(self) -> list[str]:
         """Addresses the server accepted."""
         return self.by_status(DeliveryStatus.ACCEPTED)
+
+    @property
+    def kept(self) -> list[str]:
+        """Addresses kept in the outbox, to be sent later."""
+        return [a for a, r in self.recipients.items() if r.kept]
 
 
 @dataclass(frozen=True, slots=True)

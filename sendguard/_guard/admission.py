@@ -53,16 +53,23 @@ class Admitter:
         self._recorder = recorder
 
     async def admit(
-        self, state: SendState, valid: dict[str, Address], now: datetime
+        self, state: SendState, valid: dict[str, Address], now: datetime, *, share: float = 1.0
     ) -> dict[str, RecipientResult]:
         """Make the recipients the store cleared pending in *state*; the results of the others.
 
         Sets ``state.quota`` (``None`` when no warmup applies, or the store was down and
-        ``on_store_error="send"`` sent without a verdict) and ``state.reserved``.
+        ``on_store_error="send"`` sent without a verdict) and ``state.reserved``.  The send's
+        stream may take *share* of the day's cap (what is left stays for the streams before).
         """
         guard = self._guard
         held = self._journal_holds(valid, state.sender, now) if self._recorder.journal else {}
         quota = self.quota(state.sender, now)
+        ramp = self.ramp(now)
+        if share < 1 and quota is not None:
+            # One counter for every stream: a lower stream just stops earlier in it.
+            quota = replace(quota, cap=math.floor(quota.cap * share))
+            if ramp is not None:
+                ramp = replace(ramp, caps=tuple(math.floor(c * share) for c in ramp.caps))
         shapes, shape_of, spread = await self._shapes(state.sender, valid, quota, state)
         admissions = await self._reserve(
             Reservation(
@@ -76,7 +83,7 @@ class Admitter:
                 shape_of=shape_of,
                 spread=spread,
                 recover=guard.shaping.recover_every if guard.shaping else timedelta(minutes=10),
-                ramp=self.ramp(now),
+                ramp=ramp,
             )
         )
         if admissions is None:

@@ -214,6 +214,7 @@ class Deliverer:
                     state.suppress[key] = found
                 elif decision is Decision.UNCERTAIN:
                     state.uncertain += 1
+                    state.results[key] = replace(state.results[key], uncertain=True)
                 elif found is not None and found.soft:
                     state.soft[key] = found
         return retry

@@ -10,8 +10,10 @@ leaves or the store stalls).  Bounces and provider events that arrive later go t
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import copy
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
 from email.message import Message
@@ -20,16 +22,17 @@ from types import TracebackType
 from typing import Literal, Self
 
 from sendguard._adapter import Adapter
-from sendguard._address import normalize_address, redact
+from sendguard._address import Address, normalize_address, redact
 from sendguard._bounces.classify import Rules
 from sendguard._bounces.dsn import BounceReport
 from sendguard._bounces.events import DeliveryEvent
 from sendguard._bounces.token import BounceSigner
-from sendguard._errors import ConfigurationError, NoRecipientsError
+from sendguard._errors import ConfigurationError, NoRecipientsError, StoreError
 from sendguard._guard._common import ACCEPTED, Clock, SendState, Sleep, log, utcnow
 from sendguard._guard.admission import Admitter, validate
 from sendguard._guard.delivery import Deliverer
 from sendguard._guard.ingestion import Ingester
+from sendguard._guard.outbox import Claimed, Keeper, OutboxEvent, OutboxRun, unsent_of
 from sendguard._guard.recording import Recorder, log_pause
 from sendguard._message import check_headers, envelope_recipients, envelope_sender, serialize
 from sendguard._models import RecipientResult, SendResult, Suppression
@@ -42,8 +45,15 @@ from sendguard._smtp import SMTPAdapter
 from sendguard._store import Pause, SoftBouncePolicy, Store
 from sendguard._store.journal import Journal
 from sendguard._store.memory import MemoryStore
+from sendguard._store.outbox import Backlog, entry_id
 
-__all__ = ["Guard"]
+__all__ = ["STREAMS", "STREAM_HEADER", "Guard"]
+
+STREAMS: Mapping[str, float] = {"transactional": 1.0, "bulk": 0.8}
+"""The default streams, highest priority first, each with the share of the day's warmup cap
+its mail may take (the rest is kept for the streams before it)."""
+STREAM_HEADER = "X-Sendguard-Stream"
+"""A message header naming the send's stream (taken off before the message is sent)."""
 
 
 _GUARD_OPTION_TYPES: dict[str, tuple[type, str]] = {
@@ -102,6 +112,25 @@ def _check_options(
         raise ConfigurationError(f"Guard(clock=...) must return datetimes, not {now!r}")
 
 
+def _check_streams(streams: object) -> dict[str, float]:
+    """Guard(streams=...): names (highest priority first) to a share of the day's cap."""
+    if not isinstance(streams, Mapping) or not streams:
+        raise ConfigurationError(
+            "Guard(streams=...) must map stream names (highest priority first) to the share "
+            "of the day's warmup cap each may take, e.g. {'transactional': 1.0, 'bulk': 0.8}"
+        )
+    checked: dict[str, float] = {}
+    for name, share in streams.items():
+        if not isinstance(name, str) or not name or not name.isprintable() or ":" in name:
+            raise ConfigurationError(f"Guard(streams=...): {name!r} is no stream name")
+        if isinstance(share, bool) or not isinstance(share, int | float) or not 0 < share <= 1:
+            raise ConfigurationError(
+                f"Guard(streams=...): the share of {name!r} must be in (0, 1], not {share!r}"
+            )
+        checked[name] = float(share)
+    return checked
+
+
 class Guard:
     """Stands between an application and its mail provider and keeps the sender's name clean.
 
@@ -142,9 +171,28 @@ class Guard:
         store_timeout: float = 10.0,
         journal: str | os.PathLike[str] | Literal[False] | None = None,
         redact_addresses: bool = True,
+        keep: bool = True,
+        streams: Mapping[str, float] | None = None,
+        stream: str | None = None,
+        max_age: timedelta = timedelta(days=5),
+        on_outbox: Callable[[OutboxEvent], object] | None = None,
         clock: Clock = utcnow,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
+        check_flag("Guard", "keep", keep)
+        self.streams = _check_streams(streams if streams is not None else STREAMS)
+        self.stream = stream if stream is not None else next(iter(self.streams))
+        if self.stream not in self.streams:
+            raise ConfigurationError(
+                f"Guard(stream={stream!r}) must be one of the streams: {', '.join(self.streams)}"
+            )
+        check_instance("Guard", "max_age", max_age, timedelta, "a datetime.timedelta")
+        if max_age <= timedelta(0):
+            raise ConfigurationError("Guard(max_age=...) must be a positive timedelta")
+        if on_outbox is not None and not callable(on_outbox):
+            raise ConfigurationError(f"Guard(on_outbox=...) must be a function, not {on_outbox!r}")
+        self.keep = keep
+        self.max_age = max_age
         _check_options(
             adapter=adapter,
             store=store,
@@ -208,6 +256,7 @@ class Guard:
         self._admission = Admitter(self, self._recorder)
         self._delivery = Deliverer(self)
         self._ingestion = Ingester(self, self._recorder)
+        self._keeper = Keeper(self, streams=self.streams, max_age=max_age, on_event=on_outbox)
 
     async def __aenter__(self) -> Self:
         return self
@@ -317,6 +366,7 @@ class Guard:
         sender: str | None = None,
         recipients: Iterable[str] | None = None,
         original: object = None,
+        stream: str | None = None,
     ) -> SendResult:
         """Send *message* to every recipient that may receive it; one result per recipient.
 
@@ -324,6 +374,12 @@ class Guard:
         The envelope sender is *sender*, else the message's Sender, else its first From.
         *original* is handed to the adapter untouched (``Envelope.original``): a framework's
         own message object, for an adapter that delivers through that framework's backend.
+        *stream* (else the message's ``X-Sendguard-Stream`` header, which is not sent, else the
+        guard's default stream) is one of the guard's ``streams``.
+
+        Recipients held back (throttled, paused, deferred) are kept in the outbox, unless the
+        guard was made with ``keep=False``: their results say ``kept`` and ``retry_at``, and
+        a worker (:meth:`run_outbox`) sends them then.
 
         Raises :class:`MessageError` (a line break in a header, an invalid sender, no
         recipients, a message that cannot be encoded) before anything is reserved, and
@@ -333,27 +389,62 @@ class Guard:
         """
         self._recorder.enter()
         check_headers(message)
+        message, stream = self._stream_of(message, stream)
         envelope_from = normalize_address(
             sender if sender is not None else envelope_sender(message)
         )
         wanted = list(recipients) if recipients is not None else envelope_recipients(message)
         if not wanted:
             raise NoRecipientsError("the message has no recipients (To, Cc, Bcc or recipients=)")
+        return await self._send(
+            message, envelope_from=envelope_from, wanted=wanted, original=original, stream=stream
+        )
 
+    def _stream_of(self, message: Message, stream: str | None) -> tuple[Message, str]:
+        """The send's stream, and the message without the header that named it."""
+        named = message.get(STREAM_HEADER)
+        if named is not None:
+            message = copy.copy(message)  # the caller's message keeps its header
+            del message[STREAM_HEADER]  # (a new header list: the copy's alone)
+        chosen = stream if stream is not None else str(named).strip() if named else self.stream
+        if chosen not in self._keeper.streams:
+            raise ConfigurationError(
+                f"unknown stream {chosen!r}: the guard's streams are "
+                f"{', '.join(self._keeper.streams)} (Guard(streams=...))"
+            )
+        return message, chosen
+
+    async def _send(
+        self,
+        message: Message,
+        *,
+        envelope_from: Address,
+        wanted: list[str],
+        original: object,
+        stream: str,
+        serialized: tuple[bytes, bool] | None = None,
+        claimed: Claimed | None = None,
+    ) -> SendResult:
+        """One send, first (kept if held back) or by a worker for its *claimed* entries."""
         now = self._clock()
         results, valid = validate(wanted)
-        # Serialized before anything is reserved: a message that cannot be encoded raises
-        # MessageEncodingError now.  SMTPUTF8 if any address needs it (the delivery drops it
-        # when the recipients that needed it were held back).
-        utf8 = envelope_from.needs_smtputf8 or any(a.needs_smtputf8 for a in valid.values())
-        body = serialize(message, message_id=None, utf8=utf8)
+        if serialized is None:
+            # Serialized before anything is reserved: a message that cannot be encoded raises
+            # MessageEncodingError now.  SMTPUTF8 if any address needs it (the delivery drops
+            # it when the recipients that needed it were held back).
+            utf8 = envelope_from.needs_smtputf8 or any(a.needs_smtputf8 for a in valid.values())
+            serialized = serialize(message, message_id=None, utf8=utf8), utf8
         state = SendState(sender=envelope_from, pending={}, original=original)
-        results.update(await self._admission.admit(state, valid, now))
+        results.update(
+            await self._admission.admit(state, valid, now, share=self._keeper.streams[stream])
+        )
+        if claimed is not None and state.pending:
+            await self._start(claimed, state)
 
         message_id: str | None = None
         try:
             if state.pending:
-                message_id = await self._delivery.transmit(state, message, (body, utf8), now)
+                message_id = await self._delivery.transmit(state, message, serialized, now)
         except BaseException:
             # The caller gave up (a timeout, a cancelled task) or the send failed half-way:
             # what it learned (a dead address, quota not spent) is recorded all the same.
@@ -364,19 +455,107 @@ class Guard:
         results.update(state.results)
 
         newly = await self._recorder.settle(self._delivery.outcome(state))
+        for key in newly or ():
+            results[key] = replace(results[key], suppressed=True)
+        letter = None
+        if self.keep and claimed is None:
+            unsent = unsent_of(
+                results,
+                valid,
+                message_id=message_id
+                or (str(message["Message-ID"]) if message["Message-ID"] else None),
+                body=serialized,
+                domain=envelope_from.domain,
+            )
+            if unsent is not None:
+                letter = await self._keeper.keep(envelope_from.wire, stream, original, unsent, now)
+            if letter is not None and unsent is not None:
+                message_id = message_id or unsent.message_id
+                for rr in unsent.results.values():
+                    results[rr.address] = replace(rr, kept=True)
         result = SendResult(
             sender=envelope_from.key,
             message_id=message_id,
             recipients=results,
             recorded=newly is not None,
+            outbox_id=letter,
         )
-        for key in newly or ():
-            results[key] = replace(results[key], suppressed=True)
         for pause in state.pauses.values():
             log_pause(pause)
         for rr in results.values():
             self._log_result(rr, message_id)
         return result
+
+    async def _start(self, claimed: Claimed, state: SendState) -> None:
+        """Mark the worker's admitted entries as being sent; drop those its claim lost."""
+        ids = {entry_id(claimed.letter, claimed.entries[k].recipient): k for k in state.pending}
+        started = set(
+            await self._recorder.bounded(
+                self.store.start(claimed.token, list(ids), self._clock()), "start"
+            )
+        )
+        for kept_id, key in ids.items():
+            if kept_id not in started:
+                del state.pending[key]
+                claimed.lost.add(key)
+
+    # -- the outbox ----------------------------------------------------------------------------
+
+    async def deliver_outbox(
+        self,
+        *,
+        limit: int = 100,
+        lease: timedelta = timedelta(minutes=5),
+        concurrency: int = 8,
+    ) -> OutboxRun:
+        """One pass of a worker: claim up to *limit* due recipients and send them; counts.
+
+        Claims hold for *lease*: a worker that dies leaves them to come back then (those it
+        was handing to the provider come back uncertain, never re-sent by themselves).
+        """
+        return await self._keeper.deliver(limit=limit, lease=lease, concurrency=concurrency)
+
+    async def run_outbox(
+        self,
+        *,
+        stop: asyncio.Event | None = None,
+        poll: float = 5.0,
+        limit: int = 100,
+        lease: timedelta = timedelta(minutes=5),
+        concurrency: int = 8,
+        summary_every: float = 60.0,
+    ) -> OutboxRun:
+        """Send what the outbox holds as it comes due, until *stop* is set (or cancelled).
+
+        Passes run back to back while there is due mail, else every *poll* seconds; a
+        summary line is logged every *summary_every* seconds.  Stopping lets the pass in
+        flight finish its deliveries and gives back what it had not started.  The totals.
+        """
+        stop = stop if stop is not None else asyncio.Event()
+        total = OutboxRun()
+        period = OutboxRun()
+        loop = asyncio.get_running_loop()
+        last = loop.time()
+        while not stop.is_set():
+            try:
+                run = await self.deliver_outbox(limit=limit, lease=lease, concurrency=concurrency)
+            except StoreError as exc:
+                log.warning("sendguard.outbox_store_error", error=str(exc))
+                run = OutboxRun()
+            total.add(run)
+            period.add(run)
+            if loop.time() - last >= summary_every:
+                log.info("sendguard.outbox_summary", **period.summary())
+                period, last = OutboxRun(), loop.time()
+            if run.claimed < limit:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), poll)
+        log.info("sendguard.outbox_stopped", **total.summary())
+        return total
+
+    async def backlog(self) -> list[Backlog]:
+        """What the outbox holds, per sender domain and stream."""
+        return await self._keeper.backlog()
 
     # -- bounces that arrive later ----------------------------------------------------------------
 

@@ -1,0 +1,385 @@
+"""The outbox: what a send could not deliver now is kept, and workers send it when allowed.
+
+A send that leaves recipients throttled (over the day's warmup cap, or a rate), paused (the
+provider refused the sender) or deferred (a temporary failure) keeps them in the store with the
+message, once; an uncertain delivery (no reply to the final dot) is kept too, as uncertain,
+for a person to look at, never re-sent by itself.  :meth:`Keeper.deliver` claims what is due
+(stream by stream, transactional first), sends each letter through the guard's whole pipeline
+again (caps, pauses, shaping, the breaker: a re-send is a send), and finishes each entry:
+delivered or final, it goes; held back again, it waits for its next time; older than
+``max_age``, it expires (a soft bounce).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import email.utils
+import itertools
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from sendguard._address import Address, normalize_address
+from sendguard._errors import InvalidAddressError, StoreError
+from sendguard._guard._common import log
+from sendguard._models import DeliveryStatus, RecipientResult, SendResult, Suppression
+from sendguard._store import Outcome
+from sendguard._store.outbox import Backlog, Claim, Finish, Held, Kept, Letter, entry_id
+
+if TYPE_CHECKING:
+    from sendguard._guard.facade import Guard
+
+__all__ = ["HOLDABLE", "Keeper", "OutboxEvent", "OutboxRun", "Unsent"]
+
+HOLDABLE = frozenset({DeliveryStatus.THROTTLED, DeliveryStatus.PAUSED, DeliveryStatus.DEFERRED})
+"""The outcomes of a send that are not final: the recipient may still be sent to."""
+
+MAX_BACKOFF = timedelta(hours=4)
+"""The longest wait between two tries of a deferred recipient (Postfix's is 4000 s)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Unsent:
+    """A send's recipients to keep: the message as it goes on the wire, and who waits."""
+
+    message_id: str
+    data: bytes
+    smtputf8: bool
+    results: Mapping[str, RecipientResult]
+    """Result by wire address, of those held back (an uncertain one is kept for a person)."""
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEvent:
+    """Something that happened to kept mail: ``kind`` is kept, delivered, expired or failed.
+
+    ``result`` is the recipient's result (``kept`` for kept ones); ``letter`` the outbox id
+    of its message and ``message_id`` its Message-ID.
+    """
+
+    kind: str
+    result: RecipientResult
+    letter: str
+    message_id: str
+    stream: str
+
+
+@dataclass(slots=True)
+class OutboxRun:
+    """What one pass of a worker did."""
+
+    claimed: int = 0
+    delivered: int = 0
+    failed: int = 0
+    """Final without delivery: rejected, suppressed, invalid."""
+    waiting: int = 0
+    """Held back again (throttled, paused, deferred): kept for their next time."""
+    uncertain: int = 0
+    expired: int = 0
+    lost: int = 0
+    """Claimed, but the lease ran out before they could be sent (another worker has them)."""
+
+    def add(self, other: OutboxRun) -> None:
+        """Count *other* in too."""
+        for name in self.__slots__:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+    def summary(self) -> dict[str, int]:
+        """The counts by name."""
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+@dataclass
+class Claimed:
+    """A worker's hold on one letter's entries while the guard sends it."""
+
+    token: str
+    letter: str
+    entries: dict[str, Kept] = field(default_factory=dict)
+    """By recipient key."""
+    lost: set[str] = field(default_factory=set)
+    """Keys whose claim ran out before they were started: not sent by this worker."""
+
+
+class Keeper:
+    """Keeps what a send could not deliver, and delivers it again when the guard allows."""
+
+    def __init__(
+        self,
+        guard: Guard,
+        *,
+        streams: Mapping[str, float],
+        max_age: timedelta,
+        on_event: Callable[[OutboxEvent], object] | None,
+    ) -> None:
+        self._guard = guard
+        self.streams = dict(streams)
+        self.max_age = max_age
+        self._on_event = on_event
+
+    # -- keeping -------------------------------------------------------------------------------
+
+    async def keep(
+        self, sender: str, stream: str, original: object, unsent: Unsent, now: datetime
+    ) -> str | None:
+        """Keep *unsent*'s recipients with their message; the letter's id (None: not kept).
+
+        A store that cannot keep them is logged and leaves the results as they were (not
+        kept): the caller sees that nothing will send them.
+        """
+        guard = self._guard
+        letter = Letter(
+            id=letter_id(now),
+            sender=sender,
+            data=unsent.data,
+            created_at=now,
+            message_id=unsent.message_id,
+            stream=stream,
+            smtputf8=unsent.smtputf8,
+            original=guard.adapter.keep(original) if original is not None else "",
+        )
+        sender_domain = sender.rpartition("@")[2].lower()
+        entries = []
+        for wire, rr in unsent.results.items():
+            entries.append(
+                Kept(
+                    letter=letter.id,
+                    recipient=wire,
+                    sender_domain=sender_domain,
+                    stream=stream,
+                    next_at=rr.retry_at or now,
+                    created_at=now,
+                    attempts=rr.attempts,
+                    state=Held.UNCERTAIN if rr.uncertain else Held.WAITING,
+                    detail=rr.detail,
+                )
+            )
+        try:
+            await guard._recorder.bounded(guard.store.keep(letter, entries), "keep")
+        except StoreError as exc:
+            log.error(
+                "sendguard.keep_failed",
+                error=str(exc),
+                message_id=unsent.message_id,
+                recipients=len(entries),
+            )
+            return None
+        for rr in unsent.results.values():
+            self._tell("kept", replace(rr, kept=True), letter)
+        return letter.id
+
+    def _tell(self, kind: str, rr: RecipientResult, letter: Letter) -> None:
+        guard = self._guard
+        getattr(log, "warning" if kind in ("expired", "failed") else "info")(
+            f"sendguard.outbox_{kind}",
+            recipient=guard._redact(rr.address),
+            status=str(rr.status),
+            letter=letter.id,
+            message_id=letter.message_id,
+            stream=letter.stream,
+            retry_at=rr.retry_at.isoformat() if rr.retry_at else None,
+        )
+        if self._on_event is not None:
+            try:
+                self._on_event(OutboxEvent(kind, rr, letter.id, letter.message_id, letter.stream))
+            except Exception:  # noqa: BLE001 (the application's hook must not stop the outbox)
+                log.exception("sendguard.outbox_hook_failed", kind=kind)
+
+    # -- sending what is due -------------------------------------------------------------------
+
+    async def deliver(
+        self, *, limit: int = 100, lease: timedelta = timedelta(minutes=5), concurrency: int = 8
+    ) -> OutboxRun:
+        """Claim up to *limit* due recipients and send them, *concurrency* letters at a time."""
+        guard = self._guard
+        guard._recorder.enter()
+        token = uuid.uuid4().hex
+        now = guard._clock()
+        claim = await guard._recorder.bounded(
+            guard.store.claim(
+                now, token=token, lease=lease, limit=limit, streams=list(self.streams)
+            ),
+            "claim",
+        )
+        run = OutboxRun(claimed=len(claim.entries))
+        if not claim.entries:
+            return run
+        by_letter: dict[str, list[Kept]] = {}
+        for kept in claim.entries:
+            by_letter.setdefault(kept.letter, []).append(kept)
+        gate = asyncio.Semaphore(concurrency)
+
+        async def one(letter: Letter, entries: list[Kept]) -> OutboxRun:
+            async with gate:
+                return await self._letter(claim, letter, entries)
+
+        try:
+            done = await asyncio.gather(
+                *(one(claim.letters[name], entries) for name, entries in by_letter.items())
+            )
+        finally:
+            # Whatever was claimed and not started (a pass cut off) goes back at once.
+            await asyncio.shield(self._release(token))
+        for part in done:
+            run.add(part)
+        return run
+
+    async def _release(self, token: str) -> None:
+        try:
+            await self._guard._recorder.bounded(self._guard.store.release(token), "release")
+        except StoreError as exc:  # the lease gives them back anyway
+            log.warning("sendguard.release_failed", error=str(exc))
+
+    async def _letter(self, claim: Claim, letter: Letter, entries: list[Kept]) -> OutboxRun:
+        """Send one letter's claimed entries; finish each."""
+        guard = self._guard
+        now = guard._clock()
+        run = OutboxRun()
+        finishes: list[Finish] = []
+        live: dict[str, Kept] = {}
+        for kept in entries:
+            if now - kept.created_at >= self.max_age:
+                finishes.append(Finish(kept.id))
+                continue
+            try:
+                live[normalize_address(kept.recipient).key] = kept
+            except InvalidAddressError:
+                finishes.append(Finish(kept.id))  # cannot happen: only valid ones are kept
+        expired = [k for k in entries if k.id in {f.id for f in finishes}]
+        if expired:
+            await self._expire(letter, expired, now)
+            run.expired += len(expired)
+        if live:
+            hold = Claimed(claim.token, letter.id, live)
+            result = await self._resend(letter, hold)
+            for key, kept in live.items():
+                rr = result.recipients.get(key)
+                if key in hold.lost or rr is None:
+                    run.lost += 1
+                    continue
+                finish, kind = self._finish(kept, rr, now)
+                finishes.append(finish)
+                setattr(run, kind, getattr(run, kind) + 1)
+                if kind in ("delivered", "failed"):
+                    self._tell(kind, rr, letter)
+        try:
+            await guard._recorder.bounded(guard.store.finish(claim.token, finishes), "finish")
+        except StoreError as exc:
+            # The lease runs out: what was sent becomes uncertain, the rest comes back.
+            log.error("sendguard.finish_failed", error=str(exc), letter=letter.id)
+        return run
+
+    async def _resend(self, letter: Letter, hold: Claimed) -> SendResult:
+        guard = self._guard
+        message = email.message_from_bytes(letter.data, policy=email.policy.default)
+        original = guard.adapter.restore(letter.original) if letter.original else None
+        return await guard._send(
+            message,
+            envelope_from=normalize_address(letter.sender),
+            wanted=[k.recipient for k in hold.entries.values()],
+            original=original,
+            stream=letter.stream,
+            serialized=(letter.data, letter.smtputf8),
+            claimed=hold,
+        )
+
+    def _finish(self, kept: Kept, rr: RecipientResult, now: datetime) -> tuple[Finish, str]:
+        """How *kept* is left after a re-send that gave *rr*; and what it counts as."""
+        attempts = kept.attempts + max(rr.attempts, 0)
+        if rr.status is DeliveryStatus.ACCEPTED:
+            return Finish(kept.id), "delivered"
+        if rr.status not in HOLDABLE:
+            return Finish(kept.id), "failed"
+        if rr.uncertain:
+            return Finish(kept.id, Held.UNCERTAIN, None, attempts, rr.detail), "uncertain"
+        next_at = rr.retry_at or now
+        if rr.status is DeliveryStatus.DEFERRED:
+            # Each try of the outbox waits twice as long as the one before, up to a ceiling.
+            first = timedelta(seconds=self._guard.retry.defer_for)
+            wait = first * 2 ** min(max(0, attempts - 1), 16)
+            next_at = max(next_at, now + min(wait, max(MAX_BACKOFF, first)))
+        return Finish(kept.id, Held.WAITING, next_at, attempts, rr.detail), "waiting"
+
+    async def _expire(self, letter: Letter, expired: Sequence[Kept], now: datetime) -> None:
+        """Give up on *expired*: each counts as a soft bounce, and is told."""
+        guard = self._guard
+        keys = []
+        for kept in expired:
+            try:
+                keys.append(normalize_address(kept.recipient).key)
+            except InvalidAddressError:
+                continue
+        outcome = Outcome(
+            now=now,
+            soft_failures=[
+                Suppression(
+                    k,
+                    "expired",
+                    None,
+                    None,
+                    f"kept {guard._keeper.max_age} without delivery",
+                    "outbox",
+                    now,
+                )
+                for k in keys
+            ],
+            soft_policy=guard.soft_bounce,
+            sender_domain=letter.sender.rpartition("@")[2].lower(),
+        )
+        await guard._recorder.settle(outcome)
+        for kept, key in zip(expired, keys, strict=False):
+            rr = RecipientResult(
+                key,
+                DeliveryStatus.EXPIRED,
+                detail=f"kept since {kept.created_at.isoformat()} without delivery: {kept.detail}",
+                attempts=kept.attempts,
+                reason="expired",
+            )
+            self._tell("expired", rr, letter)
+
+    # -- what a person sees --------------------------------------------------------------------
+
+    async def backlog(self) -> list[Backlog]:
+        """The kept recipients per sender domain and stream."""
+        guard = self._guard
+        guard._recorder.enter()
+        return await guard._recorder.bounded(guard.store.backlog(guard._clock()), "backlog")
+
+
+_SEQUENCE = itertools.count()
+
+
+def letter_id(now: datetime) -> str:
+    """A new letter id that sorts by *now* (so claims of one due time go first kept, first
+    sent), then by this process's order, then at random (another process's in the same
+    microsecond)."""
+    micros = int(now.timestamp() * 1_000_000)
+    return f"{micros:014x}{next(_SEQUENCE) % 0x1000000:06x}{uuid.uuid4().hex[:12]}"
+
+
+def unsent_of(
+    results: Mapping[str, RecipientResult],
+    valid: Mapping[str, Address],
+    *,
+    message_id: str | None,
+    body: tuple[bytes, bool],
+    domain: str,
+) -> Unsent | None:
+    """The recipients of a send to keep, with the message as it goes on the wire."""
+    held = {valid[k].wire: rr for k, rr in results.items() if rr.status in HOLDABLE and k in valid}
+    if not held:
+        return None
+    data, smtputf8 = body
+    if message_id is None:
+        message_id = email.utils.make_msgid(domain=domain)
+        data = f"Message-ID: {message_id}\r\n".encode("ascii") + data
+    return Unsent(message_id, data, smtputf8, held)
+
+
+def kept_ids(letter: str, wires: Sequence[str]) -> list[str]:
+    """The entry ids of *wires* in *letter*."""
+    return [entry_id(letter, w) for w in wires]
