@@ -27,6 +27,7 @@ from sendguard._errors import (
     MessageEncodingError,
     MessageError,
     NoRecipientsError,
+    NotSentError,
     SendGuardError,
     StoreError,
     WebhookAuthError,
@@ -34,6 +35,8 @@ from sendguard._errors import (
     WebhookUnavailableError,
 )
 from sendguard._guard import Guard
+from sendguard._guard.facade import STREAM_HEADER, STREAMS
+from sendguard._guard.outbox import OutboxEvent, OutboxRun
 from sendguard._models import (
     DeliveryStatus,
     Envelope,
@@ -62,6 +65,7 @@ from sendguard._store import (
 )
 from sendguard._store.memory import MemoryStore
 from sendguard._store.open import open_store, store_url
+from sendguard._store.outbox import Backlog, Claim, Finish, Held, Kept, Letter
 from sendguard._store.redis import RedisStore
 from sendguard._store.sqlite import SQLiteStore
 from sendguard._sync import SyncGuard
@@ -73,28 +77,39 @@ __all__ = [
     "LINE_BREAKS",
     "PROVIDERS",
     "REASONS",
+    "STREAMS",
+    "STREAM_HEADER",
     "Action",
     "Adapter",
     "Address",
     "Admission",
     "Admit",
+    "Backlog",
     "BounceParseError",
     "BounceReport",
     "Breaker",
     "BreakerEvent",
+    "Claim",
     "Classification",
     "ConfigurationError",
     "DeliveryEvent",
     "DeliveryStatus",
     "Envelope",
+    "Finish",
     "Guard",
     "HeaderInjectionError",
+    "Held",
     "InvalidAddressError",
+    "Kept",
+    "Letter",
     "Limit",
     "MemoryStore",
     "MessageEncodingError",
     "MessageError",
     "NoRecipientsError",
+    "NotSentError",
+    "OutboxEvent",
+    "OutboxRun",
     "Outcome",
     "Pause",
     "Quota",

@@ -13,7 +13,8 @@ Every exception sendguard raises derives from :class:`SendGuardError`::
     ├── WebhookAuthError (PermissionError)   a webhook that is forged, stale or unreadable: 401
     │   └── WebhookPayloadError (ValueError) authenticated, but not a body the provider sends: 400
     ├── WebhookUnavailableError (ConnectionError)  genuine, but not acted on now: 503
-    └── StoreError (ConnectionError)         the suppression store could not give a verdict
+    ├── StoreError (ConnectionError)         the suppression store could not give a verdict
+    └── NotSentError                         a framework's send that reached no recipient
 
 Mixed delivery outcomes are not exceptions: :meth:`sendguard.Guard.send` returns a
 :class:`sendguard.SendResult` with one entry per recipient.  An exception means nothing could be
@@ -36,6 +37,7 @@ __all__ = [
     "MessageEncodingError",
     "MessageError",
     "NoRecipientsError",
+    "NotSentError",
     "SendGuardError",
     "StoreError",
     "WebhookAuthError",
@@ -127,3 +129,18 @@ class StoreError(SendGuardError, ConnectionError):
     def __init__(self, message: str, *, result: SendResult | None = None) -> None:
         super().__init__(message)
         self.result = result
+
+
+class NotSentError(SendGuardError):
+    """A framework integration's send (Django, Flask) that no recipient received.
+
+    Raised unless ``fail_silently``: when every recipient was refused, suppressed, invalid or
+    held back without being kept, and (with the integration's ``KEPT = "raise"``) when the
+    message was only kept for later.  ``result`` says what happened to each recipient;
+    ``kept`` whether some of them wait in the outbox.
+    """
+
+    def __init__(self, message: str, *, result: SendResult) -> None:
+        super().__init__(message)
+        self.result = result
+        self.kept = bool(result.kept)

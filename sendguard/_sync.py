@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from concurrent.futures import Future
 from datetime import timedelta
 from email.message import Message
@@ -24,6 +24,7 @@ from sendguard._bounces.dsn import BounceReport
 from sendguard._bounces.events import DeliveryEvent
 from sendguard._errors import ConfigurationError
 from sendguard._guard import Clock, Guard, Sleep, utcnow
+from sendguard._guard.outbox import OutboxEvent, OutboxRun
 from sendguard._models import SendResult, Suppression
 from sendguard._options import check_seconds
 from sendguard._pacing.breaker import Breaker, SenderStatus
@@ -31,6 +32,7 @@ from sendguard._pacing.retry import RetryPolicy
 from sendguard._pacing.shaping import Shaping
 from sendguard._pacing.warmup import WarmupSchedule
 from sendguard._store import Pause, SoftBouncePolicy, Store
+from sendguard._store.outbox import Backlog
 
 __all__ = ["SyncGuard"]
 
@@ -39,6 +41,11 @@ T = TypeVar("T")
 
 class SyncGuard:
     """A :class:`Guard` with blocking methods; takes the same (typed) options as ``Guard``.
+
+    Unlike ``Guard``, it does not retry inside a call by default: with the outbox on
+    (``keep=True``) a send makes one attempt and keeps what is still failing for a worker
+    (``sendguard worker``), so a web request never sleeps through a greylisting server's
+    wait.  Give ``retry=`` to retry in the call anyway.
 
     ``timeout`` (seconds, default none) bounds each call; a call that runs out raises
     :class:`TimeoutError` (the work itself goes on in the background).  Call :meth:`close`
@@ -65,6 +72,11 @@ class SyncGuard:
         store_timeout: float = 10.0,
         journal: str | os.PathLike[str] | Literal[False] | None = None,
         redact_addresses: bool = True,
+        keep: bool = True,
+        streams: Mapping[str, float] | None = None,
+        stream: str | None = None,
+        max_age: timedelta = timedelta(days=5),
+        on_outbox: Callable[[OutboxEvent], object] | None = None,
         clock: Clock = utcnow,
         sleep: Sleep = asyncio.sleep,
         timeout: float | None = None,
@@ -83,6 +95,11 @@ class SyncGuard:
         self._closed = False
         self._idle = threading.Condition()
         self._inflight = 0
+
+        if retry is None and keep:
+            # No sleeping in the caller's thread (a web request): one attempt, and what is
+            # still failing waits in the outbox for a worker.
+            retry = RetryPolicy.never()
 
         async def build() -> Guard:
             return Guard(
@@ -103,6 +120,11 @@ class SyncGuard:
                 store_timeout=store_timeout,
                 journal=journal,
                 redact_addresses=redact_addresses,
+                keep=keep,
+                streams=streams,
+                stream=stream,
+                max_age=max_age,
+                on_outbox=on_outbox,
                 clock=clock,
                 sleep=sleep,
             )
@@ -198,11 +220,30 @@ class SyncGuard:
         sender: str | None = None,
         recipients: Iterable[str] | None = None,
         original: object = None,
+        stream: str | None = None,
     ) -> SendResult:
         """See :meth:`Guard.send`."""
         return self._call(
-            self.guard.send(message, sender=sender, recipients=recipients, original=original)
+            self.guard.send(
+                message, sender=sender, recipients=recipients, original=original, stream=stream
+            )
         )
+
+    def deliver_outbox(
+        self,
+        *,
+        limit: int = 100,
+        lease: timedelta = timedelta(minutes=5),
+        concurrency: int = 8,
+    ) -> OutboxRun:
+        """See :meth:`Guard.deliver_outbox`."""
+        return self._call(
+            self.guard.deliver_outbox(limit=limit, lease=lease, concurrency=concurrency)
+        )
+
+    def backlog(self) -> list[Backlog]:
+        """See :meth:`Guard.backlog`."""
+        return self._call(self.guard.backlog())
 
     def suppress(
         self, address: str, *, reason: str = "manual", detail: str = "", source: str = "manual"

@@ -6,10 +6,12 @@ import asyncio
 import codecs
 import csv
 import datetime as dt
+import importlib
 import io
 import mailbox
 import math
 import os
+import signal
 import sys
 import tempfile
 from collections.abc import Awaitable, Callable, Iterator
@@ -33,12 +35,14 @@ from sendguard._errors import (
     StoreError,
 )
 from sendguard._guard import Guard
+from sendguard._guard.outbox import OutboxRun
 from sendguard._log import handled, to_stderr
 from sendguard._models import Suppression
 from sendguard._pacing.breaker import Breaker, SenderStatus
 from sendguard._pacing.warmup import PRESETS, WarmupSchedule
 from sendguard._store import Store
 from sendguard._store.open import open_store, sqlite_path, store_url
+from sendguard._store.outbox import Backlog, Held, Kept, Letter
 
 __all__ = ["Defaults", "app", "main"]
 
@@ -70,6 +74,8 @@ class Defaults:
     options: dict[str, Any] = field(default_factory=dict)
     """The app's Guard options (warmup, breaker, rules, bounce secret, ...): ``status``,
     ``warmup plan``, ``classify`` and ``ingest`` show and do what the app's guard does."""
+    guard: Callable[[], Guard] | None = None
+    """Builds the app's own guard (its adapter and store): what ``worker`` sends with."""
 
     @classmethod
     def from_settings(cls, settings: sendguard_config.Settings, store: str) -> Defaults:
@@ -843,10 +849,11 @@ def status(
 ) -> None:
     """Print a sender's pauses and its sends, bounces and complaints of the last 24 hours."""
 
-    async def work(store: Store) -> SenderStatus:
-        return await Guard(store=store, **{"breaker": Breaker(), **_options()}).status(sender)
+    async def work(store: Store) -> tuple[SenderStatus, list[Backlog]]:
+        guard = Guard(store=store, **{"breaker": Breaker(), **_options()})
+        return await guard.status(sender), await guard.backlog()
 
-    found = _run(store, redis_url, prefix, work)
+    found, backlog = _run(store, redis_url, prefix, work)
     volume = found.volume
     typer.echo(f"sender      {found.sender_domain}")
     if found.day is not None:
@@ -864,6 +871,11 @@ def status(
         typer.echo("paused      no")
     for domain, until, reason in found.domain_pauses:
         typer.echo(f"  toward {domain}: until {until.isoformat()} ({reason})")
+    mine = [b for b in backlog if b.sender_domain == found.sender_domain]
+    if not mine:
+        typer.echo("outbox      empty")
+    for b in mine:
+        typer.echo(f"outbox      {b.stream}: {_backlog_line(b)}")
 
 
 @app.command("resume")
@@ -880,6 +892,275 @@ def resume(
 
     lifted = _run(store, redis_url, prefix, work)
     typer.echo(f"lifted {lifted} pause{'s' if lifted != 1 else ''} of {sender.lower()}")
+
+
+# -- the outbox and its workers -------------------------------------------------------------
+
+outbox_app = typer.Typer(
+    help="See and steer the mail kept for later: list, show, retry, drop, purge.",
+    no_args_is_help=True,
+)
+app.add_typer(outbox_app, name="outbox")
+
+
+def _backlog_line(b: Backlog) -> str:
+    oldest = f", oldest kept {b.oldest.isoformat(timespec='seconds')}" if b.oldest else ""
+    return (
+        f"{b.waiting} waiting ({b.due} due), {b.claimed} being sent, "
+        f"{b.uncertain} uncertain{oldest}"
+    )
+
+
+def _load_guard(spec: str) -> Callable[[], Guard]:
+    """``module:callable`` naming a function that returns the app's :class:`Guard`."""
+    module_name, colon, name = spec.partition(":")
+    if not colon or not module_name or not name:
+        raise _fail(f"--guard must be module:function, not {spec!r}")
+    sys.path.insert(0, os.getcwd())
+    try:
+        target = getattr(importlib.import_module(module_name), name)
+    except (ImportError, AttributeError) as exc:
+        raise _fail(f"--guard {spec}: {exc}") from exc
+    if not callable(target):
+        raise _fail(f"--guard {spec} is not callable")
+    return cast("Callable[[], Guard]", target)
+
+
+def _worker_guard(spec: str | None, store: Store) -> Guard:
+    made: object
+    if spec is not None:
+        made = _load_guard(spec)()
+    elif (factory := _defaults.get().guard) is not None:
+        made = factory()
+    else:
+        made = Guard(store=store, **_options())
+    if not isinstance(made, Guard):
+        raise _fail(f"the worker needs a sendguard.Guard (not a SyncGuard), got {made!r}")
+    return made
+
+
+@app.command("worker")
+def worker(  # noqa: PLR0917 (the worker's options)
+    guard_spec: Annotated[
+        str | None,
+        typer.Option(
+            "--guard",
+            envvar="SENDGUARD_GUARD",
+            help="module:function returning your Guard (its adapter sends the mail); "
+            "default: the app's under manage.py and flask, else a Guard on --store with "
+            "the configured options that sends by SMTP to localhost.",
+            show_default=False,
+        ),
+    ] = None,
+    once: Annotated[bool, typer.Option("--once", help="Send what is due now, then exit.")] = False,
+    limit: Annotated[int, typer.Option(min=1, help="Recipients claimed per pass.")] = 100,
+    concurrency: Annotated[int, typer.Option(min=1, help="Messages sent at once.")] = 8,
+    poll: Annotated[float, typer.Option(min=0.01, help="Seconds between idle passes.")] = 5.0,
+    lease: Annotated[
+        float, typer.Option(min=1.0, help="Seconds a claim holds before it comes back.")
+    ] = 300.0,
+    summary_every: Annotated[
+        float, typer.Option(min=0.1, help="Seconds between summary log lines.")
+    ] = 60.0,
+    store: StoreURL = None,
+    redis_url: RedisURL = None,
+    prefix: Prefix = None,
+) -> None:
+    """Send the mail kept in the outbox as the guard allows it; SIGTERM or SIGINT stop it.
+
+    A stop lets the deliveries in flight finish and gives back what was claimed and not
+    started; a worker killed outright leaves its claims to come back after --lease.
+    """
+    held = dt.timedelta(seconds=lease)
+
+    async def work(opened: Store) -> OutboxRun:
+        guard = _worker_guard(guard_spec, opened)
+        total = OutboxRun()
+        try:
+            if once:
+                while True:
+                    run = await guard.deliver_outbox(
+                        limit=limit, lease=held, concurrency=concurrency
+                    )
+                    total.add(run)
+                    if run.claimed < limit or run.claimed == run.waiting + run.lost:
+                        return total
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(signum, stop.set)
+            try:
+                return await guard.run_outbox(
+                    stop=stop,
+                    poll=poll,
+                    limit=limit,
+                    lease=held,
+                    concurrency=concurrency,
+                    summary_every=summary_every,
+                )
+            finally:
+                for signum in (signal.SIGTERM, signal.SIGINT):
+                    loop.remove_signal_handler(signum)
+        finally:
+            if guard.store is not opened:
+                await guard.aclose()
+            else:
+                await guard._recorder.drain()
+                await guard.adapter.aclose()
+
+    total = _run(store, redis_url, prefix, work)
+    typer.echo(", ".join(f"{k} {v}" for k, v in total.summary().items()))
+
+
+def _entry_ids(opened: Store, ids: list[str]) -> Awaitable[list[str]]:
+    """Entry ids of *ids*, where a letter id (no ``:``) stands for all its entries."""
+
+    async def expand() -> list[str]:
+        found: list[str] = []
+        for given in ids:
+            if ":" in given:
+                found.append(given)
+                continue
+            after = given + ":"
+            while page := await opened.kept(after=after, limit=500):
+                mine = [e.id for e in page if e.letter == given]
+                found += mine
+                if len(mine) < len(page):
+                    break
+                after = page[-1].id
+        return found
+
+    return expand()
+
+
+StreamOption = Annotated[
+    str | None, typer.Option("--stream", help="Only this stream.", show_default=False)
+]
+StateOption = Annotated[
+    Held | None,
+    typer.Option("--state", help="Only entries in this state.", show_default=False),
+]
+
+
+@outbox_app.command("list")
+def outbox_list(  # noqa: PLR0917 (the command's options)
+    stream: StreamOption = None,
+    state: StateOption = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many.")] = 50,
+    store: StoreURL = None,
+    redis_url: RedisURL = None,
+    prefix: Prefix = None,
+) -> None:
+    """The backlog per sender and stream, then the kept recipients (id, state, next try)."""
+
+    async def work(opened: Store) -> tuple[list[Backlog], list[Kept]]:
+        now = datetime.now(UTC)
+        return await opened.backlog(now), await opened.kept(limit=limit, stream=stream, state=state)
+
+    backlog, entries = _run(store, redis_url, prefix, work)
+    for b in backlog:
+        typer.echo(f"{b.sender_domain} {b.stream}: {_backlog_line(b)}")
+    if not backlog:
+        typer.echo("the outbox is empty")
+    for e in entries:
+        typer.echo(
+            f"{e.id}\t{e.stream}\t{e.state}\t{e.next_at.isoformat(timespec='seconds')}\t"
+            f"{e.attempts}\t{e.detail[:120]}"
+        )
+
+
+@outbox_app.command("show")
+def outbox_show(
+    letter_id: Annotated[str, typer.Argument(help="A letter id, or an entry id (letter:address).")],
+    raw: Annotated[bool, typer.Option("--raw", help="Print the message as kept.")] = False,
+    store: StoreURL = None,
+    redis_url: RedisURL = None,
+    prefix: Prefix = None,
+) -> None:
+    """One kept message: its sender, Message-ID, stream, and each recipient's state."""
+    name = letter_id.partition(":")[0]
+
+    async def work(opened: Store) -> tuple[Letter | None, list[Kept]]:
+        ids = await _entry_ids(opened, [name])
+        entries = await opened.kept(after=name + ":", limit=len(ids) or 1)
+        return await opened.letter(name), [e for e in entries if e.letter == name]
+
+    letter, entries = _run(store, redis_url, prefix, work)
+    if letter is None:
+        raise _fail(f"no kept message {name}", EXIT_NOT_FOUND)
+    if raw:
+        sys.stdout.buffer.write(letter.data)
+        return
+    typer.echo(f"letter      {letter.id}")
+    typer.echo(f"message-id  {letter.message_id}")
+    typer.echo(f"sender      {letter.sender}")
+    typer.echo(f"stream      {letter.stream}")
+    typer.echo(f"kept since  {letter.created_at.isoformat(timespec='seconds')}")
+    typer.echo(f"size        {len(letter.data):,} bytes")
+    for e in entries:
+        typer.echo(
+            f"  {e.recipient}: {e.state}, next {e.next_at.isoformat(timespec='seconds')}, "
+            f"{e.attempts} attempts; {e.detail}"
+        )
+
+
+@outbox_app.command("retry")
+def outbox_retry(
+    ids: Annotated[list[str], typer.Argument(help="Letter ids or entry ids.")],
+    store: StoreURL = None,
+    redis_url: RedisURL = None,
+    prefix: Prefix = None,
+) -> None:
+    """Make kept recipients due now, uncertain ones included (a person decided to re-send)."""
+
+    async def work(opened: Store) -> int:
+        return await opened.retry(await _entry_ids(opened, ids), datetime.now(UTC))
+
+    made = _run(store, redis_url, prefix, work)
+    typer.echo(f"{made} due now")
+    if not made:
+        raise typer.Exit(EXIT_NOT_FOUND)
+
+
+@outbox_app.command("drop")
+def outbox_drop(
+    ids: Annotated[list[str], typer.Argument(help="Letter ids or entry ids.")],
+    store: StoreURL = None,
+    redis_url: RedisURL = None,
+    prefix: Prefix = None,
+) -> None:
+    """Delete kept recipients (never one being sent): they will not be sent."""
+
+    async def work(opened: Store) -> int:
+        return await opened.drop(await _entry_ids(opened, ids))
+
+    dropped = _run(store, redis_url, prefix, work)
+    typer.echo(f"dropped {dropped}")
+    if not dropped:
+        raise typer.Exit(EXIT_NOT_FOUND)
+
+
+@outbox_app.command("purge")
+def outbox_purge(  # noqa: PLR0917 (the command's options)
+    stream: StreamOption = None,
+    state: StateOption = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Do it (without: only count).")] = False,
+    store: StoreURL = None,
+    redis_url: RedisURL = None,
+    prefix: Prefix = None,
+) -> None:
+    """Delete every kept recipient (of --stream, in --state); without --yes only count them."""
+
+    async def work(opened: Store) -> int:
+        count, after = 0, ""
+        while page := await opened.kept(after=after, limit=500, stream=stream, state=state):
+            after = page[-1].id
+            ids = [e.id for e in page if e.state is not Held.SENDING]
+            count += await opened.drop(ids) if yes else len(ids)
+        return count
+
+    count = _run(store, redis_url, prefix, work)
+    typer.echo(f"{'dropped' if yes else 'would drop'} {count}")
 
 
 def main() -> None:

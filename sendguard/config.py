@@ -228,6 +228,18 @@ def _store(key: str, value: object) -> str | Store:
     return value if isinstance(value, Store) else _text(key, value)
 
 
+def _streams(key: str, value: object) -> dict[str, float]:
+    """Stream names (highest priority first) to the share of the day's cap each may take."""
+    if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
+        return dict.fromkeys(value, 1.0)
+    if not isinstance(value, Mapping) or not value:
+        raise ConfigurationError(
+            f"{key} must map stream names to the share of the day's cap each may take, "
+            f"e.g. {{transactional = 1.0, bulk = 0.8}}, not {value!r}"
+        )
+    return {str(name): _number(f"{key}.{name}", share) for name, share in value.items()}
+
+
 @dataclass(frozen=True)
 class _Key:
     option: str
@@ -257,6 +269,10 @@ KEYS: dict[str, _Key] = {
     "JOURNAL": _Key("journal", _journal, "the journal's directory, or false"),
     "BOUNCE_SECRET": _Key("bounce_secret", _text, "signs each copy's bounce token"),
     "REDACT_ADDRESSES": _Key("redact_addresses", _flag, "mask addresses in logs"),
+    "KEEP": _Key("keep", _flag, "keep mail held back in the outbox (default true)"),
+    "STREAMS": _Key("streams", _streams, "stream names, first first, to their share of the cap"),
+    "STREAM": _Key("stream", _text, "the default stream (default: the first)"),
+    "MAX_AGE": _Key("max_age", _duration, "how long kept mail is tried (default 5d)"),
 }
 """Every key, the Guard option it sets, and how its value is read."""
 

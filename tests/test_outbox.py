@@ -12,6 +12,7 @@ from sendguard import (
     DeliveryStatus,
     Guard,
     MemoryStore,
+    OutboxEvent,
     Reply,
     RetryPolicy,
     Stage,
@@ -151,7 +152,7 @@ async def test_a_paused_sender_keeps_its_mail_until_the_pause_ends() -> None:
 
 async def test_mail_kept_longer_than_max_age_expires_as_a_soft_bounce() -> None:
     clock = FakeClock()
-    events = []
+    events: list[OutboxEvent] = []
     guard = Guard(
         adapter=RecordingAdapter(),
         store=MemoryStore(),

@@ -354,9 +354,11 @@ _SEQUENCE = itertools.count()
 
 
 def letter_id(now: datetime) -> str:
-    """A new letter id that sorts by *now* (so claims of one due time go first kept, first
-    sent), then by this process's order, then at random (another process's in the same
-    microsecond)."""
+    """A new letter id that sorts by *now*, then by this process's order, then at random.
+
+    Claims of one due time so go first kept, first sent (letters of other processes in the
+    same microsecond in any order).
+    """
     micros = int(now.timestamp() * 1_000_000)
     return f"{micros:014x}{next(_SEQUENCE) % 0x1000000:06x}{uuid.uuid4().hex[:12]}"
 

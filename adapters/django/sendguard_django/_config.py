@@ -44,9 +44,18 @@ def config() -> dict[str, Any]:
 def read(conf: dict[str, Any]) -> sendguard_config.Settings:
     """The settings read by :mod:`sendguard.config` (as every integration reads its own)."""
     try:
-        return sendguard_config.from_mapping(conf, extra=("BACKEND",), source="SENDGUARD")
+        settings_read = sendguard_config.from_mapping(
+            conf, extra=("BACKEND", "KEPT"), source="SENDGUARD"
+        )
     except ConfigurationError as exc:
         raise ImproperlyConfigured(str(exc)) from exc
+    kept = {k.upper(): v for k, v in conf.items()}.get("KEPT", "sent")
+    if kept not in ("sent", "raise"):
+        raise ImproperlyConfigured(
+            f"SENDGUARD['KEPT'] must be 'sent' (a message kept for later counts as sent) or "
+            f"'raise' (it raises NotSentError), not {kept!r}"
+        )
+    return settings_read
 
 
 def project_store_url(conf: dict[str, Any]) -> str:
@@ -91,6 +100,9 @@ def _options(conf: dict[str, Any]) -> dict[str, Any]:
         from sendguard_django.adapter import BackendAdapter  # noqa: PLC0415 (imports backend)
 
         options["adapter"] = BackendAdapter(conf["BACKEND"])
+    from sendguard_django.signals import send_outbox_signal  # noqa: PLC0415 (imports this)
+
+    options["on_outbox"] = send_outbox_signal
     return {**options, **read(conf).guard_options(default_store=_default_store())}
 
 

@@ -7,7 +7,9 @@ message goes through the whole pipeline: suppression, warmup caps, pauses, shapi
 breaker, retries with backoff, and ``status()`` counts what was sent.
 
 Each message gets its :class:`sendguard.SendResult` as ``message.sendguard_result``.
-``send_messages`` returns how many messages reached at least one recipient.  ``fail_silently``
+``send_messages`` returns how many messages reached at least one recipient or were kept in the
+outbox for a worker to send later (as django-mailer and django-post_office count a queued
+message); a message that did neither raises :class:`sendguard.NotSentError`.  ``fail_silently``
 hides delivery errors, as Django documents, but never a configuration error.
 """
 
@@ -20,7 +22,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.mail import EmailMessage
 from django.core.mail.backends.base import BaseEmailBackend
 
-from sendguard import ConfigurationError, envelope_address
+from sendguard import ConfigurationError, NotSentError, SendResult, envelope_address
 from sendguard_django._config import SMTP_BACKEND, config, get_guard
 
 __all__ = ["EmailBackend"]
@@ -48,10 +50,16 @@ class EmailBackend(BaseEmailBackend):
         """Nothing to close: the guard keeps its connections."""
 
     def send_messages(self, email_messages: Sequence[EmailMessage]) -> int:
-        """Send each message; how many reached at least one recipient."""
+        """Send each message; how many reached at least one recipient or were kept for later.
+
+        A message none of whose recipients received it or was kept raises
+        :class:`sendguard.NotSentError` unless ``fail_silently``; with ``SENDGUARD["KEPT"] =
+        "raise"`` so does one that was only kept.
+        """
         if not email_messages:
             return 0
         guard = get_guard()  # ImproperlyConfigured passes through, fail_silently or not
+        kept_raises = self._conf.get("KEPT", "sent") == "raise"
         sent = 0
         for message in email_messages:
             _fresh_anymail_status(message)
@@ -69,9 +77,20 @@ class EmailBackend(BaseEmailBackend):
                     raise
                 continue
             message.sendguard_result = result
-            if result.accepted:
+            if result.accepted or (result.kept and not kept_raises):
                 sent += 1
+            elif not self.fail_silently:
+                raise NotSentError(_why_not(result), result=result)
         return sent
+
+
+def _why_not(result: SendResult) -> str:
+    """What :class:`NotSentError` says: each recipient's status."""
+    listed = "; ".join(
+        f"{address}: {rr.status}{' (kept for later)' if rr.kept else ''}"
+        for address, rr in result.recipients.items()
+    )
+    return f"the message reached no recipient: {listed}"
 
 
 def _fresh_anymail_status(message: EmailMessage) -> None:

@@ -13,16 +13,54 @@ import datetime as dt
 import hashlib
 from typing import Any, Literal
 
+from django.dispatch import Signal
+
 from sendguard import (
     DeliveryEvent,
     InvalidAddressError,
+    OutboxEvent,
     envelope_address,
     event_from,
     parse_mailbox,
 )
 from sendguard_django._config import get_guard
 
-__all__ = ["connect", "delivery_event", "on_pre_send", "on_tracking"]
+__all__ = [
+    "connect",
+    "delivery_event",
+    "mail_delivered",
+    "mail_expired",
+    "mail_failed",
+    "mail_kept",
+    "on_pre_send",
+    "on_tracking",
+    "send_outbox_signal",
+]
+
+mail_kept = Signal()
+"""A recipient was held back (throttled, paused, deferred) and kept in the outbox: ``event``
+(a :class:`sendguard.OutboxEvent`)."""
+mail_delivered = Signal()
+"""A kept recipient was delivered by a worker: ``event``."""
+mail_failed = Signal()
+"""A kept recipient was refused for good when a worker sent it (rejected, suppressed)."""
+mail_expired = Signal()
+"""A kept recipient was given up after ``MAX_AGE`` (counted as a soft bounce): ``event``."""
+
+_OUTBOX_SIGNALS = {
+    "kept": mail_kept,
+    "delivered": mail_delivered,
+    "failed": mail_failed,
+    "expired": mail_expired,
+}
+
+
+def send_outbox_signal(event: OutboxEvent) -> None:
+    """The guard's ``on_outbox`` hook: send the signal of *event*'s kind."""
+    signal = _OUTBOX_SIGNALS.get(event.kind)
+    if signal is not None:
+        signal.send(sender=OutboxEvent, event=event)
+
 
 _Type = Literal["bounced", "deferred", "complained", "delivered", "unsubscribed", "other"]
 # Anymail's event types in sendguard's vocabulary; the rest (queued, sent, opened, clicked,
