@@ -48,14 +48,16 @@ from typing import Any
 
 from sendguard._adapter import Adapter
 from sendguard._address import envelope_address, normalize_address
-from sendguard._errors import ConfigurationError, SendGuardError
-from sendguard._models import Envelope, Reply, Stage
+from sendguard._errors import ConfigurationError, NotSentError, SendGuardError
+from sendguard._framework_message import freeze, thaw
+from sendguard._models import Envelope, Reply, SendResult, Stage
 
 __all__ = [
     "FrameworkBackendAdapter",
     "Handed",
     "anymail_reply",
     "carry_status",
+    "counts_as_sent",
     "error_replies",
     "message_for",
     "replies_for",
@@ -323,6 +325,24 @@ def replies_for(
     return replies
 
 
+def counts_as_sent(result: SendResult, *, kept: str, fail_silently: bool) -> bool:
+    """Whether a framework's ``send_messages`` counts *result*'s message as sent.
+
+    Sent when a recipient accepted it, or when one is kept for later and *kept* is
+    ``"sent"`` (as django-mailer and django-post_office count a queued message).  A message
+    that is neither raises :class:`NotSentError` unless *fail_silently*.
+    """
+    if result.accepted or (result.kept and kept == "sent"):
+        return True
+    if fail_silently:
+        return False
+    listed = "; ".join(
+        f"{address}: {rr.status}{' (kept for later)' if rr.kept else ''}"
+        for address, rr in result.recipients.items()
+    )
+    raise NotSentError(f"the message reached no recipient: {listed}", result=result)
+
+
 @dataclass(frozen=True, slots=True)
 class Handed:
     """What handing one message to a backend gave.
@@ -340,7 +360,9 @@ class FrameworkBackendAdapter(Adapter):
 
     Give either *backend*, one instance used for every delivery (one at a time: a backend
     need not be thread-safe), or *connect*, called for a fresh backend per delivery.  The
-    backend runs in a worker thread so the guard's event loop is never blocked.
+    backend runs in a worker thread so the guard's event loop is never blocked.  Mail kept
+    for later keeps the framework's message object (see :mod:`sendguard._framework_message`),
+    which must be a subclass of *message_base* when given.
     """
 
     def __init__(
@@ -349,6 +371,7 @@ class FrameworkBackendAdapter(Adapter):
         *,
         connect: Callable[[], object] | None = None,
         name: str | None = None,
+        message_base: type | None = None,
     ) -> None:
         if (backend is None) == (connect is None):
             raise ConfigurationError("FrameworkBackendAdapter takes a backend or connect=, one")
@@ -367,6 +390,15 @@ class FrameworkBackendAdapter(Adapter):
             else "backend"
         )
         self.source = "anymail" if self.name.lower().startswith("anymail.") else "backend"
+        self.message_base = message_base
+
+    def keep(self, original: object) -> str:
+        """See :meth:`sendguard.Adapter.keep`: the message object's attributes, as JSON."""
+        return freeze(original)
+
+    def restore(self, kept: str) -> object:
+        """See :meth:`sendguard.Adapter.restore` (a class of ``message_base`` only)."""
+        return thaw(kept, base=self.message_base)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"

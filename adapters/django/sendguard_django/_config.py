@@ -13,6 +13,7 @@ from django.dispatch import receiver
 
 from sendguard import (
     ConfigurationError,
+    Guard,
     SMTPAdapter,
     SyncGuard,
 )
@@ -27,6 +28,7 @@ __all__ = [
     "project_store_url",
     "read",
     "reset_guard",
+    "worker_guard",
 ]
 
 SMTP_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
@@ -104,6 +106,14 @@ def _options(conf: dict[str, Any]) -> dict[str, Any]:
 
     options["on_outbox"] = send_outbox_signal
     return {**options, **read(conf).guard_options(default_store=_default_store())}
+
+
+def worker_guard() -> Guard:
+    """A guard like the project's (its adapter, store and options) for an outbox worker."""
+    try:
+        return Guard(**_options(config()))
+    except (ConfigurationError, TypeError, ValueError) as exc:
+        raise ImproperlyConfigured(f"SENDGUARD: {exc}") from exc
 
 
 def _build() -> SyncGuard:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.mail import EmailMessage
 from django.core.mail.backends.base import BaseEmailBackend
 from django.utils.module_loading import import_string
 
@@ -45,7 +46,7 @@ class BackendAdapter(FrameworkBackendAdapter):
                 made: BaseEmailBackend = klass(fail_silently=False, **kwargs)  # type: ignore[call-arg]
                 return made
 
-            super().__init__(connect=connect, name=backend)
+            super().__init__(connect=connect, name=backend, message_base=EmailMessage)
         else:
             if not isinstance(backend, BaseEmailBackend):
                 raise ConfigurationError(
@@ -53,5 +54,7 @@ class BackendAdapter(FrameworkBackendAdapter):
                     f"not {backend!r}"
                 )
             super().__init__(
-                backend, name=type(backend).__module__ + "." + type(backend).__qualname__
+                backend,
+                name=type(backend).__module__ + "." + type(backend).__qualname__,
+                message_base=EmailMessage,
             )

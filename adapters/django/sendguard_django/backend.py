@@ -22,7 +22,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.mail import EmailMessage
 from django.core.mail.backends.base import BaseEmailBackend
 
-from sendguard import ConfigurationError, NotSentError, SendResult, envelope_address
+from sendguard import ConfigurationError, envelope_address
+from sendguard._backend_adapter import counts_as_sent
 from sendguard_django._config import SMTP_BACKEND, config, get_guard
 
 __all__ = ["EmailBackend"]
@@ -59,7 +60,7 @@ class EmailBackend(BaseEmailBackend):
         if not email_messages:
             return 0
         guard = get_guard()  # ImproperlyConfigured passes through, fail_silently or not
-        kept_raises = self._conf.get("KEPT", "sent") == "raise"
+        kept = str(self._conf.get("KEPT", "sent"))
         sent = 0
         for message in email_messages:
             _fresh_anymail_status(message)
@@ -77,20 +78,8 @@ class EmailBackend(BaseEmailBackend):
                     raise
                 continue
             message.sendguard_result = result
-            if result.accepted or (result.kept and not kept_raises):
-                sent += 1
-            elif not self.fail_silently:
-                raise NotSentError(_why_not(result), result=result)
+            sent += counts_as_sent(result, kept=kept, fail_silently=self.fail_silently)
         return sent
-
-
-def _why_not(result: SendResult) -> str:
-    """What :class:`NotSentError` says: each recipient's status."""
-    listed = "; ".join(
-        f"{address}: {rr.status}{' (kept for later)' if rr.kept else ''}"
-        for address, rr in result.recipients.items()
-    )
-    return f"the message reached no recipient: {listed}"
 
 
 def _fresh_anymail_status(message: EmailMessage) -> None:

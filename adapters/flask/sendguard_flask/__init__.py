@@ -18,14 +18,18 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import typer.main
+from blinker import Namespace
 from flask import Blueprint, Flask, Response, current_app, g, request
 
 from sendguard import (
     ConfigurationError,
+    Guard,
+    OutboxEvent,
     SendResult,
     SMTPAdapter,
     SyncGuard,
@@ -36,7 +40,33 @@ from sendguard.cli import Defaults
 from sendguard.cli import app as cli_app
 from sendguard.webhooks import Verify, handle_sync
 
-__all__ = ["SendGuard", "app_store_url", "current_guard", "webhook_blueprint"]
+__all__ = [
+    "SendGuard",
+    "app_store_url",
+    "current_guard",
+    "kept_setting",
+    "mail_delivered",
+    "mail_expired",
+    "mail_failed",
+    "mail_kept",
+    "webhook_blueprint",
+]
+
+_signals = Namespace()
+mail_kept = _signals.signal("sendguard-mail-kept")
+"""A recipient was held back and kept in the outbox (``event``: a sendguard.OutboxEvent)."""
+mail_delivered = _signals.signal("sendguard-mail-delivered")
+"""A kept recipient was delivered by a worker (``event``)."""
+mail_failed = _signals.signal("sendguard-mail-failed")
+"""A kept recipient was refused for good when a worker sent it (``event``)."""
+mail_expired = _signals.signal("sendguard-mail-expired")
+"""A kept recipient was given up after ``SENDGUARD_MAX_AGE`` (``event``)."""
+_OUTBOX_SIGNALS = {
+    "kept": mail_kept,
+    "delivered": mail_delivered,
+    "failed": mail_failed,
+    "expired": mail_expired,
+}
 __version__ = "0.1.0"
 
 MAILMAN_BACKEND = "sendguard_flask.mailman.EmailBackend"
@@ -60,11 +90,23 @@ class SendGuard:
         config = app.config
         settings = _settings(config)
 
-        def build() -> SyncGuard:
-            options = _options(config)
+        def options() -> dict[str, Any]:
+            made = _options(config)
             if settings.extra.get("BACKEND"):  # any Flask-Mailman backend is an adapter
-                options["adapter"] = _backend_adapter(app, settings.extra["BACKEND"])
-            return SyncGuard(**options, store=_settings(config).open_store(url))
+                made["adapter"] = _backend_adapter(app, settings.extra["BACKEND"])
+
+            def tell(event: OutboxEvent) -> None:
+                signal = _OUTBOX_SIGNALS.get(event.kind)
+                if signal is not None:
+                    signal.send(app, event=event)
+
+            return {**made, "on_outbox": tell, "store": _settings(config).open_store(url)}
+
+        def build() -> SyncGuard:
+            return SyncGuard(**options())
+
+        def worker_guard() -> Guard:
+            return Guard(**options())
 
         guards = PerProcess(build, eager=True)  # built now: a bad setting fails here
         app.extensions["sendguard"] = guards
@@ -78,7 +120,8 @@ class SendGuard:
         command.name = "sendguard"
         command.context_settings = {
             **command.context_settings,
-            "obj": Defaults.from_settings(settings, url),  # `flask sendguard`: the app's options
+            # `flask sendguard`: the app's options, and its guard for `flask sendguard worker`.
+            "obj": replace(Defaults.from_settings(settings, url), guard=worker_guard),
         }
         app.cli.add_command(command)  # type: ignore[arg-type]  # typer vendors click
 
@@ -133,7 +176,20 @@ def app_store_url(app: Flask) -> str:
 
 def _settings(config: Any) -> sendguard_config.Settings:  # noqa: ANN401 (Flask's Config)
     """The app's ``SENDGUARD_*`` keys, read by :mod:`sendguard.config` (typos are errors)."""
-    return sendguard_config.from_prefixed(config, "SENDGUARD_", extra=("BACKEND",))
+    settings = sendguard_config.from_prefixed(config, "SENDGUARD_", extra=("BACKEND", "KEPT"))
+    kept_setting(config)
+    return settings
+
+
+def kept_setting(config: Any) -> str:  # noqa: ANN401 (Flask's Config)
+    """``SENDGUARD_KEPT``: ``"sent"`` (a message kept for later counts as sent) or ``"raise"``."""
+    kept = config.get("SENDGUARD_KEPT", "sent")
+    if kept not in ("sent", "raise"):
+        raise ConfigurationError(
+            f"SENDGUARD_KEPT must be 'sent' (a message kept for later counts as sent) or "
+            f"'raise' (it raises NotSentError), not {kept!r}"
+        )
+    return str(kept)
 
 
 def _options(config: Any) -> dict[str, Any]:  # noqa: ANN401 (Flask's Config)

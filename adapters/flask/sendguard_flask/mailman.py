@@ -13,16 +13,17 @@ from collections.abc import Sequence
 from typing import Any
 
 try:
+    from flask_mailman import EmailMessage
     from flask_mailman.backends.base import BaseEmailBackend
 except ImportError as exc:  # an optional dependency: say how to get it
     need = "Flask-Mailman is not installed: pip install 'sendguard-flask[mailman]'"
     raise ImportError(need) from exc
 
-from flask import Flask
+from flask import Flask, current_app
 
 from sendguard import ConfigurationError, envelope_address
-from sendguard._backend_adapter import FrameworkBackendAdapter, Handed
-from sendguard_flask import current_guard, record
+from sendguard._backend_adapter import FrameworkBackendAdapter, Handed, counts_as_sent
+from sendguard_flask import current_guard, kept_setting, record
 
 __all__ = ["BackendAdapter", "EmailBackend"]
 
@@ -35,8 +36,13 @@ class EmailBackend(BaseEmailBackend):
     """
 
     def send_messages(self, email_messages: Sequence[Any]) -> int:
-        """Send *email_messages*; how many were accepted for at least one recipient."""
+        """Send *email_messages*; how many reached at least one recipient or were kept.
+
+        A message that did neither raises :class:`sendguard.NotSentError` unless
+        ``fail_silently`` (with ``SENDGUARD_KEPT = "raise"`` a kept one does too).
+        """
         guard = current_guard()
+        kept = kept_setting(current_app.config)
         sent = 0
         for message in email_messages:
             try:
@@ -54,8 +60,7 @@ class EmailBackend(BaseEmailBackend):
                 continue
             message.sendguard_result = result
             record(result)
-            if result.accepted:
-                sent += 1
+            sent += counts_as_sent(result, kept=kept, fail_silently=self.fail_silently)
         return sent
 
 
@@ -111,9 +116,9 @@ class BackendAdapter(FrameworkBackendAdapter):
                 made: object = klass(mailman=mailman, fail_silently=False)
                 return made
 
-            super().__init__(connect=connect, name=backend)
+            super().__init__(connect=connect, name=backend, message_base=EmailMessage)
         else:
-            super().__init__(backend)
+            super().__init__(backend, message_base=EmailMessage)
 
     def send(self, message: object) -> Handed:
         """See :meth:`FrameworkBackendAdapter.send`: inside an app context of the app."""

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
 from sendguard.cli import Defaults, app
-from sendguard_django._config import config, project_store_url, read
+from sendguard_django._config import config, project_store_url, read, worker_guard
 
 
 class Command(BaseCommand):
@@ -26,5 +27,8 @@ class Command(BaseCommand):
     def handle(self, *args: str, **_: Any) -> None:  # noqa: ANN401
         """Run the CLI; its exit status becomes this command's."""
         conf = config()
-        defaults = Defaults.from_settings(read(conf), project_store_url(conf))
+        defaults = replace(
+            Defaults.from_settings(read(conf), project_store_url(conf)),
+            guard=worker_guard,  # `manage.py sendguard worker` sends with the project's guard
+        )
         app(args=list(args), prog_name="manage.py sendguard", obj=defaults)
