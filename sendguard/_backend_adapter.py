@@ -325,16 +325,20 @@ def replies_for(
     return replies
 
 
-def counts_as_sent(result: SendResult, *, kept: str, fail_silently: bool) -> bool:
+def counts_as_sent(
+    result: SendResult, *, kept: str, not_sent: str = "raise", fail_silently: bool
+) -> bool:
     """Whether a framework's ``send_messages`` counts *result*'s message as sent.
 
     Sent when a recipient accepted it, or when one is kept for later and *kept* is
     ``"sent"`` (as django-mailer and django-post_office count a queued message).  A message
-    that is neither raises :class:`NotSentError` unless *fail_silently*.
+    that is neither raises :class:`NotSentError` unless *fail_silently* or *not_sent* is
+    ``"ignore"`` (as anymail's ``IGNORE_RECIPIENT_STATUS``); a kept one with *kept*
+    ``"raise"`` raises whatever *not_sent* says.
     """
     if result.accepted or (result.kept and kept == "sent"):
         return True
-    if fail_silently:
+    if fail_silently or (not_sent == "ignore" and not result.kept):
         return False
     listed = "; ".join(
         f"{address}: {rr.status}{' (kept for later)' if rr.kept else ''}"

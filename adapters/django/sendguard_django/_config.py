@@ -47,17 +47,24 @@ def read(conf: dict[str, Any]) -> sendguard_config.Settings:
     """The settings read by :mod:`sendguard.config` (as every integration reads its own)."""
     try:
         settings_read = sendguard_config.from_mapping(
-            conf, extra=("BACKEND", "KEPT"), source="SENDGUARD"
+            conf, extra=("BACKEND", "KEPT", "NOT_SENT"), source="SENDGUARD"
         )
     except ConfigurationError as exc:
         raise ImproperlyConfigured(str(exc)) from exc
-    kept = {k.upper(): v for k, v in conf.items()}.get("KEPT", "sent")
-    if kept not in ("sent", "raise"):
-        raise ImproperlyConfigured(
-            f"SENDGUARD['KEPT'] must be 'sent' (a message kept for later counts as sent) or "
-            f"'raise' (it raises NotSentError), not {kept!r}"
-        )
+    upper = {k.upper(): v for k, v in conf.items()}
+    for key, allowed, what in _CHOICES:
+        if upper.get(key, allowed[0]) not in allowed:
+            raise ImproperlyConfigured(
+                f"SENDGUARD[{key!r}] must be {' or '.join(map(repr, allowed))} ({what}), "
+                f"not {upper[key]!r}"
+            )
     return settings_read
+
+
+_CHOICES = (
+    ("KEPT", ("sent", "raise"), "whether a message kept for later counts as sent"),
+    ("NOT_SENT", ("raise", "ignore"), "whether a message that reached no one raises"),
+)
 
 
 def project_store_url(conf: dict[str, Any]) -> str:

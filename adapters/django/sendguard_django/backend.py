@@ -54,13 +54,14 @@ class EmailBackend(BaseEmailBackend):
         """Send each message; how many reached at least one recipient or were kept for later.
 
         A message none of whose recipients received it or was kept raises
-        :class:`sendguard.NotSentError` unless ``fail_silently``; with ``SENDGUARD["KEPT"] =
-        "raise"`` so does one that was only kept.
+        :class:`sendguard.NotSentError` unless ``fail_silently`` or ``SENDGUARD["NOT_SENT"] =
+        "ignore"``; with ``SENDGUARD["KEPT"] = "raise"`` so does one that was only kept.
         """
         if not email_messages:
             return 0
         guard = get_guard()  # ImproperlyConfigured passes through, fail_silently or not
         kept = str(self._conf.get("KEPT", "sent"))
+        not_sent = str(self._conf.get("NOT_SENT", "raise"))
         sent = 0
         for message in email_messages:
             _fresh_anymail_status(message)
@@ -78,7 +79,9 @@ class EmailBackend(BaseEmailBackend):
                     raise
                 continue
             message.sendguard_result = result
-            sent += counts_as_sent(result, kept=kept, fail_silently=self.fail_silently)
+            sent += counts_as_sent(
+                result, kept=kept, not_sent=not_sent, fail_silently=self.fail_silently
+            )
         return sent
 
 

@@ -176,20 +176,27 @@ def app_store_url(app: Flask) -> str:
 
 def _settings(config: Any) -> sendguard_config.Settings:  # noqa: ANN401 (Flask's Config)
     """The app's ``SENDGUARD_*`` keys, read by :mod:`sendguard.config` (typos are errors)."""
-    settings = sendguard_config.from_prefixed(config, "SENDGUARD_", extra=("BACKEND", "KEPT"))
+    settings = sendguard_config.from_prefixed(
+        config, "SENDGUARD_", extra=("BACKEND", "KEPT", "NOT_SENT")
+    )
     kept_setting(config)
     return settings
 
 
-def kept_setting(config: Any) -> str:  # noqa: ANN401 (Flask's Config)
-    """``SENDGUARD_KEPT``: ``"sent"`` (a message kept for later counts as sent) or ``"raise"``."""
+def kept_setting(config: Any) -> tuple[str, str]:  # noqa: ANN401 (Flask's Config)
+    """``SENDGUARD_KEPT`` (``"sent"``/``"raise"``) and ``SENDGUARD_NOT_SENT`` (``"raise"``/``"ignore"``).
+
+    Whether a message kept for later counts as sent, and whether one that reached no recipient
+    raises :class:`sendguard.NotSentError`.
+    """
     kept = config.get("SENDGUARD_KEPT", "sent")
-    if kept not in ("sent", "raise"):
+    not_sent = config.get("SENDGUARD_NOT_SENT", "raise")
+    if kept not in ("sent", "raise") or not_sent not in ("raise", "ignore"):
         raise ConfigurationError(
-            f"SENDGUARD_KEPT must be 'sent' (a message kept for later counts as sent) or "
-            f"'raise' (it raises NotSentError), not {kept!r}"
+            f"SENDGUARD_KEPT must be 'sent' or 'raise' (not {kept!r}) and SENDGUARD_NOT_SENT "
+            f"'raise' or 'ignore' (not {not_sent!r})"
         )
-    return str(kept)
+    return str(kept), str(not_sent)
 
 
 def _options(config: Any) -> dict[str, Any]:  # noqa: ANN401 (Flask's Config)

@@ -39,10 +39,11 @@ class EmailBackend(BaseEmailBackend):
         """Send *email_messages*; how many reached at least one recipient or were kept.
 
         A message that did neither raises :class:`sendguard.NotSentError` unless
-        ``fail_silently`` (with ``SENDGUARD_KEPT = "raise"`` a kept one does too).
+        ``fail_silently`` or ``SENDGUARD_NOT_SENT = "ignore"`` (with ``SENDGUARD_KEPT =
+        "raise"`` a kept one raises too).
         """
         guard = current_guard()
-        kept = kept_setting(current_app.config)
+        kept, not_sent = kept_setting(current_app.config)
         sent = 0
         for message in email_messages:
             try:
@@ -60,7 +61,9 @@ class EmailBackend(BaseEmailBackend):
                 continue
             message.sendguard_result = result
             record(result)
-            sent += counts_as_sent(result, kept=kept, fail_silently=self.fail_silently)
+            sent += counts_as_sent(
+                result, kept=kept, not_sent=not_sent, fail_silently=self.fail_silently
+            )
         return sent
 
 
