@@ -184,7 +184,7 @@ def _settings(config: Any) -> sendguard_config.Settings:  # noqa: ANN401 (Flask'
 
 
 def kept_setting(config: Any) -> tuple[str, str]:  # noqa: ANN401 (Flask's Config)
-    """``SENDGUARD_KEPT`` (``"sent"``/``"raise"``) and ``SENDGUARD_NOT_SENT`` (``"raise"``/``"ignore"``).
+    """``SENDGUARD_KEPT`` (sent or raise) and ``SENDGUARD_NOT_SENT`` (raise or ignore).
 
     Whether a message kept for later counts as sent, and whether one that reached no recipient
     raises :class:`sendguard.NotSentError`.
