@@ -162,7 +162,7 @@ _OUTBOX = (
 
 
 class SQLiteStore(MemoryStore):
-    """Suppressions, counters, soft bounces and pauses in a SQLite file (``path``).
+    """Suppressions, counters, soft bounces, pauses and the outbox in a SQLite file (``path``).
 
     Safe for several processes on one host.  A file that is not a sendguard database, or
     cannot be written, raises :class:`StoreError` here, at start-up.
