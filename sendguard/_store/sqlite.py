@@ -1,10 +1,11 @@
 """A durable embedded store: SQLite, for one host without Redis.
 
-The rules are :class:`MemoryStore`'s, run over tables instead of dicts: each operation is one
-``BEGIN IMMEDIATE`` transaction, so several processes on the host share one file safely (the
-busy timeout makes the others wait their turn), and a process killed mid-operation leaves the
-file as it was before it.  The database is in WAL mode; work runs in a worker thread, never on
-the event loop.
+The rules are :class:`MemoryStore`'s, run over tables instead of dicts (the outbox's in SQL of
+its own, over tables shaped for its queries): each operation is one ``BEGIN IMMEDIATE``
+transaction (a read, one deferred transaction), so several processes on the host share one
+file safely (the busy timeout makes the others wait their turn), and a process killed
+mid-operation leaves the file as it was before it.  The database is in WAL mode; work runs in
+a worker thread, never on the event loop.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, MutableMapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -33,6 +35,7 @@ from sendguard._store import (
 )
 from sendguard._store.coalesce import Coalescer
 from sendguard._store.memory import MemoryStore
+from sendguard._store.outbox import Backlog, Claim, Finish, Held, Kept, Letter
 
 __all__ = ["SQLiteStore"]
 
@@ -113,14 +116,53 @@ class _Table(MutableMapping[Any, Any]):
         return row is not None
 
 
-SCHEMA_VERSION = 1
-"""The layout of the tables, kept in the file's ``user_version``."""
+SCHEMA_VERSION = 2
+"""The layout of the tables, kept in the file's ``user_version``.
+
+1: MemoryStore's dicts as key-value tables; 2: and the outbox (a version-1 file gains its
+tables when it is opened, its data untouched).
+"""
 
 _TABLES = ("suppressed", "used", "soft", "paused", "volume", "tat", "slow", "ramps", "events")
 
+# Times are whole microseconds since the epoch: exact for any datetime (text would need one
+# offset and one format to sort right), and compared and ordered as integers.
+_OUTBOX = (
+    """CREATE TABLE IF NOT EXISTS outbox_letters (
+        id TEXT PRIMARY KEY,
+        sender TEXT NOT NULL,
+        data BLOB NOT NULL,
+        created_at INTEGER NOT NULL,
+        message_id TEXT NOT NULL,
+        stream TEXT NOT NULL,
+        smtputf8 INTEGER NOT NULL,
+        original TEXT NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS outbox (
+        id TEXT PRIMARY KEY,
+        letter TEXT NOT NULL,
+        recipient TEXT NOT NULL,
+        sender_domain TEXT NOT NULL,
+        stream TEXT NOT NULL,
+        next_at INTEGER NOT NULL,
+        created_at INTEGER NOT NULL,
+        attempts INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        detail TEXT NOT NULL,
+        token TEXT NOT NULL,
+        lease_until INTEGER
+    )""",
+    # A claim reads one stream's due entries in order straight off this index.
+    "CREATE INDEX IF NOT EXISTS outbox_due ON outbox (stream, state, next_at, id)",
+    # Only entries under a lease are in it: ending the leases that ran out reads just those.
+    "CREATE INDEX IF NOT EXISTS outbox_lease ON outbox (lease_until) WHERE lease_until IS NOT NULL",
+    # Whether a letter has entries left, when one goes.
+    "CREATE INDEX IF NOT EXISTS outbox_letter ON outbox (letter)",
+)
+
 
 class SQLiteStore(MemoryStore):
-    """Suppressions, counters, soft bounces and pauses in a SQLite file (``path``).
+    """Suppressions, counters, soft bounces, pauses and the outbox in a SQLite file (``path``).
 
     Safe for several processes on one host.  A file that is not a sendguard database, or
     cannot be written, raises :class:`StoreError` here, at start-up.
@@ -205,6 +247,8 @@ class SQLiteStore(MemoryStore):
             )
         # Event ids are forgotten by age: found by an index, not by reading the whole table.
         self.db.execute("CREATE INDEX IF NOT EXISTS events_at ON events (CAST(v AS REAL))")
+        for statement in _OUTBOX:
+            self.db.execute(statement)
         self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")  # the write that proves we may
         self.db.execute("COMMIT")
 
@@ -222,22 +266,33 @@ class SQLiteStore(MemoryStore):
             seen |= written.rowcount == 0
         return seen
 
-    def _transaction(self, work: Coroutine[Any, Any, T]) -> T:
-        """Run one of MemoryStore's operations (they never await) in one transaction."""
+    def _atomic(self, work: Callable[[sqlite3.Connection], T], *, write: bool = True) -> T:
+        """Run *work* in one transaction: ``BEGIN IMMEDIATE``, or a deferred one to read."""
         self._fork_check()
         with self._lock:
             try:
-                self.db.execute("BEGIN IMMEDIATE")
-                value = _finish(work)
+                self.db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                value = work(self.db)
                 self.db.execute("COMMIT")
             except BaseException as exc:
-                work.close()
                 if self.db.in_transaction:
                     self.db.execute("ROLLBACK")
                 if isinstance(exc, sqlite3.Error):
                     raise StoreError(f"SQLite {self.path}: {exc}") from exc
                 raise
             return value
+
+    def _transaction(self, work: Coroutine[Any, Any, T]) -> T:
+        """Run one of MemoryStore's operations (they never await) in one transaction."""
+        try:
+            return self._atomic(lambda _: _finish(work))
+        except BaseException:
+            work.close()
+            raise
+
+    async def _sql(self, work: Callable[[sqlite3.Connection], T], *, write: bool = True) -> T:
+        """:meth:`_atomic` in a worker thread."""
+        return await asyncio.to_thread(self._atomic, work, write=write)
 
     async def _run(self, work: Coroutine[Any, Any, T]) -> T:
         return await asyncio.to_thread(self._transaction, work)
@@ -312,6 +367,228 @@ class SQLiteStore(MemoryStore):
         """See :meth:`Store.volume`."""
         return await self._run(super().volume(sender_domain, bucket))
 
+    # -- the outbox, in SQL of its own (MemoryStore's rules, not its dicts) -------------------
+
+    async def keep(self, letter: Letter, entries: Sequence[Kept]) -> int:
+        """See :meth:`Store.keep`: one transaction."""
+        made = _letter_row(letter)
+        rows = [_kept_row(e) for e in entries]
+
+        def work(db: sqlite3.Connection) -> int:
+            db.execute(
+                f"INSERT INTO outbox_letters ({_LETTER}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (id) DO NOTHING",
+                made,
+            )
+            written = 0
+            for row in rows:
+                written += db.execute(
+                    f"INSERT INTO outbox (id, {_KEPT}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT (id) DO NOTHING",
+                    row,
+                ).rowcount
+            return written
+
+        return await self._sql(work)
+
+    async def claim(
+        self,
+        now: dt.datetime,
+        *,
+        token: str,
+        lease: dt.timedelta,
+        limit: int,
+        streams: Sequence[str],
+    ) -> Claim:
+        """See :meth:`Store.claim`: one transaction, the due entries read off an index."""
+        at, until = _us(now), _us(now + lease)
+
+        def work(db: sqlite3.Connection) -> Claim:
+            _expire_leases(db, at)
+            taken: list[Kept] = []
+            for stream in streams:
+                left = limit - len(taken)
+                if left <= 0:
+                    break
+                rows = db.execute(
+                    f"SELECT {_KEPT} FROM outbox"
+                    " WHERE stream = ? AND state = ? AND next_at <= ?"
+                    " ORDER BY next_at, id LIMIT ?",
+                    (stream, Held.WAITING.value, at, left),
+                ).fetchall()
+                due = [_kept_from(row) for row in rows]
+                db.executemany(
+                    "UPDATE outbox SET state = ?, token = ?, lease_until = ? WHERE id = ?",
+                    [(Held.CLAIMED.value, token, until, e.id) for e in due],
+                )
+                taken += [
+                    replace(e, state=Held.CLAIMED, token=token, lease_until=_time(until))
+                    for e in due
+                ]
+            letters = {}
+            for name in dict.fromkeys(e.letter for e in taken):
+                found = _letter(db, name)
+                if found is not None:
+                    letters[name] = found
+            return Claim(token, taken, letters)
+
+        return await self._sql(work)
+
+    async def start(self, token: str, ids: Sequence[str], now: dt.datetime) -> list[str]:
+        """See :meth:`Store.start`: one transaction."""
+        at = _us(now)
+
+        def work(db: sqlite3.Connection) -> list[str]:
+            return [
+                key
+                for key in ids
+                if db.execute(
+                    "UPDATE outbox SET state = ?"
+                    " WHERE id = ? AND state = ? AND token = ? AND lease_until > ?",
+                    (Held.SENDING.value, key, Held.CLAIMED.value, token, at),
+                ).rowcount
+            ]
+
+        return await self._sql(work)
+
+    async def finish(self, token: str, finished: Sequence[Finish]) -> int:
+        """See :meth:`Store.finish`: one transaction."""
+        if not token:
+            return 0  # an entry nobody holds has the empty token: it is no one's to finish
+        changes = [
+            (
+                done.id,
+                None
+                if done.state is None
+                else (
+                    done.state.value,
+                    None if done.next_at is None else _us(done.next_at),
+                    done.attempts,
+                    done.detail,
+                    token if done.state is Held.UNCERTAIN else "",
+                    done.id,
+                ),
+            )
+            for done in finished
+        ]
+
+        def work(db: sqlite3.Connection) -> int:
+            applied = 0
+            for key, change in changes:
+                row = db.execute(
+                    "SELECT letter FROM outbox WHERE id = ? AND token = ?", (key, token)
+                ).fetchone()
+                if row is None:
+                    continue
+                applied += 1
+                if change is None:
+                    _delete(db, key, row[0])
+                else:
+                    db.execute(
+                        "UPDATE outbox SET state = ?, next_at = COALESCE(?, next_at),"
+                        " attempts = ?, detail = ?, token = ?, lease_until = NULL WHERE id = ?",
+                        change,
+                    )
+            return applied
+
+        return await self._sql(work)
+
+    async def release(self, token: str) -> int:
+        """See :meth:`Store.release`: one transaction."""
+        if not token:
+            return 0
+
+        def work(db: sqlite3.Connection) -> int:
+            return db.execute(
+                "UPDATE outbox SET state = ?, token = '', lease_until = NULL"
+                " WHERE token = ? AND state = ?",
+                (Held.WAITING.value, token, Held.CLAIMED.value),
+            ).rowcount
+
+        return await self._sql(work)
+
+    async def kept(
+        self,
+        *,
+        after: str = "",
+        limit: int = 100,
+        stream: str | None = None,
+        state: Held | None = None,
+    ) -> list[Kept]:
+        """See :meth:`Store.kept`: one read, in the order of the primary key."""
+        where, args = ["id > ?"], [after]
+        if stream is not None:
+            where.append("stream = ?")
+            args.append(stream)
+        if state is not None:
+            where.append("state = ?")
+            args.append(state.value)
+
+        def work(db: sqlite3.Connection) -> list[Kept]:
+            rows = db.execute(
+                f"SELECT {_KEPT} FROM outbox WHERE {' AND '.join(where)} ORDER BY id LIMIT ?",
+                (*args, max(limit, 0)),  # a negative LIMIT is none at all in SQLite
+            ).fetchall()
+            return [_kept_from(row) for row in rows]
+
+        return await self._sql(work, write=False)
+
+    async def letter(self, letter_id: str) -> Letter | None:
+        """See :meth:`Store.letter`: one read."""
+        return await self._sql(lambda db: _letter(db, letter_id), write=False)
+
+    async def retry(self, ids: Sequence[str], now: dt.datetime) -> int:
+        """See :meth:`Store.retry`: one transaction."""
+        at = _us(now)
+
+        def work(db: sqlite3.Connection) -> int:
+            made = 0
+            for key in ids:
+                made += db.execute(
+                    "UPDATE outbox SET state = ?, next_at = ?, token = '', lease_until = NULL"
+                    " WHERE id = ? AND state IN (?, ?)",
+                    (Held.WAITING.value, at, key, Held.WAITING.value, Held.UNCERTAIN.value),
+                ).rowcount
+            return made
+
+        return await self._sql(work)
+
+    async def drop(self, ids: Sequence[str]) -> int:
+        """See :meth:`Store.drop`: one transaction."""
+
+        def work(db: sqlite3.Connection) -> int:
+            dropped = 0
+            for key in dict.fromkeys(ids):
+                row = db.execute(
+                    "SELECT letter FROM outbox WHERE id = ? AND state != ?",
+                    (key, Held.SENDING.value),
+                ).fetchone()
+                if row is not None:
+                    _delete(db, key, row[0])
+                    dropped += 1
+            return dropped
+
+        return await self._sql(work)
+
+    async def backlog(self, now: dt.datetime) -> list[Backlog]:
+        """See :meth:`Store.backlog`: one read, counted by SQLite."""
+        at = _us(now)
+        waiting, uncertain = Held.WAITING.value, Held.UNCERTAIN.value
+
+        def work(db: sqlite3.Connection) -> list[Backlog]:
+            rows = db.execute(
+                "SELECT sender_domain, stream, SUM(state = ?), SUM(state = ? AND next_at <= ?),"
+                " SUM(state NOT IN (?, ?)), SUM(state = ?), MIN(created_at)"
+                " FROM outbox GROUP BY sender_domain, stream ORDER BY sender_domain, stream",
+                (waiting, waiting, at, waiting, uncertain, uncertain),
+            ).fetchall()
+            return [
+                Backlog(domain, stream, waiting, due, claimed, uncertain, _time(oldest))
+                for domain, stream, waiting, due, claimed, uncertain, oldest in rows
+            ]
+
+        return await self._sql(work, write=False)
+
     async def aclose(self) -> None:
         """Close the database (after the reservations in flight)."""
         self._fork_check()
@@ -327,6 +604,113 @@ def _finish(work: Coroutine[Any, Any, T]) -> T:
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
     raise RuntimeError("a store operation awaited inside its transaction")
+
+
+# -- the outbox's rows -----------------------------------------------------------------------
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_TICK = dt.timedelta(microseconds=1)
+
+_LETTER = "id, sender, data, created_at, message_id, stream, smtputf8, original"
+_KEPT = (
+    "letter, recipient, sender_domain, stream, next_at, created_at, attempts, state, detail,"
+    " token, lease_until"
+)
+_LOST = "the worker sending it was lost: delivery uncertain"
+"""The detail of an entry whose lease ran out while it was being sent (MemoryStore's words)."""
+
+
+def _us(at: dt.datetime) -> int:
+    """*at* in whole microseconds since the epoch (a datetime's own resolution: exact)."""
+    if at.utcoffset() is None:
+        raise ValueError(f"the outbox's times are timezone-aware, not {at!r}")
+    return (at - _EPOCH) // _TICK
+
+
+def _time(us: int) -> dt.datetime:
+    """The UTC datetime of :func:`_us`'s microseconds."""
+    return _EPOCH + dt.timedelta(microseconds=us)
+
+
+def _letter_row(letter: Letter) -> tuple[Any, ...]:
+    return (
+        letter.id,
+        letter.sender,
+        letter.data,
+        _us(letter.created_at),
+        letter.message_id,
+        letter.stream,
+        int(letter.smtputf8),
+        letter.original,
+    )
+
+
+def _kept_row(entry: Kept) -> tuple[Any, ...]:
+    """The id, then the columns of :data:`_KEPT`."""
+    return (
+        entry.id,
+        entry.letter,
+        entry.recipient,
+        entry.sender_domain,
+        entry.stream,
+        _us(entry.next_at),
+        _us(entry.created_at),
+        entry.attempts,
+        entry.state.value,
+        entry.detail,
+        entry.token,
+        None if entry.lease_until is None else _us(entry.lease_until),
+    )
+
+
+def _kept_from(row: Sequence[Any]) -> Kept:
+    """The entry of a row of :data:`_KEPT`."""
+    letter, recipient, domain, stream, next_at, created, attempts, state, detail, token, lease = row
+    return Kept(
+        letter,
+        recipient,
+        domain,
+        stream,
+        _time(next_at),
+        _time(created),
+        attempts,
+        Held(state),
+        detail,
+        token,
+        None if lease is None else _time(lease),
+    )
+
+
+def _letter(db: sqlite3.Connection, letter_id: str) -> Letter | None:
+    row = db.execute(f"SELECT {_LETTER} FROM outbox_letters WHERE id = ?", (letter_id,)).fetchone()
+    if row is None:
+        return None
+    name, sender, data, created, message_id, stream, smtputf8, original = row
+    return Letter(name, sender, data, _time(created), message_id, stream, bool(smtputf8), original)
+
+
+def _expire_leases(db: sqlite3.Connection, at: int) -> None:
+    """End the leases run out by *at*: a claim goes back to waiting, a send becomes uncertain."""
+    db.execute(
+        "UPDATE outbox SET state = ?, token = '', lease_until = NULL"
+        " WHERE lease_until <= ? AND state = ?",
+        (Held.WAITING.value, at, Held.CLAIMED.value),
+    )
+    db.execute(
+        "UPDATE outbox SET state = ?, lease_until = NULL, detail = ?"
+        " WHERE lease_until <= ? AND state = ?",
+        (Held.UNCERTAIN.value, _LOST, at, Held.SENDING.value),
+    )
+
+
+def _delete(db: sqlite3.Connection, key: str, letter: str) -> None:
+    """Delete entry *key*, and its *letter* if that was its last entry."""
+    db.execute("DELETE FROM outbox WHERE id = ?", (key,))
+    db.execute(
+        "DELETE FROM outbox_letters WHERE id = ?"
+        " AND NOT EXISTS (SELECT 1 FROM outbox WHERE letter = ?)",
+        (letter, letter),
+    )
 
 
 class _Suppressions(_Table):
