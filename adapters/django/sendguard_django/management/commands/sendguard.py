@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import replace
 from typing import Any
 
@@ -18,7 +19,8 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         """Everything after ``sendguard`` goes to the sendguard CLI as it is."""
-        parser.add_argument("args", nargs="*")
+        # REMAINDER: call_command("sendguard", "worker", "--once") passes its options too.
+        parser.add_argument("args", nargs=argparse.REMAINDER)
 
     def run_from_argv(self, argv: list[str]) -> None:
         """Hand the rest of the command line to the sendguard CLI, untouched by argparse."""
