@@ -128,10 +128,10 @@ def test_25_password_resets_under_a_ramp_of_20_all_arrive_20_today_5_tomorrow(
                 assert all(b"From: Shop <noreply@shop.example>" in b for b in bodies)
                 assert all(f"Your link, {m.rcpt_tos[0]}.".encode() in m.data for m in late)
             else:
-                late = [m for m in mail.outbox if m.to[0] in users[20:]]
-                assert [m.subject for m in late] == ["Reset your password"] * 5
-                assert all(m.body == f"Your link, {m.to[0]}." for m in late)
-                assert {m.from_email for m in late} == {FROM}
+                later = [m for m in mail.outbox if m.to[0] in users[20:]]
+                assert [m.subject for m in later] == ["Reset your password"] * 5
+                assert all(m.body == f"Your link, {m.to[0]}." for m in later)
+                assert {m.from_email for m in later} == {FROM}
     finally:
         mail_kept.disconnect(on_kept)
         mail_delivered.disconnect(on_delivered)
