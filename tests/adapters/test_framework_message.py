@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from email.mime.text import MIMEText
+from typing import Any
 
 import pytest
 from anymail.message import AnymailMessage
@@ -42,7 +43,7 @@ def rich_message() -> AnymailMessage:
 
 def test_an_anymail_message_comes_back_with_every_attribute() -> None:
     original = rich_message()
-    again = thaw(freeze(original), base=EmailMessage)
+    again: Any = thaw(freeze(original), base=EmailMessage)
     assert type(again) is AnymailMessage
     for name in (
         "body", "from_email", "to", "cc", "bcc", "reply_to", "extra_headers", "tags",
@@ -72,7 +73,7 @@ def test_an_anymail_message_comes_back_with_every_attribute() -> None:
 def test_a_plain_multi_alternatives_message_round_trips() -> None:
     original = EmailMultiAlternatives("Hi", "text", "a@s.example", ["b@x.example"])
     original.attach_alternative("<p>hi</p>", "text/html")
-    again = thaw(freeze(original), base=EmailMessage)
+    again: Any = thaw(freeze(original), base=EmailMessage)
     assert type(again) is EmailMultiAlternatives
     assert again.alternatives == original.alternatives
 
@@ -80,7 +81,7 @@ def test_a_plain_multi_alternatives_message_round_trips() -> None:
 def test_a_value_without_a_json_form_is_left_out_not_fatal() -> None:
     original = AnymailMessage("Hi", "Body", "a@s.example", ["b@x.example"])
     original.esp_extra = lambda payload: payload  # anymail allows a callable here
-    again = thaw(freeze(original), base=EmailMessage)
+    again: Any = thaw(freeze(original), base=EmailMessage)
     assert not hasattr(again, "esp_extra")
     assert again.subject == "Hi"
 
