@@ -35,7 +35,7 @@ from sendguard._errors import (
     StoreError,
 )
 from sendguard._guard import Guard
-from sendguard._guard.outbox import OutboxRun
+from sendguard._guard.outbox import OutboxRun, drain
 from sendguard._log import handled, to_stderr
 from sendguard._models import Suppression
 from sendguard._pacing.breaker import Breaker, SenderStatus
@@ -975,16 +975,9 @@ def worker(  # noqa: PLR0917 (the worker's options)
 
     async def work(opened: Store) -> OutboxRun:
         guard = _worker_guard(guard_spec, opened)
-        total = OutboxRun()
         try:
             if once:
-                while True:
-                    run = await guard.deliver_outbox(
-                        limit=limit, lease=held, concurrency=concurrency
-                    )
-                    total.add(run)
-                    if run.claimed < limit or run.claimed == run.waiting + run.lost:
-                        return total
+                return await drain(guard, limit=limit, lease=held, concurrency=concurrency)
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for signum in (signal.SIGTERM, signal.SIGINT):

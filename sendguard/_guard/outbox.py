@@ -33,7 +33,7 @@ from sendguard._store.outbox import Backlog, Claim, Finish, Held, Kept, Letter, 
 if TYPE_CHECKING:
     from sendguard._guard.facade import Guard
 
-__all__ = ["HOLDABLE", "Keeper", "OutboxEvent", "OutboxRun", "Unsent"]
+__all__ = ["HOLDABLE", "Keeper", "OutboxEvent", "OutboxRun", "Unsent", "drain"]
 
 HOLDABLE = frozenset({DeliveryStatus.THROTTLED, DeliveryStatus.PAUSED, DeliveryStatus.DEFERRED})
 """The outcomes of a send that are not final: the recipient may still be sent to."""
@@ -361,6 +361,24 @@ def letter_id(now: datetime) -> str:
     """
     micros = int(now.timestamp() * 1_000_000)
     return f"{micros:014x}{next(_SEQUENCE) % 0x1000000:06x}{uuid.uuid4().hex[:12]}"
+
+
+async def drain(
+    guard: Guard,
+    *,
+    limit: int = 100,
+    lease: timedelta = timedelta(minutes=5),
+    concurrency: int = 8,
+    max_passes: int = 100,
+) -> OutboxRun:
+    """Send what is due now with *guard*, pass after pass, until a pass leaves nothing due."""
+    total = OutboxRun()
+    for _ in range(max_passes):
+        run = await guard.deliver_outbox(limit=limit, lease=lease, concurrency=concurrency)
+        total.add(run)
+        if run.claimed < limit or run.claimed == run.waiting + run.lost:
+            break
+    return total
 
 
 def unsent_of(
