@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 from email.message import EmailMessage
 
 import pytest
@@ -15,6 +16,7 @@ from sendguard import (
     OutboxEvent,
     Reply,
     RetryPolicy,
+    SQLiteStore,
     Stage,
     WarmupSchedule,
 )
@@ -204,4 +206,52 @@ async def test_keep_false_keeps_nothing() -> None:
     assert result.recipients["a@x.example"].status is DeliveryStatus.THROTTLED
     assert not result.kept
     assert await guard.store.kept() == []
+    await guard.aclose()
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+async def test_a_backlog_of_1000_drains_over_the_days_the_ramp_allows_transactional_first(
+    kind: str, tmp_path: Path
+) -> None:
+    clock = FakeClock()
+    adapter = RecordingAdapter()
+    store = MemoryStore() if kind == "memory" else SQLiteStore(tmp_path / "outbox.db")
+    guard = Guard(
+        adapter=adapter,
+        store=store,
+        warmup=ramp(20),
+        clock=clock,
+        max_age=dt.timedelta(days=90),  # the default 5 days would expire most of it
+    )
+    streams = {}
+    for n in range(1000):
+        stream = "transactional" if n % 5 == 0 else "bulk"  # 200 and 800
+        streams[f"u{n}@x.example"] = stream
+        await guard.send(mail(f"u{n}@x.example"), stream=stream)
+    per_day = [len(adapter.envelopes)]
+    assert per_day == [20]
+    while sum(per_day) < 1000 and len(per_day) < 100:
+        clock.advance(days=1)
+        clock.now = clock.now.replace(hour=0, minute=1)
+        before = len(adapter.envelopes)
+        run = await guard.deliver_outbox(limit=100)
+        while run.claimed and run.claimed != run.waiting:
+            run = await guard.deliver_outbox(limit=100)
+        per_day.append(len(adapter.envelopes) - before)
+    sent = [e.recipients[0] for e in adapter.envelopes]
+    assert sorted(sent) == sorted(streams)  # every one, once
+    assert max(per_day) <= 20  # never over the day's cap
+    # Day 0 in the order sent: bulk stops once 16 of the day (0.8 of the cap) are used,
+    # transactional mail takes the rest.  After that the transactional backlog goes first,
+    # 20 a day; bulk gets what it leaves of its 16, then 16 a day.
+    first_day = [streams[a] for a in sent[:20]]
+    assert first_day.count("bulk") == 12
+    later = [streams[a] for a in sent[20:]]
+    assert later[:192] == ["transactional"] * 192
+    assert set(later[192:]) == {"bulk"}
+    assert per_day[1:10] == [20] * 9  # 180 transactional
+    assert per_day[10] == 16  # the last 12 transactional and 4 bulk
+    assert per_day[11:] == [16] * 49  # 784 bulk
+    assert sum(per_day) == 1000
+    assert await guard.backlog() == []
     await guard.aclose()
