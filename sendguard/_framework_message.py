@@ -89,8 +89,12 @@ def freeze(message: object) -> str:
         except _UnkeepableError as exc:
             log.warning("sendguard.outbox_attribute_dropped", attribute=name, kind=str(exc))
     status = "anymail_status" in vars(message)  # made again, empty, by thaw
+    # The class and its bases: a worker that has not imported the app's own subclass (its
+    # module is imported by a view, say) rebuilds the message as the nearest base it has.
+    classes = [_path(c) for c in type(message).__mro__ if c is not object]
     return json.dumps(
-        {"class": _path(type(message)), "state": state, "status": status}, separators=(",", ":")
+        {"class": classes[0], "bases": classes[1:], "state": state, "status": status},
+        separators=(",", ":"),
     )
 
 
@@ -104,6 +108,19 @@ def _resolve(path: str) -> type:
     if not isinstance(found, type):
         raise ConfigurationError(f"a kept message names {path!r}, which this process has not")
     return found
+
+
+def _first_class(names: list[str], base: type | None) -> type:
+    """The first of *names* this process has (imported), of *base* when given."""
+    for name in names:
+        try:
+            found = _resolve(name)
+        except ConfigurationError:
+            continue
+        if base is None or issubclass(found, base):
+            return found
+        raise ConfigurationError(f"a kept message is a {found.__name__}, not a {base.__name__}")
+    raise ConfigurationError(f"a kept message names {names[0]!r}, which this process has not")
 
 
 def _decode(value: Any) -> object:  # noqa: ANN401, PLR0911 (JSON; one return per kind)
@@ -141,12 +158,11 @@ def thaw(text: str, *, base: type | None = None) -> object:
     """The message :func:`freeze` wrote as *text*; its class must subclass *base*."""
     try:
         data = json.loads(text)
-        cls = _resolve(str(data["class"]))
+        names = [str(data["class"]), *map(str, data.get("bases", []))]
         state = data["state"]
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ConfigurationError(f"a kept message cannot be read back: {exc}") from exc
-    if base is not None and not issubclass(cls, base):
-        raise ConfigurationError(f"a kept message is a {cls.__name__}, not a {base.__name__}")
+    cls = _first_class(names, base)
     if not callable(getattr(cls, "message", None)) or not isinstance(state, dict):
         raise ConfigurationError(f"a kept message's class {cls.__name__} is no e-mail message")
     made: Any = object.__new__(cls)

@@ -112,3 +112,14 @@ def test_thaw_refuses_a_named_tuple_that_is_no_tuple_and_garbage() -> None:
     for garbage in ("", "[]", '{"class": 1}', '{"class": "a:b"}'):
         with pytest.raises(ConfigurationError):
             thaw(garbage, base=EmailMessage)
+
+
+def test_a_subclass_the_worker_has_not_imported_comes_back_as_its_nearest_base() -> None:
+    original = AnymailMessage("Hi", "Body", "a@s.example", ["b@x.example"], tags=["t"])
+    kept = json.loads(freeze(original))
+    # As the app's own subclass, in a module the worker process never imported.
+    kept["class"], anymail_message = "shop.emails_not_imported:WelcomeEmail", kept["class"]
+    kept["bases"] = ["shop.emails_not_imported:Branded", anymail_message, *kept["bases"]]
+    again: Any = thaw(json.dumps(kept), base=EmailMessage)
+    assert type(again) is AnymailMessage
+    assert again.tags == ["t"]
