@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from email.message import EmailMessage
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 from sendguard import (
     ConfigurationError,
     DeliveryStatus,
+    Envelope,
     Guard,
     MemoryStore,
     OutboxEvent,
@@ -254,4 +256,50 @@ async def test_a_backlog_of_1000_drains_over_the_days_the_ramp_allows_transactio
     assert per_day[11:] == [16] * 49  # 784 bulk
     assert sum(per_day) == 1000
     assert await guard.backlog() == []
+    await guard.aclose()
+
+
+async def test_a_deferred_message_goes_again_with_the_message_id_it_went_with_first() -> None:
+    clock = FakeClock()
+    greylist = Reply(451, "4.7.1 greylisted", Stage.RCPT)
+    adapter = RecordingAdapter({"a@x.example": [greylist, Reply(250, "ok", Stage.DATA_END)]})
+    guard = Guard(adapter=adapter, store=MemoryStore(), retry=RetryPolicy.never(), clock=clock)
+    result = await guard.send(mail("a@x.example"))  # no Message-ID: the guard makes one
+    assert result.kept == ["a@x.example"]
+    first, kept_id = adapter.envelopes[0], result.message_id
+    assert first.data.startswith(f"Message-ID: {kept_id}\r\n".encode())
+    clock.advance(hours=1)
+    assert (await guard.deliver_outbox()).delivered == 1
+    again = adapter.envelopes[1]
+    assert again.message["Message-ID"] == kept_id
+    assert again.data.count(b"Message-ID:") == 1
+    assert again.data == first.data
+    await guard.aclose()
+
+
+class _Stalling(RecordingAdapter):
+    """Answers b@ at once; never answers a@ (the caller gives up first)."""
+
+    async def deliver(self, envelope: Envelope) -> dict[str, Reply]:  # type: ignore[override]
+        self.envelopes.append(envelope)
+        if "a@x.example" in envelope.recipients:
+            await asyncio.Event().wait()
+        return {r: Reply(250, "ok", Stage.DATA_END) for r in envelope.recipients}
+
+
+async def test_a_send_cut_off_keeps_what_it_held_back_and_what_was_in_flight_as_uncertain() -> None:
+    guard = Guard(adapter=_Stalling(), store=MemoryStore(), warmup=ramp(1))
+    task = asyncio.create_task(guard.send(mail("a@x.example, late@x.example")))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await guard._recorder.drain()
+    kept = {e.recipient: e for e in await guard.store.kept()}
+    assert set(kept) == {"a@x.example", "late@x.example"}
+    assert kept["a@x.example"].state is Held.UNCERTAIN  # it may have the message
+    assert kept["late@x.example"].state is Held.WAITING  # over the cap: not sent yet
+    letter = await guard.store.letter(kept["late@x.example"].letter)
+    assert letter is not None
+    assert letter.data.count(b"Message-ID:") == 1
     await guard.aclose()

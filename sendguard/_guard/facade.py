@@ -32,10 +32,10 @@ from sendguard._guard._common import ACCEPTED, Clock, SendState, Sleep, log, utc
 from sendguard._guard.admission import Admitter, validate
 from sendguard._guard.delivery import Deliverer
 from sendguard._guard.ingestion import Ingester
-from sendguard._guard.outbox import Claimed, Keeper, OutboxEvent, OutboxRun, unsent_of
+from sendguard._guard.outbox import Claimed, Keeper, OutboxEvent, OutboxRun, Unsent, unsent_of
 from sendguard._guard.recording import Recorder, log_pause
 from sendguard._message import check_headers, envelope_recipients, envelope_sender, serialize
-from sendguard._models import RecipientResult, SendResult, Suppression
+from sendguard._models import DeliveryStatus, RecipientResult, SendResult, Suppression
 from sendguard._options import check_flag, check_instance, check_seconds
 from sendguard._pacing.breaker import Breaker, SenderStatus
 from sendguard._pacing.retry import RetryPolicy
@@ -451,6 +451,9 @@ class Guard:
             outcome = self._delivery.outcome(state)
             if not outcome.empty:
                 self._recorder.spawn(self._recorder.settle(outcome))
+            if self.keep and claimed is None:
+                # Nor is what it held back lost: kept, those cut off in flight as uncertain.
+                self._keep_cut_off(message, state, results, valid, serialized, (stream, original))
             raise
         results.update(state.results)
 
@@ -459,20 +462,9 @@ class Guard:
             results[key] = replace(results[key], suppressed=True)
         letter = None
         if self.keep and claimed is None:
-            unsent = unsent_of(
-                results,
-                valid,
-                message_id=message_id
-                or (str(message["Message-ID"]) if message["Message-ID"] else None),
-                body=serialized,
-                domain=envelope_from.domain,
+            letter, message_id = await self._keep_held(
+                message, state, results, valid, serialized, (stream, original)
             )
-            if unsent is not None:
-                letter = await self._keeper.keep(envelope_from.wire, stream, original, unsent, now)
-            if letter is not None and unsent is not None:
-                message_id = message_id or unsent.message_id
-                for rr in unsent.results.values():
-                    results[rr.address] = replace(rr, kept=True)
         result = SendResult(
             sender=envelope_from.key,
             message_id=message_id,
@@ -485,6 +477,78 @@ class Guard:
         for rr in results.values():
             self._log_result(rr, message_id)
         return result
+
+    def _unsent(
+        self,
+        message: Message,
+        state: SendState,
+        held: dict[str, RecipientResult],
+        valid: dict[str, Address],
+        serialized: tuple[bytes, bool],
+    ) -> Unsent | None:
+        """What of a send to keep, with the message as it goes out (its Message-ID in it)."""
+        # The message's own ID, else the one the delivery made (not in *serialized*), else a
+        # new one (unsent_of makes it).
+        own = message["Message-ID"]
+        given = str(own) if own else None
+        body = serialized
+        made = dict(state.headers).get("Message-ID")
+        if given is None and made:
+            body = (f"Message-ID: {made}\r\n".encode("ascii") + serialized[0], serialized[1])
+            given = made
+        return unsent_of(held, valid, message_id=given, body=body, domain=state.sender.domain)
+
+    async def _keep_held(  # noqa: PLR0917 (one send's state)
+        self,
+        message: Message,
+        state: SendState,
+        results: dict[str, RecipientResult],
+        valid: dict[str, Address],
+        serialized: tuple[bytes, bool],
+        kept_as: tuple[str, object],
+    ) -> tuple[str | None, str | None]:
+        """Keep what a send held back; the letter's id and the message's ID (None: none)."""
+        unsent = self._unsent(message, state, results, valid, serialized)
+        if unsent is None:
+            made = dict(state.headers).get("Message-ID")
+            own = message["Message-ID"]
+            return None, str(own) if own else made
+        stream, original = kept_as
+        letter = await self._keeper.keep(state.sender.wire, stream, original, unsent, self._clock())
+        if letter is not None:
+            for rr in unsent.results.values():
+                results[rr.address] = replace(rr, kept=True)
+        return letter, unsent.message_id
+
+    def _keep_cut_off(  # noqa: PLR0917 (the state of a send cut off)
+        self,
+        message: Message,
+        state: SendState,
+        results: dict[str, RecipientResult],
+        valid: dict[str, Address],
+        serialized: tuple[bytes, bool],
+        kept_as: tuple[str, object],
+    ) -> None:
+        """Keep, in the background, what a send cut off (cancelled, failed) had not finished."""
+        held = {**results, **state.results}
+        in_flight = list(state.pending)[: state.in_flight]
+        for key in state.pending:
+            uncertain = key in in_flight
+            held[key] = RecipientResult(
+                key,
+                DeliveryStatus.DEFERRED,
+                detail="the send was cut off while delivering: delivery uncertain"
+                if uncertain
+                else "the send was cut off before this recipient's next attempt",
+                attempts=state.attempts.get(key, 0),
+                uncertain=uncertain,
+            )
+        unsent = self._unsent(message, state, held, valid, serialized)
+        if unsent is not None:
+            stream, original = kept_as
+            self._recorder.spawn(
+                self._keeper.keep(state.sender.wire, stream, original, unsent, self._clock())
+            )
 
     async def _start(self, claimed: Claimed, state: SendState) -> None:
         """Mark the worker's admitted entries as being sent; drop those its claim lost."""

@@ -255,7 +255,17 @@ class Keeper:
             run.expired += len(expired)
         if live:
             hold = Claimed(claim.token, letter.id, live)
-            result = await self._resend(letter, hold)
+            try:
+                result = await self._resend(letter, hold)
+            except Exception as exc:  # noqa: BLE001 (one bad letter must not stop the rest)
+                # Raised before anything was handed over (the store, a message that cannot
+                # be rebuilt): tried again later, until it expires.
+                log.exception("sendguard.outbox_letter_failed", letter=letter.id)
+                for kept in live.values():
+                    finishes.append(self._later(kept, now, f"not sent: {exc!r}"))
+                    run.waiting += 1
+                live = {}
+                result = SendResult(letter.sender, letter.message_id, {})
             for key, kept in live.items():
                 rr = result.recipients.get(key)
                 if key in hold.lost or rr is None:
@@ -287,6 +297,17 @@ class Keeper:
             claimed=hold,
         )
 
+    def _later(self, kept: Kept, now: datetime, detail: str) -> Finish:
+        """*kept* tried again after the backoff of its next attempt."""
+        attempts = kept.attempts + 1
+        return Finish(kept.id, Held.WAITING, now + self._backoff(attempts), attempts, detail)
+
+    def _backoff(self, attempts: int) -> timedelta:
+        """How long a recipient deferred *attempts* times waits: doubling, up to a ceiling."""
+        first = timedelta(seconds=self._guard.retry.defer_for)
+        wait: timedelta = first * (2 ** min(max(0, attempts - 1), 16))
+        return min(wait, max(MAX_BACKOFF, first))
+
     def _finish(self, kept: Kept, rr: RecipientResult, now: datetime) -> tuple[Finish, str]:
         """How *kept* is left after a re-send that gave *rr*; and what it counts as."""
         attempts = kept.attempts + max(rr.attempts, 0)
@@ -299,9 +320,7 @@ class Keeper:
         next_at = rr.retry_at or now
         if rr.status is DeliveryStatus.DEFERRED:
             # Each try of the outbox waits twice as long as the one before, up to a ceiling.
-            first = timedelta(seconds=self._guard.retry.defer_for)
-            wait = first * 2 ** min(max(0, attempts - 1), 16)
-            next_at = max(next_at, now + min(wait, max(MAX_BACKOFF, first)))
+            next_at = max(next_at, now + self._backoff(attempts))
         return Finish(kept.id, Held.WAITING, next_at, attempts, rr.detail), "waiting"
 
     async def _expire(self, letter: Letter, expired: Sequence[Kept], now: datetime) -> None:
