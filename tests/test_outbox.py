@@ -280,7 +280,7 @@ async def test_a_deferred_message_goes_again_with_the_message_id_it_went_with_fi
 class _Stalling(RecordingAdapter):
     """Answers b@ at once; never answers a@ (the caller gives up first)."""
 
-    async def deliver(self, envelope: Envelope) -> dict[str, Reply]:  # type: ignore[override]
+    async def deliver(self, envelope: Envelope) -> dict[str, Reply]:
         self.envelopes.append(envelope)
         if "a@x.example" in envelope.recipients:
             await asyncio.Event().wait()
