@@ -553,11 +553,14 @@ class Guard:
     async def _start(self, claimed: Claimed, state: SendState) -> None:
         """Mark the worker's admitted entries as being sent; drop those its claim lost."""
         ids = {entry_id(claimed.letter, claimed.entries[k].recipient): k for k in state.pending}
-        started = set(
-            await self._recorder.bounded(
-                self.store.start(claimed.token, list(ids), self._clock()), "start"
+        if claimed.start is not None:
+            started = set(await claimed.start(list(ids)))
+        else:
+            started = set(
+                await self._recorder.bounded(
+                    self.store.start(claimed.token, list(ids), self._clock()), "start"
+                )
             )
-        )
         for kept_id, key in ids.items():
             if kept_id not in started:
                 del state.pending[key]

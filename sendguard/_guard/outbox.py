@@ -18,7 +18,7 @@ import email.policy
 import email.utils
 import itertools
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -28,7 +28,8 @@ from sendguard._errors import InvalidAddressError, StoreError
 from sendguard._guard._common import log
 from sendguard._models import DeliveryStatus, RecipientResult, SendResult, Suppression
 from sendguard._store import Outcome
-from sendguard._store.outbox import Backlog, Claim, Finish, Held, Kept, Letter, entry_id
+from sendguard._store.coalesce import Coalescer
+from sendguard._store.outbox import Backlog, Finish, Held, Kept, Letter, entry_id
 
 if TYPE_CHECKING:
     from sendguard._guard.facade import Guard
@@ -103,6 +104,45 @@ class Claimed:
     """By recipient key."""
     lost: set[str] = field(default_factory=set)
     """Keys whose claim ran out before they were started: not sent by this worker."""
+    start: Callable[[list[str]], Awaitable[list[str]]] | None = None
+    """Marks entry ids as being sent; those it could (the pass's batched ``Store.start``)."""
+
+
+class _Pass:
+    """One worker pass's store calls: the starts and finishes of its letters, batched.
+
+    Letters are sent concurrently; their ``start`` and ``finish`` calls made while one is in
+    flight go out together in the next, so a pass costs far fewer store round trips than
+    letters (a lone letter pays no extra wait).
+    """
+
+    def __init__(self, guard: Guard, token: str) -> None:
+        self._guard = guard
+        self.token = token
+        self._starts: Coalescer[list[str], list[str]] = Coalescer(self._start_batch)
+        self._finishes: Coalescer[list[Finish], int] = Coalescer(self._finish_batch)
+
+    async def start(self, ids: list[str]) -> list[str]:
+        return await self._starts.submit(ids)
+
+    async def finish(self, finishes: list[Finish]) -> None:
+        await self._finishes.submit(finishes)
+
+    async def _start_batch(self, requests: Sequence[list[str]]) -> list[list[str]]:
+        guard = self._guard
+        every = [i for ids in requests for i in ids]
+        started = set(
+            await guard._recorder.bounded(
+                guard.store.start(self.token, every, guard._clock()), "start"
+            )
+        )
+        return [[i for i in ids if i in started] for ids in requests]
+
+    async def _finish_batch(self, requests: Sequence[list[Finish]]) -> list[int]:
+        guard = self._guard
+        every = [f for finishes in requests for f in finishes]
+        await guard._recorder.bounded(guard.store.finish(self.token, every), "finish")
+        return [len(f) for f in requests]
 
 
 class Keeper:
@@ -212,10 +252,11 @@ class Keeper:
         for kept in claim.entries:
             by_letter.setdefault(kept.letter, []).append(kept)
         gate = asyncio.Semaphore(concurrency)
+        calls = _Pass(guard, token)
 
         async def one(letter: Letter, entries: list[Kept]) -> OutboxRun:
             async with gate:
-                return await self._letter(claim, letter, entries)
+                return await self._letter(calls, letter, entries)
 
         try:
             done = await asyncio.gather(
@@ -234,7 +275,7 @@ class Keeper:
         except StoreError as exc:  # the lease gives them back anyway
             log.warning("sendguard.release_failed", error=str(exc))
 
-    async def _letter(self, claim: Claim, letter: Letter, entries: list[Kept]) -> OutboxRun:
+    async def _letter(self, calls: _Pass, letter: Letter, entries: list[Kept]) -> OutboxRun:
         """Send one letter's claimed entries; finish each."""
         guard = self._guard
         now = guard._clock()
@@ -254,7 +295,7 @@ class Keeper:
             await self._expire(letter, expired, now)
             run.expired += len(expired)
         if live:
-            hold = Claimed(claim.token, letter.id, live)
+            hold = Claimed(calls.token, letter.id, live, start=calls.start)
             try:
                 result = await self._resend(letter, hold)
             except Exception as exc:  # noqa: BLE001 (one bad letter must not stop the rest)
@@ -277,7 +318,7 @@ class Keeper:
                 if kind in ("delivered", "failed"):
                     self._tell(kind, rr, letter)
         try:
-            await guard._recorder.bounded(guard.store.finish(claim.token, finishes), "finish")
+            await calls.finish(finishes)
         except StoreError as exc:
             # The lease runs out: what was sent becomes uncertain, the rest comes back.
             log.error("sendguard.finish_failed", error=str(exc), letter=letter.id)
