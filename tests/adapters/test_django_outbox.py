@@ -20,7 +20,7 @@ from django.core.management import call_command
 from django.test import override_settings
 from sendguard_django import reset_guard
 from sendguard_django._config import _options, config
-from sendguard_django.signals import mail_delivered, mail_kept
+from sendguard_django.signals import mail_delivered, mail_expired, mail_kept
 
 from sendguard import DeliveryStatus, Guard, OutboxEvent, SQLiteStore
 from sendguard.testing import FakeClock, ScriptedSMTPServer
@@ -168,3 +168,28 @@ def test_the_worker_command_sends_a_deferred_message_once(
         assert "the outbox is empty" in capsys.readouterr().out
     assert server.accepted == ["slow@example.com"]
     assert server.rcpt_log == ["slow@example.com", "slow@example.com"]
+
+
+def test_kept_mail_expires_after_max_age_with_a_signal(tmp_path: Path) -> None:
+    expired: list[OutboxEvent] = []
+
+    def on_expired(event: OutboxEvent, **_: Any) -> None:
+        expired.append(event)
+
+    mail_expired.connect(on_expired)
+    try:
+        warmup = {"table": {"1": 0}, "started_on": today().isoformat()}
+        with settings_for(BACKENDS["locmem"], tmp_path, WARMUP=warmup, MAX_AGE="2d"):
+            assert mail.send_mail("Hi", "Body", None, ["late@example.com"]) == 1
+
+            async def work() -> int:
+                async with worker_on(today() + dt.timedelta(days=3)) as worker:
+                    run = await worker.deliver_outbox()
+                    assert await worker.soft_bounces("late@example.com") == 1
+                    return run.expired
+
+            assert asyncio.run(work()) == 1
+    finally:
+        mail_expired.disconnect(on_expired)
+    assert [e.result.status for e in expired] == [DeliveryStatus.EXPIRED]
+    assert mail.outbox == []
