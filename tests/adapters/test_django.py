@@ -19,7 +19,7 @@ from django.test import override_settings
 from django.utils.log import configure_logging
 from sendguard_django import get_guard, reset_guard
 
-from sendguard import DeliveryStatus, StoreError
+from sendguard import DeliveryStatus, NotSentError, StoreError
 from sendguard.testing import ScriptedSMTPServer
 from tests.conftest import free_port, in_forked_child, scratch_redis_store
 
@@ -71,10 +71,23 @@ def test_a_550_suppresses_and_suppressed_recipients_never_reach_the_server(
 
     server.rcpt_log.clear()
     message = mail.EmailMessage("Again", "Body", None, ["gone@example.com"])
-    assert message.send() == 0
+    # It reached no one and nothing was kept: raised, as Django's SMTP backend raises
+    # SMTPRecipientsRefused.
+    with pytest.raises(NotSentError) as refused:
+        message.send()
     assert server.rcpt_log == []
     result = message.sendguard_result
+    assert refused.value.result is result
+    assert not refused.value.kept
     assert result.recipients["gone@example.com"].status is DeliveryStatus.SUPPRESSED
+    assert result.kept == []
+    silent = mail.get_connection(fail_silently=True)
+    assert silent.send_messages([message]) == 0
+    assert message.sendguard_result is not result  # sent again, and suppressed again
+    assert message.sendguard_result.recipients["gone@example.com"].status is (
+        DeliveryStatus.SUPPRESSED
+    )
+    assert server.rcpt_log == []
 
 
 @pytest.mark.usefixtures("smtp_settings")
@@ -171,12 +184,19 @@ def test_anymail_per_recipient_status_is_mapped_and_rejected_is_suppressed() -> 
 )
 def test_an_address_anymail_calls_invalid_is_never_suppressed(statuses: dict[str, str]) -> None:
     # Anymail raises "every recipient refused" when all are invalid or rejected; each
-    # recipient's own status still decides.
+    # recipient's own status still decides, and the guard's backend raises NotSentError then.
     message = mail.EmailMessage("Hi", "Body", None, list(statuses))
     message.anymail_test_response = {
         "recipient_status": {a: AnymailRecipientStatus("id1", s) for a, s in statuses.items()}
     }
-    message.send()  # not fail_silently: anymail then raises, and the guard reads its statuses
+    # Not fail_silently: anymail raises, and the guard reads its statuses.
+    if "queued" in statuses.values():
+        assert message.send() == 1
+    else:
+        with pytest.raises(NotSentError) as refused:
+            message.send()
+        assert refused.value.result is message.sendguard_result
+        assert not refused.value.kept
     recipients = message.sendguard_result.recipients
     typo = recipients["typo@example.com"]
     # A permanent failure (553 5.1.3, syntaxerror) that lists nobody.
@@ -320,7 +340,14 @@ def test_without_a_store_the_list_is_a_file_in_base_dir_and_survives_a_restart(
     server.script("gone@example.com", "550 5.1.1 <gone@example.com>: User unknown")
     conf = {"RETRY": FAST_RETRY}
     with override_settings(EMAIL_BACKEND=OURS, EMAIL_PORT=server.port, SENDGUARD=conf):
-        assert mail.send_mail("Hi", "Body", None, ["gone@example.com"]) == 0
+        with pytest.raises(NotSentError) as refused:
+            mail.send_mail("Hi", "Body", None, ["gone@example.com"])
+        gone = refused.value.result.recipients["gone@example.com"]
+        assert (gone.status, gone.reason, gone.kept) == (
+            DeliveryStatus.REJECTED,
+            "userunknown",
+            False,
+        )
         reset_guard()  # as a restart: the next use builds the guard again
         assert (tmp_path / "sendguard.db").is_file()
         assert get_guard().is_suppressed("gone@example.com")

@@ -3,7 +3,7 @@
 anymail's test backend, Django's locmem backend, and Django's own SMTP backend (a subclass,
 so it is not the guard's SMTP) against a real aiosmtpd server: warmup caps, status() counts,
 suppression by anymail's "rejected", no suppression by its "invalid", a refused sender paused,
-451s retried.
+451s retried; what is held back kept in the outbox, what reached no one raised.
 """
 
 from __future__ import annotations
@@ -26,7 +26,16 @@ from django.core.mail.backends.smtp import EmailBackend as DjangoSMTPBackend
 from django.test import override_settings
 from sendguard_django import BackendAdapter, get_guard, reset_guard
 
-from sendguard import ConfigurationError, DeliveryStatus, Envelope, MemoryStore, SyncGuard
+from sendguard import (
+    ConfigurationError,
+    DeliveryStatus,
+    Envelope,
+    Held,
+    Kept,
+    MemoryStore,
+    NotSentError,
+    SyncGuard,
+)
 from sendguard.testing import ScriptedSMTPServer
 from tests.conftest import free_port
 
@@ -45,6 +54,12 @@ class RelayBackend(DjangoSMTPBackend):  # type: ignore[misc]  # django is untype
 
 def today() -> str:
     return dt.datetime.now(dt.UTC).date().isoformat()
+
+
+def next_midnight() -> dt.datetime:
+    """When today's warmup cap is renewed: a throttled recipient is kept until then."""
+    tomorrow = dt.datetime.now(dt.UTC).date() + dt.timedelta(days=1)
+    return dt.datetime.combine(tomorrow, dt.time(0), tzinfo=dt.UTC)
 
 
 WARMUP = {"table": {"1": 100}, "started_on": today()}
@@ -68,6 +83,12 @@ def statuses(message: mail.EmailMessage) -> dict[str, DeliveryStatus]:
     return {a: r.status for a, r in message.sendguard_result.recipients.items()}
 
 
+def kept_entries() -> list[Kept]:
+    """What the project's guard keeps in its store's outbox, by id."""
+    guard = get_guard()
+    return guard._call(guard.guard.store.kept())
+
+
 @pytest.mark.parametrize("backend", [ANYMAIL, LOCMEM])
 def test_a_warmup_ramp_caps_what_another_backend_sends(backend: str) -> None:
     warmup = {"table": {"1": 20}, "started_on": today()}
@@ -75,11 +96,25 @@ def test_a_warmup_ramp_caps_what_another_backend_sends(backend: str) -> None:
         messages = [
             mail.EmailMessage("Hi", "Body", None, [f"user{i}@example.com"]) for i in range(26)
         ]
-        assert mail.get_connection().send_messages(messages) == 20
+        # 20 sent, and 6 kept for a worker: all 26 count as sent (as a queueing backend's).
+        assert mail.get_connection().send_messages(messages) == 26
         assert len(mail.outbox) == 20
-        outcome = [next(iter(statuses(m).values())) for m in messages]
-        assert outcome.count(DeliveryStatus.ACCEPTED) == 20
-        assert outcome.count(DeliveryStatus.THROTTLED) == 6
+        assert sorted(m.to[0] for m in mail.outbox) == sorted(
+            f"user{i}@example.com" for i in range(20)
+        )
+        outcome = [next(iter(m.sendguard_result.recipients.values())) for m in messages]
+        assert [(r.status, r.kept) for r in outcome] == [(DeliveryStatus.ACCEPTED, False)] * 20 + [
+            (DeliveryStatus.THROTTLED, True)
+        ] * 6
+        assert {r.retry_at for r in outcome[20:]} == {next_midnight()}
+        assert [m.sendguard_result.outbox_id for m in messages[:20]] == [None] * 20
+        entries = kept_entries()
+        assert sorted((e.recipient, e.letter) for e in entries) == sorted(
+            (m.to[0], m.sendguard_result.outbox_id) for m in messages[20:]
+        )
+        assert {(e.state, e.next_at, e.sender_domain) for e in entries} == {
+            (Held.WAITING, next_midnight(), "shop.example")
+        }
         status = get_guard().status("shop.example")
         assert (status.sent_today, status.cap_today) == (20, 20)
 
@@ -141,9 +176,13 @@ def test_anymail_rejected_suppresses_and_invalid_does_not() -> None:
         assert guard.status("shop.example").sent_today == 1
 
         again = mail.EmailMessage("Again", "Body", None, ["listed@example.com"])
-        assert again.send() == 0
+        with pytest.raises(NotSentError) as refused:
+            again.send()
+        assert refused.value.result is again.sendguard_result
+        assert not refused.value.kept
         assert statuses(again) == {"listed@example.com": DeliveryStatus.SUPPRESSED}
         assert len(mail.outbox) == 1  # the suppressed address never reached anymail again
+        assert kept_entries() == []
 
 
 def test_every_recipient_refused_by_anymail_is_still_read_per_recipient() -> None:
@@ -152,18 +191,24 @@ def test_every_recipient_refused_by_anymail_is_still_read_per_recipient() -> Non
         message.anymail_test_response = {
             "recipient_status": {"typo@example.com": AnymailRecipientStatus("id1", "invalid")}
         }
-        assert message.send() == 0  # anymail raised AnymailRecipientsRefused: a result here
+        # anymail raised AnymailRecipientsRefused: the guard reads it per recipient, and its
+        # backend raises NotSentError with that result, as anymail would raise.
+        with pytest.raises(NotSentError) as refused:
+            message.send()
+        assert refused.value.result is message.sendguard_result
+        assert not refused.value.kept
         assert statuses(message) == {"typo@example.com": DeliveryStatus.REJECTED}
         assert get_guard().suppression("typo@example.com") is None
+        assert kept_entries() == []
 
 
 @pytest.mark.parametrize(
     ("status_code", "expected", "attempts"),
     [
-        (503, DeliveryStatus.DEFERRED, 2),  # retried, then deferred
-        (429, DeliveryStatus.PAUSED, 1),  # a rate limit: the sender waits, as over HTTP
-        (None, DeliveryStatus.DEFERRED, 2),  # never reached the ESP: retried
-        (400, DeliveryStatus.REJECTED, 1),  # the ESP refused the message: no retry
+        (503, DeliveryStatus.DEFERRED, 2),  # retried (RETRY is set), then deferred: kept
+        (429, DeliveryStatus.PAUSED, 1),  # a rate limit: the sender waits, as over HTTP: kept
+        (None, DeliveryStatus.DEFERRED, 2),  # never reached the ESP: retried, then kept
+        (400, DeliveryStatus.REJECTED, 1),  # the ESP refused the message: no retry, not kept
     ],
 )
 def test_anymail_api_errors(
@@ -172,12 +217,48 @@ def test_anymail_api_errors(
     with settings_for(ANYMAIL, WARMUP=WARMUP):
         message = mail.EmailMessage("Hi", "Body", None, ["ok@example.com"])
         message.anymail_test_response = AnymailAPIError("ESP trouble", status_code=status_code)
-        assert message.send() == 0
+        if expected is DeliveryStatus.REJECTED:
+            with pytest.raises(NotSentError) as refused:
+                message.send()
+            assert refused.value.result is message.sendguard_result
+            assert not refused.value.kept
+            assert kept_entries() == []
+        else:
+            assert message.send() == 1  # kept for a worker: counted as sent
+            (entry,) = kept_entries()
+            assert (entry.recipient, entry.letter, entry.attempts, entry.state) == (
+                "ok@example.com",
+                message.sendguard_result.outbox_id,
+                attempts,
+                Held.WAITING,
+            )
         rr = message.sendguard_result.recipients["ok@example.com"]
         assert (rr.status, rr.attempts) == (expected, attempts)
+        assert rr.kept is (expected is not DeliveryStatus.REJECTED)
+        if rr.kept:
+            assert rr.retry_at is not None
+            assert rr.retry_at > dt.datetime.now(dt.UTC)
+            assert entry.next_at == rr.retry_at
         assert len(mail.outbox) == attempts  # each attempt reached the backend
         assert get_guard().suppression("ok@example.com") is None
         assert get_guard().status("shop.example").sent_today == 0
+
+
+def test_without_retry_configured_an_anymail_503_is_tried_once_and_kept_deferred() -> None:
+    conf = {"BACKEND": ANYMAIL, "STORE": "memory://", "WARMUP": WARMUP}  # no RETRY
+    with override_settings(EMAIL_BACKEND=OURS, SENDGUARD=conf):
+        message = mail.EmailMessage("Hi", "Body", None, ["ok@example.com"])
+        message.anymail_test_response = AnymailAPIError("ESP trouble", status_code=503)
+        assert message.send() == 1
+        rr = message.sendguard_result.recipients["ok@example.com"]
+        assert (rr.status, rr.attempts, rr.kept) == (DeliveryStatus.DEFERRED, 1, True)
+        assert len(mail.outbox) == 1  # one attempt in the call: no sleeping in a request
+        (entry,) = kept_entries()
+        assert (entry.recipient, entry.attempts, entry.next_at) == (
+            "ok@example.com",
+            1,
+            rr.retry_at,
+        )
 
 
 @pytest.fixture
@@ -197,7 +278,10 @@ def test_django_smtp_under_another_name_retries_a_451_and_suppresses_a_550(
         rr = grey.sendguard_result.recipients["grey@example.com"]
         assert (rr.status, rr.attempts) == (DeliveryStatus.ACCEPTED, 2)
         gone = mail.EmailMessage("Hi", "Body", None, ["gone@example.com"])
-        assert gone.send() == 0
+        with pytest.raises(NotSentError) as refused:
+            gone.send()
+        assert refused.value.result is gone.sendguard_result
+        assert not refused.value.kept
         assert gone.sendguard_result.recipients["gone@example.com"].suppressed
         assert get_guard().is_suppressed("gone@example.com")
         assert server.accepted == ["grey@example.com"]
@@ -220,17 +304,27 @@ def test_a_sender_refused_at_mail_from_pauses_the_sender_and_suppresses_nobody()
     try:
         with settings_for(RELAY), override_settings(EMAIL_PORT=port):
             message = mail.EmailMessage("Hi", "Body", None, ["a@example.com", "b@example.com"])
-            assert message.send() == 0
+            with pytest.raises(NotSentError) as refused:
+                message.send()
+            assert refused.value.result is message.sendguard_result
+            assert not refused.value.kept
             recipients = message.sendguard_result.recipients
-            assert {r.status for r in recipients.values()} == {DeliveryStatus.REJECTED}
+            assert {(r.status, r.kept) for r in recipients.values()} == {
+                (DeliveryStatus.REJECTED, False)
+            }
             guard = get_guard()
             assert not guard.is_suppressed("a@example.com")
             assert not guard.is_suppressed("b@example.com")
             pauses = guard.status("shop.example").domain_pauses
             assert [domain for domain, _, _ in pauses] == ["example.com"]
+            (until,) = [until for _, until, _ in pauses]
             later = mail.EmailMessage("Later", "Body", None, ["c@example.com"])
-            assert later.send() == 0
+            assert later.send() == 1  # held back by the pause and kept until it ends
             assert statuses(later) == {"c@example.com": DeliveryStatus.PAUSED}
+            rr = later.sendguard_result.recipients["c@example.com"]
+            assert (rr.kept, rr.attempts, rr.retry_at) == (True, 0, until)
+            (entry,) = kept_entries()
+            assert (entry.recipient, entry.next_at) == ("c@example.com", until)
     finally:
         controller.stop()
 
@@ -444,6 +538,15 @@ def test_anymail_status_is_fresh_when_every_recipient_is_held_back() -> None:
         message = mail.EmailMessage("Hi", "Body", None, ["ok@example.com"])
         assert message.send() == 1
         message.to = ["gone@example.com"]
-        assert message.send() == 0
+        with pytest.raises(NotSentError):
+            message.send()
+        assert statuses(message) == {"gone@example.com": DeliveryStatus.SUPPRESSED}
+        assert message.anymail_status.recipients == {}
+        assert message.anymail_status.status is None
+        message.to = ["ok@example.com"]
+        assert message.send() == 1
+        assert set(message.anymail_status.recipients) == {"ok@example.com"}
+        message.to = ["gone@example.com"]
+        assert mail.get_connection(fail_silently=True).send_messages([message]) == 0
         assert message.anymail_status.recipients == {}
         assert message.anymail_status.status is None

@@ -21,6 +21,9 @@ from sendguard import (
     ConfigurationError,
     DeliveryStatus,
     HeaderInjectionError,
+    Held,
+    Kept,
+    NotSentError,
     StoreError,
     WarmupSchedule,
 )
@@ -90,7 +93,15 @@ def test_flask_mailman_sends_through_the_guard(
         assert message.sendguard_result.recipients["gone@example.com"].suppressed
         assert g.sendguard_results == [message.sendguard_result]
         server.rcpt_log.clear()
-        assert mail.send_mail("Again", "Body", "news@shop.example", ["gone@example.com"]) == 0
+        with pytest.raises(NotSentError) as refused:
+            mail.send_mail("Again", "Body", "news@shop.example", ["gone@example.com"])
+        assert server.rcpt_log == []
+        again = refused.value.result
+        assert not refused.value.kept
+        assert again.recipients["gone@example.com"].status is DeliveryStatus.SUPPRESSED
+        assert g.sendguard_results == [message.sendguard_result, again]
+        silently = mail.send_mail("Again", "Body", None, ["gone@example.com"], fail_silently=True)
+        assert silently == 0
         assert server.rcpt_log == []
     assert server.accepted == ["ok@example.com"]
 
@@ -169,8 +180,11 @@ def test_a_view_sends_and_the_cli_group_manages_the_list(
     apps.append(app)
 
     @app.post("/signup")
-    def signup() -> dict[str, int]:
-        return {"sent": mail.send_mail("Welcome", "Hi", None, ["new@example.com"])}
+    def signup() -> dict[str, object]:
+        try:
+            return {"sent": mail.send_mail("Welcome", "Hi", None, ["new@example.com"])}
+        except NotSentError as exc:  # it reached no one: the view says why
+            return {"sent": 0, "not_sent": {a: r.status for a, r in exc.result.recipients.items()}}
 
     assert app.test_client().post("/signup").get_json() == {"sent": 1}
     runner = app.test_cli_runner()
@@ -178,7 +192,10 @@ def test_a_view_sends_and_the_cli_group_manages_the_list(
     added = runner.invoke(args=["sendguard", "suppress", "add", "new@example.com"], env=env)
     assert added.exit_code == 0, added.output
     assert current_guard(app).is_suppressed("new@example.com")
-    assert app.test_client().post("/signup").get_json() == {"sent": 0}
+    assert app.test_client().post("/signup").get_json() == {
+        "sent": 0,
+        "not_sent": {"new@example.com": "suppressed"},
+    }
     assert server.accepted == ["new@example.com"]
 
 
@@ -189,9 +206,10 @@ def test_without_a_store_the_list_is_a_file_in_the_instance_folder_and_survives_
     instance = tmp_path / "instance"
     app = make_app(instance)
     SendGuard(app)
-    with app.app_context():
-        sent = flask_mailman.Mail(app).send_mail("Hi", "Body", None, ["gone@example.com"])
-    assert sent == 0
+    with app.app_context(), pytest.raises(NotSentError) as refused:
+        flask_mailman.Mail(app).send_mail("Hi", "Body", None, ["gone@example.com"])
+    gone = refused.value.result.recipients["gone@example.com"]
+    assert (gone.status, gone.reason, gone.kept) == (DeliveryStatus.REJECTED, "userunknown", False)
     assert current_guard(app).is_suppressed("gone@example.com")
     current_guard(app).close()
     assert (instance / "sendguard.db").is_file()
@@ -344,6 +362,17 @@ def _today_ramp(cap: int) -> WarmupSchedule:
     return WarmupSchedule.from_table({1: cap}, started_on=dt.datetime.now(dt.UTC).date())
 
 
+def _next_midnight() -> dt.datetime:
+    tomorrow = dt.datetime.now(dt.UTC).date() + dt.timedelta(days=1)
+    return dt.datetime.combine(tomorrow, dt.time(0), tzinfo=dt.UTC)
+
+
+def _kept_entries(app: Flask) -> list[Kept]:
+    """What *app*'s guard keeps in its store's outbox, by id."""
+    guard = current_guard(app)
+    return guard._call(guard.guard.store.kept())
+
+
 def test_a_mailman_backend_goes_through_the_whole_pipeline(
     make_app: MakeApp, apps: list[Flask]
 ) -> None:
@@ -359,14 +388,31 @@ def test_a_mailman_backend_goes_through_the_whole_pipeline(
             flask_mailman.EmailMessage("Hi", "Body", None, [f"user{i}@example.com"])
             for i in range(26)
         ]
-        assert mail.get_connection().send_messages(messages) == 20
-        outcome = [next(iter(m.sendguard_result.recipients.values())).status for m in messages]
-        assert outcome.count(DeliveryStatus.THROTTLED) == 6
+        # 20 sent and 6 kept for a worker: all 26 count as sent.
+        assert mail.get_connection().send_messages(messages) == 26
+        outcome = [next(iter(m.sendguard_result.recipients.values())) for m in messages]
+        assert [(r.status, r.kept) for r in outcome] == [(DeliveryStatus.ACCEPTED, False)] * 20 + [
+            (DeliveryStatus.THROTTLED, True)
+        ] * 6
+        assert {r.retry_at for r in outcome[20:]} == {_next_midnight()}
         assert len(mail.outbox) == 20
+        assert sorted(m.to[0] for m in mail.outbox) == sorted(
+            f"user{i}@example.com" for i in range(20)
+        )
+        entries = _kept_entries(app)
+        assert sorted((e.recipient, e.letter) for e in entries) == sorted(
+            (m.to[0], m.sendguard_result.outbox_id) for m in messages[20:]
+        )
+        assert {(e.state, e.next_at) for e in entries} == {(Held.WAITING, _next_midnight())}
         status = current_guard(app).status("shop.example")
         assert (status.sent_today, status.cap_today) == (20, 20)
-        assert mail.send_mail("Hi", "Body", None, ["gone@example.com"]) == 0
+        with pytest.raises(NotSentError) as refused:
+            mail.send_mail("Hi", "Body", None, ["gone@example.com"])
+        assert refused.value.result.recipients["gone@example.com"].status is (
+            DeliveryStatus.SUPPRESSED
+        )
         assert len(mail.outbox) == 20  # a suppressed recipient never reaches the backend
+        assert len(_kept_entries(app)) == 6  # nor the outbox
 
 
 def test_mailman_smtp_as_the_backend_retries_a_451_and_suppresses_a_550(
@@ -384,7 +430,10 @@ def test_mailman_smtp_as_the_backend_retries_a_451_and_suppresses_a_550(
         assert mail.get_connection().send_messages([grey]) == 1
         rr = grey.sendguard_result.recipients["grey@example.com"]
         assert (rr.status, rr.attempts) == (DeliveryStatus.ACCEPTED, 2)
-        assert mail.send_mail("Hi", "Body", None, ["gone@example.com"]) == 0
+        with pytest.raises(NotSentError) as refused:
+            mail.send_mail("Hi", "Body", None, ["gone@example.com"])
+        gone = refused.value.result.recipients["gone@example.com"]
+        assert (gone.status, gone.suppressed, gone.kept) == (DeliveryStatus.REJECTED, True, False)
         assert current_guard(app).is_suppressed("gone@example.com")
     assert server.accepted == ["grey@example.com"]
 
