@@ -26,13 +26,20 @@ def main() -> None:
         from django.core import mail  # noqa: PLC0415
         from sendguard_django import get_guard, reset_guard  # noqa: PLC0415
 
+        from sendguard import NotSentError  # noqa: PLC0415
+
         first = mail.send_mail("Hello", "Hi!", None, ["ok@example.com", "gone@example.com"])
         print(f"first send: {first} message sent; the server accepted {server.accepted}")
         print(f"gone@example.com suppressed: {get_guard().is_suppressed('gone@example.com')}")
         reset_guard()  # as if the process restarted: the list is in the file, not in memory
         server.rcpt_log.clear()
         message = mail.EmailMessage("Again", "Hi!", None, ["gone@example.com"])
-        print(f"second send: {message.send()} sent, RCPT TO seen: {server.rcpt_log or 'none'}")
+        try:
+            sent = message.send()
+        except NotSentError as exc:  # it reached no one (and was not kept for later)
+            sent = 0
+            print(f"second send: not sent ({exc})")
+        print(f"second send: {sent} sent, RCPT TO seen: {server.rcpt_log or 'none'}")
         for address, rr in message.sendguard_result.recipients.items():
             print(f"  {address}: {rr.status.value} ({rr.detail})")
         reset_guard()

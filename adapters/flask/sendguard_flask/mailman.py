@@ -29,7 +29,7 @@ __all__ = ["BackendAdapter", "EmailBackend"]
 
 
 class EmailBackend(BaseEmailBackend):
-    """Sends each message through the guard; returns how many reached a recipient.
+    """Sends each message through the guard; returns how many reached a recipient or were kept.
 
     ``fail_silently`` hides delivery errors (the store down, a bad message) but never a
     configuration error.  Each message gets ``message.sendguard_result``.
