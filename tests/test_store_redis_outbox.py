@@ -12,13 +12,16 @@ import collections
 import datetime as dt
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 
 import pytest
 import redis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from redis.crc import key_slot
 
-from sendguard import RedisStore, StoreError
-from sendguard._store.outbox import Finish, Held, Kept, Letter
+from sendguard import MemoryStore, RedisStore, Store, StoreError
+from sendguard._store.outbox import Finish, Held, Kept, Letter, entry_id
 from tests.conftest import scratch_redis_store
 
 START = dt.datetime(2026, 11, 1, 9, tzinfo=dt.UTC)
@@ -240,3 +243,191 @@ async def test_every_outbox_operation_on_a_cluster_fails_with_store_error_only(
             with pytest.raises(StoreError, match=f"Redis {name} failed") as info:
                 await call()
             assert info.value.__cause__ is failure
+
+
+# -- a differential test of what test_store_outbox.py's leaves out ---------------------------
+# Names that begin alike or hold braces, colons and non-ASCII letters, the empty token, leases
+# of a microsecond, limits of 0, entries kept already claimed, finishes of several entries:
+# Redis and Redis Cluster against MemoryStore, every answer and every read compared.
+
+NAMES = ("m", "m1", "mé")
+RECIPIENTS = ("a@x.example", "a@x.example:b", "zoë@y.example")
+STREAMS = ("bulk", "bulk:2", "{t}", "é")
+SENDERS = ("s.example", "s.example2")
+TOKENS = ("w", "w1", "")
+TICKS = (
+    dt.timedelta(0),
+    dt.timedelta(microseconds=1),
+    dt.timedelta(seconds=1),
+    dt.timedelta(minutes=5),
+    dt.timedelta(days=1),
+)
+
+
+@dataclass(frozen=True)
+class Keep:
+    name: str
+    entries: tuple[tuple[str, str, str, dt.timedelta, Held, str, dt.timedelta | None], ...]
+
+
+@dataclass(frozen=True)
+class Take:
+    token: str
+    lease: dt.timedelta
+    limit: int
+    streams: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Call:
+    """Any other operation: its name and its arguments after now's.
+
+    Without ``ids``: the entries the last claim that took any handed out, as a worker would use
+    them; a ``token`` of ``None``: that claim's.
+    """
+
+    name: str
+    token: str | None = ""
+    ids: tuple[str, ...] = ()
+    states: tuple[Held | None, ...] = ()
+
+
+@dataclass(frozen=True)
+class Tick:
+    by: dt.timedelta
+
+
+# Most draws are the plain case (kept waiting and due, claimed from every stream, leases that
+# outlive a tick or two, a worker starting what it claimed), so that the rare ones meet state.
+ids = st.builds(entry_id, st.sampled_from(NAMES), st.sampled_from(RECIPIENTS))
+some_ids = st.just(()) | st.lists(ids, min_size=1, max_size=4).map(tuple)
+ticks = st.sampled_from(TICKS)
+tokens = st.sampled_from(TOKENS)
+kept_as = st.tuples(
+    st.sampled_from(RECIPIENTS),
+    st.sampled_from(STREAMS),
+    st.sampled_from(SENDERS),
+    st.just(dt.timedelta(0)) | ticks,
+    st.sampled_from([Held.WAITING] * 4 + list(Held)),
+    st.sampled_from(["", "", *TOKENS]),
+    st.sampled_from([None, None, *TICKS]),
+)
+finishes = st.lists(
+    st.sampled_from([None, Held.WAITING, Held.UNCERTAIN]), min_size=4, max_size=4
+).map(tuple)
+keeps = st.builds(
+    Keep,
+    st.sampled_from(NAMES),
+    st.lists(kept_as, min_size=1, max_size=3, unique_by=lambda k: k[0]).map(tuple),
+)
+takes = st.builds(
+    Take,
+    tokens,
+    st.sampled_from([dt.timedelta(minutes=5), dt.timedelta(days=2)]) | ticks,
+    st.integers(0, 5),
+    st.just(STREAMS) | st.lists(st.sampled_from(STREAMS), max_size=3).map(tuple),
+)
+operations: st.SearchStrategy[Keep | Take | Call | Tick] = st.one_of(
+    keeps,
+    takes,
+    st.builds(Call, st.just("start"), st.none() | tokens, some_ids),
+    st.builds(Call, st.just("finish"), st.none() | tokens, some_ids, finishes),
+    keeps,
+    takes,
+    st.builds(Call, st.just("release"), st.none() | tokens),
+    st.builds(Call, st.sampled_from(["retry", "drop"]), ids=some_ids),
+    st.builds(Tick, ticks),
+)
+
+
+async def run(  # noqa: PLR0911 (one return per kind of operation)
+    store: Store, op: Keep | Take | Call, now: dt.datetime, last: dict[str, tuple[str, ...]]
+) -> object:
+    if isinstance(op, Keep):
+        made = Letter(op.name, "app@s.example", op.name.encode() + b"\xff\x00", now)
+        return await store.keep(
+            made,
+            [
+                Kept(
+                    op.name,
+                    recipient,
+                    sender,
+                    stream,
+                    now + delay,
+                    now - delay,
+                    state=state,
+                    token=token,
+                    lease_until=None if lease is None else now + lease,
+                )
+                for recipient, stream, sender, delay, state, token, lease in op.entries
+            ],
+        )
+    if isinstance(op, Take):
+        claim = await store.claim(
+            now, token=op.token, lease=op.lease, limit=op.limit, streams=op.streams
+        )
+        if claim.entries:
+            last.clear()
+            last[op.token] = tuple(e.id for e in claim.entries)
+        return list(claim.entries), sorted(claim.letters.items())
+    token = next(iter(last), "") if op.token is None else op.token
+    chosen = op.ids or next(iter(last.values()), ())
+    if op.name == "start":
+        return await store.start(token, chosen, now)
+    if op.name == "finish":
+        done = [
+            Finish(key, state, now + dt.timedelta(seconds=n), attempts=n, detail=f"try {n}")
+            for n, (key, state) in enumerate(zip(chosen, op.states, strict=False))
+        ]
+        return await store.finish(token, done)
+    if op.name == "release":
+        return await store.release(token)
+    if op.name == "retry":
+        return await store.retry(chosen, now)
+    return await store.drop(chosen)
+
+
+async def looks(store: Store, now: dt.datetime) -> object:
+    return (
+        await store.kept(limit=1000),
+        [await store.letter(name) for name in NAMES],
+        await store.backlog(now),
+        await store.kept(after="m1", limit=2),
+        await store.kept(after="m:a@x.example", limit=1, state=Held.WAITING),
+        [await store.kept(stream=s) for s in STREAMS],
+        [await store.kept(state=s, limit=2) for s in Held],
+    )
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(st.lists(operations, min_size=10, max_size=40))
+def test_redis_keeps_the_outbox_as_memory_store_whatever_the_names(
+    redis_url: str, redis_cluster_url: str, sequence: list[Keep | Take | Call | Tick]
+) -> None:
+    async def trace(store: Store) -> list[object]:
+        now = START
+        seen: list[object] = []
+        last: dict[str, tuple[str, ...]] = {}
+        for op in sequence:
+            if isinstance(op, Tick):
+                now += op.by
+            else:
+                seen.append((op, await run(store, op, now, last), await looks(store, now)))
+        return seen
+
+    async def main() -> tuple[list[object], list[object], list[object]]:
+        prefix = f"outbox-{uuid.uuid4().hex[:12]}"
+        async with (
+            scratch_redis_store(redis_url, prefix) as single,
+            scratch_redis_store(redis_cluster_url, prefix, cluster=True) as cluster,
+        ):
+            return await trace(MemoryStore()), await trace(single), await trace(cluster)
+
+    spec, single, cluster = asyncio.run(main())
+    for name, got in (("redis", single), ("cluster", cluster)):
+        for step, (want, have) in enumerate(zip(spec, got, strict=True)):
+            assert have == want, f"{name} differs from MemoryStore at step {step}"

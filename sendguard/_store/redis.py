@@ -385,7 +385,7 @@ def _parse_letter(letter_id: str, raw: bytes) -> Letter:
 
 
 class RedisStore(Store):
-    """Suppressions and warmup counters in Redis, shared by every process and host.
+    """Suppressions, warmup counters and the outbox in Redis, shared by every process and host.
 
     Keys live under ``prefix`` and all carry the hash tag ``{prefix}``, so every key one
     operation touches is in one slot and the same scripts run on Redis Cluster.
@@ -431,6 +431,7 @@ class RedisStore(Store):
                 "holds",
             )
         ]
+        self._entries_key, self._letters_key, _, self._ids_key = self._outbox_keys[:4]
         self._rebuild: Callable[[], aioredis.Redis | RedisCluster] | None = None
         self._bind(client)
         self.journal_directory = (
@@ -794,12 +795,12 @@ class RedisStore(Store):
             with _store_errors("kept"):
                 await self._ready()
                 ids: list[bytes] = await self._client.execute_command(
-                    "ZRANGEBYLEX", self._outbox_keys[3], low, "+", "LIMIT", 0, page, **_RAW
+                    "ZRANGEBYLEX", self._ids_key, low, "+", "LIMIT", 0, page, **_RAW
                 )
                 if not ids:
                     break
                 raws: list[bytes | None] = await self._client.execute_command(
-                    "HMGET", self._outbox_keys[0], *ids, **_RAW
+                    "HMGET", self._entries_key, *ids, **_RAW
                 )
             for raw in raws:
                 if raw is None:
@@ -821,7 +822,7 @@ class RedisStore(Store):
         with _store_errors("letter"):
             await self._ready()
             raw: bytes | None = await self._client.execute_command(
-                "HGET", self._outbox_keys[1], letter_id, **_RAW
+                "HGET", self._letters_key, letter_id, **_RAW
             )
         return None if raw is None else _parse_letter(letter_id, raw)
 
