@@ -245,7 +245,7 @@ async def test_every_outbox_operation_on_a_cluster_fails_with_store_error_only(
             assert info.value.__cause__ is failure
 
 
-# -- a differential test of what test_store_outbox.py's leaves out ---------------------------
+# -- a differential of what the one in test_store_outbox.py leaves out -------------------------
 # Names that begin alike or hold braces, colons and non-ASCII letters, the empty token, leases
 # of a microsecond, limits of 0, entries kept already claimed, finishes of several entries:
 # Redis and Redis Cluster against MemoryStore, every answer and every read compared.
