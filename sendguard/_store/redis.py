@@ -15,6 +15,7 @@ from typing import Any, cast
 import redis.asyncio as aioredis
 import redis.exceptions
 from redis.asyncio.cluster import RedisCluster
+from redis.client import NEVER_DECODE
 from redis.commands.core import AsyncScript
 
 from sendguard._errors import ConfigurationError, StoreError
@@ -289,8 +290,102 @@ def settle_args(outcome: Outcome, *, server_clock: bool) -> list[Arg]:
     ]
 
 
+# Asks redis-py to hand an answer back as the server sent it, bytes, on any client.
+_RAW: dict[str, Any] = {NEVER_DECODE: True}
+
+_ORIGIN = dt.datetime(1, 1, 1, tzinfo=dt.UTC)
+_MICROSECOND = dt.timedelta(microseconds=1)
+
+_LOST = "the worker sending it was lost: delivery uncertain"
+"""The detail of an entry whose lease ran out while it was being sent (MemoryStore's words)."""
+
+_OUTBOX_SCRIPTS = ("keep", "claim", "start", "finish", "release", "retry", "drop", "backlog")
+
+
+def _stamp(moment: dt.datetime) -> str:
+    """*moment* as the outbox scripts keep it: microseconds since 0001-01-01 UTC, 18 digits.
+
+    Stamps of the same width compare as text (the scripts' sorted sets order by member), and
+    come back as the very datetime (epoch seconds as a double would round the microseconds).
+    """
+    return f"{(moment - _ORIGIN) // _MICROSECOND:018d}"
+
+
+def _moment(stamp: bytes | str) -> dt.datetime:
+    return _ORIGIN + dt.timedelta(microseconds=int(stamp))
+
+
+def _kept_value(entry: Kept) -> str:
+    """An entry as outbox.lua stores it (JSON; times as stamps, "" for none)."""
+    return json.dumps(
+        {
+            "letter": entry.letter,
+            "recipient": entry.recipient,
+            "sender_domain": entry.sender_domain,
+            "stream": entry.stream,
+            "next_at": _stamp(entry.next_at),
+            "created_at": _stamp(entry.created_at),
+            "attempts": entry.attempts,
+            "state": entry.state.value,
+            "detail": entry.detail,
+            "token": entry.token,
+            "lease_until": "" if entry.lease_until is None else _stamp(entry.lease_until),
+        },
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+
+
+def _parse_kept(raw: bytes | str) -> Kept:
+    item = json.loads(raw)
+    return Kept(
+        letter=item["letter"],
+        recipient=item["recipient"],
+        sender_domain=item["sender_domain"],
+        stream=item["stream"],
+        next_at=_moment(item["next_at"]),
+        created_at=_moment(item["created_at"]),
+        attempts=int(item["attempts"]),
+        state=Held(item["state"]),
+        detail=item["detail"],
+        token=item["token"],
+        lease_until=_moment(item["lease_until"]) if item["lease_until"] else None,
+    )
+
+
+def _letter_value(letter: Letter) -> bytes:
+    """A letter as stored: its fields as one line of JSON, a newline, then the message."""
+    head = json.dumps(
+        {
+            "sender": letter.sender,
+            "created_at": _stamp(letter.created_at),
+            "message_id": letter.message_id,
+            "stream": letter.stream,
+            "smtputf8": letter.smtputf8,
+            "original": letter.original,
+        },
+        separators=(",", ":"),
+    )
+    return head.encode() + b"\n" + letter.data
+
+
+def _parse_letter(letter_id: str, raw: bytes) -> Letter:
+    head, _, data = raw.partition(b"\n")
+    item = json.loads(head)
+    return Letter(
+        id=letter_id,
+        sender=item["sender"],
+        data=data,
+        created_at=_moment(item["created_at"]),
+        message_id=item["message_id"],
+        stream=item["stream"],
+        smtputf8=bool(item["smtputf8"]),
+        original=item["original"],
+    )
+
+
 class RedisStore(Store):
-    """Suppressions and warmup counters in Redis, shared by every process and host.
+    """Suppressions, warmup counters and the outbox in Redis, shared by every process and host.
 
     Keys live under ``prefix`` and all carry the hash tag ``{prefix}``, so every key one
     operation touches is in one slot and the same scripts run on Redis Cluster.
@@ -320,6 +415,23 @@ class RedisStore(Store):
         self._slow_key = f"{{{prefix}}}:slow"
         self._ramp_key = f"{{{prefix}}}:ramp"
         self._events_key = f"{{{prefix}}}:events"
+        # In outbox.lua's KEYS order.
+        self._outbox_keys = [
+            f"{{{prefix}}}:outbox:{name}"
+            for name in (
+                "entries",
+                "letters",
+                "refs",
+                "ids",
+                "waiting",
+                "due",
+                "leases",
+                "created",
+                "counts",
+                "holds",
+            )
+        ]
+        self._entries_key, self._letters_key, _, self._ids_key = self._outbox_keys[:4]
         self._rebuild: Callable[[], aioredis.Redis | RedisCluster] | None = None
         self._bind(client)
         self.journal_directory = (
@@ -332,6 +444,12 @@ class RedisStore(Store):
         self._reserve: AsyncScript = client.register_script(_lua("reserve.lua"))
         self._settle: AsyncScript = client.register_script(_lua("settle.lua"))
         self._resume: AsyncScript = client.register_script(_lua("resume.lua"))
+        # Each outbox script runs after the layout and upkeep they share.
+        shared = _lua("outbox.lua")
+        self._outbox_scripts: dict[str, AsyncScript] = {
+            name: client.register_script(shared + _lua(f"outbox_{name}.lua"))
+            for name in _OUTBOX_SCRIPTS
+        }
         self._reservations = Coalescer(self._reserve_batch, orphaned=abandoned)
 
     def on_new_loop(self) -> None:
@@ -574,10 +692,35 @@ class RedisStore(Store):
             )
         return int(lifted)
 
-    # -- the outbox (to be written in Lua) -----------------------------------------------------
+    # -- the outbox: one script per change (outbox.lua has the layout) -------------------------
+
+    async def _outbox(self, operation: str, args: Sequence[Arg | bytes]) -> Any:  # noqa: ANN401 (each script answers in its own shape)
+        """Run the outbox script of *operation* over the outbox's keys; its answer undecoded.
+
+        The answer comes back as bytes whatever the client's ``decode_responses`` (a letter's
+        message is binary), which ``AsyncScript.__call__`` cannot ask for.
+        """
+        script = self._outbox_scripts[operation]
+        keys = self._outbox_keys
+        with _store_errors(operation):
+            await self._ready()
+            try:
+                return await self._client.execute_command(
+                    "EVALSHA", script.sha, len(keys), *keys, *args, **_RAW
+                )
+            except redis.exceptions.NoScriptError:
+                # A server restarted (or a node that never ran it): load it, as AsyncScript does.
+                script.sha = _text(await self._client.script_load(script.script))
+                return await self._client.execute_command(
+                    "EVALSHA", script.sha, len(keys), *keys, *args, **_RAW
+                )
 
     async def keep(self, letter: Letter, entries: Sequence[Kept]) -> int:
-        raise NotImplementedError
+        """See :meth:`Store.keep`: one script call."""
+        args: list[Arg | bytes] = [letter.id, _letter_value(letter)]
+        for entry in entries:
+            args += [entry.id, _kept_value(entry)]
+        return int(await self._outbox("keep", args))
 
     async def claim(
         self,
@@ -588,16 +731,49 @@ class RedisStore(Store):
         limit: int,
         streams: Sequence[str],
     ) -> Claim:
-        raise NotImplementedError
+        """See :meth:`Store.claim`: one script call, atomic for every worker of the store."""
+        taken, letters = await self._outbox(
+            "claim",
+            [
+                _stamp(now + _MICROSECOND),
+                _stamp(now + lease),
+                token,
+                max(limit, 0),
+                _LOST,
+                *streams,
+            ],
+        )
+        return Claim(
+            token,
+            [_parse_kept(raw) for _, raw in taken],
+            {_text(name): _parse_letter(_text(name), raw) for name, raw in letters},
+        )
 
     async def start(self, token: str, ids: Sequence[str], now: dt.datetime) -> list[str]:
-        raise NotImplementedError
+        """See :meth:`Store.start`: one script call."""
+        if not ids:
+            return []
+        started = await self._outbox("start", [_stamp(now), token, *ids])
+        return [_text(key) for key in started]
 
     async def finish(self, token: str, finished: Sequence[Finish]) -> int:
-        raise NotImplementedError
+        """See :meth:`Store.finish`: one script call for them all."""
+        if not finished:
+            return 0
+        args: list[Arg | bytes] = [token]
+        for done in finished:
+            args += [
+                done.id,
+                "" if done.state is None else done.state.value,
+                "" if done.next_at is None else _stamp(done.next_at),
+                done.attempts,
+                done.detail,
+            ]
+        return int(await self._outbox("finish", args))
 
     async def release(self, token: str) -> int:
-        raise NotImplementedError
+        """See :meth:`Store.release`: one script call."""
+        return int(await self._outbox("release", [token]))
 
     async def kept(
         self,
@@ -607,19 +783,77 @@ class RedisStore(Store):
         stream: str | None = None,
         state: Held | None = None,
     ) -> list[Kept]:
-        raise NotImplementedError
+        """See :meth:`Store.kept`: pages of ids, then their entries; a read, not a snapshot.
+
+        An entry finished or dropped between the two reads of a page is left out.
+        """
+        found: list[Kept] = []
+        # Unfiltered, one page is the answer; filtered, larger pages save round trips.
+        page = limit if stream is None and state is None else max(limit, 500)
+        low: str | bytes = f"({after}" if after else "-"
+        while len(found) < limit:
+            with _store_errors("kept"):
+                await self._ready()
+                ids: list[bytes] = await self._client.execute_command(
+                    "ZRANGEBYLEX", self._ids_key, low, "+", "LIMIT", 0, page, **_RAW
+                )
+                if not ids:
+                    break
+                raws: list[bytes | None] = await self._client.execute_command(
+                    "HMGET", self._entries_key, *ids, **_RAW
+                )
+            for raw in raws:
+                if raw is None:
+                    continue
+                entry = _parse_kept(raw)
+                if (stream is None or entry.stream == stream) and (
+                    state is None or entry.state is state
+                ):
+                    found.append(entry)
+                    if len(found) == limit:
+                        break
+            if len(ids) < page:
+                break
+            low = b"(" + ids[-1]
+        return found
 
     async def letter(self, letter_id: str) -> Letter | None:
-        raise NotImplementedError
+        """See :meth:`Store.letter`."""
+        with _store_errors("letter"):
+            await self._ready()
+            raw: bytes | None = await self._client.execute_command(
+                "HGET", self._letters_key, letter_id, **_RAW
+            )
+        return None if raw is None else _parse_letter(letter_id, raw)
 
     async def retry(self, ids: Sequence[str], now: dt.datetime) -> int:
-        raise NotImplementedError
+        """See :meth:`Store.retry`: one script call."""
+        if not ids:
+            return 0
+        return int(await self._outbox("retry", [_stamp(now), *ids]))
 
     async def drop(self, ids: Sequence[str]) -> int:
-        raise NotImplementedError
+        """See :meth:`Store.drop`: one script call."""
+        if not ids:
+            return 0
+        return int(await self._outbox("drop", list(ids)))
 
     async def backlog(self, now: dt.datetime) -> list[Backlog]:
-        raise NotImplementedError
+        """See :meth:`Store.backlog`: one script call, a consistent count."""
+        rows = await self._outbox("backlog", [_stamp(now + _MICROSECOND)])
+        found = [
+            Backlog(
+                _text(sender_domain),
+                _text(stream),
+                int(waiting),
+                int(due),
+                int(claimed),
+                int(uncertain),
+                _moment(oldest) if oldest else None,
+            )
+            for sender_domain, stream, waiting, due, claimed, uncertain, oldest in rows
+        ]
+        return sorted(found, key=lambda b: (b.sender_domain, b.stream))
 
     async def aclose(self) -> None:
         """Close the connection pool if this store created it."""
