@@ -39,6 +39,7 @@ from sendguard import (
 from sendguard._store import Ramp
 from sendguard.testing import FakeClock, ScriptedSMTPServer
 from tests.conftest import free_port, message, scratch_redis_store
+from tests.test_store_redis_outbox import outbox_operations
 
 DAY = dt.date(2026, 11, 1)
 NOW = datetime(2026, 11, 1, 10, tzinfo=UTC)
@@ -427,6 +428,7 @@ def every_operation(store: RedisStore) -> dict[str, Callable[[], Awaitable[objec
         "volume": lambda: store.volume("sender.example", 1000),
         "ramp_day": lambda: store.ramp_day("sender.example", Ramp((1, 2), 20_000)),
         "resume": lambda: store.resume("sender.example"),
+        **outbox_operations(store),
     }
 
 

@@ -25,7 +25,7 @@ from sendguard._store import (
     ramp_day,
     softbounce_entry,
 )
-from sendguard._store.outbox import Backlog, Claim, Finish, Held, Kept, Letter
+from sendguard._store.outbox import LOST, Backlog, Claim, Finish, Held, Kept, Letter
 
 __all__ = ["DAYS_KEPT", "MemoryStore"]
 
@@ -298,7 +298,7 @@ class MemoryStore(Store):
                     entry,
                     state=Held.UNCERTAIN,
                     lease_until=None,
-                    detail="the worker sending it was lost: delivery uncertain",
+                    detail=LOST,
                 )
 
     async def claim(

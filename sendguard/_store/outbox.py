@@ -15,7 +15,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-__all__ = ["Backlog", "Claim", "Finish", "Held", "Kept", "Letter", "entry_id", "split_id"]
+__all__ = [
+    "LOST",
+    "Backlog",
+    "Claim",
+    "Finish",
+    "Held",
+    "Kept",
+    "Letter",
+    "entry_id",
+    "split_id",
+]
+
+LOST = "the worker sending it was lost: delivery uncertain"
+"""The detail of an entry whose lease ran out while it was being sent."""
 
 
 class Held(StrEnum):

@@ -37,7 +37,7 @@ from sendguard._store import (
     softbounce_entry,
 )
 from sendguard._store.coalesce import Coalescer
-from sendguard._store.outbox import Backlog, Claim, Finish, Held, Kept, Letter
+from sendguard._store.outbox import LOST, Backlog, Claim, Finish, Held, Kept, Letter
 
 __all__ = ["RedisStore"]
 
@@ -296,7 +296,6 @@ _RAW: dict[str, Any] = {NEVER_DECODE: True}
 _ORIGIN = dt.datetime(1, 1, 1, tzinfo=dt.UTC)
 _MICROSECOND = dt.timedelta(microseconds=1)
 
-_LOST = "the worker sending it was lost: delivery uncertain"
 """The detail of an entry whose lease ran out while it was being sent (MemoryStore's words)."""
 
 _OUTBOX_SCRIPTS = ("keep", "claim", "start", "finish", "release", "retry", "drop", "backlog")
@@ -739,7 +738,7 @@ class RedisStore(Store):
                 _stamp(now + lease),
                 token,
                 max(limit, 0),
-                _LOST,
+                LOST,
                 *streams,
             ],
         )

@@ -35,7 +35,7 @@ from sendguard._store import (
 )
 from sendguard._store.coalesce import Coalescer
 from sendguard._store.memory import MemoryStore
-from sendguard._store.outbox import Backlog, Claim, Finish, Held, Kept, Letter
+from sendguard._store.outbox import LOST, Backlog, Claim, Finish, Held, Kept, Letter
 
 __all__ = ["SQLiteStore"]
 
@@ -616,7 +616,6 @@ _KEPT = (
     "letter, recipient, sender_domain, stream, next_at, created_at, attempts, state, detail,"
     " token, lease_until"
 )
-_LOST = "the worker sending it was lost: delivery uncertain"
 """The detail of an entry whose lease ran out while it was being sent (MemoryStore's words)."""
 
 
@@ -699,7 +698,7 @@ def _expire_leases(db: sqlite3.Connection, at: int) -> None:
     db.execute(
         "UPDATE outbox SET state = ?, lease_until = NULL, detail = ?"
         " WHERE lease_until <= ? AND state = ?",
-        (Held.UNCERTAIN.value, _LOST, at, Held.SENDING.value),
+        (Held.UNCERTAIN.value, LOST, at, Held.SENDING.value),
     )
 
 
