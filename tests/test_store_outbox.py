@@ -270,6 +270,8 @@ class Take:
 class Start:
     token: str
     ids: tuple[str, ...]
+    picks: tuple[int, ...] = ()
+    """Also start these of what *token*'s last claim took (by index, modulo its length)."""
 
 
 @dataclass(frozen=True)
@@ -278,6 +280,8 @@ class Done:
     id: str
     state: Held | None
     delay: float
+    pick: int | None = None
+    """Finish this one of what *token*'s last claim took instead of *id*."""
 
 
 @dataclass(frozen=True)
@@ -320,12 +324,31 @@ ops: st.SearchStrategy[Op] = st.one_of(
         st.sampled_from([STREAMS, ("bulk", "transactional"), ("bulk",)]),
     ),
     st.builds(Start, tokens, some_ids),
+    # Workers start and finish what they claimed (random ids rarely hit a claim).
+    st.builds(Start, tokens, st.just(()), st.lists(st.integers(0, 3), max_size=3).map(tuple)),
+    st.builds(Start, tokens, st.just(()), st.lists(st.integers(0, 3), max_size=3).map(tuple)),
     st.builds(
         Done,
         tokens,
         ids,
         st.sampled_from([None, Held.WAITING, Held.UNCERTAIN]),
         st.sampled_from([0.0, 60.0, 900.0]),
+    ),
+    st.builds(
+        Done,
+        tokens,
+        ids,
+        st.sampled_from([None, Held.WAITING, Held.UNCERTAIN]),
+        st.sampled_from([0.0, 60.0, 900.0]),
+        st.integers(0, 3),
+    ),
+    st.builds(
+        Done,
+        tokens,
+        ids,
+        st.sampled_from([None, Held.WAITING, Held.UNCERTAIN]),
+        st.sampled_from([0.0, 60.0, 900.0]),
+        st.integers(0, 3),
     ),
     st.builds(Release, tokens),
     st.builds(Retry, some_ids),
@@ -335,7 +358,11 @@ ops: st.SearchStrategy[Op] = st.one_of(
 
 
 async def answer(  # noqa: PLR0911 (one return per kind of operation)
-    store: Store, op: Op, now: dt.datetime, created: dict[str, int]
+    store: Store,
+    op: Op,
+    now: dt.datetime,
+    created: dict[str, int],
+    taken: dict[str, list[str]],
 ) -> Any:
     if isinstance(op, Keep):
         entries = [
@@ -356,17 +383,22 @@ async def answer(  # noqa: PLR0911 (one return per kind of operation)
         claim = await store.claim(
             now, token=op.token, lease=LEASE, limit=op.limit, streams=op.streams
         )
+        if claim.entries:
+            taken[op.token] = [e.id for e in claim.entries]
         return (list(claim.entries), sorted(claim.letters.items()))
+    mine = taken.get(op.token, []) if isinstance(op, Start | Done) else []
     if isinstance(op, Start):
-        return await store.start(op.token, op.ids, now)
+        picked = [mine[p % len(mine)] for p in op.picks] if mine else []
+        return await store.start(op.token, [*op.ids, *picked], now)
     if isinstance(op, Done):
-        created[op.id] = created.get(op.id, 0) + 1
+        done = mine[op.pick % len(mine)] if mine and op.pick is not None else op.id
+        created[done] = created.get(done, 0) + 1
         finish = Finish(
-            op.id,
+            done,
             op.state,
             now + dt.timedelta(seconds=op.delay) if op.state is Held.WAITING else None,
-            attempts=created[op.id],
-            detail=f"try {created[op.id]}",
+            attempts=created[done],
+            detail=f"try {created[done]}",
         )
         return await store.finish(op.token, [finish])
     if isinstance(op, Release):
@@ -394,7 +426,7 @@ async def reads(store: Store, now: dt.datetime) -> dict[str, Any]:
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-@given(st.lists(ops, min_size=1, max_size=20))
+@given(st.lists(ops, min_size=5, max_size=30))
 def test_every_store_keeps_the_outbox_as_memory_store(
     redis_url: str, redis_cluster_url: str, sequence: list[Op]
 ) -> None:
@@ -404,11 +436,12 @@ def test_every_store_keeps_the_outbox_as_memory_store(
             for name, store in named.items():
                 now, trace = START, traces.setdefault(name, [])
                 created: dict[str, int] = {}
+                taken: dict[str, list[str]] = {}
                 for op in sequence:
                     if isinstance(op, Advance):
                         now += dt.timedelta(seconds=op.seconds)
                         continue
-                    got = await answer(store, op, now, created)
+                    got = await answer(store, op, now, created, taken)
                     trace.append((op, got, await reads(store, now)))
         return traces
 
