@@ -1,0 +1,435 @@
+"""An adversarial review of the outbox: each test names a defect and asserts the right behaviour.
+
+Every test here fails on the code as reviewed (branch h4 at the review's start); each one's
+docstring says what goes wrong and where.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+from collections.abc import Mapping, Sequence
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import pytest
+
+from sendguard import (
+    ConfigurationError,
+    Envelope,
+    Guard,
+    MemoryStore,
+    OutboxEvent,
+    Reply,
+    RetryPolicy,
+    SendGuardError,
+    Stage,
+    StoreError,
+)
+from sendguard._framework_message import thaw
+from sendguard._store.outbox import Finish, Held
+from sendguard.testing import FakeClock, RecordingAdapter
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+GREYLIST = Reply(451, "4.7.1 greylisted, try again later", Stage.RCPT)
+OK = Reply(250, "2.0.0 ok", Stage.DATA_END)
+
+
+def mail(to: str, **headers: str) -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = "App <app@s.example>"
+    message["To"] = to
+    message["Subject"] = "Your receipt"
+    for name, value in headers.items():
+        message[name.replace("_", "-")] = value
+    message.set_content("Thank you.\n")
+    return message
+
+
+def handed(adapter: RecordingAdapter) -> list[str]:
+    return [r for e in adapter.envelopes for r in e.recipients]
+
+
+# -- a recipient sent twice ----------------------------------------------------------------------
+
+
+class _HandsOverThenRaises(RecordingAdapter):
+    """Greylists the first try; on the second, hands the message over, then raises.
+
+    A provider client that fails after the request went out (its response could not be read,
+    say) raises a SendGuardError through the Deliverer (``_call_adapter`` re-raises those).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    async def deliver(self, envelope: Envelope) -> Mapping[str, Reply]:
+        self.envelopes.append(envelope)
+        self.calls += 1
+        if self.calls == 1:
+            return dict.fromkeys(envelope.recipients, GREYLIST)
+        if self.calls == 2:
+            raise SendGuardError("the provider's answer could not be read")
+        return dict.fromkeys(envelope.recipients, OK)
+
+
+async def test_worker_resend_that_raises_after_hand_over_is_not_sent_again() -> None:
+    """A worker re-send that raises after handing the message over is re-sent by itself.
+
+    ``Keeper._letter`` (sendguard/_guard/outbox.py) finishes every live entry with
+    ``_later`` (WAITING) on any exception from ``_resend``, assuming "raised before anything
+    was handed over"; but ``Guard._send`` also re-raises exceptions from ``transmit`` after
+    ``_start`` marked the entries SENDING and the adapter had them.  The first-send path
+    (``_keep_cut_off``) keeps in-flight recipients as uncertain; the worker path does not.
+    """
+    clock = FakeClock()
+    adapter = _HandsOverThenRaises()
+    guard = Guard(adapter=adapter, store=MemoryStore(), retry=RetryPolicy.never(), clock=clock)
+    result = await guard.send(mail("a@x.example"))
+    assert result.kept == ["a@x.example"]
+    clock.advance(hours=1)
+    await guard.deliver_outbox()  # hands it over, then raises
+    assert handed(adapter) == ["a@x.example", "a@x.example"]
+    [entry] = await guard.store.kept()
+    assert entry.state is Held.UNCERTAIN  # it may have been delivered: a person decides
+    clock.advance(days=1)
+    await guard.deliver_outbox()
+    assert handed(adapter) == ["a@x.example", "a@x.example"]  # not a third time
+    await guard.aclose()
+
+
+class _Slow(RecordingAdapter):
+    """Holds every delivery until released (an SMTP server slow after the final dot)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.go = asyncio.Event()
+        self.first = True
+
+    async def deliver(self, envelope: Envelope) -> Mapping[str, Reply]:
+        self.envelopes.append(envelope)
+        if self.first:
+            self.first = False
+            return dict.fromkeys(envelope.recipients, GREYLIST)
+        await self.go.wait()
+        return dict.fromkeys(envelope.recipients, OK)
+
+
+async def test_a_delivery_longer_than_the_lease_is_not_reported_as_a_lost_worker() -> None:
+    """A delivery still in progress when its lease runs out is marked "worker lost".
+
+    The lease (5 minutes by default) is never renewed while a worker delivers, and is shorter
+    than the SMTP adapter's own ``data_timeout`` (600 s) and than in-process retries.  Another
+    worker's ``claim`` then turns the entry UNCERTAIN with the detail "the worker sending it
+    was lost", though the worker is alive: a person who believes it and runs ``outbox retry``
+    gets the recipient sent twice (retry clears the token, a second worker claims it while the
+    first is still delivering).  The lease should be renewed while the send runs (or the
+    retry refused while the holding worker is alive).
+    """
+    clock = FakeClock()
+    store = MemoryStore()
+    adapter = _Slow()
+    one = Guard(adapter=adapter, store=store, retry=RetryPolicy.never(), clock=clock)
+    two = Guard(adapter=adapter, store=store, retry=RetryPolicy.never(), clock=clock)
+    await one.send(mail("a@x.example"))
+    clock.advance(hours=1)
+    first = asyncio.create_task(one.deliver_outbox(lease=dt.timedelta(minutes=5)))
+    await asyncio.sleep(0.05)  # handed to the provider, waiting for its reply
+    clock.advance(minutes=6)  # a slow server: still within data_timeout=600 s
+    await two.deliver_outbox()  # another worker's pass ends the leases that ran out
+    [entry] = await store.kept()
+    # What a person sees (`sendguard outbox list`), and acts on (`outbox retry`):
+    if entry.state is Held.UNCERTAIN:
+        await store.retry([entry.id], clock())
+        adapter.go.set()
+        await two.deliver_outbox()
+    adapter.go.set()
+    await first
+    assert handed(adapter).count("a@x.example") == 2  # the greylisted try, then once
+
+
+# -- lost, or left for a person, though nothing was uncertain ----------------------------------
+
+
+class _FinishFailsOnce(MemoryStore):
+    """A store that fails one ``finish`` call (a restart, a failover, a timeout)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fail_next_finish = False
+
+    async def finish(self, token: str, finished: Sequence[Finish]) -> int:
+        if self.fail_next_finish:
+            self.fail_next_finish = False
+            raise StoreError("the store is restarting")
+        return await super().finish(token, finished)
+
+
+async def test_a_deferred_resend_whose_finish_failed_comes_back_waiting_not_uncertain() -> None:
+    """One failed ``finish`` turns a recipient refused with 451 at RCPT into "uncertain".
+
+    ``Keeper._letter`` logs the StoreError and relies on the lease ("what was sent becomes
+    uncertain, the rest comes back"); but the entry was *started* (SENDING), so when the lease
+    runs out the next claim makes it UNCERTAIN: a recipient the provider certainly does not
+    have is never sent again without a person, and (uncertain entries are never claimed)
+    never expires either.  The finish should be retried (or journalled) rather than dropped.
+    """
+    clock = FakeClock()
+    store = _FinishFailsOnce()
+    adapter = RecordingAdapter({"a@x.example": [GREYLIST, GREYLIST, OK]})
+    guard = Guard(adapter=adapter, store=store, retry=RetryPolicy.never(), clock=clock)
+    await guard.send(mail("a@x.example"))
+    clock.advance(hours=1)
+    store.fail_next_finish = True
+    await guard.deliver_outbox()  # 451 again; its finish fails
+    clock.advance(hours=3)
+    await guard.deliver_outbox()
+    clock.advance(hours=3)
+    await guard.deliver_outbox()
+    assert handed(adapter) == ["a@x.example"] * 3
+    assert await store.kept() == []  # delivered on the third try
+    await guard.aclose()
+
+
+class _OneStalls(RecordingAdapter):
+    """Answers at once, except for *slow*, whose delivery waits for ``go``."""
+
+    def __init__(self, slow: str) -> None:
+        super().__init__({"*": [GREYLIST]})
+        self.slow = slow
+        self.go = asyncio.Event()
+        self.greylisted: set[str] = set()
+
+    async def deliver(self, envelope: Envelope) -> Mapping[str, Reply]:
+        self.envelopes.append(envelope)
+        [rcpt] = envelope.recipients
+        if rcpt not in self.greylisted:  # the first send: kept for the worker
+            self.greylisted.add(rcpt)
+            return {rcpt: GREYLIST}
+        if rcpt == self.slow:
+            await self.go.wait()
+        return {rcpt: OK}
+
+
+async def test_a_cancelled_pass_finishes_the_recipients_it_delivered() -> None:
+    """A pass cancelled while one copy is in flight leaves the delivered ones "uncertain".
+
+    With a ``bounce_secret`` each recipient is its own envelope; cancel the pass (a Celery
+    time limit, ``run_outbox`` cancelled as its docstring allows) while b's copy is in flight
+    and a's was accepted: ``Guard._send`` re-raises without returning what it learned, and
+    ``Keeper._letter`` never finishes a, which the lease then turns UNCERTAIN ("the worker
+    sending it was lost").  a was delivered: it should be finished (deleted); only b is
+    uncertain.
+    """
+    clock = FakeClock()
+    adapter = _OneStalls("b@x.example")
+    guard = Guard(
+        adapter=adapter,
+        store=MemoryStore(),
+        retry=RetryPolicy.never(),
+        clock=clock,
+        bounce_secret="a-secret-of-32-characters-------",
+    )
+    result = await guard.send(mail("a@x.example, b@x.example"))
+    assert sorted(result.kept) == ["a@x.example", "b@x.example"]
+    clock.advance(hours=1)
+    task = asyncio.create_task(guard.deliver_outbox())
+    await asyncio.sleep(0.05)
+    assert "a@x.example" in handed(adapter)[2:]
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await guard._recorder.drain()
+    clock.advance(minutes=10)
+    await guard.deliver_outbox()  # the leases run out
+    left = {e.recipient: e.state for e in await guard.store.kept()}
+    assert left == {"b@x.example": Held.UNCERTAIN}
+    await guard.aclose()
+
+
+async def test_a_stopped_worker_gives_back_the_claims_it_had_not_started() -> None:
+    """``run_outbox(stop=...)`` (SIGTERM) sends every letter of the pass before it stops.
+
+    README: "SIGTERM or SIGINT stop a worker gracefully: deliveries in flight finish, claims
+    not started are given back".  ``run_outbox`` only looks at *stop* between passes, and
+    ``Keeper.deliver`` never does, so a stopped worker goes on sending up to ``limit``
+    letters (with in-process retries and their sleeps) until a supervisor SIGKILLs it,
+    leaving its copies in flight uncertain.  A stop should end the pass at its next letter.
+    """
+    clock = FakeClock()
+    adapter = _OneStalls("a@x.example")
+    guard = Guard(adapter=adapter, store=MemoryStore(), retry=RetryPolicy.never(), clock=clock)
+    await guard.send(mail("a@x.example"))
+    await guard.send(mail("b@x.example"))
+    clock.advance(hours=1)
+    stop = asyncio.Event()
+    task = asyncio.create_task(guard.run_outbox(stop=stop, concurrency=1, poll=0.01))
+    await asyncio.sleep(0.05)  # a's copy in flight; b claimed, not started
+    stop.set()  # SIGTERM
+    adapter.go.set()  # a's delivery finishes, as it should
+    await asyncio.wait_for(task, 5)
+    assert handed(adapter)[2:] == ["a@x.example"]
+    left = {e.recipient: e.state for e in await guard.store.kept()}
+    assert left == {"b@x.example": Held.WAITING}
+    await guard.aclose()
+
+
+# -- streams -------------------------------------------------------------------------------------
+
+
+async def test_mail_of_a_stream_removed_from_the_config_still_expires() -> None:
+    """Kept mail of a stream no longer in ``Guard(streams=)`` is never claimed, never expires.
+
+    ``Keeper.deliver`` claims only ``streams=list(self.streams)`` and expiry happens only to
+    claimed entries (``Keeper._letter``), so the entries stay "waiting" forever: no
+    ``mail_expired`` event, no soft bounce, nobody told.  They should at least expire after
+    ``max_age`` (or the guard refuse to start while the store holds unknown streams).
+    """
+    clock = FakeClock()
+    store = MemoryStore()
+    before = Guard(
+        adapter=RecordingAdapter({"a@x.example": [GREYLIST]}),
+        store=store,
+        retry=RetryPolicy.never(),
+        clock=clock,
+    )
+    result = await before.send(mail("a@x.example"), stream="bulk")
+    assert result.kept == ["a@x.example"]
+    events: list[OutboxEvent] = []
+    after = Guard(
+        adapter=RecordingAdapter(),
+        store=store,
+        streams={"transactional": 1.0},
+        clock=clock,
+        on_outbox=events.append,
+    )
+    clock.advance(days=6)
+    await after.deliver_outbox()
+    assert [e.kind for e in events] == ["expired"]
+    assert await store.kept() == []
+
+
+def test_the_stream_header_never_reaches_a_framework_backend(tmp_path: Path) -> None:
+    """``X-Sendguard-Stream`` given in Django's ``headers=`` is sent to the provider.
+
+    README: the header is "taken off before sending"; ``Guard._stream_of`` removes it from the
+    MIME copy only, but a ``BackendAdapter`` hands the backend a copy of the *framework*
+    message (``message_for`` in sendguard/_backend_adapter.py), whose ``extra_headers`` still
+    hold it: every ESP backend (anymail's) and locmem get the internal header.
+    """
+    from django.core import mail as django_mail  # noqa: PLC0415 (Django tests only)
+    from django.core.mail import EmailMessage as DjangoMessage  # noqa: PLC0415
+    from django.test import override_settings  # noqa: PLC0415
+    from sendguard_django import reset_guard  # noqa: PLC0415
+
+    reset_guard()
+    conf = {
+        "BACKEND": "django.core.mail.backends.locmem.EmailBackend",
+        "STORE": f"sqlite:///{tmp_path / 'sendguard.db'}",
+    }
+    try:
+        with override_settings(
+            EMAIL_BACKEND="sendguard_django.EmailBackend", SENDGUARD=conf, BASE_DIR=tmp_path
+        ):
+            django_mail.outbox = []
+            message = DjangoMessage(
+                "News", "Body", "shop@s.example", ["a@x.example"],
+                headers={"X-Sendguard-Stream": "bulk"},
+            )  # fmt: skip
+            assert message.send() == 1
+            [sent] = django_mail.outbox
+            assert sent.message()["X-Sendguard-Stream"] is None
+    finally:
+        reset_guard()
+
+
+# -- freeze / thaw -------------------------------------------------------------------------------
+
+
+def _frozen(state: object, cls: str = "django.core.mail.message:EmailMessage") -> str:
+    return json.dumps({"class": cls, "bases": [], "state": {"body": state}, "status": False})
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        {"$b": "not base64!"},  # binascii.Error
+        {"$dt": "yesterday"},  # ValueError from fromisoformat
+        {"$d": 5},  # TypeError
+        {"$t": 5},  # TypeError: not iterable
+        {"$m": [1, 2]},  # AttributeError: a list has no items()
+        {"$mime": 7},  # TypeError
+    ],
+    ids=["bytes", "datetime", "date", "tuple", "mapping", "mime"],
+)
+def test_thaw_of_a_hostile_value_raises_a_typed_error(hostile: object) -> None:
+    """``thaw`` lets raw ValueError/TypeError/AttributeError out of ``_decode``.
+
+    Only ``json.loads`` and the top-level keys are in thaw's try; ``_decode`` runs outside it,
+    so a damaged or hostile stored value raises binascii.Error, TypeError... instead of the
+    ConfigurationError thaw promises ("a kept message cannot be read back").
+    """
+    from django.core.mail import EmailMessage as DjangoMessage  # noqa: PLC0415
+
+    with pytest.raises(ConfigurationError):
+        thaw(_frozen(hostile), base=DjangoMessage)
+
+
+def test_thaw_of_deeply_nested_json_raises_a_typed_error() -> None:
+    """100 000 nested lists make ``thaw`` raise RecursionError, not ConfigurationError.
+
+    ``json.loads`` raises RecursionError (not a ValueError) on deep nesting, and thaw's
+    ``except`` does not list it; ``_decode`` recurses too.  A worker gets an untyped error.
+    """
+    from django.core.mail import EmailMessage as DjangoMessage  # noqa: PLC0415
+
+    deep = '{"class":"django.core.mail.message:EmailMessage","bases":[],"state":{"body":'
+    deep += "[" * 100_000 + "]" * 100_000 + "}}"
+    with pytest.raises(ConfigurationError):
+        thaw(deep, base=DjangoMessage)
+
+
+_CALLED: list[object] = []
+
+
+class _NotAMessagePart(tuple[object, ...]):
+    """A tuple subclass some imported module has: its constructor does something."""
+
+    __slots__ = ()
+
+    def __new__(cls, *items: object) -> _NotAMessagePart:
+        _CALLED.append(items)  # stands for any side effect: a file opened, a request made
+        return super().__new__(cls, items)
+
+
+class _Attachment(NamedTuple):
+    filename: str
+    content: str
+    mimetype: str
+
+
+def test_thaw_calls_no_class_a_stored_letter_names_but_the_known_named_tuples() -> None:
+    """A stored letter makes the worker call the constructor of any imported tuple subclass.
+
+    ``_decode`` resolves ``{"$t": [...], "cls": "module:Name"}`` to whatever tuple subclass
+    an imported module holds and calls it with the stored items (``named(*items)``), with no
+    check that it is a named tuple of a message (Django's EmailAttachment/EmailAlternative).
+    The module docstring promises a store's content cannot make the process run code; it
+    should only rebuild named tuples (``_fields``, ``_make``), of the message's own modules.
+    """
+    from django.core.mail import EmailMessage as DjangoMessage  # noqa: PLC0415
+
+    _CALLED.clear()
+    text = _frozen({"$t": ["x"], "cls": f"{__name__}:_NotAMessagePart"})
+    with contextlib.suppress(ConfigurationError):
+        thaw(text, base=DjangoMessage)
+    assert _CALLED == []
+    # A real named tuple still comes back.
+    good = _frozen({"$t": ["a.txt", "hi", "text/plain"], "cls": f"{__name__}:_Attachment"})
+    made: Any = thaw(good, base=DjangoMessage)
+    assert made.body == _Attachment("a.txt", "hi", "text/plain")
