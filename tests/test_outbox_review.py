@@ -348,6 +348,39 @@ def test_the_stream_header_never_reaches_a_framework_backend(tmp_path: Path) -> 
         reset_guard()
 
 
+# -- SMTPUTF8 letters ----------------------------------------------------------------------------
+
+
+async def test_an_smtputf8_letter_resent_to_an_ascii_recipient_keeps_its_text() -> None:
+    """A UTF-8 letter re-sent to an ASCII recipient goes out as ``=?unknown-8bit?...?=``.
+
+    The letter is kept as UTF-8 bytes (a recipient of the first send needed SMTPUTF8).  The
+    worker parses them back with ``email.message_from_bytes`` (``Keeper._resend``), which holds
+    8-bit header text as surrogate escapes; ``Deliverer.transmit`` then re-serializes that for
+    plain SMTP, and the stdlib writes the escapes as the pseudo-charset ``unknown-8bit``: the
+    Subject is no longer readable UTF-8 and ``To`` gets an encoded word inside an address
+    (RFC 2047 section 5 forbids it).  The first send's own 7-bit fallback (from the app's
+    message) encodes UTF-8 properly; the letter should be parsed as UTF-8 text (or sent as
+    kept, with SMTPUTF8).
+    """
+    clock = FakeClock()
+    adapter = RecordingAdapter({"a@x.example": [GREYLIST, OK]})
+    guard = Guard(adapter=adapter, store=MemoryStore(), retry=RetryPolicy.never(), clock=clock)
+    message = EmailMessage()
+    message["From"] = "app@s.example"
+    message["To"] = "jürgen@x.example, a@x.example"
+    message["Subject"] = "Grüße aus Köln"
+    message.set_content("Grüße\n")
+    result = await guard.send(message)
+    assert result.kept == ["a@x.example"]
+    clock.advance(hours=1)
+    assert (await guard.deliver_outbox()).delivered == 1
+    again = adapter.envelopes[-1]
+    head = again.data.partition(b"\r\n\r\n")[0]
+    assert b"unknown-8bit" not in head, head
+    await guard.aclose()
+
+
 # -- freeze / thaw -------------------------------------------------------------------------------
 
 
