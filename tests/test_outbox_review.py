@@ -348,6 +348,106 @@ def test_the_stream_header_never_reaches_a_framework_backend(tmp_path: Path) -> 
         reset_guard()
 
 
+def test_a_kept_django_message_keeps_all_its_headers_when_one_value_is_not_json(
+    tmp_path: Path,
+) -> None:
+    """One header value JSON cannot hold drops *every* header of a kept Django message.
+
+    Django takes any value in ``headers=`` (it ``str()``s them): a ``uuid.UUID`` entity id is
+    common.  ``freeze`` drops a whole attribute when one value inside it has no JSON form
+    (``_encode`` raises for the UUID, ``freeze`` catches it per attribute), so the worker's
+    re-send loses ``extra_headers`` altogether: here ``List-Unsubscribe`` (required of bulk
+    senders by Gmail and Yahoo) and ``Reply-To``-like headers vanish, with one log line.
+    ``freeze`` should keep what it can (``str()`` header values, as Django does) or refuse.
+    """
+    import uuid  # noqa: PLC0415
+
+    from django.core import mail as django_mail  # noqa: PLC0415 (Django tests only)
+    from django.core.mail import EmailMessage as DjangoMessage  # noqa: PLC0415
+    from django.test import override_settings  # noqa: PLC0415
+    from sendguard_django import reset_guard  # noqa: PLC0415
+    from sendguard_django._config import _options, config  # noqa: PLC0415
+
+    today = dt.datetime.now(dt.UTC).date()
+    conf = {
+        "BACKEND": "django.core.mail.backends.locmem.EmailBackend",
+        "STORE": f"sqlite:///{tmp_path / 'sendguard.db'}",
+        "WARMUP": {"table": {"1": 1}, "started_on": today.isoformat()},
+    }
+    unsubscribe = "<https://s.example/unsubscribe/42>"
+    reset_guard()
+    try:
+        with override_settings(
+            EMAIL_BACKEND="sendguard_django.EmailBackend", SENDGUARD=conf, BASE_DIR=tmp_path
+        ):
+            django_mail.outbox = []
+            DjangoMessage("First", "Body", "shop@s.example", ["first@x.example"]).send()
+            DjangoMessage(
+                "News", "Body", "shop@s.example", ["a@x.example"],
+                headers={"List-Unsubscribe": unsubscribe, "X-Entity-Ref-ID": uuid.uuid4()},
+            ).send()  # fmt: skip
+            assert len(django_mail.outbox) == 1  # the second is kept: over the cap
+
+            async def work() -> int:
+                tomorrow = dt.datetime.combine(
+                    today + dt.timedelta(days=1), dt.time(0, 5), tzinfo=dt.UTC
+                )
+                async with Guard(**{**_options(config()), "clock": FakeClock(tomorrow)}) as g:
+                    return (await g.deliver_outbox()).delivered
+
+            assert asyncio.run(work()) == 1
+            later = django_mail.outbox[-1]
+            assert later.to == ["a@x.example"]
+            assert later.message()["List-Unsubscribe"] == unsubscribe
+    finally:
+        reset_guard()
+
+
+def test_flask_mail_kept_through_a_mailman_backend_can_be_sent_by_the_worker(
+    tmp_path: Path,
+) -> None:
+    """Flask-Mail mail kept with ``SENDGUARD_BACKEND`` can never be rebuilt by a worker.
+
+    Flask-Mail messages reach the guard as ``sendguard_flask._flask_mail.RawMail`` (the
+    ``original``), which ``freeze`` writes down; but the Flask-Mailman ``BackendAdapter`` is
+    made with ``message_base=flask_mailman.EmailMessage`` (sendguard_flask/mailman.py) and
+    ``RawMail`` is no subclass of it, so ``thaw`` raises ConfigurationError on every pass:
+    each kept Flask-Mail message is retried with backoff for ``max_age`` and then expires,
+    counted as a soft bounce against a recipient that never bounced.
+    """
+    import flask_mail  # noqa: PLC0415 (Flask tests only)
+    import flask_mailman  # noqa: PLC0415
+    from flask import Flask  # noqa: PLC0415
+    from sendguard_flask import SendGuard, current_guard  # noqa: PLC0415
+
+    from sendguard import WarmupSchedule  # noqa: PLC0415
+
+    app = Flask("review", instance_path=str(tmp_path / "instance"))
+    app.config.update(
+        MAIL_DEFAULT_SENDER="news@shop.example",
+        SENDGUARD_STORE=f"sqlite:///{tmp_path / 'sendguard.db'}",
+        SENDGUARD_BACKEND="locmem",
+        SENDGUARD_WARMUP=WarmupSchedule.from_table(
+            {1: 1}, started_on=dt.datetime.now(dt.UTC).date()
+        ),
+    )
+    SendGuard(app)
+    flask_mailman.Mail(app)
+    mail = flask_mail.Mail(app)
+    guard = current_guard(app)
+    try:
+        with app.app_context():
+            mail.send(flask_mail.Message("Hi", recipients=["a@x.example"], body="one"))
+            mail.send(flask_mail.Message("Hi", recipients=["b@x.example"], body="two"))
+            [entry] = guard._call(guard.guard.store.kept())  # b: over the cap, kept
+            letter = guard._call(guard.guard.store.letter(entry.letter))
+            assert letter is not None
+            rebuilt: Any = guard.guard.adapter.restore(letter.original)
+            assert rebuilt.to == ["b@x.example"]
+    finally:
+        guard.close()
+
+
 # -- SMTPUTF8 letters ----------------------------------------------------------------------------
 
 
