@@ -279,6 +279,32 @@ async def test_a_stopped_worker_gives_back_the_claims_it_had_not_started() -> No
     await guard.aclose()
 
 
+async def test_a_deferred_recipient_is_not_retried_every_poll_when_defer_for_is_zero() -> None:
+    """With ``defer_for=0`` the outbox retries a greylisted recipient on every poll, for days.
+
+    ``Keeper._backoff`` doubles ``retry.defer_for``: 0 doubled is 0, and ``MAX_BACKOFF`` is only
+    a ceiling, so a deferred recipient is due again at once after every try; ``run_outbox``
+    polls every 5 s and hits the refusing server about 17 000 times a day until ``max_age``.
+    ``defer_for=0`` is accepted (``RetryPolicy`` allows 0; the Flask tests' own settings use
+    it to mean "no wait in the call").  The outbox needs a floor (Postfix waits at least
+    ``minimal_backoff_time``, 300 s).
+    """
+    clock = FakeClock()
+    adapter = RecordingAdapter({"a@x.example": [GREYLIST]})
+    guard = Guard(
+        adapter=adapter,
+        store=MemoryStore(),
+        retry=RetryPolicy(attempts=1, defer_for=0),
+        clock=clock,
+    )
+    await guard.send(mail("a@x.example"))
+    for _ in range(60):  # five minutes of a worker polling every 5 s
+        clock.advance(seconds=5)
+        await guard.deliver_outbox()
+    assert len(adapter.envelopes) <= 3
+    await guard.aclose()
+
+
 # -- streams -------------------------------------------------------------------------------------
 
 
