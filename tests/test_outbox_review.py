@@ -28,6 +28,7 @@ from sendguard import (
     SendGuardError,
     Stage,
     StoreError,
+    WarmupSchedule,
 )
 from sendguard._framework_message import thaw
 from sendguard._store.outbox import Finish, Held
@@ -340,6 +341,32 @@ async def test_mail_of_a_stream_removed_from_the_config_still_expires() -> None:
     assert await store.kept() == []
 
 
+async def test_a_bulk_only_sender_on_a_ramp_counted_in_sending_days_gets_going() -> None:
+    """Bulk mail on a ramp that starts at 1, counted in sending days, never goes out at all.
+
+    ``Admitter.admit`` scales the day's cap by the stream's share with ``math.floor``: a cap
+    of 1 times 0.8 is 0, so no bulk send is admitted; with ``counting="sending"`` the ramp
+    only moves on after a day with sends, so it stays on day 1 forever: every bulk message
+    is kept, throttled each midnight, and expires after ``max_age``.  A share should never
+    round a positive cap down to nothing (``max(1, ...)``, or round up).
+    """
+    clock = FakeClock(dt.datetime(2026, 11, 1, 9, tzinfo=dt.UTC))
+    adapter = RecordingAdapter()
+    guard = Guard(
+        adapter=adapter,
+        store=MemoryStore(),
+        clock=clock,
+        stream="bulk",
+        warmup=WarmupSchedule([1, 2, 4, 8], started_on=dt.date(2026, 11, 1), counting="sending"),
+    )
+    for day in range(6):
+        await guard.send(mail(f"u{day}@x.example"))
+        await guard.deliver_outbox()
+        clock.advance(days=1)
+    assert adapter.envelopes  # something went out in six days
+    await guard.aclose()
+
+
 def test_the_stream_header_never_reaches_a_framework_backend(tmp_path: Path) -> None:
     """``X-Sendguard-Stream`` given in Django's ``headers=`` is sent to the provider.
 
@@ -445,8 +472,6 @@ def test_flask_mail_kept_through_a_mailman_backend_can_be_sent_by_the_worker(
     import flask_mailman  # noqa: PLC0415
     from flask import Flask  # noqa: PLC0415
     from sendguard_flask import SendGuard, current_guard  # noqa: PLC0415
-
-    from sendguard import WarmupSchedule  # noqa: PLC0415
 
     app = Flask("review", instance_path=str(tmp_path / "instance"))
     app.config.update(
