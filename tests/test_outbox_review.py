@@ -280,6 +280,33 @@ async def test_a_stopped_worker_gives_back_the_claims_it_had_not_started() -> No
     await guard.aclose()
 
 
+async def test_outbox_retry_of_an_old_uncertain_entry_sends_it_rather_than_expiring_it() -> None:
+    """``outbox retry`` of an uncertain entry older than ``max_age`` expires it unsent.
+
+    Uncertain entries wait for a person with no time limit (they are never claimed, so never
+    expire); a person who looks after the weekend and runs ``sendguard outbox retry ID``
+    ("due now, uncertain ones included") makes it due, and the next pass's
+    ``Keeper._letter`` sees ``now - created_at >= max_age`` and expires it at once: not sent,
+    ``mail_expired`` told, and a soft bounce counted against the recipient.  A person's retry
+    should get one real attempt (e.g. ``retry`` resets the age, or expiry spares retried ones).
+    """
+    clock = FakeClock()
+    lost = Reply(None, "connection lost after the final dot", Stage.DATA_END)
+    adapter = RecordingAdapter({"a@x.example": [lost, OK]})
+    events: list[OutboxEvent] = []
+    guard = Guard(adapter=adapter, store=MemoryStore(), clock=clock, on_outbox=events.append)
+    await guard.send(mail("a@x.example"))
+    [entry] = await guard.store.kept()
+    assert entry.state is Held.UNCERTAIN
+    clock.advance(days=6)  # a person looks at it after a long weekend
+    assert await guard.store.retry([entry.id], clock()) == 1  # `sendguard outbox retry ID`
+    run = await guard.deliver_outbox()
+    assert run.delivered == 1
+    assert handed(adapter) == ["a@x.example", "a@x.example"]
+    assert [e.kind for e in events] == ["kept", "delivered"]
+    await guard.aclose()
+
+
 async def test_a_deferred_recipient_is_not_retried_every_poll_when_defer_for_is_zero() -> None:
     """With ``defer_for=0`` the outbox retries a greylisted recipient on every poll, for days.
 
