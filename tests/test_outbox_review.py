@@ -526,6 +526,45 @@ def test_flask_mail_kept_through_a_mailman_backend_can_be_sent_by_the_worker(
         guard.close()
 
 
+# -- the CLI -------------------------------------------------------------------------------------
+
+
+def test_outbox_list_and_show_print_no_terminal_control_characters(tmp_path: Path) -> None:
+    """``outbox list`` / ``show`` write a remote server's reply text raw to the terminal.
+
+    An entry's ``detail`` is the last SMTP reply (text the recipient's MX chooses) and
+    ``outbox_list``/``outbox_show`` (sendguard/cli.py) echo it as is: an escape sequence in a
+    451 reply retitles, clears or rewrites the operator's terminal (the CSV export already
+    defends against formula injection; this output does not).  Control characters should be
+    shown escaped.
+    """
+    from typer.testing import CliRunner  # noqa: PLC0415
+
+    from sendguard import SQLiteStore  # noqa: PLC0415
+    from sendguard.cli import app  # noqa: PLC0415
+
+    db = tmp_path / "app.db"
+    hostile = Reply(451, "4.7.1 try later\x1b]0;pwned\x07\x1b[2J", Stage.RCPT)
+
+    async def work() -> str:
+        async with Guard(
+            adapter=RecordingAdapter({"a@x.example": [hostile]}),
+            store=SQLiteStore(db),
+            retry=RetryPolicy.never(),
+        ) as guard:
+            return (await guard.send(mail("a@x.example"))).outbox_id or ""
+
+    letter = asyncio.run(work())
+    env = {"SENDGUARD_STORE": f"sqlite:///{db}"}
+    listed = CliRunner().invoke(app, ["outbox", "list"], env=env)
+    shown = CliRunner().invoke(app, ["outbox", "show", letter], env=env)
+    assert listed.exit_code == 0
+    assert shown.exit_code == 0
+    assert "try later" in listed.stdout
+    assert "\x1b" not in listed.stdout
+    assert "\x1b" not in shown.stdout
+
+
 # -- SMTPUTF8 letters ----------------------------------------------------------------------------
 
 
