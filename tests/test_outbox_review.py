@@ -19,6 +19,7 @@ import pytest
 
 from sendguard import (
     ConfigurationError,
+    DeliveryStatus,
     Envelope,
     Guard,
     MemoryStore,
@@ -169,6 +170,51 @@ class _FinishFailsOnce(MemoryStore):
             self.fail_next_finish = False
             raise StoreError("the store is restarting")
         return await super().finish(token, finished)
+
+
+class _StartFailsOnce(MemoryStore):
+    """A store whose first ``start`` call fails (a timeout, a failover)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fail_next_start = False
+
+    async def start(self, token: str, ids: Sequence[str], now: dt.datetime) -> list[str]:
+        if self.fail_next_start:
+            self.fail_next_start = False
+            raise StoreError("the store gave no answer to start")
+        return await super().start(token, ids, now)
+
+
+async def test_a_failed_start_gives_back_the_quota_its_resend_reserved() -> None:
+    """A ``start`` that fails leaks the day's quota the re-send had reserved.
+
+    In ``Guard._send`` the admission reserves quota for the admitted recipients, then
+    ``_start`` runs *outside* the ``try`` whose ``except`` settles what was not spent; a
+    StoreError from ``_start`` goes straight to ``Keeper._letter``, nothing is given back, and
+    the day's warmup cap counts a send that never happened: here the only slot of the day is
+    gone, and the next message is throttled though nothing went out.
+    """
+    clock = FakeClock(dt.datetime(2026, 11, 1, 9, tzinfo=dt.UTC))
+    store = _StartFailsOnce()
+    adapter = RecordingAdapter()
+    guard = Guard(
+        adapter=adapter,
+        store=store,
+        clock=clock,
+        warmup=WarmupSchedule([1, 1, 1], started_on=dt.date(2026, 11, 1)),
+    )
+    await guard.send(mail("first@x.example"))  # today's one send
+    assert (await guard.send(mail("a@x.example"))).kept == ["a@x.example"]
+    clock.advance(days=1)
+    store.fail_next_start = True
+    await guard.deliver_outbox()  # a: admitted, quota reserved, start fails: not sent
+    assert handed(adapter) == ["first@x.example"]
+    status = await guard.status("s.example")
+    assert status.sent_today == 0
+    result = await guard.send(mail("b@x.example"))
+    assert result.recipients["b@x.example"].status is DeliveryStatus.ACCEPTED
+    await guard.aclose()
 
 
 async def test_a_deferred_resend_whose_finish_failed_comes_back_waiting_not_uncertain() -> None:
