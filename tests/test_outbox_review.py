@@ -32,6 +32,7 @@ from sendguard import (
     WarmupSchedule,
 )
 from sendguard._framework_message import thaw
+from sendguard._store import Outcome, Settled
 from sendguard._store.outbox import Finish, Held
 from sendguard.testing import FakeClock, RecordingAdapter
 
@@ -153,6 +154,46 @@ async def test_a_delivery_longer_than_the_lease_is_not_reported_as_a_lost_worker
     adapter.go.set()
     await first
     assert handed(adapter).count("a@x.example") == 2  # the greylisted try, then once
+
+
+class _SlowSettle(MemoryStore):
+    """A store whose ``settle`` takes a while (a busy SQLite file, a slow Redis)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = asyncio.Event()
+        self.go = asyncio.Event()
+
+    async def settle(self, outcome: Outcome) -> Settled:
+        self.entered.set()
+        await self.go.wait()
+        return await super().settle(outcome)
+
+
+async def test_a_send_cancelled_while_its_outcome_is_recorded_keeps_what_it_held_back() -> None:
+    """A send cancelled while ``settle`` runs keeps nothing of what it held back.
+
+    ``Guard._send`` keeps held-back recipients only in ``_keep_held`` (after ``settle``) or in
+    ``_keep_cut_off`` (in the ``except`` around ``transmit``).  ``settle`` sits between the
+    two, outside the ``try``: a caller's timeout that strikes while the outcome is written
+    (``asyncio.timeout`` around ``guard.send``, a request cancelled) skips both, and the
+    greylisted recipient is neither sent nor kept, with no result to tell anyone.
+    """
+    store = _SlowSettle()
+    adapter = RecordingAdapter(
+        {"b@x.example": [GREYLIST], "c@x.example": [Reply(550, "5.1.1 no such user", Stage.RCPT)]}
+    )
+    guard = Guard(adapter=adapter, store=store, retry=RetryPolicy.never())
+    task = asyncio.create_task(guard.send(mail("a@x.example, b@x.example, c@x.example")))
+    await asyncio.wait_for(store.entered.wait(), 5)
+    task.cancel()  # the caller's timeout
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    store.go.set()
+    await guard._recorder.drain()
+    kept = {e.recipient: e.state for e in await store.kept()}
+    assert kept == {"b@x.example": Held.WAITING}
+    await guard.aclose()
 
 
 # -- lost, or left for a person, though nothing was uncertain ----------------------------------
