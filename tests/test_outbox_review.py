@@ -570,6 +570,47 @@ def test_a_kept_django_message_keeps_all_its_headers_when_one_value_is_not_json(
         reset_guard()
 
 
+def test_django_mail_kept_is_sent_on_the_thread_that_sent_the_mail(tmp_path: Path) -> None:
+    """Django's ``mail_kept`` receivers run on the guard's background thread.
+
+    ``SyncGuard`` runs the guard on its own loop thread and ``Keeper._tell`` calls
+    ``send_outbox_signal`` there, so a receiver is outside the request's thread: its ORM
+    queries use another connection, outside the request's transaction (``ATOMIC_REQUESTS``,
+    ``transaction.atomic()`` around the view): it cannot see the rows the request has not
+    committed, and on SQLite it waits for the write lock the blocked request thread holds.
+    Django signals run in the sender's thread; the guard should hand the kept events back to
+    the calling thread (e.g. send them from the backend after ``guard.send`` returns).
+    """
+    import threading  # noqa: PLC0415
+
+    from django.core.mail import EmailMessage as DjangoMessage  # noqa: PLC0415 (Django only)
+    from django.test import override_settings  # noqa: PLC0415
+    from sendguard_django import reset_guard  # noqa: PLC0415
+    from sendguard_django.signals import mail_kept  # noqa: PLC0415
+
+    conf = {
+        "BACKEND": "django.core.mail.backends.locmem.EmailBackend",
+        "STORE": f"sqlite:///{tmp_path / 'sendguard.db'}",
+        "WARMUP": {"table": {"1": 0}, "started_on": dt.date.today().isoformat()},
+    }
+    threads: list[int] = []
+
+    def on_kept(**_: object) -> None:
+        threads.append(threading.get_ident())
+
+    mail_kept.connect(on_kept)
+    reset_guard()
+    try:
+        with override_settings(
+            EMAIL_BACKEND="sendguard_django.EmailBackend", SENDGUARD=conf, BASE_DIR=tmp_path
+        ):
+            assert DjangoMessage("Hi", "Body", "shop@s.example", ["a@x.example"]).send() == 1
+        assert threads == [threading.get_ident()]
+    finally:
+        mail_kept.disconnect(on_kept)
+        reset_guard()
+
+
 def test_flask_mail_kept_through_a_mailman_backend_can_be_sent_by_the_worker(
     tmp_path: Path,
 ) -> None:
