@@ -43,7 +43,7 @@ def _path(cls: type) -> str:
     return f"{cls.__module__}:{cls.__qualname__}"
 
 
-def _encode(value: object) -> object:  # noqa: PLR0911 (one return per kind of value)
+def _encode(value: object) -> object:  # noqa: PLR0911, PLR0912 (one return per kind of value)
     if value is None or isinstance(value, bool | int | float):
         return value
     if isinstance(value, str):
@@ -65,7 +65,13 @@ def _encode(value: object) -> object:  # noqa: PLR0911 (one return per kind of v
     if isinstance(value, dict):
         if not all(isinstance(k, str) for k in value):
             raise _UnkeepableError("a mapping with keys that are not text")
-        return {"$m": {k: _encode(v) for k, v in value.items()}}
+        kept: dict[str, object] = {}
+        for k, v in value.items():
+            try:
+                kept[k] = _encode(v)
+            except _UnkeepableError as exc:  # one value less, not the whole mapping
+                log.warning("sendguard.outbox_value_dropped", key=k, kind=str(exc))
+        return {"$m": kept}
     if type(value).__name__ == "__proxy__":  # Django's lazy translation of a text
         return str(value)
     raise _UnkeepableError(type(value).__name__)
@@ -84,8 +90,12 @@ def freeze(message: object) -> str:
             continue
         if name in _SKIPPED:
             continue
+        given = value
+        if name == "extra_headers" and isinstance(value, dict):
+            # Django and Flask-Mailman str() every header value when they build the message.
+            given = {str(k): v if isinstance(v, str) else str(v) for k, v in value.items()}
         try:
-            state[name] = _encode(value)
+            state[name] = _encode(given)
         except _UnkeepableError as exc:
             log.warning("sendguard.outbox_attribute_dropped", attribute=name, kind=str(exc))
     status = "anymail_status" in vars(message)  # made again, empty, by thaw
@@ -108,6 +118,13 @@ def _resolve(path: str) -> type:
     if not isinstance(found, type):
         raise ConfigurationError(f"a kept message names {path!r}, which this process has not")
     return found
+
+
+def _decode_state(cls: type, state: object) -> dict[str, object]:
+    """The attributes of a kept message of class *cls*, decoded."""
+    if not callable(getattr(cls, "message", None)) or not isinstance(state, dict):
+        raise ConfigurationError(f"a kept message's class {cls.__name__} is no e-mail message")
+    return {str(k): _decode(v) for k, v in state.items()}
 
 
 def _first_class(names: list[str], base: type | None) -> type:
@@ -143,11 +160,14 @@ def _decode(value: Any) -> object:  # noqa: ANN401, PLR0911 (JSON; one return pe
     if "$t" in value:
         items = [_decode(v) for v in value["$t"]]
         if "cls" in value:
-            cls = _resolve(value["cls"])
-            if not issubclass(cls, tuple):
+            cls = _resolve(str(value["cls"]))
+            fields = getattr(cls, "_fields", None)
+            if not issubclass(cls, tuple) or not isinstance(fields, tuple):
                 raise ConfigurationError(f"a kept message names {value['cls']!r} as a tuple")
-            named: Any = cls
-            return named(*items)
+            if len(fields) != len(items):
+                raise ConfigurationError(f"a kept {cls.__name__} has {len(items)} fields")
+            # tuple.__new__ itself: no constructor of the class runs, whatever it does.
+            return tuple.__new__(cls, items)
         return tuple(items)
     if "$m" in value:
         return {k: _decode(v) for k, v in value["$m"].items()}
@@ -160,13 +180,18 @@ def thaw(text: str, *, base: type | None = None) -> object:
         data = json.loads(text)
         names = [str(data["class"]), *map(str, data.get("bases", []))]
         state = data["state"]
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise ConfigurationError(f"a kept message cannot be read back: {exc}") from exc
-    cls = _first_class(names, base)
-    if not callable(getattr(cls, "message", None)) or not isinstance(state, dict):
-        raise ConfigurationError(f"a kept message's class {cls.__name__} is no e-mail message")
+        cls = _first_class(names, base)
+        decoded = _decode_state(cls, state)
+    except ConfigurationError:
+        raise
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+        # Damaged or hostile stored text (binascii.Error is a ValueError; deep nesting a
+        # RecursionError): a typed error, the letter left for a person.
+        raise ConfigurationError(
+            f"a kept message cannot be read back: {type(exc).__name__}: {exc}"[:300]
+        ) from None
     made: Any = object.__new__(cls)
-    vars(made).update({k: _decode(v) for k, v in state.items()})
+    vars(made).update(decoded)
     if data.get("status"):
         _fresh_status(made)
     return made
