@@ -85,6 +85,11 @@ def _wire(raw: str) -> str | None:
         return None
 
 
+def _internal(name: object) -> bool:
+    """Whether *name* is a header of the guard's own that never leaves (the stream's)."""
+    return isinstance(name, str) and name.strip().lower() == "x-sendguard-stream"
+
+
 def message_for(
     original: object, recipients: Iterable[str], headers: Sequence[tuple[str, str]] = ()
 ) -> Any:  # noqa: ANN401 (the framework's own message class)
@@ -115,13 +120,13 @@ def message_for(
                 kept.append(address)
                 wanted.discard(wire)  # once, as the guard counts it
         setattr(message, name, kept)
-    if headers:
-        extra = getattr(original, "extra_headers", None)
+    extra = getattr(original, "extra_headers", None)
+    if headers or (isinstance(extra, dict) and any(_internal(n) for n in extra)):
         names = {n.lower() for n, _ in headers}
         kept_headers = {
             n: v
             for n, v in (extra if isinstance(extra, dict) else {}).items()
-            if n.lower() not in names
+            if n.lower() not in names and not _internal(n)
         }
         message.extra_headers = {**kept_headers, **dict(headers)}
     if any(list(getattr(message, f)) != list(getattr(original, f)) for f in ("to", "cc")):

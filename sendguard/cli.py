@@ -903,6 +903,11 @@ outbox_app = typer.Typer(
 app.add_typer(outbox_app, name="outbox")
 
 
+def _shown_text(text: str) -> str:
+    """A remote server's text, printable: control characters as escapes, never raw."""
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
+
+
 def _backlog_line(b: Backlog) -> str:
     oldest = f", oldest kept {b.oldest.isoformat(timespec='seconds')}" if b.oldest else ""
     return (
@@ -1052,13 +1057,13 @@ def outbox_list(  # noqa: PLR0917 (the command's options)
 
     backlog, entries = _run(store, redis_url, prefix, work)
     for b in backlog:
-        typer.echo(f"{b.sender_domain} {b.stream}: {_backlog_line(b)}")
+        typer.echo(f"{_shown_text(b.sender_domain)} {_shown_text(b.stream)}: {_backlog_line(b)}")
     if not backlog:
         typer.echo("the outbox is empty")
     for e in entries:
         typer.echo(
-            f"{e.id}\t{e.stream}\t{e.state}\t{e.next_at.isoformat(timespec='seconds')}\t"
-            f"{e.attempts}\t{e.detail[:120]}"
+            f"{_shown_text(e.id)}\t{e.stream}\t{e.state}\t{e.next_at.isoformat(timespec='seconds')}\t"
+            f"{e.attempts}\t{_shown_text(e.detail[:120])}"
         )
 
 
@@ -1085,15 +1090,16 @@ def outbox_show(
         sys.stdout.buffer.write(letter.data)
         return
     typer.echo(f"letter      {letter.id}")
-    typer.echo(f"message-id  {letter.message_id}")
-    typer.echo(f"sender      {letter.sender}")
-    typer.echo(f"stream      {letter.stream}")
+    typer.echo(f"message-id  {_shown_text(letter.message_id)}")
+    typer.echo(f"sender      {_shown_text(letter.sender)}")
+    typer.echo(f"stream      {_shown_text(letter.stream)}")
     typer.echo(f"kept since  {letter.created_at.isoformat(timespec='seconds')}")
     typer.echo(f"size        {len(letter.data):,} bytes")
     for e in entries:
         typer.echo(
-            f"  {e.recipient}: {e.state}, next {e.next_at.isoformat(timespec='seconds')}, "
-            f"{e.attempts} attempts; {e.detail}"
+            f"  {_shown_text(e.recipient)}: {e.state}, next "
+            f"{e.next_at.isoformat(timespec='seconds')}, {e.attempts} attempts; "
+            f"{_shown_text(e.detail)}"
         )
 
 

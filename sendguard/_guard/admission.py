@@ -45,6 +45,11 @@ def validate(wanted: Iterable[str]) -> tuple[dict[str, RecipientResult], dict[st
     return results, valid
 
 
+def _share(cap: int, share: float) -> int:
+    """*share* of *cap*, rounded down, but at least 1 of a positive cap."""
+    return max(1, math.floor(cap * share)) if cap > 0 else cap
+
+
 class Admitter:
     """Reserves what a send may deliver: suppressions, pauses, warmup quota and rates."""
 
@@ -66,10 +71,11 @@ class Admitter:
         quota = self.quota(state.sender, now)
         ramp = self.ramp(now)
         if share < 1 and quota is not None:
-            # One counter for every stream: a lower stream just stops earlier in it.
-            quota = replace(quota, cap=math.floor(quota.cap * share))
+            # One counter for every stream: a lower stream just stops earlier in it (never
+            # at 0 of a positive cap, or a ramp of one stream's mail would never start).
+            quota = replace(quota, cap=_share(quota.cap, share))
             if ramp is not None:
-                ramp = replace(ramp, caps=tuple(math.floor(c * share) for c in ramp.caps))
+                ramp = replace(ramp, caps=tuple(_share(c, share) for c in ramp.caps))
         shapes, shape_of, spread = await self._shapes(state.sender, valid, quota, state)
         admissions = await self._reserve(
             Reservation(
