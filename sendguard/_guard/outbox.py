@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from email.message import Message
 from typing import TYPE_CHECKING
 
 from sendguard._address import Address, normalize_address
@@ -39,6 +40,8 @@ __all__ = ["HOLDABLE", "Keeper", "OutboxEvent", "OutboxRun", "Unsent", "drain"]
 HOLDABLE = frozenset({DeliveryStatus.THROTTLED, DeliveryStatus.PAUSED, DeliveryStatus.DEFERRED})
 """The outcomes of a send that are not final: the recipient may still be sent to."""
 
+MIN_BACKOFF = timedelta(minutes=1)
+"""The first wait of the outbox's backoff when ``RetryPolicy.defer_for`` is 0."""
 MAX_BACKOFF = timedelta(hours=4)
 """The longest wait between two tries of a deferred recipient (Postfix's is 4000 s)."""
 
@@ -326,7 +329,7 @@ class Keeper:
 
     async def _resend(self, letter: Letter, hold: Claimed) -> SendResult:
         guard = self._guard
-        message = email.message_from_bytes(letter.data, policy=email.policy.default)
+        message = _parsed(letter)
         original = guard.adapter.restore(letter.original) if letter.original else None
         return await guard._send(
             message,
@@ -345,7 +348,9 @@ class Keeper:
 
     def _backoff(self, attempts: int) -> timedelta:
         """How long a recipient deferred *attempts* times waits: doubling, up to a ceiling."""
-        first = timedelta(seconds=self._guard.retry.defer_for)
+        defer_for = self._guard.retry.defer_for
+        # defer_for=0 (no wait in the call) doubled stays 0: a minute instead, as a floor.
+        first = timedelta(seconds=defer_for) if defer_for > 0 else MIN_BACKOFF
         wait: timedelta = first * (2 ** min(max(0, attempts - 1), 16))
         return min(wait, max(MAX_BACKOFF, first))
 
@@ -408,6 +413,22 @@ class Keeper:
         guard = self._guard
         guard._recorder.enter()
         return await guard._recorder.bounded(guard.store.backlog(guard._clock()), "backlog")
+
+
+def _parsed(letter: Letter) -> Message:
+    """A kept letter's message, for adapters that read it (and a 7-bit re-send).
+
+    A letter kept for SMTPUTF8 holds UTF-8 headers: read as text, they stay text (read as
+    bytes, the parser would keep them as undecodable "unknown-8bit").
+    """
+    if letter.smtputf8:
+        try:
+            return email.message_from_string(
+                letter.data.decode("utf-8"), policy=email.policy.default
+            )
+        except UnicodeDecodeError:
+            pass  # an 8-bit body in another charset: as bytes, then
+    return email.message_from_bytes(letter.data, policy=email.policy.default)
 
 
 _SEQUENCE = itertools.count()
