@@ -243,6 +243,35 @@ async def test_drop_lists_and_backlog(store: Store) -> None:
     assert [e.id for e in await store.kept()] == ["m:a@x.example", "o:d@y.example"]
 
 
+async def test_renew_holds_what_a_worker_sends_and_retry_starts_an_entry_afresh(
+    store: Store,
+) -> None:
+    await store.keep(letter("m"), [kept("m", "a@x.example"), kept("m", "b@x.example")])
+    claim = await store.claim(START, token="w", lease=LEASE, limit=10, streams=STREAMS)
+    a, b = (e.id for e in claim.entries)
+    assert await store.start("w", [a], START) == [a]
+    later = START + LEASE + LEASE
+    # Renewed: a (sending) and b (claimed), by their holder only.
+    assert await store.renew("v", [a, b], later) == 0
+    assert await store.renew("w", [a, b, "m:nobody@x.example"], later) == 2
+    after = START + LEASE + dt.timedelta(seconds=1)  # the first lease would have run out
+    assert (
+        await store.claim(after, token="v", lease=LEASE, limit=10, streams=STREAMS)
+    ).entries == []
+    listed = {e.id: e for e in await store.kept()}
+    assert listed[a].state is Held.SENDING
+    assert listed[a].lease_until == later
+    assert await store.finish("w", [Finish(a, Held.UNCERTAIN, detail="no reply to the dot")]) == 1
+    assert await store.renew("w", [a], later) == 0  # uncertain: held by no worker any more
+    # A person's retry: due now, and kept since now (max_age counts from the retry).
+    retried = START + dt.timedelta(days=6)
+    assert await store.retry([a], retried) == 1
+    entry = {e.id: e for e in await store.kept()}[a]
+    assert (entry.state, entry.next_at, entry.created_at) == (Held.WAITING, retried, retried)
+    oldest = {x.stream: x.oldest for x in await store.backlog(retried)}
+    assert oldest == {"transactional": START}  # b was kept at START
+
+
 # -- the differential test -------------------------------------------------------------------
 
 LETTERS = ("m1", "m2", "m3")
@@ -285,6 +314,14 @@ class Done:
 
 
 @dataclass(frozen=True)
+class Renew:
+    token: str
+    picks: tuple[int, ...]
+    """Of what *token*'s last claim took, by index (modulo its length)."""
+    seconds: float
+
+
+@dataclass(frozen=True)
 class Release:
     token: str
 
@@ -304,7 +341,7 @@ class Advance:
     seconds: float
 
 
-Op = Keep | Take | Start | Done | Release | Retry | Drop | Advance
+Op = Keep | Take | Start | Done | Renew | Release | Retry | Drop | Advance
 
 ids = st.builds(entry_id, st.sampled_from(LETTERS), st.sampled_from(RECIPIENTS))
 some_ids = st.lists(ids, max_size=3).map(tuple)
@@ -350,6 +387,12 @@ ops: st.SearchStrategy[Op] = st.one_of(
         st.sampled_from([0.0, 60.0, 900.0]),
         st.integers(0, 3),
     ),
+    st.builds(
+        Renew,
+        tokens,
+        st.lists(st.integers(0, 3), max_size=3).map(tuple),
+        st.sampled_from([0.0, 60.0, 600.0]),
+    ),
     st.builds(Release, tokens),
     st.builds(Retry, some_ids),
     st.builds(Drop, some_ids),
@@ -386,7 +429,10 @@ async def answer(  # noqa: PLR0911 (one return per kind of operation)
         if claim.entries:
             taken[op.token] = [e.id for e in claim.entries]
         return (list(claim.entries), sorted(claim.letters.items()))
-    mine = taken.get(op.token, []) if isinstance(op, Start | Done) else []
+    mine = taken.get(op.token, []) if isinstance(op, Start | Done | Renew) else []
+    if isinstance(op, Renew):
+        picked = [mine[p % len(mine)] for p in op.picks] if mine else []
+        return await store.renew(op.token, picked, now + dt.timedelta(seconds=op.seconds))
     if isinstance(op, Start):
         picked = [mine[p % len(mine)] for p in op.picks] if mine else []
         return await store.start(op.token, [*op.ids, *picked], now)

@@ -363,6 +363,14 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
+    async def renew(self, token: str, ids: Sequence[str], until: dt.datetime) -> int:
+        """Hold the entries of *ids* that *token* has claimed or is sending until *until*.
+
+        A worker whose deliveries take longer than its lease renews it meanwhile, so that no
+        other worker ends its lease (and calls what it is sending uncertain).  How many.
+        """
+
+    @abc.abstractmethod
     async def release(self, token: str) -> int:
         """Give back the entries *token* claimed but has not started; how many."""
 
@@ -385,7 +393,8 @@ class Store(abc.ABC):
     async def retry(self, ids: Sequence[str], now: dt.datetime) -> int:
         """Make the waiting or uncertain entries of *ids* due at *now*; how many.
 
-        Entries claimed or being sent are left to their worker.
+        A person's retry starts the entry afresh: kept since *now* (its ``max_age`` counts
+        from there).  Entries claimed or being sent are left to their worker.
         """
 
     @abc.abstractmethod

@@ -373,6 +373,21 @@ class MemoryStore(Store):
             )
         return applied
 
+    async def renew(self, token: str, ids: Sequence[str], until: dt.datetime) -> int:
+        """See :meth:`Store.renew`."""
+        renewed = 0
+        for key in dict.fromkeys(ids):
+            entry = self._kept.get(key)
+            if (
+                entry is not None
+                and token
+                and entry.token == token
+                and entry.state in (Held.CLAIMED, Held.SENDING)
+            ):
+                self._kept[key] = replace(entry, lease_until=until)
+                renewed += 1
+        return renewed
+
     async def release(self, token: str) -> int:
         """See :meth:`Store.release`."""
         released = 0
@@ -414,7 +429,12 @@ class MemoryStore(Store):
             entry = self._kept.get(key)
             if entry is not None and entry.state in (Held.WAITING, Held.UNCERTAIN):
                 self._kept[key] = replace(
-                    entry, state=Held.WAITING, next_at=now, token="", lease_until=None
+                    entry,
+                    state=Held.WAITING,
+                    next_at=now,
+                    created_at=now,
+                    token="",
+                    lease_until=None,
                 )
                 made += 1
         return made

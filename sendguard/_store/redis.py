@@ -298,7 +298,17 @@ _MICROSECOND = dt.timedelta(microseconds=1)
 
 """The detail of an entry whose lease ran out while it was being sent (MemoryStore's words)."""
 
-_OUTBOX_SCRIPTS = ("keep", "claim", "start", "finish", "release", "retry", "drop", "backlog")
+_OUTBOX_SCRIPTS = (
+    "keep",
+    "claim",
+    "start",
+    "renew",
+    "finish",
+    "release",
+    "retry",
+    "drop",
+    "backlog",
+)
 
 
 def _stamp(moment: dt.datetime) -> str:
@@ -769,6 +779,12 @@ class RedisStore(Store):
                 done.detail,
             ]
         return int(await self._outbox("finish", args))
+
+    async def renew(self, token: str, ids: Sequence[str], until: dt.datetime) -> int:
+        """See :meth:`Store.renew`: one script call."""
+        if not token or not ids:
+            return 0
+        return int(await self._outbox("renew", [token, _stamp(until), *dict.fromkeys(ids)]))
 
     async def release(self, token: str) -> int:
         """See :meth:`Store.release`: one script call."""

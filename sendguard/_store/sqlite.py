@@ -451,6 +451,24 @@ class SQLiteStore(MemoryStore):
 
         return await self._sql(work)
 
+    async def renew(self, token: str, ids: Sequence[str], until: dt.datetime) -> int:
+        """See :meth:`Store.renew`: one transaction."""
+        if not token:
+            return 0
+        at = _us(until)
+
+        def work(db: sqlite3.Connection) -> int:
+            return sum(
+                db.execute(
+                    "UPDATE outbox SET lease_until = ?"
+                    " WHERE id = ? AND token = ? AND state IN (?, ?)",
+                    (at, key, token, Held.CLAIMED.value, Held.SENDING.value),
+                ).rowcount
+                for key in dict.fromkeys(ids)
+            )
+
+        return await self._sql(work)
+
     async def finish(self, token: str, finished: Sequence[Finish]) -> int:
         """See :meth:`Store.finish`: one transaction."""
         if not token:
@@ -545,9 +563,9 @@ class SQLiteStore(MemoryStore):
             made = 0
             for key in ids:
                 made += db.execute(
-                    "UPDATE outbox SET state = ?, next_at = ?, token = '', lease_until = NULL"
-                    " WHERE id = ? AND state IN (?, ?)",
-                    (Held.WAITING.value, at, key, Held.WAITING.value, Held.UNCERTAIN.value),
+                    "UPDATE outbox SET state = ?, next_at = ?, created_at = ?, token = '',"
+                    " lease_until = NULL WHERE id = ? AND state IN (?, ?)",
+                    (Held.WAITING.value, at, at, key, Held.WAITING.value, Held.UNCERTAIN.value),
                 ).rowcount
             return made
 
