@@ -215,6 +215,7 @@ def outbox_operations(store: RedisStore) -> dict[str, Callable[[], Awaitable[obj
         "keep": lambda: store.keep(letter("m"), [kept("m", "a@x.example")]),
         "claim": lambda: store.claim(START, token="w", lease=LEASE, limit=1, streams=("bulk",)),
         "start": lambda: store.start("w", ids, START),
+        "renew": lambda: store.renew("w", ids, START),
         "finish": lambda: store.finish("w", [Finish(ids[0])]),
         "release": lambda: store.release("w"),
         "kept": store.kept,
