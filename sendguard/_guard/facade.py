@@ -438,11 +438,10 @@ class Guard:
         results.update(
             await self._admission.admit(state, valid, now, share=self._keeper.streams[stream])
         )
-        if claimed is not None and state.pending:
-            await self._start(claimed, state)
-
         message_id: str | None = None
         try:
+            if claimed is not None and state.pending:
+                await self._start(claimed, state)
             if state.pending:
                 message_id = await self._delivery.transmit(state, message, serialized, now)
         except BaseException:
@@ -451,13 +450,17 @@ class Guard:
             outcome = self._delivery.outcome(state)
             if not outcome.empty:
                 self._recorder.spawn(self._recorder.settle(outcome))
-            if self.keep and claimed is None:
-                # Nor is what it held back lost: kept, those cut off in flight as uncertain.
-                self._keep_cut_off(message, state, results, valid, serialized, (stream, original))
+            self._cut_off(claimed, message, state, results, valid, serialized, (stream, original))
             raise
         results.update(state.results)
 
-        newly = await self._recorder.settle(self._delivery.outcome(state))
+        try:
+            newly = await self._recorder.settle(self._delivery.outcome(state))
+        except BaseException:
+            # Cut off while the outcome is written (which goes on): every recipient is
+            # answered by now; what is held back is kept all the same.
+            self._cut_off(claimed, message, state, results, valid, serialized, (stream, original))
+            raise
         for key in newly or ():
             results[key] = replace(results[key], suppressed=True)
         letter = None
@@ -514,11 +517,33 @@ class Guard:
             own = message["Message-ID"]
             return None, str(own) if own else made
         stream, original = kept_as
-        letter = await self._keeper.keep(state.sender.wire, stream, original, unsent, self._clock())
+        # Shielded: a caller cut off meanwhile does not cut off the write of what it keeps.
+        letter = await asyncio.shield(
+            self._recorder.spawn(
+                self._keeper.keep(state.sender.wire, stream, original, unsent, self._clock())
+            )
+        )
         if letter is not None:
             for rr in unsent.results.values():
                 results[rr.address] = replace(rr, kept=True)
         return letter, unsent.message_id
+
+    def _cut_off(  # noqa: PLR0917 (the state of a send cut off)
+        self,
+        claimed: Claimed | None,
+        message: Message,
+        state: SendState,
+        results: dict[str, RecipientResult],
+        valid: dict[str, Address],
+        serialized: tuple[bytes, bool],
+        kept_as: tuple[str, object],
+    ) -> None:
+        """What a send cut off leaves: for a worker what it had learned, else what to keep."""
+        if claimed is not None:
+            claimed.learned(results, state)  # the worker finishes what was answered
+        elif self.keep:
+            # Nor is what it held back lost: kept, those cut off in flight as uncertain.
+            self._keep_cut_off(message, state, results, valid, serialized, kept_as)
 
     def _keep_cut_off(  # noqa: PLR0917 (the state of a send cut off)
         self,
@@ -565,6 +590,8 @@ class Guard:
             if kept_id not in started:
                 del state.pending[key]
                 claimed.lost.add(key)
+            else:
+                claimed.started.add(key)
 
     # -- the outbox ----------------------------------------------------------------------------
 
@@ -574,13 +601,17 @@ class Guard:
         limit: int = 100,
         lease: timedelta = timedelta(minutes=5),
         concurrency: int = 8,
+        stop: asyncio.Event | None = None,
     ) -> OutboxRun:
         """One pass of a worker: claim up to *limit* due recipients and send them; counts.
 
-        Claims hold for *lease*: a worker that dies leaves them to come back then (those it
-        was handing to the provider come back uncertain, never re-sent by themselves).
+        Claims hold for *lease*, renewed while the pass runs: a worker that dies leaves them
+        to come back then (those it was handing to the provider come back uncertain, never
+        re-sent by themselves).  Once *stop* is set the pass starts no further letter.
         """
-        return await self._keeper.deliver(limit=limit, lease=lease, concurrency=concurrency)
+        return await self._keeper.deliver(
+            limit=limit, lease=lease, concurrency=concurrency, stop=stop
+        )
 
     async def run_outbox(
         self,
@@ -605,7 +636,9 @@ class Guard:
         last = loop.time()
         while not stop.is_set():
             try:
-                run = await self.deliver_outbox(limit=limit, lease=lease, concurrency=concurrency)
+                run = await self.deliver_outbox(
+                    limit=limit, lease=lease, concurrency=concurrency, stop=stop
+                )
             except StoreError as exc:
                 log.warning("sendguard.outbox_store_error", error=str(exc))
                 run = OutboxRun()

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from sendguard._address import Address, normalize_address
 from sendguard._errors import InvalidAddressError, StoreError
-from sendguard._guard._common import log
+from sendguard._guard._common import SendState, log
 from sendguard._models import DeliveryStatus, RecipientResult, SendResult, Suppression
 from sendguard._store import Outcome
 from sendguard._store.coalesce import Coalescer
@@ -109,6 +109,21 @@ class Claimed:
     """Keys whose claim ran out before they were started: not sent by this worker."""
     start: Callable[[list[str]], Awaitable[list[str]]] | None = None
     """Marks entry ids as being sent; those it could (the pass's batched ``Store.start``)."""
+    started: set[str] = field(default_factory=set)
+    """Keys marked as being sent: the provider may have them once the send began."""
+    answered: dict[str, RecipientResult] = field(default_factory=dict)
+    """When the send was cut off: the results of the recipients it had settled."""
+    in_flight: set[str] = field(default_factory=set)
+    """When the send was cut off: keys whose delivery was under way (uncertain)."""
+    cut_off: bool = False
+
+    def learned(self, results: Mapping[str, RecipientResult], state: SendState) -> None:
+        """Note what a send cut off had learned, for the worker to finish it."""
+        self.cut_off = True
+        pending = list(state.pending)
+        self.in_flight = set(pending[: state.in_flight])
+        decided = {**results, **state.results}
+        self.answered = {k: rr for k, rr in decided.items() if k not in state.pending}
 
 
 class _Pass:
@@ -235,9 +250,19 @@ class Keeper:
     # -- sending what is due -------------------------------------------------------------------
 
     async def deliver(
-        self, *, limit: int = 100, lease: timedelta = timedelta(minutes=5), concurrency: int = 8
+        self,
+        *,
+        limit: int = 100,
+        lease: timedelta = timedelta(minutes=5),
+        concurrency: int = 8,
+        stop: asyncio.Event | None = None,
     ) -> OutboxRun:
-        """Claim up to *limit* due recipients and send them, *concurrency* letters at a time."""
+        """Claim up to *limit* due recipients and send them, *concurrency* letters at a time.
+
+        The claim's lease is renewed every third of it while the pass runs (a slow server
+        keeps its worker's hold); once *stop* is set, letters not started stay unsent and are
+        given back with the rest of the claim.
+        """
         guard = self._guard
         guard._recorder.enter()
         token = uuid.uuid4().hex
@@ -256,9 +281,12 @@ class Keeper:
             by_letter.setdefault(kept.letter, []).append(kept)
         gate = asyncio.Semaphore(concurrency)
         calls = _Pass(guard, token)
+        heartbeat = asyncio.create_task(self._renew(token, [e.id for e in claim.entries], lease))
 
         async def one(letter: Letter, entries: list[Kept]) -> OutboxRun:
             async with gate:
+                if stop is not None and stop.is_set():
+                    return OutboxRun()  # stopping: not started, given back below
                 return await self._letter(calls, letter, entries)
 
         try:
@@ -266,11 +294,25 @@ class Keeper:
                 *(one(claim.letters[name], entries) for name, entries in by_letter.items())
             )
         finally:
+            heartbeat.cancel()
             # Whatever was claimed and not started (a pass cut off) goes back at once.
             await asyncio.shield(self._release(token))
         for part in done:
             run.add(part)
         return run
+
+    async def _renew(self, token: str, ids: list[str], lease: timedelta) -> None:
+        """Renew the pass's claim every third of its lease, until cancelled."""
+        guard = self._guard
+        every = max(lease.total_seconds() / 3, 0.01)
+        while True:
+            await asyncio.sleep(every)  # real time: the lease protects real deliveries
+            try:
+                await guard._recorder.bounded(
+                    guard.store.renew(token, ids, guard._clock() + lease), "renew"
+                )
+            except StoreError as exc:
+                log.warning("sendguard.renew_failed", error=str(exc))
 
     async def _release(self, token: str) -> None:
         try:
@@ -301,13 +343,15 @@ class Keeper:
             hold = Claimed(calls.token, letter.id, live, start=calls.start)
             try:
                 result = await self._resend(letter, hold)
+            except asyncio.CancelledError:
+                # Finish what the send had settled (delivered ones must not come back
+                # uncertain); what was in flight waits for the lease, as it may be delivered.
+                finishes += self._cut_off(hold, now, None, run, letter)
+                await asyncio.shield(self._finish_all(calls, finishes, letter))
+                raise
             except Exception as exc:  # noqa: BLE001 (one bad letter must not stop the rest)
-                # Raised before anything was handed over (the store, a message that cannot
-                # be rebuilt): tried again later, until it expires.
                 log.exception("sendguard.outbox_letter_failed", letter=letter.id)
-                for kept in live.values():
-                    finishes.append(self._later(kept, now, f"not sent: {exc!r}"))
-                    run.waiting += 1
+                finishes += self._cut_off(hold, now, exc, run, letter)
                 live = {}
                 result = SendResult(letter.sender, letter.message_id, {})
             for key, kept in live.items():
@@ -320,12 +364,68 @@ class Keeper:
                 setattr(run, kind, getattr(run, kind) + 1)
                 if kind in ("delivered", "failed"):
                     self._tell(kind, rr, letter)
-        try:
-            await calls.finish(finishes)
-        except StoreError as exc:
-            # The lease runs out: what was sent becomes uncertain, the rest comes back.
-            log.error("sendguard.finish_failed", error=str(exc), letter=letter.id)
+        await self._finish_all(calls, finishes, letter)
         return run
+
+    def _cut_off(
+        self,
+        hold: Claimed,
+        now: datetime,
+        error: Exception | None,
+        run: OutboxRun,
+        letter: Letter,
+    ) -> list[Finish]:
+        """How a letter's entries are left when its send raised (*error*) or was cancelled.
+
+        Settled recipients are finished as their results say.  One whose delivery was under
+        way, or that was started when the send failed, may be delivered: uncertain (or, when
+        cancelled, left to its lease).  The rest never reached the provider this time: tried
+        again after the backoff.
+        """
+        finishes = []
+        for key, kept in hold.entries.items():
+            if key in hold.lost:
+                run.lost += 1
+                continue
+            rr = hold.answered.get(key) if hold.cut_off else None
+            if rr is not None:  # settled by a reply, or held back at admission
+                finish, kind = self._finish(kept, rr, now)
+                if kind in ("delivered", "failed"):
+                    self._tell(kind, rr, letter)
+            elif key in hold.in_flight or (error is not None and key in hold.started):
+                if error is None:
+                    continue  # cancelled mid-delivery: the lease makes it uncertain
+                why = f"the send failed while delivering: {error!r}"[:500]
+                finish, kind = (
+                    Finish(kept.id, Held.UNCERTAIN, None, kept.attempts + 1, why),
+                    "uncertain",
+                )
+            else:
+                why = f"not sent: {error!r}"[:500] if error is not None else "the pass was stopped"
+                finish, kind = self._later(kept, now, why), "waiting"
+            finishes.append(finish)
+            setattr(run, kind, getattr(run, kind) + 1)
+        return finishes
+
+    async def _finish_all(self, calls: _Pass, finishes: list[Finish], letter: Letter) -> None:
+        """Record *finishes*, retrying a store that fails for a moment (a restart, a failover).
+
+        A finish that never lands leaves its entries to their lease: what was being sent
+        comes back uncertain, the rest waiting.
+        """
+        if not finishes:
+            return
+        for wait in (0.2, 1.0, 3.0, None):
+            try:
+                await calls.finish(finishes)
+            except StoreError as exc:
+                if wait is None:
+                    log.error("sendguard.finish_failed", error=str(exc), letter=letter.id)
+                    return
+                log.warning("sendguard.finish_retry", error=str(exc), letter=letter.id)
+                await asyncio.sleep(wait)
+            else:
+                return
 
     async def _resend(self, letter: Letter, hold: Claimed) -> SendResult:
         guard = self._guard
