@@ -30,7 +30,7 @@ from sendguard._guard._common import SendState, log
 from sendguard._models import DeliveryStatus, RecipientResult, SendResult, Suppression
 from sendguard._store import Outcome
 from sendguard._store.coalesce import Coalescer
-from sendguard._store.outbox import Backlog, Finish, Held, Kept, Letter, entry_id
+from sendguard._store.outbox import Backlog, Claim, Finish, Held, Kept, Letter, entry_id
 
 if TYPE_CHECKING:
     from sendguard._guard.facade import Guard
@@ -273,6 +273,10 @@ class Keeper:
             ),
             "claim",
         )
+        if not claim.entries:
+            # Idle: mail of streams this guard does not have (removed from its config) is
+            # claimed too, to expire in its time rather than wait unseen for ever.
+            claim = await self._claim_strays(now, token, lease, limit)
         run = OutboxRun(claimed=len(claim.entries))
         if not claim.entries:
             return run
@@ -301,6 +305,18 @@ class Keeper:
             run.add(part)
         return run
 
+    async def _claim_strays(self, now: datetime, token: str, lease: timedelta, limit: int) -> Claim:
+        """Claim due mail of streams not among this guard's (one backlog read first)."""
+        guard = self._guard
+        backlog = await guard._recorder.bounded(guard.store.backlog(now), "backlog")
+        strays = sorted({b.stream for b in backlog if b.due and b.stream not in self.streams})
+        if not strays:
+            return Claim(token)
+        return await guard._recorder.bounded(
+            guard.store.claim(now, token=token, lease=lease, limit=limit, streams=strays),
+            "claim",
+        )
+
     async def _renew(self, token: str, ids: list[str], lease: timedelta) -> None:
         """Renew the pass's claim every third of its lease, until cancelled."""
         guard = self._guard
@@ -327,9 +343,17 @@ class Keeper:
         run = OutboxRun()
         finishes: list[Finish] = []
         live: dict[str, Kept] = {}
+        stray = letter.stream not in self.streams
         for kept in entries:
             if now - kept.created_at >= self.max_age:
                 finishes.append(Finish(kept.id))
+                continue
+            if stray:
+                # Not this guard's stream: waits, unsent, until it expires (or a person acts).
+                why = f"stream {letter.stream!r} is not among the guard's streams"
+                until = max(kept.created_at + self.max_age, now + MIN_BACKOFF)
+                finishes.append(Finish(kept.id, Held.WAITING, until, kept.attempts, why))
+                run.waiting += 1
                 continue
             try:
                 live[normalize_address(kept.recipient).key] = kept
