@@ -380,7 +380,7 @@ class FrameworkBackendAdapter(Adapter):
         *,
         connect: Callable[[], object] | None = None,
         name: str | None = None,
-        message_base: type | None = None,
+        message_base: type | tuple[type, ...] | None = None,
     ) -> None:
         if (backend is None) == (connect is None):
             raise ConfigurationError("FrameworkBackendAdapter takes a backend or connect=, one")

@@ -127,7 +127,7 @@ def _decode_state(cls: type, state: object) -> dict[str, object]:
     return {str(k): _decode(v) for k, v in state.items()}
 
 
-def _first_class(names: list[str], base: type | None) -> type:
+def _first_class(names: list[str], base: type | tuple[type, ...] | None) -> type:
     """The first of *names* this process has (imported), of *base* when given."""
     for name in names:
         try:
@@ -135,9 +135,13 @@ def _first_class(names: list[str], base: type | None) -> type:
         except ConfigurationError:
             continue
         if base is None or issubclass(found, base):
-            return found
-        raise ConfigurationError(f"a kept message is a {found.__name__}, not a {base.__name__}")
-    raise ConfigurationError(f"a kept message names {names[0]!r}, which this process has not")
+            return found  # else a mixin of the class, say: its bases come next
+    bases = base if isinstance(base, tuple) else (base,) if base is not None else ()
+    wanted = " or ".join(f"a {b.__name__}" for b in bases) or "a class"
+    raise ConfigurationError(
+        f"a kept message names {names[0]!r}: this process has no such class, nor {wanted} "
+        "among its bases"
+    )
 
 
 def _decode(value: Any) -> object:  # noqa: ANN401, PLR0911 (JSON; one return per kind)
@@ -174,7 +178,7 @@ def _decode(value: Any) -> object:  # noqa: ANN401, PLR0911 (JSON; one return pe
     raise ConfigurationError("a kept message holds a value of no known kind")
 
 
-def thaw(text: str, *, base: type | None = None) -> object:
+def thaw(text: str, *, base: type | tuple[type, ...] | None = None) -> object:
     """The message :func:`freeze` wrote as *text*; its class must subclass *base*."""
     try:
         data = json.loads(text)

@@ -24,6 +24,7 @@ from flask import Flask, current_app
 from sendguard import ConfigurationError, envelope_address
 from sendguard._backend_adapter import FrameworkBackendAdapter, Handed, counts_as_sent
 from sendguard_flask import current_guard, kept_setting, record
+from sendguard_flask._flask_mail import RawMail
 
 __all__ = ["BackendAdapter", "EmailBackend"]
 
@@ -119,9 +120,9 @@ class BackendAdapter(FrameworkBackendAdapter):
                 made: object = klass(mailman=mailman, fail_silently=False)
                 return made
 
-            super().__init__(connect=connect, name=backend, message_base=EmailMessage)
+            super().__init__(connect=connect, name=backend, message_base=(EmailMessage, RawMail))
         else:
-            super().__init__(backend, message_base=EmailMessage)
+            super().__init__(backend, message_base=(EmailMessage, RawMail))
 
     def send(self, message: object) -> Handed:
         """See :meth:`FrameworkBackendAdapter.send`: inside an app context of the app."""
