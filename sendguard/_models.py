@@ -147,6 +147,8 @@ class SendResult:
     to give back) in time: the guard keeps it in its journal and records it later."""
     outbox_id: str | None = None
     """The id under which the recipients not sent now are kept in the outbox, if any were."""
+    stream: str = ""
+    """The stream the send belonged to."""
 
     def by_status(self, status: DeliveryStatus) -> list[str]:
         """Addresses whose outcome was *status*, in envelope order."""

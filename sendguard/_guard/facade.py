@@ -474,6 +474,7 @@ class Guard:
             recipients=results,
             recorded=newly is not None,
             outbox_id=letter,
+            stream=stream,
         )
         for pause in state.pauses.values():
             log_pause(pause)

@@ -124,8 +124,11 @@ def worker_guard() -> Guard:
 
 
 def _build() -> SyncGuard:
+    from sendguard_django.signals import send_later_signals  # noqa: PLC0415 (imports this)
+
     try:
-        return SyncGuard(**_options(config()))
+        # The request's guard: mail_kept is sent by the backend, on the request's thread.
+        return SyncGuard(**{**_options(config()), "on_outbox": send_later_signals})
     except (ConfigurationError, TypeError, ValueError) as exc:
         raise ImproperlyConfigured(f"SENDGUARD: {exc}") from exc
 

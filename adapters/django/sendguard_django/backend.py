@@ -25,6 +25,7 @@ from django.core.mail.backends.base import BaseEmailBackend
 from sendguard import ConfigurationError, envelope_address
 from sendguard._backend_adapter import counts_as_sent
 from sendguard_django._config import SMTP_BACKEND, config, get_guard
+from sendguard_django.signals import send_kept_signals
 
 __all__ = ["EmailBackend"]
 
@@ -79,6 +80,8 @@ class EmailBackend(BaseEmailBackend):
                     raise
                 continue
             message.sendguard_result = result
+            if result.kept:
+                send_kept_signals(result)
             sent += counts_as_sent(
                 result, kept=kept, not_sent=not_sent, fail_silently=self.fail_silently
             )

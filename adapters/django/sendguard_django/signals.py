@@ -19,6 +19,7 @@ from sendguard import (
     DeliveryEvent,
     InvalidAddressError,
     OutboxEvent,
+    SendResult,
     envelope_address,
     event_from,
     parse_mailbox,
@@ -34,6 +35,8 @@ __all__ = [
     "mail_kept",
     "on_pre_send",
     "on_tracking",
+    "send_kept_signals",
+    "send_later_signals",
     "send_outbox_signal",
 ]
 
@@ -60,6 +63,27 @@ def send_outbox_signal(event: OutboxEvent) -> None:
     signal = _OUTBOX_SIGNALS.get(event.kind)
     if signal is not None:
         signal.send(sender=OutboxEvent, event=event)
+
+
+def send_later_signals(event: OutboxEvent) -> None:
+    """The hook of the request's guard: what workers tell (``mail_kept`` is sent apart).
+
+    The SyncGuard runs its hook on its own loop's thread; ``mail_kept`` is sent by the
+    backend on the thread that sent the mail instead (:func:`send_kept_signals`), so that a
+    receiver's database work joins the request's connection and transaction.
+    """
+    if event.kind != "kept":
+        send_outbox_signal(event)
+
+
+def send_kept_signals(result: SendResult) -> None:
+    """``mail_kept`` for each recipient of *result* kept for later, on the caller's thread."""
+    for rr in result.recipients.values():
+        if rr.kept:
+            event = OutboxEvent(
+                "kept", rr, result.outbox_id or "", result.message_id or "", result.stream
+            )
+            mail_kept.send(sender=OutboxEvent, event=event)
 
 
 _Type = Literal["bounced", "deferred", "complained", "delivered", "unsubscribed", "other"]
