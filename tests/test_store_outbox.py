@@ -10,22 +10,18 @@ clock and compares every answer and every read after every step.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
-import tempfile
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sendguard import MemoryStore, SQLiteStore, Store
+from sendguard import Store
 from sendguard._store.outbox import Finish, Held, Kept, Letter, entry_id
-from tests.conftest import scratch_redis_store
+from tests.test_store_differential import stores
 
 START = dt.datetime(2026, 11, 1, 9, tzinfo=dt.UTC)
 LEASE = dt.timedelta(minutes=5)
@@ -64,24 +60,8 @@ def kept(
     )
 
 
-@contextlib.asynccontextmanager
-async def every_store(redis_url: str, cluster_url: str) -> AsyncIterator[dict[str, Store]]:
-    prefix = f"outbox-{uuid.uuid4().hex[:12]}"
-    with tempfile.TemporaryDirectory() as directory:
-        sqlite = SQLiteStore(Path(directory) / "sendguard.db")
-        async with (
-            scratch_redis_store(redis_url, prefix) as redis_store,
-            scratch_redis_store(cluster_url, prefix, cluster=True) as cluster_store,
-        ):
-            try:
-                yield {
-                    "memory": MemoryStore(),
-                    "sqlite": sqlite,
-                    "redis": redis_store,
-                    "cluster": cluster_store,
-                }
-            finally:
-                await sqlite.aclose()
+every_store = stores
+"""Every store, fresh (the differential store test's): memory, SQLite, Redis, Redis Cluster."""
 
 
 @pytest.fixture(params=["memory", "sqlite", "redis", "cluster"])
