@@ -13,6 +13,7 @@ delivered or final, it goes; held back again, it waits for its next time; older 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email
 import email.policy
 import email.utils
@@ -44,6 +45,10 @@ MIN_BACKOFF = timedelta(minutes=1)
 """The first wait of the outbox's backoff when ``RetryPolicy.defer_for`` is 0."""
 MAX_BACKOFF = timedelta(hours=4)
 """The longest wait between two tries of a deferred recipient (Postfix's is 4000 s)."""
+UNKEEP_TRIES = 12
+"""How often a keep that failed is dropped again until the store answers."""
+UNKEEP_PAUSE = 1.0
+"""Seconds before the second of those tries (doubling, at most a minute)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,7 +192,10 @@ class Keeper:
         """Keep *unsent*'s recipients with their message; the letter's id (None: not kept).
 
         A store that cannot keep them is logged and leaves the results as they were (not
-        kept): the caller sees that nothing will send them.
+        kept): the caller sees that nothing will send them.  A keep that timed out may still
+        land (a stalled Redis that runs the script later, a SQLite write that commits after
+        the guard stopped waiting), so what it would have kept is dropped again in the
+        background: the outbox never sends what the caller was told is not kept.
         """
         guard = self._guard
         letter = Letter(
@@ -225,10 +233,40 @@ class Keeper:
                 message_id=unsent.message_id,
                 recipients=len(entries),
             )
+            guard._recorder.spawn(self._unkeep(letter.id, [e.id for e in entries]))
             return None
         for rr in unsent.results.values():
             self._tell("kept", replace(rr, kept=True), letter)
         return letter.id
+
+    async def _unkeep(self, letter: str, ids: list[str]) -> None:
+        """Drop *ids* (of a keep that failed) in case it landed after all.
+
+        Tried until the store answers (at most :data:`UNKEEP_TRIES` times, a second apart,
+        then logged for a person to drop), and once more a ``store_timeout`` later: the keep
+        may run after the first drop, when the store works off its backlog.
+        """
+        guard = self._guard
+        dropped = 0
+        for attempt in range(UNKEEP_TRIES):
+            try:
+                dropped += await guard._recorder.bounded(guard.store.drop(ids), "drop")
+                break
+            except StoreError:
+                await asyncio.sleep(min(2.0**attempt, 60.0) * UNKEEP_PAUSE)
+        else:
+            log.error(
+                "sendguard.unkeep_failed",
+                letter=letter,
+                action="the store may hold mail the caller was told is not kept: "
+                f"sendguard outbox drop {letter}",
+            )
+            return
+        await asyncio.sleep(guard.store_timeout)
+        with contextlib.suppress(StoreError):
+            dropped += await guard._recorder.bounded(guard.store.drop(ids), "drop")
+        if dropped:
+            log.warning("sendguard.unkept", letter=letter, dropped=dropped)
 
     def _tell(self, kind: str, rr: RecipientResult, letter: Letter) -> None:
         guard = self._guard
