@@ -161,3 +161,69 @@ def test_every_reason_has_an_action() -> None:
     for reason in REASONS:
         rule = Rules([Rule(reason, r"^zz$")], base=())
         assert classify("zz", reply_code=550, rules=rule).action in Action
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "550 Requested action not taken",  # a bare code names no cause
+        "553 sorry",
+        "550 Rejected by the remote server",
+        # a recipient code beside words about a policy, the sender or abuse
+        "552 5.1.1 <a@zoho.example> Mailbox delivery failure policy error",
+        "553 VS10-RT Possible forgery or deactivated due to abuse (#5.1.1)",
+        "552 5.1.1 <a@comcast.example> recipient rejected - extended quota violation",
+        # a generic prefix with nothing after it
+        "550 <a@b.example>: Recipient address rejected.",
+        "554 5.7.1 <a@b.example>: Recipient address rejected: Access denied",
+    ],
+)
+def test_no_suppression_without_positive_evidence(text: str) -> None:
+    c = classify(text)
+    assert c.action is not Action.SUPPRESS, c
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("550 5.1.1 http://support.example/answer?ip=1 - gsmtp", "userunknown"),  # help link
+        ("550 5.4.1 Recipient address rejected: Access denied. AS(201806281)", "userunknown"),
+        (
+            "550 5.4.1 [a@b.example]: Recipient address rejected: Access denied [b.example]",
+            "userunknown",
+        ),
+        ("540 5.7.1 <a@rambler.example>: recipient address rejected: Inactive", "suspend"),
+        ("550 This account has been disabled or discontinued", "suspend"),
+        ("550 unrouteable address", "userunknown"),
+        ("553 mailbox name not allowed", "userunknown"),
+    ],
+)
+def test_positive_evidence_suppresses(text: str, reason: str) -> None:
+    c = classify(text)
+    assert (c.reason, c.action) == (reason, Action.SUPPRESS), c
+
+
+def test_an_account_that_may_come_back_is_soft() -> None:
+    for text in ("550 Mailbox is frozen", "550 User suspended", "550 5.2.1 account locked"):
+        c = classify(text)
+        assert (c.reason, c.action) == ("suspend", Action.FAIL), c
+    rate = "550 5.2.1 The user you are trying to contact is receiving mail at a rate that prevents"
+    assert classify(rate).action is not Action.SUPPRESS
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "550 relaying to <a@b.example> prohibited by administrator",
+        "553 5.1.1 (bad destination mailbox address),smtp;553 Relaying disallowed",
+        "550 not local host b.example, not a gateway",
+        "550 smtp auth required",
+        "553 AUTH FAILED - a@b.example",
+        "550 Administrative prohibition - envelope blocked",
+        "550 Too many invalid recipients",
+        "5.1.0 - Unknown address error 550-'5.7.1 Client host blocked using zen.spamhaus.org'",
+    ],
+)
+def test_sender_side_wordings_pause_and_never_suppress(text: str) -> None:
+    c = classify(text)
+    assert c.action is Action.PAUSE_SENDER, c

@@ -40,6 +40,7 @@ async def test_250_is_accepted_and_the_message_arrives(
         "550 No such user here",
         "551 User not local",
         "553 mailbox name not allowed",
+        "550 5.2.1 mailbox disabled",  # an account disabled for good is a dead address
         "550 5.1.10 RESOLVER.ADR.RecipientNotFound",
         # Microsoft's Directory-Based Edge Blocking: the mailbox does not exist.
         "550 5.4.1 Recipient address rejected: Access denied",
@@ -60,7 +61,7 @@ async def test_recipient_5xx_rejects_and_suppresses(
     entry = await guard.suppression("BOB@example.com")
     assert entry is not None
     assert (entry.reply_code, entry.source) == (int(reply[:3]), "smtp")
-    assert entry.reason in ("userunknown", "hostunknown")
+    assert entry.reason in ("userunknown", "hostunknown", "suspend")
     assert entry.reason == rr.reason
     assert entry.detail == reply[4:]
 
@@ -158,7 +159,7 @@ async def test_4xx_rate_limit_pauses_briefly_instead_of_retrying(
         ("554 Transaction failed", "systemerror"),
         ("552 5.3.4 Message size exceeds fixed limit", "emailtoolarge"),
         ("554 5.7.1 Message rejected as spam by Content Filtering", "spamdetected"),
-        ("550 5.2.1 mailbox disabled", "suspend"),
+        ("550 5.2.1 Mailbox is frozen", "suspend"),  # may come back: soft, not suppressed
     ],
 )
 async def test_refused_message_rejects_without_suppressing_or_pausing(

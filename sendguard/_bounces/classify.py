@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from sendguard._errors import ConfigurationError
@@ -267,7 +267,7 @@ _TEXT_RULES: list[Rule] = [
     ),
     *_phrases(
         "ratelimited",
-        r"too many (?:recipients|messages|connections|concurrent)",
+        r"too many (?:invalid |unknown |bad )?(?:recipients|messages|connections|concurrent)",
         r"(?:rate|connection|frequency|sending) limit(?:ed|s)? (?:exceeded|reached)?",
         r"connection frequency limited",
         r"unusual rate of",
@@ -275,6 +275,7 @@ _TEXT_RULES: list[Rule] = [
         r"exceeded (?:the )?(?:rate|sending|message) (?:limit|quota)",
         (r"try (?:again )?later", r"(?:too many|volume)"),
         r"has sent to too many recipients",
+        r"receiving mail at a rate",
         r"throttl",
     ),
     *_phrases(
@@ -345,10 +346,16 @@ _TEXT_RULES: list[Rule] = [
         r"(?:your|sending|client) ip (?:address )?(?:has been |is )?(?:blocked|rejected|not allowed)",
         r"not allowed to send from",
         r"host network not allowed",
+        r"envelope blocked",
+        r"administrative prohibition",
+        r"block-send-?er",
     ),
     *_phrases(
         "norelaying",
-        r"relay(?:ing)? (?:access )?(?:denied|not permitted|prohibited|not allowed)",
+        r"relay(?:ing)?(?: to <?[^\s<>]{1,254}>?)? (?:access )?(?:denied|not permitted|prohibited"
+        r"|not allowed|disallowed)",
+        r"not a gateway",
+        r"local user only",
         r"no relaying",
         r"unable to relay",
         r"email address is not verified",
@@ -365,6 +372,7 @@ _TEXT_RULES: list[Rule] = [
     *_phrases(
         "securityerror",
         r"smtp authentication",
+        r"\b(?:smtp )?auth(?:entication)? (?:failed|required)",
         r"authentication required",
         r"auth(?:entication)?required",
         r"delivery not authorized",
@@ -450,10 +458,25 @@ _TEXT_RULES: list[Rule] = [
         r"system (?:storage|disk) (?:full|exceeded)",
         r"mail system full",
     ),
+    # An account disabled, closed or removed for good is a dead address too ("definite": it
+    # suppresses when permanent); one frozen, locked or suspended may come back (soft).
+    *[
+        replace(rule, definite=True)
+        for rule in _phrases(
+            "suspend",
+            r"(?:account|mailbox|user|address)(?: has been| is| was)? (?:now )?(?:disabled"
+            r"|deactivated|discontinued|inactive|closed|terminated|removed|deleted|expired"
+            r"|not activated)",
+            r"address rejected: inactive\b",
+            r"(?:disabled|deactivated|inactive|closed) (?:recipient|account|mailbox|user)",
+            r"(?:account|mailbox|user)\W{1,3}inactive",
+            r"(?:is now|has been) disabled",
+            r"mail receiving disabled",
+        )
+    ],
     *_phrases(
         "suspend",
-        r"(?:account|mailbox|user|address)(?: has been| is)? (?:disabled|suspended|inactive|frozen|deactivated|discontinued|locked|blocked)",
-        r"disabled (?:recipient|account|mailbox|user)",
+        r"(?:account|mailbox|user|address)(?: has been| is)? (?:suspended|frozen|locked|blocked)",
         (r"(?:account|compte)", r" (?:est )?bloque", r"[^.]"),
         r"mailbox is frozen",
         r"account (?:has been )?(?:disabled|discontinued|expired|terminated)",
@@ -465,6 +488,8 @@ _TEXT_RULES: list[Rule] = [
         r"has moved",
         r"not our customer",
         r"user (?:has )?moved",
+        r"(?:address|mailbox|account|user) (?:no longer exists|is no longer)",
+        r"no longer accepts (?:e-?mail|mail|messages)",
     ),
     *_phrases(
         "notaccept",
@@ -521,8 +546,19 @@ _TEXT_RULES: list[Rule] = [
         r"illegal host/domain",
         r"(?<![\w.-])[a-z0-9-]{1,63}(?:\.[a-z0-9-]{1,63})+ (?:does not|doesn't) exist",
     ),
+    # Microsoft's directory-based edge blocking (5.4.1 "Access denied", an AS(...) code): the
+    # address is not in the tenant.  Elsewhere "Recipient address rejected: Access denied" is
+    # a recipient access rule: the address is refused, not proven dead.
+    Rule(
+        "userunknown",
+        r"recipient address rejected: access denied",
+        codes=("5.4.1",),
+        name="userunknown: Microsoft 5.4.1 Recipient address rejected: Access denied",
+    ),
+    Rule("userunknown", r"recipient address rejected: access denied\.? as\(\d+\)"),
     *_phrases(
         "filtered",
+        r"recipient address rejected: access denied",
         r"refused due to recipient preferences",
         r"message filtered",
         r"only accepting mail from specific",
@@ -541,6 +577,9 @@ _TEXT_RULES: list[Rule] = [
         ),
         r"(?:unknown|invalid|no such|non-?existent|illegal|bad) (?:local )?(?:user|mailbox|recipient|address|account|addressee)",
         r"no mailbox here",
+        r"mailbox name not allowed",
+        r"does not have an account here",
+        r"unrouteable address",
         r"no valid recipients",
         r"user not (?:exist|local|found)",
         r"recip(?:ient)?notfound",
@@ -548,14 +587,16 @@ _TEXT_RULES: list[Rule] = [
         r"not listed in (?:domino directory|public name)",
         r"address (?:couldn't|could not) be found",
         r"invalid final delivery userid",
-        r"recipient address rejected: (?:access denied|unknown|user unknown|undeliverable|invalid)",
-        r"address rejected",
-        r"mailbox unavailable",
+        r"recipient address rejected: (?:unknown|user unknown|undeliverable|invalid)",
+        r"unknown local-part",
         r"invalid recipient",
         r"unknown or illegal",
         r"no such (?:user|person|mailbox)",
-        r"mailbox not (?:found|available)",
+        r"mailbox not found",
         r"not a valid (?:mailbox|recipient|user)",
+        r"marked as invalid",
+        r"not in (?:the |our )?(?:recipient|user|valid recipient)s? list",
+        r"mail-box not found",
     ),
     *_phrases(
         "expired",
@@ -691,7 +732,6 @@ _REPLY_RULES = [
     Rule("blocked", reply_codes=(421,), name="blocked: 421 service not available"),
     Rule("systemfull", reply_codes=(452,), name="systemfull: 452 insufficient storage"),
     Rule("mailboxfull", reply_codes=(552,), name="mailboxfull: 552 storage exceeded"),
-    Rule("userunknown", reply_codes=(550, 551, 553), name="userunknown: bare 550/551/553"),
     Rule("syntaxerror", reply_codes=(500, 501, 502, 503, 504), name="syntaxerror: 50x"),
 ]
 
@@ -722,6 +762,7 @@ class Rules:
 
 
 DEFAULT = Rules()
+_DEFAULT_SET = frozenset(DEFAULT_RULES)
 
 WINDOW = 4096
 """How much of a text :func:`classify` reads (characters, runs of white space folded)."""
@@ -759,6 +800,19 @@ _STAGE_HINTS = (
     ),
 )
 _SPACES = re.compile(r"\s+")
+_GENERIC = re.compile(r"\bunknown address error\b:?", re.IGNORECASE)
+"""Prefixes that name no cause (Exchange's "Unknown address error" before the remote reply):
+taken out before the rules read the text, so what follows decides."""
+_URL = re.compile(r"(?:https?://|www\.)\S*", re.IGNORECASE)
+_AGAINST = re.compile(
+    r"polic(?:y|ies)|abuse|forg(?:ed|ery)|quota|relay|spam|block|den(?:ied|y)|prohibit"
+    r"|not allowed|refused|reputation|\bauth|restrict|permi(?:t|ssion)|virus|content|loop"
+    r"|\bspf\b|\bdkim\b|\bdmarc\b|\bip\b|reverse|rate|limit",
+    re.IGNORECASE,
+)
+"""Words that say a refusal is about the sender, the message or a policy: with them, a
+recipient status code alone (5.1.1 with words the rules do not know) is no proof that the
+address is dead."""
 _NOT_UNKNOWN = frozenset({"2.0"})
 
 
@@ -840,12 +894,31 @@ def classify(
         stage = stage_hint(window)
     reply_code = reply_code if reply_code is not None else parsed_reply
     enhanced_code = enhanced_code or parsed_enhanced
-    folded = _unwrap(_SPACES.sub(" ", window).strip()[:WINDOW])
+    folded = _unwrap(_SPACES.sub(" ", _GENERIC.sub(" ", window)).strip()[:WINDOW])
     direct_2xx = (
         reply_code is not None and reply_code // 100 == 2 and folded.startswith(str(reply_code))
     )
     rule = None if direct_2xx else rules.first_match(folded, enhanced_code, reply_code)
     reason = "delivered" if direct_2xx else rule.reason if rule else "onhold"
+    if (
+        rule is not None
+        and reason == "suspend"
+        and rule.pattern is None
+        and rule in _DEFAULT_SET
+        and _AGAINST.search(_URL.sub(" ", folded))
+    ):
+        reason = "onhold"  # x.2.1 beside words about a rate or a policy: not the account
+    if (
+        rule is not None
+        and reason in HARD_REASONS
+        and rule.pattern is None
+        and rule in _DEFAULT_SET
+        and _AGAINST.search(_URL.sub(" ", folded))
+    ):
+        # Suppress only on positive evidence: a recipient code beside words about the sender,
+        # the message or a policy ("550 5.1.1 ... policy error", "... deactivated due to
+        # abuse") proves nothing about the address.
+        reason = "onhold"
     definite = rule is not None and rule.definite
     if stage == "mail" and reason in (*HARD_REASONS, "securityerror", "onhold"):
         reason = "rejected"  # refused at MAIL FROM: it is the sender that was refused
@@ -861,9 +934,12 @@ def classify(
         permanent = enhanced_code[0] == "5"
     else:
         permanent = reason in _PERMANENT_BY_DEFAULT
+    action = _action(reason, permanent)
+    if reason == "suspend" and definite and permanent and action is Action.FAIL:
+        action = Action.SUPPRESS
     return Classification(
         reason=reason,
-        action=_action(reason, permanent),
+        action=action,
         permanent=permanent,
         reply_code=reply_code,
         enhanced_code=enhanced_code,

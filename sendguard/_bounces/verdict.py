@@ -131,7 +131,7 @@ def hard_failure(action: str, found: Classification, status: str) -> bool:
     """Whether a bounce report of *action* with *found* and *status* says the address is dead."""
     return (
         action == "failed"
-        and found.reason in HARD_REASONS
+        and (found.reason in HARD_REASONS or found.reason == "suspend")  # suspend: for good
         and found.action is Action.SUPPRESS
         and status.startswith("5")
     )
