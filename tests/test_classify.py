@@ -227,3 +227,46 @@ def test_an_account_that_may_come_back_is_soft() -> None:
 def test_sender_side_wordings_pause_and_never_suppress(text: str) -> None:
     c = classify(text)
     assert c.action is Action.PAUSE_SENDER, c
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "SMTP error from remote mail server after initial connection: 554 5.7.1 User unknown",
+        "host mx.b.example[192.0.2.1] refused to talk to me: 550 5.1.1 no such user",
+        "host mx.b.example[192.0.2.1] said: 550 5.1.1 no such user (in reply to EHLO command)",
+        "SMTP error from remote mail server after EHLO mta.a.example: 550 Access denied",
+    ],
+)
+def test_a_refusal_at_the_greeting_or_ehlo_is_of_the_sending_host(text: str) -> None:
+    c = classify(text)
+    assert (c.reason, c.action) == ("blocked", Action.PAUSE_SENDER), c
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        # a blocklist hit on a link in the body is content; on the sending IP it is the sender
+        ("554 5.7.1 Message rejected because it contains a URL listed in SURBL", "spamdetected"),
+        (
+            "554 5.7.1 the domain b.example in the message body is listed at dbl.spamhaus.org",
+            "spamdetected",
+        ),
+        ("550 5.7.1 Client host [192.0.2.1] blocked using zen.spamhaus.org", "blocked"),
+        # a sending quota is the sender's; a mailbox quota the recipient's
+        ("550 5.4.5 Daily user sending quota exceeded", "ratelimited"),
+        ("552 5.2.2 Mailbox quota exceeded", "mailboxfull"),
+    ],
+)
+def test_the_most_specific_cause_wins(text: str, reason: str) -> None:
+    assert classify(text).reason == reason
+
+
+def test_a_permanent_refusal_naming_no_cause_counts_for_the_breaker() -> None:
+    from sendguard._bounces.verdict import counts_as_bounce  # noqa: PLC0415
+
+    nameless = classify("550 Requested action not taken")
+    assert nameless.action is Action.FAIL
+    assert counts_as_bounce(nameless, final=True, suppressed=False)
+    assert not counts_as_bounce(classify("554 5.7.1 spam"), final=True, suppressed=False)
+    assert not counts_as_bounce(classify("450 try later"), final=True, suppressed=False)

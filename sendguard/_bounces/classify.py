@@ -276,6 +276,7 @@ _TEXT_RULES: list[Rule] = [
         (r"try (?:again )?later", r"(?:too many|volume)"),
         r"has sent to too many recipients",
         r"receiving mail at a rate",
+        r"(?:daily |user )*sending (?:quota|limit)",
         r"throttl",
     ),
     *_phrases(
@@ -298,6 +299,16 @@ _TEXT_RULES: list[Rule] = [
         r"authentication checks? failed",
         r"does not pass (?:dmarc|spf|dkim)",
         r"sender (?:domain )?(?:authentication|verification) (?:failed|required)",
+    ),
+    # A blocklist hit on a link or domain in the body is about the content, not the sending
+    # IP: before the blocklist names below, which would read it as a block of the sender.
+    *_phrases(
+        "spamdetected",
+        r"(?:url|uri|link|domain|hostname)s? (?:found )?(?:in|within|inside) (?:the |your |this )?"
+        r"(?:message|body|content|mail|e-?mail)",
+        r"contains? (?:a |an |one or more )?(?:url|uri|link|domain)s? (?:that (?:is|are) )?"
+        r"(?:listed|blacklisted|blocklisted|blocked)",
+        r"\b(?:surbl|uribl|dbl\.spamhaus)\b",
     ),
     # "5xx <address> Rejected": the server names the recipient and refuses it, nothing else
     # (Symantec Email Security.cloud writes this for an address it does not accept).
@@ -774,6 +785,17 @@ _ENHANCED = re.compile(r"(?<![\d.])#?\(?([245]\.\d{1,3}\.\d{1,3})(?![\d.]*\d)")
 _REPLY = re.compile(r"(?:^|[\s<(#\[])([245][0-5]\d)(?=[\s\-:,)\]]|$)")
 _STAGE_HINTS = (
     (
+        # Exim's "after initial connection" / "after EHLO", Postfix's "in reply to EHLO
+        # command", a refused greeting: the sending host was refused before any recipient.
+        re.compile(
+            r"(?:in reply to|after|did not like our) (?:the )?(?:initial connection|ehlo|helo)\b"
+            r"|while (?:connecting|talking) to \S+:? (?:<<<|>>>)? ?(?:greeting|ehlo|helo)"
+            r"|>>> (?:ehlo|helo) |refused to talk to me|(?:smtp )?greeting (?:failure|refused)",
+            re.I,
+        ),
+        "connect",
+    ),
+    (
         re.compile(
             r"(?:in reply to|after|did not like our) (?:the )?mail from|>>> mail from", re.I
         ),
@@ -920,8 +942,10 @@ def classify(
         # abuse") proves nothing about the address.
         reason = "onhold"
     definite = rule is not None and rule.definite
-    if stage == "mail" and reason in (*HARD_REASONS, "securityerror", "onhold"):
+    if stage == "mail" and reason in (*HARD_REASONS, "suspend", "securityerror", "onhold"):
         reason = "rejected"  # refused at MAIL FROM: it is the sender that was refused
+    elif stage in ("connect", "helo", "ehlo") and reason in (*HARD_REASONS, "suspend", "onhold"):
+        reason = "blocked"  # refused at the greeting or EHLO: the sending host was refused
     elif stage in ("data", "data_end") and reason == "userunknown" and not definite:
         reason = "filtered"  # "unknown user" after the content was seen: a filter's answer
     elif reason == "userunknown" and enhanced_code and enhanced_code[2:] in _NOT_UNKNOWN:

@@ -78,6 +78,7 @@ class Decision(Enum):
     UNCERTAIN = "uncertain"
 
 
+_NO_CAUSE = frozenset({"onhold", "undefined"})
 _SUPPRESS_STAGES = frozenset({Stage.RCPT, Stage.DATA, Stage.DATA_END})
 
 
@@ -124,7 +125,11 @@ def judge_reply(reply: Reply, rules: Rules) -> tuple[Decision, Classification | 
 
 def counts_as_bounce(found: Classification | None, *, final: bool, suppressed: bool) -> bool:
     """Whether a failure counts as a bounce for the breaker (final, and about the address)."""
-    return final and found is not None and (suppressed or found.soft)
+    if not final or found is None:
+        return False
+    # A permanent refusal that names no cause failed the message without proving the address
+    # dead: it still counts, as the mailbox provider counts it.
+    return suppressed or found.soft or (found.permanent and found.reason in _NO_CAUSE)
 
 
 def hard_failure(action: str, found: Classification, status: str) -> bool:
