@@ -270,3 +270,31 @@ def test_a_permanent_refusal_naming_no_cause_counts_for_the_breaker() -> None:
     assert counts_as_bounce(nameless, final=True, suppressed=False)
     assert not counts_as_bounce(classify("554 5.7.1 spam"), final=True, suppressed=False)
     assert not counts_as_bounce(classify("450 try later"), final=True, suppressed=False)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "550 Invalid recipient - message rejected by policy",
+        "554 5.7.1 Rejected, user unknown (policy)",
+        "550 User unknown; rejecting because of DMARC policy",
+        "550 5.1.1 unknown user - your message looks like spam",
+        "550 5.7.1 Requested action not taken: mailbox not available",  # a policy code
+        "The account or domain may not exist, they may be blacklisted",
+    ],
+)
+def test_words_of_policy_or_content_outweigh_a_recipient_phrase(text: str) -> None:
+    assert classify(text).action is not Action.SUPPRESS
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "550 Requested action not taken: mailbox unavailable",  # RFC 5321's 550, no policy code
+        "553 5.3.0 <a@b.example>... Addressee unknown, relay=[192.0.2.1]",  # Sendmail's relay=
+        "550 Host unknown (Authoritative answer from name server)",
+        "550 5.1.1 <a@b.example>: Recipient address rejected: User unknown in local table",
+    ],
+)
+def test_the_common_words_of_a_recipient_refusal_do_not_count_against_it(text: str) -> None:
+    assert classify(text).action is Action.SUPPRESS

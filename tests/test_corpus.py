@@ -30,12 +30,12 @@ def test_no_sender_side_refusal_is_ever_suppressed(result: Result) -> None:
 def test_floors(result: Result) -> None:
     # Lowered with "suppress only on positive evidence" (issue 15): a few replies Sisimai
     # calls userunknown name no cause (see the deliberate disagreements below).
-    assert result.line_rate >= 87.5
+    assert result.line_rate >= 87.0
     assert result.pct(result.found, result.recipients) >= 99.5
     assert result.reason_rate >= 87.0
     assert result.pct(result.status_agree, result.recipients) >= 91.5
     assert result.both_rate >= 84.0
-    assert result.hard_rate >= 95.0
+    assert result.hard_rate >= 94.0
 
 
 # -- deliberate disagreements ----------------------------------------------------------------

@@ -249,6 +249,14 @@ def _phrases(reason: str, *phrases: Phrase) -> list[Rule]:
     return rules
 
 
+_UNAVAILABLE = Rule(
+    "userunknown",
+    r"mailbox (?:unavailable|not available)",
+    name="userunknown: mailbox unavailable (RFC 5321's 550 text; not with a 5.7.x policy code)",
+)
+"""RFC 5321's text for 550, which most servers send for a mailbox that does not exist, but
+which "command rejected for policy reasons" shares: evidence only without a policy code."""
+
 # -- layer 1: phrases ---------------------------------------------------------------------------
 # Order matters: sender-side and rate-limit phrases come first, since they are often sent with
 # recipient codes (550 5.1.1 "... has sent to too many recipients"); then the message-level
@@ -565,6 +573,7 @@ _TEXT_RULES: list[Rule] = [
         r"recipient address rejected: access denied",
         codes=("5.4.1",),
         name="userunknown: Microsoft 5.4.1 Recipient address rejected: Access denied",
+        definite=True,
     ),
     Rule("userunknown", r"recipient address rejected: access denied\.? as\(\d+\)"),
     *_phrases(
@@ -583,7 +592,7 @@ _TEXT_RULES: list[Rule] = [
         (
             r"(?:user|mailbox|recipient|address|account|addressee)",
             r" (?:is )?(?:unknown|not found|not exist|does not exist|doesn't exist|not listed"
-            r"|invalid|unavailable|unrecognized)",
+            r"|invalid|unrecognized)",
             r"\S",
         ),
         r"(?:unknown|invalid|no such|non-?existent|illegal|bad) (?:local )?(?:user|mailbox|recipient|address|account|addressee)",
@@ -609,6 +618,7 @@ _TEXT_RULES: list[Rule] = [
         r"not in (?:the |our )?(?:recipient|user|valid recipient)s? list",
         r"mail-box not found",
     ),
+    _UNAVAILABLE,
     *_phrases(
         "expired",
         r"(?:message|envelope|delivery) (?:has )?expired",
@@ -829,9 +839,17 @@ _URL = re.compile(r"(?:https?://|www\.)\S*", re.IGNORECASE)
 _AGAINST = re.compile(
     r"polic(?:y|ies)|abuse|forg(?:ed|ery)|quota|relay|spam|block|den(?:ied|y)|prohibit"
     r"|not allowed|refused|reputation|\bauth|restrict|permi(?:t|ssion)|virus|content|loop"
-    r"|\bspf\b|\bdkim\b|\bdmarc\b|\bip\b|reverse|rate|limit",
+    r"|\bspf\b|\bdkim\b|\bdmarc\b|\bip\b|reverse|\brate\b|limit",
     re.IGNORECASE,
 )
+_AGAINST_WORDS = re.compile(
+    r"\bspam|polic(?:y|ies)|reputation|(?:black|block) ?list|\bspf\b|\bdkim\b|\bdmarc\b"
+    r"|virus|malware|\babuse\b|\bcontent\b",
+    re.IGNORECASE,
+)
+"""Words that outweigh a recipient phrase: "Invalid recipient - rejected by policy", "user
+unknown; rejecting because of DMARC" (the common words of a recipient's refusal, "denied",
+"relay=", "authoritative answer", are not among them)."""
 """Words that say a refusal is about the sender, the message or a policy: with them, a
 recipient status code alone (5.1.1 with words the rules do not know) is no proof that the
 address is dead."""
@@ -933,9 +951,12 @@ def classify(
     if (
         rule is not None
         and reason in HARD_REASONS
-        and rule.pattern is None
+        and not rule.definite
         and rule in _DEFAULT_SET
-        and _AGAINST.search(_URL.sub(" ", folded))
+        and (
+            (_AGAINST if rule.pattern is None else _AGAINST_WORDS).search(_URL.sub(" ", folded))
+            or (rule is _UNAVAILABLE and enhanced_code is not None and enhanced_code[2:4] == "7.")
+        )
     ):
         # Suppress only on positive evidence: a recipient code beside words about the sender,
         # the message or a policy ("550 5.1.1 ... policy error", "... deactivated due to
