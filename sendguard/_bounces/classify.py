@@ -876,6 +876,27 @@ def _unwrap(folded: str) -> str:
     )
 
 
+def _evidence(rule: Rule, folded: str, enhanced: str | None) -> bool:
+    """Whether a default rule that says the address is dead proves it, in this text.
+
+    Suppress only on positive evidence: a recipient code (5.1.1, or 5.2.1 for a disabled
+    account) beside words about the sender, the message, a rate or a policy ("550 5.1.1 ...
+    policy error", "... deactivated due to abuse", "5.2.1 ... receiving mail at a rate")
+    proves nothing about the address, nor does a recipient phrase beside words of spam, a
+    policy, a blocklist or SPF/DKIM/DMARC.  A user's own rules and definite phrases are
+    taken at their word.
+    """
+    coded = rule.pattern is None
+    if rule not in _DEFAULT_SET or rule.definite:
+        return True
+    if rule.reason not in HARD_REASONS and not (coded and rule.reason == "suspend"):
+        return True
+    if rule is _UNAVAILABLE and enhanced is not None and enhanced[2:4] == "7.":
+        return False
+    against = _AGAINST if coded else _AGAINST_WORDS
+    return against.search(_URL.sub(" ", folded)) is None
+
+
 def stage_hint(text: str) -> str | None:
     """The SMTP stage a diagnostic text names (``"mail"``, ``"rcpt"``, ``"data"``), if any."""
     return next((name for regex, name in _STAGE_HINTS if regex.search(text)), None)
@@ -940,27 +961,7 @@ def classify(
     )
     rule = None if direct_2xx else rules.first_match(folded, enhanced_code, reply_code)
     reason = "delivered" if direct_2xx else rule.reason if rule else "onhold"
-    if (
-        rule is not None
-        and reason == "suspend"
-        and rule.pattern is None
-        and rule in _DEFAULT_SET
-        and _AGAINST.search(_URL.sub(" ", folded))
-    ):
-        reason = "onhold"  # x.2.1 beside words about a rate or a policy: not the account
-    if (
-        rule is not None
-        and reason in HARD_REASONS
-        and not rule.definite
-        and rule in _DEFAULT_SET
-        and (
-            (_AGAINST if rule.pattern is None else _AGAINST_WORDS).search(_URL.sub(" ", folded))
-            or (rule is _UNAVAILABLE and enhanced_code is not None and enhanced_code[2:4] == "7.")
-        )
-    ):
-        # Suppress only on positive evidence: a recipient code beside words about the sender,
-        # the message or a policy ("550 5.1.1 ... policy error", "... deactivated due to
-        # abuse") proves nothing about the address.
+    if rule is not None and not _evidence(rule, folded, enhanced_code):
         reason = "onhold"
     definite = rule is not None and rule.definite
     if stage == "mail" and reason in (*HARD_REASONS, "suspend", "securityerror", "onhold"):
