@@ -10,12 +10,14 @@ from sendguard._address import (
 )
 from sendguard._bounces.classify import (
     DEFAULT_RULES,
+    PROVIDER_RULES,
     REASONS,
     Action,
     Classification,
     Rule,
     Rules,
     classify,
+    load_rules,
 )
 from sendguard._bounces.dsn import BounceReport, parse_bounce
 from sendguard._bounces.events import DeliveryEvent, event_from
@@ -76,6 +78,7 @@ __all__ = [
     "DEFAULT_RULES",
     "LINE_BREAKS",
     "PROVIDERS",
+    "PROVIDER_RULES",
     "REASONS",
     "STREAMS",
     "STREAM_HEADER",
@@ -142,6 +145,7 @@ __all__ = [
     "classify",
     "envelope_address",
     "event_from",
+    "load_rules",
     "mx_provider",
     "normalize_address",
     "open_store",

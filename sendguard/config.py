@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sendguard._bounces.classify import Rule, Rules
+from sendguard._bounces.classify import Rule, Rules, load_rules
 from sendguard._errors import ConfigurationError
 from sendguard._pacing.breaker import Breaker
 from sendguard._pacing.retry import RetryPolicy
@@ -157,10 +157,15 @@ def _rules(key: str, value: object) -> Rules:
     """``Rules``, or a list of rules: tables of Rule's fields, or ``"reason: regex"`` texts."""
     if isinstance(value, Rules):
         return value
+    if isinstance(value, os.PathLike) or (
+        isinstance(value, str) and value.strip().lower().endswith(".toml")
+    ):
+        return Rules(load_rules(value))  # a file of [[rule]] tables, as providers.toml
     if isinstance(value, str | bytes) or not isinstance(value, list | tuple):
         raise ConfigurationError(
             f"{key} must be a list of rules, e.g. [{{'reason': 'mailboxfull', "
-            f"'pattern': 'casella piena'}}] or ['mailboxfull: casella piena'], not {value!r}"
+            f"'pattern': 'casella piena'}}], ['mailboxfull: casella piena'] or a rules file "
+            f"'my-rules.toml', not {value!r}"
         )
     rules: list[Rule] = []
     for item in value:
@@ -375,14 +380,20 @@ _STRUCTURED = frozenset({"WARMUP", "RETRY", "RULES", "SOFT_BOUNCE", "BREAKER", "
 
 
 def from_env(environ: Mapping[str, str] | None = None) -> Settings:
-    """Read ``SENDGUARD_*`` variables; structured values (WARMUP, RULES, ...) are JSON."""
+    """Read ``SENDGUARD_*`` variables; structured values (WARMUP, RULES, ...) are JSON.
+
+    ``SENDGUARD_RULES`` may also name a rules file (``my-rules.toml``, see
+    :func:`sendguard.load_rules`).
+    """
     env = os.environ if environ is None else environ
     mine: dict[str, Any] = {}
     for name, value in env.items():
         if not name.startswith("SENDGUARD_") or name[10:] in _NOT_OPTIONS:
             continue
         key = name[10:]
-        if key.upper() in _STRUCTURED:
+        if key.upper() == "RULES" and value.strip().lower().endswith(".toml"):
+            mine[key] = value.strip()  # a rules file, as providers.toml
+        elif key.upper() in _STRUCTURED:
             try:
                 mine[key] = json.loads(value)
             except ValueError as exc:

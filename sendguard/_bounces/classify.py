@@ -29,15 +29,20 @@ whether the failure is permanent:
 
 from __future__ import annotations
 
+import os
 import re
+import tomllib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from importlib import resources
+from pathlib import Path
 
 from sendguard._errors import ConfigurationError
 
 __all__ = [
     "DEFAULT_RULES",
+    "PROVIDER_RULES",
     "REASONS",
     "SOFT_REASONS",
     "Action",
@@ -45,6 +50,7 @@ __all__ = [
     "Rule",
     "Rules",
     "classify",
+    "load_rules",
 ]
 
 REASONS = frozenset(
@@ -249,6 +255,85 @@ def _phrases(reason: str, *phrases: Phrase) -> list[Rule]:
     return rules
 
 
+_RULE_FIELDS = frozenset({"reason", "pattern", "then", "between", "codes", "reply_codes"})
+_RULE_FLAGS = frozenset({"definite"})
+_RULE_NOTES = frozenset({"name", "provider", "source", "example", "note"})
+
+
+def load_rules(path: str | os.PathLike[str]) -> list[Rule]:
+    """The rules of a TOML file of ``[[rule]]`` tables, in the file's order.
+
+    Each table has :class:`Rule`'s fields (``reason``, ``pattern``, ``codes``,
+    ``reply_codes``, ``definite``, ``name``), optionally ``then`` (a pattern that must follow
+    *pattern* later in the text, matched in time linear in the text) and ``between`` (what
+    may stand between them, ``"."`` by default), and notes that are kept out of the match
+    (``provider``, ``source``, ``example``, ``note``).  sendguard's own provider table
+    (``sendguard/_bounces/providers.toml``) is such a file.  Anything else is a
+    :class:`~sendguard.ConfigurationError` naming the file and the table.
+    """
+    where = Path(path)
+    try:
+        text = where.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigurationError(f"rules file {where}: cannot be read: {exc}") from exc
+    return _rules_from_toml(text, str(where))
+
+
+def _rules_from_toml(text: str, where: str) -> list[Rule]:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigurationError(f"rules file {where}: not TOML: {exc}") from exc
+    tables = data.get("rule", [])
+    if set(data) - {"rule"} or not isinstance(tables, list):
+        raise ConfigurationError(
+            f"rules file {where}: only [[rule]] tables are read, found {sorted(set(data))}"
+        )
+    return [_rule_from_table(table, f"{where}, rule {n}") for n, table in enumerate(tables, 1)]
+
+
+def _rule_from_table(table: dict[str, object], where: str) -> Rule:
+    unknown = set(table) - _RULE_FIELDS - _RULE_FLAGS - _RULE_NOTES
+    if unknown:
+        raise ConfigurationError(
+            f"{where}: unknown key(s) {sorted(unknown)}; a rule has "
+            f"{sorted(_RULE_FIELDS | _RULE_FLAGS | _RULE_NOTES)}"
+        )
+    pattern, then, between = table.get("pattern"), table.get("then"), table.get("between", ".")
+    for key, value in (("pattern", pattern), ("then", then), ("between", between)):
+        if value is not None and not isinstance(value, str):
+            raise ConfigurationError(f"{where}: {key} must be a string, not {value!r}")
+    if then is not None and pattern is None:
+        raise ConfigurationError(f"{where}: 'then' needs a 'pattern' before it")
+    definite = table.get("definite", False)
+    if not isinstance(definite, bool):
+        raise ConfigurationError(f"{where}: definite must be true or false, not {definite!r}")
+    codes, reply_codes = table.get("codes", ()), table.get("reply_codes", ())
+    if isinstance(codes, list):
+        codes = tuple(codes)
+    if isinstance(reply_codes, list):
+        reply_codes = tuple(reply_codes)
+    shown = pattern if then is None else f"{pattern}...{then}"
+    if shown is None and isinstance(codes, tuple):
+        shown = " ".join(str(code) for code in codes)
+    provider = table.get("provider")
+    name = table.get("name") or (f"{table.get('reason')}: {provider}: {shown}" if provider else "")
+    regex = None if pattern is None else str(pattern)
+    if regex is not None and then is not None:
+        regex = _then(regex, str(then), str(between))
+    try:
+        return Rule(
+            table.get("reason"),  # type: ignore[arg-type]  # Rule checks it
+            regex,
+            codes=codes,  # type: ignore[arg-type]
+            reply_codes=reply_codes,  # type: ignore[arg-type]
+            name=str(name),
+            definite=definite,
+        )
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"{where}: {exc}") from exc
+
+
 _UNAVAILABLE = Rule(
     "userunknown",
     r"mailbox (?:unavailable|not available)",
@@ -261,15 +346,12 @@ which "command rejected for policy reasons" shares: evidence only without a poli
 # Order matters: sender-side and rate-limit phrases come first, since they are often sent with
 # recipient codes (550 5.1.1 "... has sent to too many recipients"); then the message-level
 # refusals; then the recipient's own state.
+# Greylisting is a temporary answer to every new sender, not a verdict on anyone.
+_GREYLISTING = Rule("onhold", r"gr[ea]y ?list", name="onhold: greylisting")
 _TEXT_RULES: list[Rule] = [
-    # Greylisting is a temporary answer to every new sender, not a verdict on anyone.
-    Rule("onhold", r"gr[ea]y ?list", name="onhold: greylisting"),
     *_phrases(
         "badreputation",
-        r"\[TSS0\d\]",
         r"(?:poor|low|bad) (?:ip |domain |sender )?reputation",
-        r"unexpected volume or user complaints",
-        r"likely (?:suspicious|unsolicited) due to the very low reputation",
         r"due to ip reputation",
         r"rate limited due to (?:ip )?reputation",
     ),
@@ -278,12 +360,10 @@ _TEXT_RULES: list[Rule] = [
         r"too many (?:invalid |unknown |bad )?(?:recipients|messages|connections|concurrent)",
         r"(?:rate|connection|frequency|sending) limit(?:ed|s)? (?:exceeded|reached)?",
         r"connection frequency limited",
-        r"unusual rate of",
         r"temporarily rate limited",
         r"exceeded (?:the )?(?:rate|sending|message) (?:limit|quota)",
         (r"try (?:again )?later", r"(?:too many|volume)"),
         r"has sent to too many recipients",
-        r"receiving mail at a rate",
         r"(?:daily |user )*sending (?:quota|limit)",
         r"throttl",
     ),
@@ -352,21 +432,16 @@ _TEXT_RULES: list[Rule] = [
         r"traffic not accepted from this ip",
         r"client host (?:\[[^\]]*\] )?(?:rejected|blocked)",
         r"(?:ip|host|address|addr)(?: address)? (?:is )?(?:blacklisted|blocklisted|blocked|banned|listed)",
-        r"banned sending ip",
         r"blocked for spam",
-        r"ip(?: address)? source bloquee",
         r"refused to talk to me",
         r"(?:messages|mail|connections?) from \[?[\d.:a-f]+\]? (?:weren't|were not|are not|is not)",
         r"on our block ?list",
         r"access denied\.{3}",
-        (r"\bip=[\d.]{1,45} ", r"\(bl\)"),
         r"open relay",
         r"invalid ip for sending",
         r"(?:your|sending|client) ip (?:address )?(?:has been |is )?(?:blocked|rejected|not allowed)",
         r"not allowed to send from",
         r"host network not allowed",
-        r"envelope blocked",
-        r"administrative prohibition",
         r"block-send-?er",
     ),
     *_phrases(
@@ -422,8 +497,6 @@ _TEXT_RULES: list[Rule] = [
         r"\bvirus",
         r"malware",
         r"infected",
-        r"security polic(?:y|ies) - mc",
-        r"rejected due to security policies",
     ),
     *_phrases(
         "spamdetected",
@@ -528,9 +601,6 @@ _TEXT_RULES: list[Rule] = [
         r"unroutable sender",
         r"purported responsible address",
         r"not a registered gateway user",
-        r"group you tried to contact",
-        # Google Groups answers in the poster's language; its help link is the constant part.
-        r"groups\.google\.com/support",
         r"(?:invalid|unknown|bad) sender",
         r"sender was rejected",
     ),
@@ -565,17 +635,8 @@ _TEXT_RULES: list[Rule] = [
         r"illegal host/domain",
         r"(?<![\w.-])[a-z0-9-]{1,63}(?:\.[a-z0-9-]{1,63})+ (?:does not|doesn't) exist",
     ),
-    # Microsoft's directory-based edge blocking (5.4.1 "Access denied", an AS(...) code): the
-    # address is not in the tenant.  Elsewhere "Recipient address rejected: Access denied" is
-    # a recipient access rule: the address is refused, not proven dead.
-    Rule(
-        "userunknown",
-        r"recipient address rejected: access denied",
-        codes=("5.4.1",),
-        name="userunknown: Microsoft 5.4.1 Recipient address rejected: Access denied",
-        definite=True,
-    ),
-    Rule("userunknown", r"recipient address rejected: access denied\.? as\(\d+\)"),
+    # "Recipient address rejected: Access denied" is a recipient access rule: the address is
+    # refused, not proven dead (Microsoft's 5.4.1 one, which is, is in the provider table).
     *_phrases(
         "filtered",
         r"recipient address rejected: access denied",
@@ -585,8 +646,6 @@ _TEXT_RULES: list[Rule] = [
         r"(?:rejected|blocked) by (?:the )?recipient(?! domain)",
     ),
     # Providers that refuse unknown users after DATA, in words that cannot mean a filter.
-    Rule("userunknown", r"doesn't have an? \S+ account", definite=True),
-    Rule("userunknown", r"account that you tried to reach does not exist", definite=True),
     *_phrases(
         "userunknown",
         (
@@ -677,8 +736,6 @@ _CODE_TABLE: list[tuple[str, tuple[str, ...]]] = [
     (
         "authfailure",
         (
-            "5.7.509",
-            "5.7.515",
             "x.7.20",
             "x.7.21",
             "x.7.22",
@@ -688,9 +745,7 @@ _CODE_TABLE: list[tuple[str, tuple[str, ...]]] = [
             "x.7.29",
         ),
     ),
-    ("blocked", ("5.7.606", "5.7.511", "5.7.512", "5.7.708", "5.7.705")),
-    ("badreputation", ("4.7.650", "4.7.651", "4.7.652")),
-    ("ratelimited", ("x.7.28", "4.7.500")),
+    ("ratelimited", ("x.7.28",)),
     ("requireptr", ("x.7.25",)),
     ("failedstarttls", ("x.7.10", "x.7.11", "x.7.30")),
     ("suspend", ("x.7.13", "x.2.1")),
@@ -756,7 +811,25 @@ _REPLY_RULES = [
     Rule("syntaxerror", reply_codes=(500, 501, 502, 503, 504), name="syntaxerror: 50x"),
 ]
 
-DEFAULT_RULES: tuple[Rule, ...] = (*_TEXT_RULES, *_CODE_RULES, *_REPLY_RULES)
+# -- the providers' own replies (providers.toml) ---------------------------------------------------
+PROVIDER_RULES: tuple[Rule, ...] = tuple(
+    _rules_from_toml(
+        resources.files(__package__).joinpath("providers.toml").read_text(encoding="utf-8"),
+        "sendguard/_bounces/providers.toml",
+    )
+)
+"""What mailbox providers publish about their replies, from ``providers.toml``: those with a
+pattern are checked before the generic phrases, those with codes alone before the generic
+status codes."""
+
+DEFAULT_RULES: tuple[Rule, ...] = (
+    _GREYLISTING,
+    *(rule for rule in PROVIDER_RULES if rule.pattern is not None),
+    *_TEXT_RULES,
+    *(rule for rule in PROVIDER_RULES if rule.pattern is None),
+    *_CODE_RULES,
+    *_REPLY_RULES,
+)
 """The built-in table, in the order it is checked."""
 
 
