@@ -298,3 +298,98 @@ def test_words_of_policy_or_content_outweigh_a_recipient_phrase(text: str) -> No
 )
 def test_the_common_words_of_a_recipient_refusal_do_not_count_against_it(text: str) -> None:
     assert classify(text).action is Action.SUPPRESS
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "550 User (a@b.example) unknown.",
+        "550 Mailbox ( a@b.example ) not found or inactivated",
+        "550 Recipient <a@b.example> does not exist",
+        "550 address [a@b.example]: invalid",
+        "550 User not a member of domain: <a@b.example>",
+        "550 user not a member of this domain",
+    ],
+)
+def test_an_address_named_between_the_noun_and_the_verdict_is_dead(text: str) -> None:
+    assert classify(text).action is Action.SUPPRESS
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "The user does not accept email in non-Western (non-Latin) character sets.",
+        "550 The recipient does not accept mail with attachments",
+        "550 This domain does not accept mail from your network",
+        "550 does not accept messages larger than 10 MB",
+        "554 does not accept e-mail containing executable files",
+    ],
+)
+def test_refusing_some_mail_is_not_refusing_all_mail(text: str) -> None:
+    assert classify(text).action is not Action.SUPPRESS
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["550 This domain does not accept mail", "550 5.1.0 host does not receive mail."],
+)
+def test_refusing_all_mail_is_a_dead_address(text: str) -> None:
+    assert classify(text).action is Action.SUPPRESS
+
+
+@pytest.mark.parametrize(
+    ("text", "action"),
+    [
+        # A bare 5.7.1 ("delivery not authorized") names no cause: the message fails, the
+        # sender is not paused for it.
+        ("554 5.7.1 <a@b.example>: Recipient address rejected: BLOCK-RCPT.", Action.FAIL),
+        ("551 5.7.1 Loop detected: Email is sent and forwarded from/to x.example.", Action.FAIL),
+        ("550 5.7.1 recipient address suppressed due to customer policy", Action.FAIL),
+        # ... but the words of a refusal of the sender still pause it.
+        (
+            "550 #5.7.1 Your access to submit messages to this e-mail system has been rejected.",
+            Action.PAUSE_SENDER,
+        ),
+        ("554 5.7.1 You are not allowed to connect", Action.PAUSE_SENDER),
+        (
+            "553 you are trying to use me [mx.example] as a relay, but I have not been "
+            "configured to let you [192.0.2.1] do this. (#5.7.1)",
+            Action.PAUSE_SENDER,
+        ),
+        ("500 Unauthorized relay msg rejected", Action.PAUSE_SENDER),
+        ("550 Denied due to spam list", Action.PAUSE_SENDER),
+        ("501 a@b.example Sender email is not in my domain", Action.PAUSE_SENDER),
+        (
+            "550 Error: MAIL FROM is mismatched with message header from address!",
+            Action.PAUSE_SENDER,
+        ),
+        ("421 Service refused, please try later. OFR_999 [999]", Action.PAUSE_SENDER),
+        # At MAIL FROM, a policy refusal is about the sender.
+        ("550 5.7.1 Access denied (in reply to MAIL FROM command)", Action.PAUSE_SENDER),
+        # A bare 421 is a server closing the channel: retried, not a block.
+        ("421 Service not available, closing transmission channel", Action.RETRY),
+        ("421 Max message per connection reached, closing transmission channel", Action.RETRY),
+        # A filter's spam trap blocks the message, not the sending host.
+        ("553 5.7.1 SpamTrap=reject mode, Message blocked by BOX Solutions", Action.FAIL),
+    ],
+)
+def test_whom_a_refusal_is_about(text: str, action: Action) -> None:
+    assert classify(text).action is action
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("452 4.2.2 Sorry the recipient quota limit is exceeded.", "mailboxfull"),
+        ("452 ErrMsg=Mailbox space not enough (space limit is 10240KB)", "mailboxfull"),
+        ("552 Quota exceed the hard limit", "mailboxfull"),
+        # A delay notice's own words say why only when nothing more specific does.
+        ("421 Warning: message still undelivered after 4 hours", "expired"),
+        (
+            "451 4.0.0 Operating system error Warning: message still undelivered after 4 hours",
+            "mailererror",
+        ),
+    ],
+)
+def test_wordings_of_quotas_and_delays(text: str, reason: str) -> None:
+    assert classify(text).reason == reason

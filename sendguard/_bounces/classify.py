@@ -334,6 +334,12 @@ def _rule_from_table(table: dict[str, object], where: str) -> Rule:
         raise ConfigurationError(f"{where}: {exc}") from exc
 
 
+_QUALIFIED = (
+    r" (?:in|with|from|containing|that|which|of|larger|bigger|over|above|sent|encoded|using"
+    r"|having|without|for (?:this|these))\b"
+)
+"""Words after "does not accept mail" that make it a refusal of some mail only."""
+
 _UNAVAILABLE = Rule(
     "userunknown",
     r"mailbox (?:unavailable|not available)",
@@ -366,6 +372,7 @@ _TEXT_RULES: list[Rule] = [
         r"has sent to too many recipients",
         r"(?:daily |user )*sending (?:quota|limit)",
         r"throttl",
+        r"too many errors",
     ),
     *_phrases(
         "notcompliantrfc",
@@ -425,7 +432,7 @@ _TEXT_RULES: list[Rule] = [
     *_phrases(
         "blocked",
         r"blocked using",
-        r"(?<!not )\b(?:listed|blacklisted|blocklisted|blocked) (?:at|in|on|by) ",
+        r"(?<!not )(?<!message )\b(?:listed|blacklisted|blocklisted|blocked) (?:at|in|on|by) ",
         r"after (?:initial connection|ehlo|helo)\b",
         r"spamhaus|spamcop|barracuda|\bsorbs\b|surbl|uribl|proofpoint|dnsbl|rbl\b",
         r"^\W*[45]\d\d[ -]+(?:[45]\.\d+\.\d+ )?blocked\b",
@@ -436,6 +443,11 @@ _TEXT_RULES: list[Rule] = [
         r"refused to talk to me",
         r"(?:messages|mail|connections?) from \[?[\d.:a-f]+\]? (?:weren't|were not|are not|is not)",
         r"on our block ?list",
+        r"\bspam ?lists?\b",
+        r"not (?:allowed|permitted|authori[sz]ed) to connect",
+        r"access to (?:submit|send|deliver) (?:messages|mail|e-?mail)",
+        r"\bdeny ?ip\b",
+        r"\bservice refused?\b",
         r"access denied\.{3}",
         r"open relay",
         r"invalid ip for sending",
@@ -452,6 +464,8 @@ _TEXT_RULES: list[Rule] = [
         r"local user only",
         r"no relaying",
         r"unable to relay",
+        r"unauthori[sz]ed relay",
+        r"\bas a relay\b",
         r"email address is not verified",
         r"we do not relay",
     ),
@@ -535,12 +549,13 @@ _TEXT_RULES: list[Rule] = [
     *_phrases(
         "mailboxfull",
         r"mailbox (?:is )?(?:full|over ?quota|exceeds)",
-        r"(?:quota|storage quota|disk quota) (?:exceeded|full)",
+        r"quota(?: limit)?(?: is)? (?:exceed|full)",
         r"over ?quota",
         r"(?:inbox|mailbox|mailfolder|mail folder) is (?:full|out of storage)",
         r"out of storage space",
         r"user'?s? (?:mailbox|mailfolder) (?:is full|exceeds)",
         r"not enough (?:disk )?space",
+        r"(?:mailbox |disk )?space (?:is )?not enough",
         r"mailbox size limit",
         r"insufficient (?:user )?(?:storage|quota)",
     ),
@@ -583,10 +598,11 @@ _TEXT_RULES: list[Rule] = [
         r"(?:address|mailbox|account|user) (?:no longer exists|is no longer)",
         r"no longer accepts (?:e-?mail|mail|messages)",
     ),
+    # Taking no mail at all proves the address dead; refusing mail "in", "with" or "from"
+    # something refuses this message (character sets, attachments, senders).
     *_phrases(
         "notaccept",
-        r"does not accept mail",
-        r"(?:not|doesn't|does not) (?:receive|accept) (?:e-?mail|mail|messages)",
+        rf"(?:not|doesn't|does not) (?:receive|accept) (?:e-?mail|mail|messages)(?!{_QUALIFIED})",
         r"no mx (?:found|record)",
         r"null mx",
         r"couldn't find a mail exchanger",
@@ -602,6 +618,11 @@ _TEXT_RULES: list[Rule] = [
         r"purported responsible address",
         r"not a registered gateway user",
         r"(?:invalid|unknown|bad) sender",
+        # The sender's domain is not one this server sends or relays for.
+        r"(?:sender|from)(?: e-?mail| address)? (?:is )?not (?:in|from|of) (?:my|our|this|the local)"
+        r" domain",
+        # The envelope sender and the header From disagree: a spoofing rule, about the sender.
+        r"mail from (?:is )?mismatch(?:ed)? with (?:the )?(?:message )?header",
         r"sender was rejected",
     ),
     *_phrases(
@@ -655,6 +676,10 @@ _TEXT_RULES: list[Rule] = [
             r"\S",
         ),
         r"(?:unknown|invalid|no such|non-?existent|illegal|bad) (?:local )?(?:user|mailbox|recipient|address|account|addressee)",
+        # The address named between the noun and the verdict: "User (x@example.com) unknown".
+        r"(?:user|mailbox|recipient|address|account) ?[(<\[] ?[^\s()<>\[\]]{1,254} ?[)>\]]:? (?:is )?"
+        r"(?:unknown|not found|does not exist|doesn't exist|not exist|invalid)",
+        r"not a member of (?:this |the )?domain",
         r"no mailbox here",
         r"mailbox name not allowed",
         r"does not have an account here",
@@ -720,6 +745,8 @@ _TEXT_RULES: list[Rule] = [
         r"duplicated message-id",
         r"temporary local problem",
     ),
+    # A delay notice's own words: only when nothing more specific says why.
+    *_phrases("expired", r"(?:still|remains?) undelivered after", r"will keep trying"),
     *_phrases(
         "syntaxerror",
         r"syntax error",
@@ -779,12 +806,10 @@ _CODE_TABLE: list[tuple[str, tuple[str, ...]]] = [
     ("networkerror", ("x.4.0", "x.4.3", "x.4.6", "x.4.312", "x.4.316")),
     ("expired", ("x.4.1", "x.4.2", "x.4.7")),
     ("syntaxerror", ("x.5.1", "x.5.2", "x.5.3", "x.5.4", "x.5.5", "x.5.6")),
-    ("policyviolation", ("x.7.9",)),
+    ("policyviolation", ("x.7.9", "x.7.0", "x.7.1")),
     (
         "securityerror",
         (
-            "x.7.0",
-            "x.7.1",
             "x.7.3",
             "x.7.4",
             "x.7.5",
@@ -805,7 +830,7 @@ _CODE_RULES = [
 # -- layer 3: reply codes -----------------------------------------------------------------------
 _REPLY_RULES = [
     Rule("delivered", reply_codes=(250, 251, 252), name="delivered: 2xx"),
-    Rule("blocked", reply_codes=(421,), name="blocked: 421 service not available"),
+    Rule("systemerror", reply_codes=(421,), name="systemerror: 421 service not available"),
     Rule("systemfull", reply_codes=(452,), name="systemfull: 452 insufficient storage"),
     Rule("mailboxfull", reply_codes=(552,), name="mailboxfull: 552 storage exceeded"),
     Rule("syntaxerror", reply_codes=(500, 501, 502, 503, 504), name="syntaxerror: 50x"),
@@ -927,6 +952,9 @@ unknown; rejecting because of DMARC" (the common words of a recipient's refusal,
 recipient status code alone (5.1.1 with words the rules do not know) is no proof that the
 address is dead."""
 _NOT_UNKNOWN = frozenset({"2.0"})
+_BEFORE_CONTENT = frozenset({"suspend", "onhold", "policyviolation", "filtered"})
+"""Reasons that, given before any recipient or content was sent (at the greeting, EHLO or
+MAIL FROM), can only be about the sender."""
 
 
 _CONTINUATION = re.compile(r"(?<=\S) [245]\d\d[- ](?:[245]\.\d{1,3}\.\d{1,3} )?(?=\S)")
@@ -1037,9 +1065,9 @@ def classify(
     if rule is not None and not _evidence(rule, folded, enhanced_code):
         reason = "onhold"
     definite = rule is not None and rule.definite
-    if stage == "mail" and reason in (*HARD_REASONS, "suspend", "securityerror", "onhold"):
+    if stage == "mail" and reason in (*HARD_REASONS, *_BEFORE_CONTENT, "securityerror"):
         reason = "rejected"  # refused at MAIL FROM: it is the sender that was refused
-    elif stage in ("connect", "helo", "ehlo") and reason in (*HARD_REASONS, "suspend", "onhold"):
+    elif stage in ("connect", "helo", "ehlo") and reason in (*HARD_REASONS, *_BEFORE_CONTENT):
         reason = "blocked"  # refused at the greeting or EHLO: the sending host was refused
     elif stage in ("data", "data_end") and reason == "userunknown" and not definite:
         reason = "filtered"  # "unknown user" after the content was seen: a filter's answer
