@@ -19,12 +19,13 @@ from __future__ import annotations
 import json
 import sys
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sendguard import classify, parse_bounce
-from sendguard._bounces.classify import SENDER_REASONS
+from sendguard._bounces.classify import DEFAULT, SENDER_REASONS, Rules
 
 ROOT = Path(__file__).resolve().parent.parent
 V4_TO_V5 = {
@@ -117,12 +118,20 @@ class Result:
         return "\n".join(out)
 
 
-def evaluate(corpus: Path) -> Result:
-    """Run classify() and parse_bounce() over *corpus* and count agreement."""
+def evaluate(
+    corpus: Path, *, rules: Rules = DEFAULT, only: Callable[[str], bool] | None = None
+) -> Result:
+    """Run classify() and parse_bounce() over *corpus* and count agreement.
+
+    *rules* is the table both use; *only*, given a sample's file (``emails/...eml``), tells
+    whether to count it (benchmarks/families.py counts one family at a time).
+    """
     result = Result()
     for row in _rows(corpus / "lines.jsonl"):
+        if only is not None and not only(row["file"]):
+            continue
         result.lines += 1
-        got = classify(row["line"]).reason
+        got = classify(row["line"], rules=rules).reason
         result.lines_agree_loose += _loose(got) == _loose(_reason(row))
         if got == _reason(row):
             result.lines_agree += 1
@@ -131,9 +140,11 @@ def evaluate(corpus: Path) -> Result:
 
     by_file: dict[str, list[dict[str, Any]]] = {}
     for row in _rows(corpus / "labels.jsonl"):
+        if only is not None and not only(row["file"]):
+            continue
         by_file.setdefault(row["file"], []).append(row)
     for name, labels in sorted(by_file.items()):
-        reports = parse_bounce((corpus / name).read_bytes())
+        reports = parse_bounce((corpus / name).read_bytes(), rules=rules)
         for label in sorted(labels, key=lambda r: int(r["recipient_index"])):
             result.recipients += 1
             want = _reason(label)
