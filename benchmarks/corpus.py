@@ -127,9 +127,11 @@ def evaluate(
     whether to count it (benchmarks/families.py counts one family at a time).
     """
     result = Result()
-    for row in _rows(corpus / "lines.jsonl"):
-        if only is not None and not only(row["file"]):
-            continue
+
+    def counted(name: str) -> list[dict[str, Any]]:
+        return [r for r in _rows(corpus / name) if only is None or only(r["file"])]
+
+    for row in counted("lines.jsonl"):
         result.lines += 1
         got = classify(row["line"], rules=rules).reason
         result.lines_agree_loose += _loose(got) == _loose(_reason(row))
@@ -139,9 +141,7 @@ def evaluate(
             result.misses.append(f"line {row['file']}: {_reason(row)} != {got}: {row['line']}")
 
     by_file: dict[str, list[dict[str, Any]]] = {}
-    for row in _rows(corpus / "labels.jsonl"):
-        if only is not None and not only(row["file"]):
-            continue
+    for row in counted("labels.jsonl"):
         by_file.setdefault(row["file"], []).append(row)
     for name, labels in sorted(by_file.items()):
         reports = parse_bounce((corpus / name).read_bytes(), rules=rules)
