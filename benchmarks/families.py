@@ -175,6 +175,23 @@ class Study:
         """The totals of every family measured without its own rules."""
         return total(f.held_out for f in self.families)
 
+    def census(self) -> dict[str, int]:
+        """How many pattern rules match the texts of how many families, and outside lines."""
+        families = {r: sum(r in f.matched for f in self.families) for r in set(PATTERN_RULES)}
+        outside = self.outside_matched
+        return {
+            "pattern rules": len(families),
+            "matched by two families or more": sum(n > 1 for n in families.values()),
+            "by one family and an outside line": sum(
+                n == 1 and r in outside for r, n in families.items()
+            ),
+            "by one family only (its own)": sum(
+                n == 1 and r not in outside for r, n in families.items()
+            ),
+            "by outside lines only": sum(n == 0 and r in outside for r, n in families.items()),
+            "by nothing": sum(n == 0 and r not in outside for r, n in families.items()),
+        }
+
     def owner(self) -> dict[str, str]:
         """Every family-only rule's name, with the family it was written for."""
         return {r.name: f.name for f in self.families for r in f.own}
@@ -206,9 +223,11 @@ def study(corpus: Path = CORPUS, outside: Path = OUTSIDE) -> Study:
     out = []
     for name, (result, recording) in runs.items():
         own = tuple(
-            r
-            for r in DEFAULT_RULES
-            if r in matched[name] and seen_by[r] == {name} and r not in outside_matched
+            dict.fromkeys(
+                r
+                for r in DEFAULT_RULES
+                if r in matched[name] and seen_by[r] == {name} and r not in outside_matched
+            )
         )
         held_out = result
         if any(r in recording.decided for r in own):
@@ -305,6 +324,7 @@ def as_json(s: Study) -> dict[str, Any]:
         ],
         "totals": {"all_rules": figures(s.full), "leave_one_out": figures(s.held_out)},
         "family_only_rules": s.owner(),
+        "pattern_rules": s.census(),
     }
 
 
@@ -320,6 +340,8 @@ def main(argv: list[str]) -> int:
     print(table(s))
     print("\n## Totals\n")
     print(totals(s))
+    print("\n## Pattern rules by the families whose texts they match\n")
+    print("\n".join(f"- {k}: {v}" for k, v in s.census().items()))
     print("\n## Rules written for one family (* decided one of its texts)\n")
     print(own_rules(s))
     if "--misses" in argv:

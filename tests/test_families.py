@@ -151,3 +151,9 @@ def test_json_output(capsys: pytest.CaptureFixture[str], whole: Study) -> None:
     assert data["family_only_rules"] == whole.owner()
     assert {r.name for r in PATTERN_RULES} >= set(data["family_only_rules"])
     assert OUTSIDE.exists()
+
+
+def test_every_pattern_rule_is_counted_once(whole: Study) -> None:
+    census = whole.census()
+    assert sum(census.values()) == 2 * census["pattern rules"]
+    assert census["by one family only (its own)"] == len(whole.owner())
