@@ -19,12 +19,13 @@ from __future__ import annotations
 import json
 import sys
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sendguard import classify, parse_bounce
-from sendguard._bounces.classify import SENDER_REASONS
+from sendguard._bounces.classify import DEFAULT, SENDER_REASONS, Rules
 
 ROOT = Path(__file__).resolve().parent.parent
 V4_TO_V5 = {
@@ -117,12 +118,22 @@ class Result:
         return "\n".join(out)
 
 
-def evaluate(corpus: Path) -> Result:
-    """Run classify() and parse_bounce() over *corpus* and count agreement."""
+def evaluate(
+    corpus: Path, *, rules: Rules = DEFAULT, only: Callable[[str], bool] | None = None
+) -> Result:
+    """Run classify() and parse_bounce() over *corpus* and count agreement.
+
+    *rules* is the table both use; *only*, given a sample's file (``emails/...eml``), tells
+    whether to count it (benchmarks/families.py counts one family at a time).
+    """
     result = Result()
-    for row in _rows(corpus / "lines.jsonl"):
+
+    def counted(name: str) -> list[dict[str, Any]]:
+        return [r for r in _rows(corpus / name) if only is None or only(r["file"])]
+
+    for row in counted("lines.jsonl"):
         result.lines += 1
-        got = classify(row["line"]).reason
+        got = classify(row["line"], rules=rules).reason
         result.lines_agree_loose += _loose(got) == _loose(_reason(row))
         if got == _reason(row):
             result.lines_agree += 1
@@ -130,10 +141,10 @@ def evaluate(corpus: Path) -> Result:
             result.misses.append(f"line {row['file']}: {_reason(row)} != {got}: {row['line']}")
 
     by_file: dict[str, list[dict[str, Any]]] = {}
-    for row in _rows(corpus / "labels.jsonl"):
+    for row in counted("labels.jsonl"):
         by_file.setdefault(row["file"], []).append(row)
     for name, labels in sorted(by_file.items()):
-        reports = parse_bounce((corpus / name).read_bytes())
+        reports = parse_bounce((corpus / name).read_bytes(), rules=rules)
         for label in sorted(labels, key=lambda r: int(r["recipient_index"])):
             result.recipients += 1
             want = _reason(label)
