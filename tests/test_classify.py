@@ -393,3 +393,47 @@ def test_whom_a_refusal_is_about(text: str, action: Action) -> None:
 )
 def test_wordings_of_quotas_and_delays(text: str, reason: str) -> None:
     assert classify(text).reason == reason
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        # Wordings no phrase knows, read by a word of their cause.
+        ("550 Your server is listed on our RBL", "blocked"),
+        ("554 client 192.0.2.1 forbidden here", "blocked"),
+        ("550 DMARC alignment problem for example.com", "authfailure"),
+        ("550 message looks like bulk advertising", "spamdetected"),
+        ("554 trojan found in attachment", "virusdetected"),
+        ("552 message length over maximum allowed", "emailtoolarge"),
+        ("550 the userid kijitora is not valid here", "userunknown"),
+        ("550 domain nyaan.example is unresolvable", "hostunknown"),
+        ("450 dns temporary problem, retry later", "networkerror"),
+        ("554 pipe to program exited with status 75", "mailererror"),
+    ],
+)
+def test_a_word_of_the_cause_reads_a_wording_no_phrase_knows(text: str, reason: str) -> None:
+    assert classify(text).reason == reason
+
+
+@pytest.mark.parametrize(
+    ("text", "not_reason"),
+    [
+        # A cue never reaches across a clause: "host said: 554 invalid ..." is no invalid host.
+        ("Remote host said: 554 INVALID IP FOR SENDING MAIL OF DOMAIN example.com", "hostunknown"),
+        ("Recipient: a@b.example; reply: 554 not valid sending host", "userunknown"),
+        # "suspended" of a delivery is not a suspended account.
+        ("delivery temporarily suspended: connect to 192.0.2.1: No route to host", "suspend"),
+        # "banned content" is about the message.
+        ("554 rejecting banned content", "blocked"),
+    ],
+)
+def test_cue_words_do_not_jump_clauses_or_take_other_nouns(text: str, not_reason: str) -> None:
+    found = classify(text)
+    assert found.action is not Action.SUPPRESS
+    assert found.reason != not_reason, found.rule
+
+
+def test_cue_words_come_after_every_phrase_and_status_code() -> None:
+    # A phrase or an enhanced status code says more than a cue word.
+    assert classify("550 5.2.2 mailbox quota reached; policy").reason == "mailboxfull"
+    assert classify("550 5.1.1 quota").reason != "mailboxfull"

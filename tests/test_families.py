@@ -36,8 +36,8 @@ def _family(s: Study, name: str) -> Family:
     return next(f for f in s.families if f.name == name)
 
 
-def _rule(name: str) -> Rule:
-    return next(r for r in DEFAULT_RULES if r.name == name)
+def _rule(pattern: str) -> Rule:
+    return next(r for r in DEFAULT_RULES if r.pattern == pattern)
 
 
 def test_a_family_is_the_file_name_without_its_number() -> None:
@@ -61,7 +61,7 @@ def test_own_rules_match_that_family_only_and_no_outside_line(whole: Study) -> N
             assert all(rule not in g.matched for g in whole.families if g is not f)
     # Google Groups' help link is in its notices and nowhere else.
     groups = _family(whole, "lhost-googlegroups")
-    assert _rule(r"rejected: groups\.google\.com/support") in groups.own
+    assert _rule(r"groups\.google\.com/support") in groups.own
 
 
 def test_without_its_own_rules_a_family_loses_what_they_decided(whole: Study) -> None:
@@ -126,7 +126,7 @@ def _corpus(tmp_path: Path, samples: dict[str, str], outside: list[str]) -> tupl
 
 
 def test_a_wording_two_families_share_or_an_outside_line_has_is_nobodys(tmp_path: Path) -> None:
-    policy = _rule("policyviolation: denied by policy")
+    policy = _rule("denied by policy")
     postfix, groups = "lhost-postfix-42.eml", "lhost-googlegroups-02.eml"
 
     alone = study(*_corpus(tmp_path / "a", {postfix: postfix, groups: groups}, []))

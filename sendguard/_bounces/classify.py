@@ -827,6 +827,80 @@ _CODE_RULES = [
     for reason, codes in _CODE_TABLE
 ]
 
+# -- layer 2b: cue words, for replies no phrase or code explains ---------------------------------
+# One word of a cause, or a noun and a verdict near it, in a reply whose wording no phrase
+# above knows: weaker than a phrase, so after the status codes, but stronger than a bare reply
+# code.  The same order as the phrases: the sender, then the message, then the recipient.
+# Those that say the address is dead pass the same evidence check as any other.
+_NEAR = r"(?:[^:;.!?]|\.(?=\S)){0,40}?"
+_HELD = "disabled|deactivated|suspended|inactive|frozen|locked"
+"""A short gap within one clause: no colon, semicolon or sentence end ("Remote host said:
+554 invalid ..." is not a host that is invalid)."""
+_CUE_TABLE: list[tuple[str, str]] = [
+    ("blocked", r"\b(?:black|block) ?list(?:ed)?\b|\bdnsbl\b|\brbl\b"),
+    (
+        "blocked",
+        rf"\b(?:ip|host|client|server)\b{_NEAR}\b(?:block|listed|reject|refus|denied|forbid|banned)",
+    ),
+    ("authfailure", r"\b(?:spf|dkim|dmarc)\b"),
+    ("requireptr", r"\b(?:ptr|rdns)\b|reverse (?:dns|lookup|hostname|mapping)"),
+    ("failedstarttls", r"\b(?:tls|ssl)\b"),
+    ("norelaying", r"\brelay(?:ing)?\b(?!=)"),
+    ("ratelimited", r"\btoo (?:many|fast|much|often)\b|\brate\b|throttl"),
+    (
+        "rejected",
+        rf"\b(?:sender|mail from|envelope from|return-path|from address)\b{_NEAR}"
+        r"\b(?:reject|invalid|denied|refused|unknown|not allowed|forbidden|bad)",
+    ),
+    ("virusdetected", r"\bvirus|malware|\binfect|trojan"),
+    ("spamdetected", r"spam|\bjunk\b|\bbulk\b|unsolicited"),
+    (
+        "emailtoolarge",
+        rf"\btoo (?:large|big)\b|\b(?:size|length)\b{_NEAR}\b(?:exceed|limit|too|maximum"
+        r"|allowed)",
+    ),
+    (
+        "contenterror",
+        rf"\b(?:mime|attachments?|headers?|content|encoding)\b{_NEAR}"
+        r"\b(?:invalid|illegal|bad|not allowed|malformed|broken)",
+    ),
+    (
+        "hostunknown",
+        rf"\b(?:domain|host ?name|host)\b{_NEAR}\b(?:not exist|does not exist"
+        r"|doesn't exist|unknown|not found|invalid|unresolvable|no such)|\bnxdomain\b",
+    ),
+    (
+        "userunknown",
+        rf"\b(?:user|users|recipient|mailbox|addressee|account|address|userid"
+        rf"|local[- ]part)\b{_NEAR}\b(?:unknown|invalid|not exist|nonexist|non-exist"
+        r"|not found|does not exist|doesn't exist|no such|not valid)",
+    ),
+    (
+        "userunknown",
+        rf"\b(?:unknown|invalid|no such|nonexistent|non-existent)\b{_NEAR}"
+        r"\b(?:user|recipient|mailbox|addressee|account|userid)\b",
+    ),
+    (
+        "suspend",
+        rf"\b(?:account|mailbox|user|address|recipient)\b{_NEAR}\b(?:{_HELD})\b"
+        rf"|\b(?:{_HELD})\b{_NEAR}\b(?:account|mailbox|user|address|recipient)\b",
+    ),
+    ("mailboxfull", r"\b(?:quota|full|storage|disk space)\b"),
+    ("policyviolation", r"\bpolic(?:y|ies)\b"),
+    (
+        "networkerror",
+        r"\bdns\b|\blookup\b|unreachable|not reachable|\bloop|\bhops?\b"
+        r"|connection (?:timed|refused|lost|reset|closed|dropped)",
+    ),
+    ("expired", r"\bexpired\b|too long|giving up|gave up|\btimed? ?out\b"),
+    ("mailererror", r"\bpipe\b|\bmailer\b|exit (?:code|status)|\bexited\b"),
+    ("syntaxerror", r"\bsyntax\b|malformed|unrecognized command|bad sequence"),
+    ("filtered", r"\bfilter"),
+]
+_CUE_RULES = [
+    Rule(reason, pattern, name=f"{reason}: cue /{pattern}/") for reason, pattern in _CUE_TABLE
+]
+
 # -- layer 3: reply codes -----------------------------------------------------------------------
 _REPLY_RULES = [
     Rule("delivered", reply_codes=(250, 251, 252), name="delivered: 2xx"),
@@ -853,6 +927,7 @@ DEFAULT_RULES: tuple[Rule, ...] = (
     *_TEXT_RULES,
     *(rule for rule in PROVIDER_RULES if rule.pattern is None),
     *_CODE_RULES,
+    *_CUE_RULES,
     *_REPLY_RULES,
 )
 """The built-in table, in the order it is checked."""
