@@ -437,3 +437,41 @@ def test_cue_words_come_after_every_phrase_and_status_code() -> None:
     # A phrase or an enhanced status code says more than a cue word.
     assert classify("550 5.2.2 mailbox quota reached; policy").reason == "mailboxfull"
     assert classify("550 5.1.1 quota").reason != "mailboxfull"
+
+
+@pytest.mark.parametrize(
+    ("text", "reason", "action"),
+    [
+        # The quoted remote reply decides, not the reporter's wrapper.
+        (
+            "Delivery has failed: the mailbox is unavailable. Remote Server returned "
+            "'554 5.7.1 Message rejected as spam by Content Filtering'",
+            "spamdetected",
+            Action.FAIL,
+        ),
+        (
+            "Your message could not be delivered, user unknown? The error that the other "
+            "server returned was: '550 5.7.1 Client host 192.0.2.1 blocked using "
+            "zen.spamhaus.org'",
+            "blocked",
+            Action.PAUSE_SENDER,
+        ),
+        (
+            "The e-mail address could not be found. Remote Server returned "
+            "'550 5.1.1 RESOLVER.ADR.RecipNotFound; not found'",
+            "userunknown",
+            Action.SUPPRESS,
+        ),
+        # A quoted reply that says nothing leaves the wrapper's words: they prove no address
+        # dead, and the quoted code decides the permanence.
+        (
+            "mailbox unavailable. Remote Server returned '550 Something nobody knows'",
+            "onhold",
+            Action.FAIL,
+        ),
+        ('host said: "451 try again later, we are busy"', "onhold", Action.RETRY),
+    ],
+)
+def test_a_quoted_remote_reply_is_judged_first(text: str, reason: str, action: Action) -> None:
+    found = classify(text)
+    assert (found.reason, found.action) == (reason, action), found.rule

@@ -1005,6 +1005,12 @@ _STAGE_HINTS = (
     ),
 )
 _SPACES = re.compile(r"\s+")
+_INNER = re.compile(
+    r"(?:returned|said|response was|replied|answered|reported|smtp;|error was)\W{0,3}"
+    r"['\"]((?:[245]\d\d|[245]\.\d{1,3}\.\d{1,3})[ -][^'\"]{4,1000})['\"]",
+    re.IGNORECASE,
+)
+"""A remote reply quoted in a report: "Remote Server returned '550 5.1.1 ...'"."""
 _GENERIC = re.compile(r"\bunknown address error\b:?", re.IGNORECASE)
 """Prefixes that name no cause (Exchange's "Unknown address error" before the remote reply):
 taken out before the rules read the text, so what follows decides."""
@@ -1135,10 +1141,26 @@ def classify(
     direct_2xx = (
         reply_code is not None and reply_code // 100 == 2 and folded.startswith(str(reply_code))
     )
-    rule = None if direct_2xx else rules.first_match(folded, enhanced_code, reply_code)
+    rule, wrapper = None, False
+    if not direct_2xx:
+        inner = _INNER.search(folded)
+        if inner is not None:
+            # The remote server's own reply, quoted by the MTA that reports it, is judged
+            # first: the wrapper's words ("mailbox unavailable", "could not be delivered")
+            # are the reporter's, and prove no address dead by themselves.
+            quoted = inner.group(1)
+            quoted_reply, quoted_enhanced = parse_codes(quoted)
+            reply_code = reply_code if reply_code is not None else quoted_reply
+            enhanced_code = enhanced_code or quoted_enhanced
+            rule = rules.first_match(quoted, quoted_enhanced or enhanced_code, reply_code)
+        if rule is None:
+            rule = rules.first_match(folded, enhanced_code, reply_code)
+            wrapper = inner is not None
     reason = "delivered" if direct_2xx else rule.reason if rule else "onhold"
     if rule is not None and not _evidence(rule, folded, enhanced_code):
         reason = "onhold"
+    elif wrapper and reason in HARD_REASONS and rule is not None and not rule.definite:
+        reason = "onhold"  # only the report's own words say the address is dead
     definite = rule is not None and rule.definite
     if stage == "mail" and reason in (*HARD_REASONS, *_BEFORE_CONTENT, "securityerror"):
         reason = "rejected"  # refused at MAIL FROM: it is the sender that was refused
