@@ -1113,6 +1113,34 @@ def _action(reason: str, permanent: bool) -> Action:
     return Action.FAIL
 
 
+def _judge(
+    folded: str, reply_code: int | None, enhanced_code: str | None, rules: Rules
+) -> tuple[Rule | None, str, int | None, str | None]:
+    """The rule that decides a failure, its reason, and the codes, read from *folded*."""
+    inner = _INNER.search(folded)
+    rule = None
+    if inner is not None:
+        # The remote server's own reply, quoted by the MTA that reports it, is judged first:
+        # the wrapper's words ("mailbox unavailable", "could not be delivered") are the
+        # reporter's, and prove no address dead by themselves.
+        quoted = inner.group(1)
+        quoted_reply, quoted_enhanced = parse_codes(quoted)
+        reply_code = reply_code if reply_code is not None else quoted_reply
+        enhanced_code = enhanced_code or quoted_enhanced
+        rule = rules.first_match(quoted, quoted_enhanced or enhanced_code, reply_code)
+    wrapper = rule is None and inner is not None
+    if rule is None:
+        rule = rules.first_match(folded, enhanced_code, reply_code)
+    if rule is None:
+        return None, "onhold", reply_code, enhanced_code
+    reason = rule.reason
+    if not _evidence(rule, folded, enhanced_code) or (
+        wrapper and reason in HARD_REASONS and not rule.definite
+    ):
+        reason = "onhold"
+    return rule, reason, reply_code, enhanced_code
+
+
 def classify(
     text: str = "",
     *,
@@ -1141,26 +1169,9 @@ def classify(
     direct_2xx = (
         reply_code is not None and reply_code // 100 == 2 and folded.startswith(str(reply_code))
     )
-    rule, wrapper = None, False
+    rule, reason = None, "delivered"
     if not direct_2xx:
-        inner = _INNER.search(folded)
-        if inner is not None:
-            # The remote server's own reply, quoted by the MTA that reports it, is judged
-            # first: the wrapper's words ("mailbox unavailable", "could not be delivered")
-            # are the reporter's, and prove no address dead by themselves.
-            quoted = inner.group(1)
-            quoted_reply, quoted_enhanced = parse_codes(quoted)
-            reply_code = reply_code if reply_code is not None else quoted_reply
-            enhanced_code = enhanced_code or quoted_enhanced
-            rule = rules.first_match(quoted, quoted_enhanced or enhanced_code, reply_code)
-        if rule is None:
-            rule = rules.first_match(folded, enhanced_code, reply_code)
-            wrapper = inner is not None
-    reason = "delivered" if direct_2xx else rule.reason if rule else "onhold"
-    if rule is not None and not _evidence(rule, folded, enhanced_code):
-        reason = "onhold"
-    elif wrapper and reason in HARD_REASONS and rule is not None and not rule.definite:
-        reason = "onhold"  # only the report's own words say the address is dead
+        rule, reason, reply_code, enhanced_code = _judge(folded, reply_code, enhanced_code, rules)
     definite = rule is not None and rule.definite
     if stage == "mail" and reason in (*HARD_REASONS, *_BEFORE_CONTENT, "securityerror"):
         reason = "rejected"  # refused at MAIL FROM: it is the sender that was refused
