@@ -475,3 +475,26 @@ def test_cue_words_come_after_every_phrase_and_status_code() -> None:
 def test_a_quoted_remote_reply_is_judged_first(text: str, reason: str, action: Action) -> None:
     found = classify(text)
     assert (found.reason, found.action) == (reason, action), found.rule
+
+
+@pytest.mark.parametrize(
+    ("text", "stage"),
+    [
+        (
+            "Connected to 192.0.2.1 but greeting failed. Remote host said: 554 no mailbox here",
+            "connect",
+        ),
+        ("Connected to 192.0.2.1 but my name was rejected. 550 unknown user", "connect"),
+        ("Connected to 192.0.2.1 but sender was rejected. 550 5.1.1 user unknown", "mail"),
+        ("SMTP error from remote mail server after pipelined MAIL FROM:<a@b.example>: 550", "mail"),
+        ("554 5.7.1 rejected in response to the EHLO command: no such user", "connect"),
+        ("550 refused at banner: mailbox unknown", "connect"),
+        ("host mx.example said: 550 5.1.1 unknown user (in reply to RCPT TO command)", "rcpt"),
+    ],
+)
+def test_the_stage_of_common_mta_wordings(text: str, stage: str) -> None:
+    from sendguard._bounces.classify import stage_hint  # noqa: PLC0415
+
+    assert stage_hint(text) == stage
+    if stage != "rcpt":  # before any recipient was named, no address is proven dead
+        assert classify(text).action is not Action.SUPPRESS

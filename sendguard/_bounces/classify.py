@@ -971,16 +971,22 @@ _STAGE_HINTS = (
         # Exim's "after initial connection" / "after EHLO", Postfix's "in reply to EHLO
         # command", a refused greeting: the sending host was refused before any recipient.
         re.compile(
-            r"(?:in reply to|after|did not like our) (?:the )?(?:initial connection|ehlo|helo)\b"
+            r"(?:in reply to|in response to|after|did not like our|at) (?:the )?(?:pipelined )?"
+            r"(?:initial connection|connection time|connect(?:ion)? stage|greeting|banner|ehlo"
+            r"|helo|lhlo)\b"
             r"|while (?:connecting|talking) to \S+:? (?:<<<|>>>)? ?(?:greeting|ehlo|helo)"
-            r"|>>> (?:ehlo|helo) |refused to talk to me|(?:smtp )?greeting (?:failure|refused)",
+            r"|>>> (?:ehlo|helo) |refused to talk to me|(?:smtp )?greeting (?:failure|refused)"
+            # qmail: "Connected to 192.0.2.1 but greeting failed." / "... my name was rejected."
+            r"|\bbut (?:greeting failed|my name was rejected|connection died)",
             re.I,
         ),
         "connect",
     ),
     (
         re.compile(
-            r"(?:in reply to|after|did not like our) (?:the )?mail from|>>> mail from", re.I
+            r"(?:in reply to|in response to|after|did not like our|at) (?:the )?(?:pipelined )?"
+            r"mail from|>>> mail from|\bbut sender was rejected",
+            re.I,
         ),
         "mail",
     ),
