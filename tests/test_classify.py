@@ -498,3 +498,20 @@ def test_the_stage_of_common_mta_wordings(text: str, stage: str) -> None:
     assert stage_hint(text) == stage
     if stage != "rcpt":  # before any recipient was named, no address is proven dead
         assert classify(text).action is not Action.SUPPRESS
+
+
+@pytest.mark.parametrize(
+    ("text", "action"),
+    [
+        ("5.1.0 - Unknown address error 540-'Error: Wrong recipients'", Action.SUPPRESS),
+        ("550 wrong address: a@b.example", Action.SUPPRESS),
+        ("450 4.7.1 too many wrong recipients from your IP", Action.PAUSE_SENDER),
+        (
+            "550 5.2.1 The email account that you tried to reach is disabled. "
+            "https://support.google.com/mail/?p=DisabledUser",
+            Action.SUPPRESS,
+        ),
+    ],
+)
+def test_wrong_recipients_and_disabled_accounts(text: str, action: Action) -> None:
+    assert classify(text).action is action

@@ -363,7 +363,7 @@ _TEXT_RULES: list[Rule] = [
     ),
     *_phrases(
         "ratelimited",
-        r"too many (?:invalid |unknown |bad )?(?:recipients|messages|connections|concurrent)",
+        r"too many (?:invalid |unknown |bad |wrong )?(?:recipients|messages|connections|concurrent)",
         r"(?:rate|connection|frequency|sending) limit(?:ed|s)? (?:exceeded|reached)?",
         r"connection frequency limited",
         r"temporarily rate limited",
@@ -680,6 +680,7 @@ _TEXT_RULES: list[Rule] = [
         r"(?:user|mailbox|recipient|address|account) ?[(<\[] ?[^\s()<>\[\]]{1,254} ?[)>\]]:? (?:is )?"
         r"(?:unknown|not found|does not exist|doesn't exist|not exist|invalid)",
         r"not a member of (?:this |the )?domain",
+        r"\bwrong (?:recipient|address|user|mailbox)(?:es|s)?\b",
         r"no mailbox here",
         r"mailbox name not allowed",
         r"does not have an account here",
