@@ -144,10 +144,10 @@ def test_nothing_matched_is_onhold_and_not_suppressed() -> None:
 
 
 def test_user_rules_come_first_and_can_override() -> None:
-    mine = Rules([Rule("mailboxfull", r"casella piena", name="italian mailbox full")])
-    c = classify("550 5.1.1 casella piena", rules=mine)
+    mine = Rules([Rule("mailboxfull", r"spazio esaurito", name="italian mailbox full")])
+    c = classify("550 5.1.1 spazio esaurito", rules=mine)
     assert (c.reason, c.rule) == ("mailboxfull", "italian mailbox full")
-    assert classify("550 5.1.1 casella piena").reason == "userunknown"
+    assert classify("550 5.1.1 spazio esaurito").reason == "userunknown"
 
 
 def test_a_rule_must_name_a_known_reason_and_a_condition() -> None:
@@ -515,3 +515,92 @@ def test_the_stage_of_common_mta_wordings(text: str, stage: str) -> None:
 )
 def test_wrong_recipients_and_disabled_accounts(text: str, action: Action) -> None:
     assert classify(text).action is action
+
+
+@pytest.mark.parametrize(
+    ("text", "action"),
+    [
+        # A status code alone proves an address dead only for 5.1.1, 5.1.2, 5.1.3, 5.1.6, 5.1.10.
+        ("550 5.1.1 nothing the rules know", Action.SUPPRESS),
+        ("550 5.1.4 nothing the rules know", Action.FAIL),
+        ("550 5.3.2 STOREDRV.Deliver: Missing or bad StoreDriver MDB properties", Action.FAIL),
+        ("550 #5.1.0 Address rejected.", Action.FAIL),
+        # RFC 5321's "mailbox unavailable" proves it after a 550, not after a 552.
+        ("550 Requested action not taken: mailbox unavailable", Action.SUPPRESS),
+        ('552 "RCPT TO" mailbox unavailable', Action.FAIL),
+        # RFC 7372's 5.7.13 is the sending account's, unless the words name the recipient.
+        ("525 5.7.13 User Account Disabled", Action.PAUSE_SENDER),
+        ("525 5.7.13 Disabled recipient address", Action.SUPPRESS),
+        # Security codes of the message fail it without pausing the sender.
+        ("550 5.7.7 Message integrity failure", Action.FAIL),
+        ("535 5.7.8 Authentication credentials invalid", Action.PAUSE_SENDER),
+        ("535 Authentication Credentials Invalid", Action.PAUSE_SENDER),
+        # One mailbox's receiving rate, or a per-message recipient limit: no sender pause.
+        (
+            "450 4.2.1 The user you are trying to contact is receiving mail at a rate that "
+            "prevents additional messages from being delivered.",
+            Action.RETRY,
+        ),
+        ("452 4.5.3 Too many recipients", Action.RETRY),
+        ("452 too many recipients", Action.RETRY),
+        ("450 4.7.1 too many connections from your IP", Action.PAUSE_SENDER),
+        # Sender-side wordings.
+        ("554 5.2.2 Submission quota exceeded", Action.PAUSE_SENDER),
+        ("550 5.1.90 You've reached your daily limit for message recipients", Action.PAUSE_SENDER),
+        ("550 Benutzer hat zuviele Mails auf dem Server.", Action.FAIL),
+        ("501 5.5.2 <x>: Helo command rejected: Invalid name", Action.PAUSE_SENDER),
+        ("550 5.7.506 Access Denied, Bad HELO", Action.PAUSE_SENDER),
+        ("421 4.7.0 IP not in whitelist for RCPT domain", Action.PAUSE_SENDER),
+        (
+            "554 5.7.1 Service unavailable; Helo command [mx.example] blocked using "
+            "dbl.spamhaus.org",
+            Action.PAUSE_SENDER,
+        ),
+        ("Requested mail action not taken: Fake sender", Action.PAUSE_SENDER),
+        (
+            "550 5.7.512 Access denied, message must be RFC 5322 section 3.6.2 compliant",
+            Action.FAIL,
+        ),
+        ("550 Administrative prohibition", Action.FAIL),
+        ("SMTP error, DATA:554 One or more recipients are invalid and not accepted.", Action.FAIL),
+        ("5.1.0 - Unknown address error 550-'5.7.0 user access deny.'", Action.FAIL),
+    ],
+)
+def test_evidence_and_whom_it_is_about(text: str, action: Action) -> None:
+    found = classify(text)
+    assert found.action is action, found.rule
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("550 Benutzer unbekannt", "userunknown"),
+        ("550 Empfänger existiert nicht", "userunknown"),
+        ("550 Utilisateur inconnu", "userunknown"),
+        ("550 l'adresse du destinataire n'existe pas", "userunknown"),
+        ("550 usuario desconocido", "userunknown"),
+        ("550 utente sconosciuto", "userunknown"),
+        ("550 usuário não existe", "userunknown"),
+        ("550 onbekende gebruiker", "userunknown"),
+        ("550 użytkownik nie istnieje", "userunknown"),
+        ("550 пользователь не найден", "userunknown"),
+        ("552 Postfach voll", "mailboxfull"),
+        ("552 boîte aux lettres pleine", "mailboxfull"),
+        ("552 casella di posta piena", "mailboxfull"),
+        ("550 Aucune adresse de transfert n'a été configurée.", "hasmoved"),
+    ],
+)
+def test_the_common_languages_of_a_dead_or_full_mailbox(text: str, reason: str) -> None:
+    assert classify(text).reason == reason
+
+
+def test_a_rule_that_does_not_pause_fails_or_retries() -> None:
+    quiet = Rule("blocked", r"our own block", pauses=False)
+    assert classify("554 our own block", rules=Rules([quiet])).action is Action.FAIL
+    assert classify("454 our own block", rules=Rules([quiet])).action is Action.RETRY
+    assert (
+        classify("554 our own block", rules=Rules([Rule("blocked", r"our own block")])).action
+        is Action.PAUSE_SENDER
+    )
+    with pytest.raises(ValueError, match="True or False"):
+        Rule("blocked", r"x", pauses="no")  # type: ignore[arg-type]

@@ -111,7 +111,23 @@ TRANSIENT_SENDER_REASONS = frozenset({"blocked", "badreputation", "ratelimited"}
 """Sender-side reasons that pause the sender even when the refusal is temporary (4xx)."""
 SOFT_REASONS = frozenset({"mailboxfull", "suspend", "expired", *HARD_REASONS})
 """Failures counted toward soft-bounce escalation when they do not suppress at once."""
-_PERMANENT_BY_DEFAULT = HARD_REASONS | {"suspend", "filtered", "notcompliantrfc", "syntaxerror"}
+_PERMANENT_BY_DEFAULT = HARD_REASONS | {
+    "suspend",
+    "filtered",
+    "notcompliantrfc",
+    "syntaxerror",
+    # A refusal of the message or of the sender stays one when no code says otherwise.
+    "emailtoolarge",
+    "virusdetected",
+    "spamdetected",
+    "contenterror",
+    "policyviolation",
+    "rejected",
+    "norelaying",
+    "securityerror",
+    "authfailure",
+    "failedstarttls",
+}
 
 
 class Action(StrEnum):
@@ -136,7 +152,10 @@ class Rule:
     the subject and detail (``"x.1.1"`` matches 4.1.1 and 5.1.1, ``"5.7.509"`` only itself);
     ``reply_codes`` are SMTP reply codes.  A ``definite`` rule's words leave no doubt whatever
     the SMTP stage: an "unknown user" after DATA is usually a filter's answer, but Yahoo's
-    "This user doesn't have a yahoo.com account" is not.
+    "This user doesn't have a yahoo.com account" is not.  A rule that ``pauses=False`` gives
+    a sender-side reason without pausing the sender: its refusal is about one message or one
+    recipient (Gmail's "receiving mail at a rate" for one mailbox, a per-message recipient
+    limit, a bare security status code), so the message is retried or fails.
     """
 
     reason: str
@@ -145,6 +164,7 @@ class Rule:
     reply_codes: tuple[int, ...] = ()
     name: str = ""
     definite: bool = False
+    pauses: bool = True
     _regex: re.Pattern[str] | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -152,6 +172,11 @@ class Rule:
             raise ConfigurationError(
                 f"Rule: unknown reason {self.reason!r}; use one of {sorted(REASONS)}"
             )
+        for flag in ("definite", "pauses"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ConfigurationError(
+                    f"Rule({flag}=...) must be True or False, not {getattr(self, flag)!r}"
+                )
         if self.pattern is None and not self.codes and not self.reply_codes:
             raise ConfigurationError(
                 "Rule needs a pattern, codes or reply_codes: give at least one"
@@ -256,7 +281,7 @@ def _phrases(reason: str, *phrases: Phrase) -> list[Rule]:
 
 
 _RULE_FIELDS = frozenset({"reason", "pattern", "then", "between", "codes", "reply_codes"})
-_RULE_FLAGS = frozenset({"definite"})
+_RULE_FLAGS = frozenset({"definite", "pauses"})
 _RULE_NOTES = frozenset({"name", "provider", "source", "example", "note"})
 
 
@@ -305,9 +330,10 @@ def _rule_from_table(table: dict[str, object], where: str) -> Rule:
             raise ConfigurationError(f"{where}: {key} must be a string, not {value!r}")
     if then is not None and pattern is None:
         raise ConfigurationError(f"{where}: 'then' needs a 'pattern' before it")
-    definite = table.get("definite", False)
-    if not isinstance(definite, bool):
-        raise ConfigurationError(f"{where}: definite must be true or false, not {definite!r}")
+    definite, pauses = table.get("definite", False), table.get("pauses", True)
+    for key, flag in (("definite", definite), ("pauses", pauses)):
+        if not isinstance(flag, bool):
+            raise ConfigurationError(f"{where}: {key} must be true or false, not {flag!r}")
     codes, reply_codes = table.get("codes", ()), table.get("reply_codes", ())
     if isinstance(codes, list):
         codes = tuple(codes)
@@ -328,7 +354,8 @@ def _rule_from_table(table: dict[str, object], where: str) -> Rule:
             codes=codes,  # type: ignore[arg-type]
             reply_codes=reply_codes,  # type: ignore[arg-type]
             name=str(name),
-            definite=definite,
+            definite=bool(definite),
+            pauses=bool(pauses),
         )
     except ConfigurationError as exc:
         raise ConfigurationError(f"{where}: {exc}") from exc
@@ -361,9 +388,21 @@ _TEXT_RULES: list[Rule] = [
         r"due to ip reputation",
         r"rate limited due to (?:ip )?reputation",
     ),
+    # A mailbox holding too many messages is full, whatever "too many" says of rates.
+    Rule("mailboxfull", r"too many (?:messages|mails|e-?mails) (?:on|in|stored)"),
+    # A per-message recipient limit (RFC 5321's 452, status x.5.3): the rest go in another
+    # transaction; neither a rate of the sender nor a reason to pause it.
+    Rule("ratelimited", r"too many recipients", codes=("x.5.3",), pauses=False),
+    Rule("ratelimited", r"too many recipients", reply_codes=(452,), pauses=False),
     *_phrases(
         "ratelimited",
         r"too many (?:invalid |unknown |bad |wrong )?(?:recipients|messages|connections|concurrent)",
+        r"submission quota",
+        r"(?:daily|hourly|per hour|per day|per minute)(?: [\w']+){0,3} limit",
+        r"receive limit from (?:a |this |the |specific )?sender",
+        r"exceeded (?:the )?permitted limits?",
+        r"too much (?:mail|e-?mail|traffic)",
+        r"(?:relay|recipient|message|send(?:ing)?) limit (?:exceeded|reached)",
         r"(?:rate|connection|frequency|sending) limit(?:ed|s)? (?:exceeded|reached)?",
         r"connection frequency limited",
         r"temporarily rate limited",
@@ -382,6 +421,7 @@ _TEXT_RULES: list[Rule] = [
         r"does not comply with rfc",
         r"bare (?:lf|cr|linefeed)",
         r"missing (?:a )?(?:message-id|date|from) header",
+        r"must be rfc ?\d{3,4}(?: section [\d.]+)? compliant",
     ),
     *_phrases(
         "authfailure",
@@ -394,6 +434,13 @@ _TEXT_RULES: list[Rule] = [
         r"authentication checks? failed",
         r"does not pass (?:dmarc|spf|dkim)",
         r"sender (?:domain )?(?:authentication|verification) (?:failed|required)",
+    ),
+    # A blocklist hit on the sender's address, HELO name or host is of the sender, whichever
+    # list: before the body-blocklist names (a DBL listing of a link is the content's).
+    Rule(
+        "blocked",
+        r"(?:sender|helo|ehlo|client|from)\b[^;]{0,80}?\bblocked using",
+        name="blocked: the sender, HELO or client blocked using a list",
     ),
     # A blocklist hit on a link or domain in the body is about the content, not the sending
     # IP: before the blocklist names below, which would read it as a block of the sender.
@@ -438,7 +485,16 @@ _TEXT_RULES: list[Rule] = [
         r"^\W*[45]\d\d[ -]+(?:[45]\.\d+\.\d+ )?blocked\b",
         r"traffic not accepted from this ip",
         r"client host (?:\[[^\]]*\] )?(?:rejected|blocked)",
-        r"(?:ip|host|address|addr)(?: address)? (?:is )?(?:blacklisted|blocklisted|blocked|banned|listed)",
+        r"(?:ip|host|address|addr)(?: address)? (?:is )?(?:blacklisted|block ?listed|blocked|banned"
+        r"|listed)",
+        r"\bip(?: address)? (?:is |was |has been )?(?:rejected|refused|denied|not allowed)",
+        r"\binvalid ip\b",
+        r"blocked from sending",
+        r"not (?:in|on) (?:the |our |any )?(?:white|allow) ?list",
+        r"no smtp service",
+        r"\b(?:bad|invalid) (?:helo|ehlo)\b",
+        r"\b(?:helo|ehlo)(?:/ehlo)?(?: command| argument| name| hostname)?(?: is)? (?:rejected"
+        r"|invalid|not valid|refused)",
         r"blocked for spam",
         r"refused to talk to me",
         r"(?:messages|mail|connections?) from \[?[\d.:a-f]+\]? (?:weren't|were not|are not|is not)",
@@ -486,6 +542,9 @@ _TEXT_RULES: list[Rule] = [
         r"delivery not authorized",
         r"not permitted to relay",
         r"insecure",
+        r"credentials",
+        r"mechanism is too weak",
+        r"not authori[sz]ed to (?:perform|send|use)",
     ),
     # A refusal of the envelope sender (MAIL FROM) says nothing of the recipient, whatever
     # code comes with it (Exim's "550-Verification failed for <sender> ... 550 Sender verify
@@ -540,6 +599,7 @@ _TEXT_RULES: list[Rule] = [
         "policyviolation",
         r"polic(?:y|ies) (?:reason|violation|rejection)",
         r"for policy reasons",
+        r"administrative prohibition",
         r"denied by policy",
         r"local policy",
         r"message not allowed",
@@ -557,6 +617,9 @@ _TEXT_RULES: list[Rule] = [
         r"not enough (?:disk )?space",
         r"(?:mailbox |disk )?space (?:is )?not enough",
         r"mailbox size limit",
+        r"postfach (?:ist )?(?:voll|(?:ü|ue)berf(?:ü|ue)llt)|bo[iî]te(?: aux lettres| mail)? (?:est )?pleine"
+        r"|buz[oó]n (?:est[aá] )?lleno|casella(?: di posta)? (?:è )?piena|caixa(?: postal)? (?:est[aá] )?cheia"
+        r"|ящик переполнен",
         r"insufficient (?:user )?(?:storage|quota)",
     ),
     *_phrases(
@@ -597,6 +660,7 @@ _TEXT_RULES: list[Rule] = [
         r"user (?:has )?moved",
         r"(?:address|mailbox|account|user) (?:no longer exists|is no longer)",
         r"no longer accepts (?:e-?mail|mail|messages)",
+        r"aucune adresse de transfert|adresse (?:[ée]lectronique |e-?mail )?(?:du destinataire )?a chang[ée]",
     ),
     # Taking no mail at all proves the address dead; refusing mail "in", "with" or "from"
     # something refuses this message (character sets, attachments, senders).
@@ -618,6 +682,7 @@ _TEXT_RULES: list[Rule] = [
         r"purported responsible address",
         r"not a registered gateway user",
         r"(?:invalid|unknown|bad) sender",
+        r"(?:fake|forged|spoofed|null|empty) sender",
         # The sender's domain is not one this server sends or relays for.
         r"(?:sender|from)(?: e-?mail| address)? (?:is )?not (?:in|from|of) (?:my|our|this|the local)"
         r" domain",
@@ -637,7 +702,7 @@ _TEXT_RULES: list[Rule] = [
         r"\bdns error\b",
         r"not found, try again",
         r"malformed or unexpected name server reply",
-        r"(?:hop count|too many hops|routing loop|mail loop)",
+        r"(?:hop count|too many hops|routing loop|mail loop|loops back to myself)",
     ),
     *_phrases(
         "hostunknown",
@@ -681,6 +746,28 @@ _TEXT_RULES: list[Rule] = [
         r"(?:unknown|not found|does not exist|doesn't exist|not exist|invalid)",
         r"not a member of (?:this |the )?domain",
         r"\bwrong (?:recipient|address|user|mailbox)(?:es|s)?\b",
+        r"user not known",
+        r"(?:don't|doesn't|does no|do not) exists\b",
+        r"not (?:a )?user of this (?:server|system|domain|host)",
+        r"(?:does not|doesn't) have an? (?:\S+ )?(?:account|mailbox)",
+        # The same in other languages (German, French, Spanish, Italian, Portuguese, Dutch,
+        # Polish, Russian).
+        r"(?:benutzer|empf(?:ä|ae)nger|postfach|adresse)\w{0,4} (?:ist |wurde )?(?:unbekannt|existiert nicht"
+        r"|nicht gefunden|nicht vorhanden)|unbekannte[rs]? (?:benutzer|empf(?:ä|ae)nger)",
+        r"(?:utilisateur|destinataire|adresse|bo[iî]te|compte)(?: \S+){0,3} (?:est )?(?:inconnue?"
+        r"|inexistante?|n'existe pas)",
+        r"(?:usuario|destinatario|buz[oó]n|cuenta|direcci[oó]n)(?: \S+){0,2} (?:desconocid[oa]"
+        r"|no existe|inexistente)",
+        r"(?:utente|destinatario|casella|indirizzo)(?: \S+){0,2} (?:sconosciut[oa]|non esiste"
+        r"|inesistente)",
+        r"(?:usu[aá]rio|destinat[aá]rio|caixa|conta|endere[cç]o)(?: \S+){0,2} (?:desconhecid[oa]"
+        r"|n[aã]o existe|inexistente)",
+        r"(?:gebruiker|ontvanger|adres|mailbox)(?: \S+){0,2} (?:onbekend|bestaat niet)|onbekende"
+        r" (?:gebruiker|ontvanger)",
+        r"(?:u[zż]ytkownik|adres|skrzynka|konto)(?: \S+){0,2} (?:nie istnieje|nieznany)"
+        r"|nieznany u[zż]ytkownik",
+        r"(?:пользовател|адрес|ящик|получател)\w{0,4}(?: \S+){0,2} не (?:существует|найден)"
+        r"|нет такого (?:пользователя|адреса|ящика)",
         r"no mailbox here",
         r"mailbox name not allowed",
         r"does not have an account here",
@@ -693,7 +780,7 @@ _TEXT_RULES: list[Rule] = [
         r"address (?:couldn't|could not) be found",
         r"invalid final delivery userid",
         r"recipient address rejected: (?:unknown|user unknown|undeliverable|invalid)",
-        r"unknown local-part",
+        r"unknown local[- ]part",
         r"invalid recipient",
         r"unknown or illegal",
         r"no such (?:user|person|mailbox)",
@@ -780,7 +867,8 @@ _CODE_TABLE: list[tuple[str, tuple[str, ...]]] = [
     ("hasmoved", ("x.1.6", "x.7.17", "x.7.18", "x.7.19")),
     ("userunknown", ("x.1.1", "x.1.3", "x.1.10", "x.1.351", "x.1.4")),
     ("hostunknown", ("x.1.2", "x.4.4")),
-    ("rejected", ("x.1.7", "x.1.8", "x.1.0", "x.7.27", "x.7.2")),
+    ("rejected", ("x.1.7", "x.1.8", "x.7.27", "x.7.2")),
+    ("userunknown", ("x.1.0",)),
     ("mailboxfull", ("x.2.2",)),
     ("emailtoolarge", ("x.2.3", "x.3.4")),
     ("filtered", ("x.2.0",)),
@@ -808,24 +896,21 @@ _CODE_TABLE: list[tuple[str, tuple[str, ...]]] = [
     ("expired", ("x.4.1", "x.4.2", "x.4.7")),
     ("syntaxerror", ("x.5.1", "x.5.2", "x.5.3", "x.5.4", "x.5.5", "x.5.6")),
     ("policyviolation", ("x.7.9", "x.7.0", "x.7.1")),
-    (
-        "securityerror",
-        (
-            "x.7.3",
-            "x.7.4",
-            "x.7.5",
-            "x.7.6",
-            "x.7.7",
-            "x.7.8",
-            "x.7.14",
-            "x.7.15",
-            "x.7.16",
-        ),
-    ),
+    ("securityerror", ("x.7.8",)),
 ]
 _CODE_RULES = [
-    Rule(reason, codes=codes, name=f"{reason}: status {' '.join(codes)}")
-    for reason, codes in _CODE_TABLE
+    *(
+        Rule(reason, codes=codes, name=f"{reason}: status {' '.join(codes)}")
+        for reason, codes in _CODE_TABLE
+    ),
+    # Security status codes of the message (conversion, cryptography, integrity) and the
+    # like: a sender-side reason, but alone no reason to pause the sender.
+    Rule(
+        "securityerror",
+        codes=("x.7.3", "x.7.4", "x.7.5", "x.7.6", "x.7.7", "x.7.14", "x.7.15", "x.7.16"),
+        name="securityerror: status x.7.3-x.7.7 x.7.14-x.7.16 (the message fails)",
+        pauses=False,
+    ),
 ]
 
 # -- layer 2b: cue words, for replies no phrase or code explains ---------------------------------
@@ -909,6 +994,9 @@ _REPLY_RULES = [
     Rule("systemfull", reply_codes=(452,), name="systemfull: 452 insufficient storage"),
     Rule("mailboxfull", reply_codes=(552,), name="mailboxfull: 552 storage exceeded"),
     Rule("syntaxerror", reply_codes=(500, 501, 502, 503, 504), name="syntaxerror: 50x"),
+    Rule(
+        "securityerror", reply_codes=(530, 534, 535, 538), name="securityerror: 53x (RFC 4954 AUTH)"
+    ),
 ]
 
 # -- the providers' own replies (providers.toml) ---------------------------------------------------
@@ -966,7 +1054,7 @@ _REPLY_AND_ENHANCED = re.compile(
     r"(?<![\d.])([245]\d\d)[ -]+#?\(?([245]\.\d{1,3}\.\d{1,3})(?![\d.])"
 )
 _ENHANCED = re.compile(r"(?<![\d.])#?\(?([245]\.\d{1,3}\.\d{1,3})(?![\d.]*\d)")
-_REPLY = re.compile(r"(?:^|[\s<(#\[])([245][0-5]\d)(?=[\s\-:,)\]]|$)")
+_REPLY = re.compile(r"(?:^|[\s<(#\[]|(?<=[A-Za-z]:))([245][0-5]\d)(?=[\s\-:,)\]]|$)")
 _STAGE_HINTS = (
     (
         # Exim's "after initial connection" / "after EHLO", Postfix's "in reply to EHLO
@@ -1014,7 +1102,9 @@ _STAGE_HINTS = (
 _SPACES = re.compile(r"\s+")
 _INNER = re.compile(
     r"(?:returned|said|response was|replied|answered|reported|smtp;|error was)\W{0,3}"
-    r"['\"]((?:[245]\d\d|[245]\.\d{1,3}\.\d{1,3})[ -][^'\"]{4,1000})['\"]",
+    r"['\"]((?:[245]\d\d|[245]\.\d{1,3}\.\d{1,3})[ -][^'\"]{4,1000})['\"]"
+    # Amazon SES: "Unknown address error 550-'5.7.0 user access deny.'"
+    r"|(?<![\d.])[45]\d\d-['\"]([^'\"]{4,1000})['\"]",
     re.IGNORECASE,
 )
 """A remote reply quoted in a report: "Remote Server returned '550 5.1.1 ...'"."""
@@ -1040,7 +1130,12 @@ unknown; rejecting because of DMARC" (the common words of a recipient's refusal,
 recipient status code alone (5.1.1 with words the rules do not know) is no proof that the
 address is dead."""
 _NOT_UNKNOWN = frozenset({"2.0"})
-_BEFORE_CONTENT = frozenset({"suspend", "onhold", "policyviolation", "filtered"})
+_EVIDENT = frozenset({"1.1", "1.2", "1.3", "1.6", "1.10", "1.351", "7.17", "7.18"})
+"""Status codes that prove an address dead by themselves (RFC 3463's bad mailbox, bad
+system, bad mailbox syntax, mailbox moved; Exchange's 5.1.10 and 5.1.351; RFC 7293's changed
+owners); the other recipient codes (5.1.0 other, 5.1.4 ambiguous, 5.3.2 not accepting, 5.4.4
+no route) do not."""
+_BEFORE_CONTENT = frozenset({"suspend", "onhold", "policyviolation", "filtered", "spamdetected"})
 """Reasons that, given before any recipient or content was sent (at the greeting, EHLO or
 MAIL FROM), can only be about the sender."""
 
@@ -1065,7 +1160,7 @@ def _unwrap(folded: str) -> str:
     )
 
 
-def _evidence(rule: Rule, folded: str, enhanced: str | None) -> bool:
+def _evidence(rule: Rule, folded: str, enhanced: str | None, reply_code: int | None) -> bool:
     """Whether a default rule that says the address is dead proves it, in this text.
 
     Suppress only on positive evidence: a recipient code (5.1.1, or 5.2.1 for a disabled
@@ -1080,8 +1175,15 @@ def _evidence(rule: Rule, folded: str, enhanced: str | None) -> bool:
         return True
     if rule.reason not in HARD_REASONS and not (coded and rule.reason == "suspend"):
         return True
-    if rule is _UNAVAILABLE and enhanced is not None and enhanced[2:4] == "7.":
-        return False
+    if rule is _UNAVAILABLE:
+        # RFC 5321's 550 text (Outlook.com's answer for an address it does not have, with
+        # 5.5.0): not with a policy code, nor after a reply code other than 550.
+        if enhanced is not None and enhanced[2:4] == "7.":
+            return False
+        if reply_code is not None and reply_code != 550:
+            return False
+    if coded and rule.reason in HARD_REASONS and (enhanced is None or enhanced[2:] not in _EVIDENT):
+        return False  # a status code alone proves only 5.1.1, 5.1.2, 5.1.6, 5.1.10 (and kin)
     against = _AGAINST if coded else _AGAINST_WORDS
     return against.search(_URL.sub(" ", folded)) is None
 
@@ -1130,7 +1232,7 @@ def _judge(
         # The remote server's own reply, quoted by the MTA that reports it, is judged first:
         # the wrapper's words ("mailbox unavailable", "could not be delivered") are the
         # reporter's, and prove no address dead by themselves.
-        quoted = inner.group(1)
+        quoted = inner.group(1) or inner.group(2)
         quoted_reply, quoted_enhanced = parse_codes(quoted)
         reply_code = reply_code if reply_code is not None else quoted_reply
         enhanced_code = enhanced_code or quoted_enhanced
@@ -1141,7 +1243,15 @@ def _judge(
     if rule is None:
         return None, "onhold", reply_code, enhanced_code
     reason = rule.reason
-    if not _evidence(rule, folded, enhanced_code) or (
+    if (
+        reason == "suspend"
+        and enhanced_code is not None
+        and enhanced_code[2:] == "7.13"
+        and "recipient" not in folded.lower()
+    ):
+        # RFC 7372's 5.7.13 is the account the client authenticated as: the sender's.
+        return rule, "securityerror", reply_code, enhanced_code
+    if not _evidence(rule, folded, enhanced_code, reply_code) or (
         wrapper and reason in HARD_REASONS and not rule.definite
     ):
         reason = "onhold"
@@ -1199,6 +1309,8 @@ def classify(
     action = _action(reason, permanent)
     if reason == "suspend" and definite and permanent and action is Action.FAIL:
         action = Action.SUPPRESS
+    elif action is Action.PAUSE_SENDER and rule is not None and not rule.pauses:
+        action = Action.FAIL if permanent else Action.RETRY
     return Classification(
         reason=reason,
         action=action,
