@@ -914,6 +914,30 @@ _HEADER_BLOCK = re.compile(
 )
 
 
+_FIELDS = (
+    r"(?:From|To|Cc|Bcc|Subject|Date|Reply-To|Sender|Message-I[Dd]|Return-Path|Received|"
+    r"MIME-Version|Content-Type|User-Agent|X-[\w-]{1,60})"
+)
+_ADDRESS_FIELDS = r"(?:From|To|Cc|Bcc|Reply-To|Sender|Return-Path|Received|Message-I[Dd])"
+
+
+def _two_fields(first: str, then: str) -> str:
+    # One quote level and one space at most before a field, so that no two repeats can
+    # share a character.
+    return (
+        rf"^(?:>[ \t]?)?{first}[ \t]*:[^\n]*\n(?:>?[ \t][^\n]*\n)*(?:>[ \t]?)?{then}[ \t]*:"
+    )
+
+
+_QUOTED_HEADERS = re.compile(
+    # Two header fields in a row at the start of lines, quoted ("> ") or not, one of them naming
+    # addresses: the returned original's header, whose To, Cc and From are no recipients of the
+    # notice (a notice may quote the Subject and Date alone before its own text).
+    f"{_two_fields(_ADDRESS_FIELDS, _FIELDS)}|{_two_fields(_FIELDS, _ADDRESS_FIELDS)}",
+    re.IGNORECASE | re.MULTILINE,
+)
+
+
 def _notice_text(scan: _Scan) -> str:
     """The human-readable part of a bounce, without the returned original."""
     texts: list[str] = []
@@ -935,6 +959,9 @@ def _notice_text(scan: _Scan) -> str:
     header = _HEADER_BLOCK.search(text)
     if header and header.start() > 0:
         text = text[: header.start()]
+    quoted = _QUOTED_HEADERS.search(text)
+    if quoted and quoted.start() > 0:
+        text = text[: quoted.start()]
     return text
 
 
@@ -1338,11 +1365,19 @@ def _report(
 
 
 def _status(status: str | None, found: Classification, *, temporary: bool) -> str:
-    """The most specific status: the diagnostic's, the DSN's, else the reason's pseudo code."""
+    """The report's status: the DSN's Status, refined by the diagnostic, else a pseudo code.
+
+    A DSN's Status field is the reporting MTA's verdict on the recipient and wins; the
+    Diagnostic-Code is the remote reply it read, its detail.  Only a Status that names no
+    detail (``5.0.0``) takes the diagnostic's code, and only of its own class: "Status: 5.0.0"
+    over "450 4.2.0 ..." is still a permanent failure.
+    """
     enhanced = found.enhanced_code
     if enhanced and enhanced[0] == "2" and found.reason != "delivered":
         enhanced = None  # a transcript's "250 2.1.0 Ok", not the failure's code
-    if enhanced and not enhanced.endswith(".0.0"):
+    if status and not status.endswith(".0.0"):
+        return status
+    if enhanced and not enhanced.endswith(".0.0") and (not status or status[0] == enhanced[0]):
         return enhanced
     if status:
         return status
