@@ -840,15 +840,17 @@ def _dsn_report(
     recipient = names[index]
     diagnostic_field = str(block.get("Diagnostic-Code", ""))
     diagnostic = _fold(_after_type(diagnostic_field))
-    # sendmail's "X-Unix; 71": the prog mailer's exit status, not an SMTP reply.
+    # "X-Unix; 71" (sendmail), "x-unix; procmail: ..." (Postfix): a program's exit status
+    # or output, not an SMTP reply; the Status is the one mapped from the exit status.
     unix = diagnostic_field.partition(";")[0].strip().lower() == "x-unix"
+    program = unix or _is_program(block)
     status_field = _fold(str(block.get("Status", "")))
     status_code = re.match(r"[245]\.\d{1,3}\.\d{1,3}", status_field)
     action_field = _fold(str(block.get("Action", ""))).lower()
     remote = _after_type(str(block.get("Remote-MTA", "")))
     from_notice = notice.about(recipient) if recipient else ""
     stage = scan.stage(diagnostic) or scan.stage(from_notice)
-    dsn_code = status_code.group(0) if status_code else None
+    dsn_code = status_code.group(0) if status_code and not program else None
     found = (
         scan.classify(
             diagnostic,
@@ -872,7 +874,7 @@ def _dsn_report(
         by_status = scan.classify(status_field)
         if found is None or by_status.rule != _NO_RULE:
             found = by_status
-    if _is_program(block):
+    if program:
         found = _program_failure(found)
     status = status_code.group(0) if status_code else None
     action = _dsn_action(action_field, status, found)
@@ -900,12 +902,15 @@ def _is_program(block: Message) -> bool:
 
 
 def _program_failure(found: Classification) -> Classification:
-    """What a failed delivery to a program (a pipe, a mail filter) says, when nothing more does.
+    """What a failed delivery to a program (a pipe, a mailbox command) says.
 
-    A program's failure reads "Service unavailable" (sendmail's words for EX_UNAVAILABLE) or
-    gives no words at all: a mailer error of the recipient's side, never a dead address.
+    A program's failure is a mailer error of the recipient's side, never a dead address:
+    its exit status is mapped to a status mechanically (Postfix turns procmail's exit 67,
+    EX_NOUSER, into "5.1.1 user unknown" whatever procmail failed at; sendmail reads
+    EX_UNAVAILABLE as "Service unavailable").  What its output says besides (a quota) stays.
     """
-    if found.rule != _NO_RULE and found.reason not in ("systemerror", "onhold"):
+    generic = found.reason in ("systemerror", "onhold") or found.action is Action.SUPPRESS
+    if found.rule != _NO_RULE and not generic:
         return found
     return replace(
         found,
