@@ -1347,9 +1347,12 @@ def _inline_original(scan: _Scan) -> Message | None:
         if ctype != "text/plain" or part.is_multipart():
             continue
         text = scan.text(part)
-        header = _HEADER_BLOCK.search(text)
-        if header:
-            return email.message_from_string(text[header.start() :], policy=email.policy.compat32)
+        # The earliest header block: the original's From and To may come before its Received.
+        starts = [
+            m.start() for m in (_HEADER_BLOCK.search(text), _QUOTED_HEADERS.search(text)) if m
+        ]
+        if starts:
+            return email.message_from_string(text[min(starts) :], policy=email.policy.compat32)
     return None
 
 
