@@ -42,6 +42,7 @@ from sendguard._bounces.classify import (
     Action,
     Classification,
     Rules,
+    action_for,
     classify,
     parse_codes,
     stage_hint,
@@ -304,7 +305,7 @@ class _Scan:
         self.message = message
         self.budget = budget
         self.rules = rules
-        self._classified: dict[tuple[str, str | None, str | None], Classification] = {}
+        self._classified: dict[tuple[str, str | None, str | None, bool], Classification] = {}
         self._stages: dict[tuple[str, str, None], str | None] = {}
         self.parts: list[Message] = []
         self.types: list[str] = []
@@ -334,17 +335,28 @@ class _Scan:
         return found
 
     def classify(
-        self, text: str, *, stage: str | None = None, enhanced_code: str | None = None
+        self,
+        text: str,
+        *,
+        stage: str | None = None,
+        enhanced_code: str | None = None,
+        exit_status: bool = False,
     ) -> Classification:
-        """:func:`classify` with this bounce's rules, once per distinct text.
+        """:func:`_classify_reply` with this bounce's rules, once per distinct text.
 
         A bounce that names one recipient many times gives each mention the same text: it is
         classified once, so the work stays proportional to the distinct text read.
         """
-        key = (text, stage, enhanced_code)
+        key = (text, stage, enhanced_code, exit_status)
         found = self._classified.get(key)
         if found is None:
-            found = classify(text, stage=stage, enhanced_code=enhanced_code, rules=self.rules)
+            found = _classify_reply(
+                text,
+                stage=stage,
+                enhanced_code=enhanced_code,
+                rules=self.rules,
+                exit_status=exit_status,
+            )
             if len(self._classified) < MAX_RECIPIENTS:
                 self._classified[key] = found
         return found
@@ -379,6 +391,74 @@ def _parse(scan: _Scan, rules: Rules) -> Iterator[BounceReport]:
         yield from _notice(scan, rules)
     elif _is_autoreply(message):
         yield _autoreply(message)
+
+
+# -- what a diagnostic says ---------------------------------------------------------------------
+
+_TRANSCRIPT_REPLY = re.compile(r"(?:\bOut:|<<<)[ \t]{0,4}([2-5])\d\d(?=[ -]|$)", re.MULTILINE)
+"""A server's reply in a session transcript (Postfix's "Out: 250 ...", sendmail's "<<< 550")."""
+_EXIT_STATUS = re.compile(
+    # A local mailer's exit status (Postfix pipe and local, sendmail's prog mailer, procmail,
+    # maildrop): a number that is no SMTP reply.
+    r"\b(?:(?:died|exited|terminated)\s{1,4}with\s{1,4}(?:exit\s{1,4})?(?:status|code|value)"
+    r"|exit(?:\s{1,4}(?:status|code|value))?|return(?:ed)?\s{1,4}(?:status|code))"
+    r"[ \t]{0,4}[:=]?[ \t]{0,4}(\d{1,3})\b",
+    re.IGNORECASE,
+)
+_BARE_EXIT = re.compile(r"\A\s*(\d{1,3})\b(?![.\d])")
+"""sendmail's "Diagnostic-Code: X-Unix; 71": a mailer's exit status alone."""
+_MAILER_EXIT = "a local mailer's exit status"
+
+
+def _failing_reply(text: str) -> str:
+    """A transcript's text from its first failure reply on (the 250s before it are no answer).
+
+    A text that is no transcript, or has no 2xx or 3xx reply before its first 4xx or 5xx, is
+    returned as it is.
+    """
+    passed = False
+    for found in _TRANSCRIPT_REPLY.finditer(text):
+        if found.group(1) in "23":
+            passed = True
+        elif passed:
+            return text[found.start() :]
+        else:
+            break
+    return text
+
+
+def _classify_reply(
+    text: str,
+    *,
+    stage: str | None,
+    enhanced_code: str | None,
+    rules: Rules,
+    exit_status: bool = False,
+) -> Classification:
+    """:func:`classify` of a diagnostic, which may be a transcript or name an exit status.
+
+    A mailer's exit status (``Command died with status 67``, ``exit code 250``, sendmail's
+    bare ``X-Unix; 71``) is masked before the text is read, so that no exit status is taken
+    for an SMTP reply code (a "250" for a delivery); what the text says besides still counts,
+    and a text that says nothing else is a mailer error.
+    """
+    read = _failing_reply(text)
+    masked = _EXIT_STATUS.sub(" (mailer exit status) ", read)
+    if exit_status:
+        masked = _BARE_EXIT.sub(" (mailer exit status) ", masked, count=1)
+    if masked != read and classify(masked, stage=stage, rules=rules).rule == _NO_RULE:
+        # Nothing but the exit status (the DSN's Status says no more than that it failed).
+        permanent = (enhanced_code or "").startswith("5")
+        return Classification(
+            "mailererror",
+            action_for("mailererror", permanent=permanent),
+            permanent,
+            None,
+            enhanced_code,
+            _MAILER_EXIT,
+            text,
+        )
+    return classify(masked, stage=stage, enhanced_code=enhanced_code, rules=rules)
 
 
 # -- text helpers -------------------------------------------------------------------------------
@@ -758,16 +838,26 @@ def _dsn_report(
     forwarded: dict[str, str],
 ) -> BounceReport:
     recipient = names[index]
-    diagnostic = _fold(_after_type(str(block.get("Diagnostic-Code", ""))))
+    diagnostic_field = str(block.get("Diagnostic-Code", ""))
+    diagnostic = _fold(_after_type(diagnostic_field))
+    # "X-Unix; 71" (sendmail), "x-unix; procmail: ..." (Postfix): a program's exit status
+    # or output, not an SMTP reply; the Status is the one mapped from the exit status.
+    unix = diagnostic_field.partition(";")[0].strip().lower() == "x-unix"
+    program = unix or _is_program(block)
     status_field = _fold(str(block.get("Status", "")))
     status_code = re.match(r"[245]\.\d{1,3}\.\d{1,3}", status_field)
     action_field = _fold(str(block.get("Action", ""))).lower()
     remote = _after_type(str(block.get("Remote-MTA", "")))
     from_notice = notice.about(recipient) if recipient else ""
     stage = scan.stage(diagnostic) or scan.stage(from_notice)
-    dsn_code = status_code.group(0) if status_code else None
+    dsn_code = status_code.group(0) if status_code and not program else None
     found = (
-        scan.classify(diagnostic, stage=stage, enhanced_code=_code_in(diagnostic, dsn_code))
+        scan.classify(
+            diagnostic,
+            stage=stage,
+            enhanced_code=_code_in(diagnostic, dsn_code),
+            exit_status=unix,
+        )
         if diagnostic
         else None
     )
@@ -784,6 +874,8 @@ def _dsn_report(
         by_status = scan.classify(status_field)
         if found is None or by_status.rule != _NO_RULE:
             found = by_status
+    if program:
+        found = _program_failure(found)
     status = status_code.group(0) if status_code else None
     action = _dsn_action(action_field, status, found)
     return _report(
@@ -797,6 +889,34 @@ def _dsn_report(
         original=original,
         per_message=per_message,
         original_recipient=_original_recipient_of(block, forwarded),
+    )
+
+
+def _is_program(block: Message) -> bool:
+    """Whether a group's recipient was delivered to a program (sendmail's ``X-Unix; |...``)."""
+    for name in ("X-Actual-Recipient", "Final-Recipient"):
+        kind, _, value = str(block.get(name, "")).partition(";")
+        if value.strip().startswith("|") or (kind.strip().lower() == "x-unix" and value):
+            return True
+    return False
+
+
+def _program_failure(found: Classification) -> Classification:
+    """What a failed delivery to a program (a pipe, a mailbox command) says.
+
+    A program's failure is a mailer error of the recipient's side, never a dead address:
+    its exit status is mapped to a status mechanically (Postfix turns procmail's exit 67,
+    EX_NOUSER, into "5.1.1 user unknown" whatever procmail failed at; sendmail reads
+    EX_UNAVAILABLE as "Service unavailable").  What its output says besides (a quota) stays.
+    """
+    generic = found.reason in ("systemerror", "onhold") or found.action is Action.SUPPRESS
+    if found.rule != _NO_RULE and not generic:
+        return found
+    return replace(
+        found,
+        reason="mailererror",
+        action=action_for("mailererror", permanent=found.permanent),
+        rule=_MAILER_EXIT if found.rule == _MAILER_EXIT else "a program's delivery failed",
     )
 
 
@@ -897,6 +1017,7 @@ _ORIGINAL_MARKER = re.compile(
     r"^[ \t>]*+(?:(?:-{2,}|={2,}|_{2,})[ \t]*+)?(?:"
     r"(?:this is a |a )?copy of (?:the|your) (?:original )?message|"
     r"below this line is a copy|original message|original message (?:headers )?follows|"
+    r"original (?:mail|message) (?:is )?as follows|"
     r"message headers follow|headers of the (?:original|returned) message|"
     r"(?:the )?(?:original |returned |undelivered )?message (?:headers?|text)? ?(?:follows|below)|"
     r"returned message|undelivered message|unsent message below|"
@@ -911,6 +1032,28 @@ _HEADER_BLOCK = re.compile(
     r"Content-Type|Delivered-To):[^\n]*\n(?:[ \t][^\n]*\n)*"
     r"(?:[\w-]+:[^\n]*\n)",
     re.MULTILINE,
+)
+
+
+_FIELDS = (
+    r"(?:From|To|Cc|Bcc|Subject|Date|Reply-To|Sender|Message-I[Dd]|Return-Path|Received|"
+    r"MIME-Version|Content-Type|User-Agent|X-[\w-]{1,60})"
+)
+_ADDRESS_FIELDS = r"(?:From|To|Cc|Bcc|Reply-To|Sender|Return-Path|Received|Message-I[Dd])"
+
+
+def _two_fields(first: str, then: str) -> str:
+    # One quote level and one space at most before a field, so that no two repeats can
+    # share a character.
+    return rf"^(?:>[ \t]?)?{first}[ \t]*:[^\n]*\n(?:>?[ \t][^\n]*\n)*(?:>[ \t]?)?{then}[ \t]*:"
+
+
+_QUOTED_HEADERS = re.compile(
+    # Two header fields in a row at the start of lines, quoted ("> ") or not, one of them naming
+    # addresses: the returned original's header, whose To, Cc and From are no recipients of the
+    # notice (a notice may quote the Subject and Date alone before its own text).
+    f"{_two_fields(_ADDRESS_FIELDS, _FIELDS)}|{_two_fields(_FIELDS, _ADDRESS_FIELDS)}",
+    re.IGNORECASE | re.MULTILINE,
 )
 
 
@@ -935,6 +1078,9 @@ def _notice_text(scan: _Scan) -> str:
     header = _HEADER_BLOCK.search(text)
     if header and header.start() > 0:
         text = text[: header.start()]
+    quoted = _QUOTED_HEADERS.search(text)
+    if quoted and quoted.start() > 0:
+        text = text[: quoted.start()]
     return text
 
 
@@ -1073,21 +1219,31 @@ def _notice(scan: _Scan, rules: Rules) -> Iterator[BounceReport]:
     excluded |= {_key(_address(m.group(1))) for m in _SENDER_MENTION.finditer(notice)}
     excluded |= {_key(_address(m.group(1))) for m in _QUOTED_FROM.finditer(notice)}
     excluded |= {_key(m.group(1)) for m in _MESSAGE_IDS.finditer(notice)}
+    excluded |= {_key(_address(m.group(1).rstrip(".,;:)"))) for m in _HELP_MENTION.finditer(notice)}
     excluded.discard("")
     expansions = _expansions(notice)
     # An address something was forwarded from is the original recipient of that one, not a
     # recipient of its own.
     excluded |= {_key(address) for _, address in expansions}
+    program = False
     names = _unique(
         _address(m.group(1))
         for m in _ADDRESS.finditer(notice)
         if _key(m.group(1)) not in excluded and not _NOT_RECIPIENTS.match(m.group(1))
     )[:MAX_RECIPIENTS]
+    if not names and expansions:
+        # What failed was no address (a pipe, a file an alias or .forward delivers to): the
+        # address it was generated from is the one the mail was sent to.
+        names = _unique(address for _, address in expansions)[:MAX_RECIPIENTS]
+        expansions = []
+        program = True
     if not names and original is not None:
-        names = _unique(
+        # The original's To names the recipient only when it names one address alone, and
+        # never its Cc: a notice that names nobody must not fail the others of a message.
+        to = _unique(
             _address(a) for _, a in getaddresses([str(v) for v in original.get_all("To", [])])
         )
-        names = [n for n in names if _key(n) not in excluded]
+        names = [n for n in to if _key(n) not in excluded] if len(to) == 1 else []
     delayed = bool(_DELAYED.search(notice))
     mentions = _Mentions(notice, names)
     forwarded = mentions.origins(expansions)
@@ -1098,6 +1254,8 @@ def _notice(scan: _Scan, rules: Rules) -> Iterator[BounceReport]:
         if (not diagnostic or found.rule == _NO_RULE) and len(names) <= 1:
             diagnostic = mentions.folded()[:WINDOW]
             found = scan.classify(diagnostic)
+        if program:
+            found = _program_failure(found)
         action: BounceAction = "delayed" if delayed and not found.permanent else "failed"
         if delayed and found.reason == "expired" and found.reply_code is None:
             action = "delayed"
@@ -1110,9 +1268,17 @@ def _notice(scan: _Scan, rules: Rules) -> Iterator[BounceReport]:
             reporting_mta=_mta_of(message),
             original=original,
             original_recipient=forwarded.get(_key(recipient), ""),
+            timed_out=bool(_TIMED_OUT.search(diagnostic)),
         )
 
 
+_TIMED_OUT = re.compile(
+    # The MTA gave up after temporary failures (Exim's retry rules, a queue's lifetime): the
+    # cause it names was temporary, a 4.x.x, though the message is returned.
+    r"retry time(?:out)? (?:exceeded|reached)|in the queue too long|"
+    r"could not be delivered for (?:\d{1,4}|more than)",
+    re.IGNORECASE,
+)
 _SENDER_MENTION = re.compile(
     r"(?:mail\s+from|envelope-from|return-path|x-postfix-sender|original-sender|sender"
     r"|verification failed for)[ \t]*+[:=]?[ \t]*+(?:rfc822;[ \t]*+)?"
@@ -1123,6 +1289,15 @@ _QUOTED_FROM = re.compile(
     r"^[ \t>]*+(?:from|reply-to|sender|return-path)[ \t]*+:"
     r"[^\n@]*?<?([^\s<>@:]{1,64}@[^\s<>]{1,255}?)>?[ \t]*$",
     re.IGNORECASE | re.MULTILINE,
+)
+_HELP_MENTION = re.compile(
+    # Where to ask for help ("For further assistance, please contact <support@...>", "send
+    # mail to <postmaster@...>"): an address of the reporting side, never a recipient.
+    r"(?:please\s{1,4}(?:contact|write\s{1,4}to|e-?mail|send\s{1,4}(?:\w{1,20}\s{1,4}){0,3}to)|"
+    r"for\s{1,4}(?:further\s{1,4}|more\s{1,4})?(?:assistance|help|information|questions)"
+    r"[^\n@<]{0,60}?(?:contact|write\s{1,4}to|e-?mail|to))"
+    r"[^\n@<]{0,30}?<?([^\s<>@]{1,64}@[^\s<>@]{1,255})",
+    re.IGNORECASE,
 )
 _MESSAGE_IDS = re.compile(
     r"^[ \t>]*(?:message-id|in-reply-to|references)[ \t]*:[^\n]*?<([^<>\s]+@[^<>\s]+)>",
@@ -1146,10 +1321,24 @@ _EXPANSION = re.compile(
 )
 
 
+_GENERATED_BY = re.compile(
+    # Exim's pipe and file deliveries: "pipe to |/usr/bin/procmail" then, on its own line,
+    # "generated by a@y" (no parentheses).
+    r"^[ \t]{1,20}generated[ \t]{1,20}by[ \t]{1,20}"
+    r"<?([^\s<>()@,;]{1,64}@[^\s<>()@,;]{1,255})>?[ \t]*$",
+    re.IGNORECASE | re.MULTILINE,
+)
+
+
 def _expansions(notice: str) -> list[tuple[int, str]]:
     """(position, address) of each address a notice says a recipient was forwarded from."""
-    found = itertools.islice(_EXPANSION.finditer(notice), MAX_RECIPIENTS)
-    return [(m.start(), _address(m.group(1))) for m in found if _address(m.group(1))]
+    found = itertools.chain(_EXPANSION.finditer(notice), _GENERATED_BY.finditer(notice))
+    pairs = [
+        (m.start(), _address(m.group(1)))
+        for m in itertools.islice(found, 2 * MAX_RECIPIENTS)
+        if _address(m.group(1))
+    ]
+    return sorted(pairs)[:MAX_RECIPIENTS]
 
 
 def _inline_original(scan: _Scan) -> Message | None:
@@ -1158,9 +1347,12 @@ def _inline_original(scan: _Scan) -> Message | None:
         if ctype != "text/plain" or part.is_multipart():
             continue
         text = scan.text(part)
-        header = _HEADER_BLOCK.search(text)
-        if header:
-            return email.message_from_string(text[header.start() :], policy=email.policy.compat32)
+        # The earliest header block: the original's From and To may come before its Received.
+        starts = [
+            m.start() for m in (_HEADER_BLOCK.search(text), _QUOTED_HEADERS.search(text)) if m
+        ]
+        if starts:
+            return email.message_from_string(text[min(starts) :], policy=email.policy.compat32)
     return None
 
 
@@ -1294,13 +1486,28 @@ def _report(
     per_message: Message | None = None,
     message_id: str = "",
     original_recipient: str = "",
+    timed_out: bool = False,
 ) -> BounceReport:
     temporary = action == "delayed"
+    if found.reason == "delivered" and action != "delivered":
+        # A 2xx read from a failure (a transcript's "250 Ok", a number that was no reply):
+        # the failure's cause is unknown, and it is no delivery.
+        found = replace(
+            found,
+            reason="onhold",
+            action=action_for("onhold", permanent=action == "failed"),
+            permanent=action == "failed",
+            reply_code=None,
+            enhanced_code=None,
+            rule=_NO_RULE,
+        )
     if temporary and found.rule == _NO_RULE:
         # A delay notice that gives no cause: the message is still in a queue (Sisimai's
         # "expired"), which is never a reason to suppress.
         found = replace(found, reason="expired", action=Action.RETRY, rule="a delay notice")
-    status = _status(status, found, temporary=temporary)
+    # A cause that timed out was temporary; "expired" is the timing out itself, final.
+    transient = temporary or (timed_out and found.reason != "expired")
+    status = _status(status, found, temporary=transient)
     if action == "delivered":
         found = replace(
             found, reason="delivered", action=Action.NONE, permanent=False, rule="DSN delivered"
@@ -1338,11 +1545,19 @@ def _report(
 
 
 def _status(status: str | None, found: Classification, *, temporary: bool) -> str:
-    """The most specific status: the diagnostic's, the DSN's, else the reason's pseudo code."""
+    """The report's status: the DSN's Status, refined by the diagnostic, else a pseudo code.
+
+    A DSN's Status field is the reporting MTA's verdict on the recipient and wins; the
+    Diagnostic-Code is the remote reply it read, its detail.  Only a Status that names no
+    detail (``5.0.0``) takes the diagnostic's code, and only of its own class: "Status: 5.0.0"
+    over "450 4.2.0 ..." is still a permanent failure.
+    """
     enhanced = found.enhanced_code
     if enhanced and enhanced[0] == "2" and found.reason != "delivered":
         enhanced = None  # a transcript's "250 2.1.0 Ok", not the failure's code
-    if enhanced and not enhanced.endswith(".0.0"):
+    if status and not status.endswith(".0.0"):
+        return status
+    if enhanced and not enhanced.endswith(".0.0") and (not status or status[0] == enhanced[0]):
         return enhanced
     if status:
         return status
