@@ -443,9 +443,9 @@ def _classify_reply(
     and a text that says nothing else is a mailer error.
     """
     read = _failing_reply(text)
-    masked = _EXIT_STATUS.sub(" (mailer exit status) ", read)
+    masked = _EXIT_STATUS.sub(" (number elided) ", read)
     if exit_status:
-        masked = _BARE_EXIT.sub(" (mailer exit status) ", masked, count=1)
+        masked = _BARE_EXIT.sub(" (number elided) ", masked, count=1)
     if masked != read and classify(masked, stage=stage, rules=rules).rule == _NO_RULE:
         # Nothing but the exit status (the DSN's Status says no more than that it failed).
         permanent = (enhanced_code or "").startswith("5")
