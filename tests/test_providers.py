@@ -17,6 +17,7 @@ from sendguard import (
     classify,
     load_rules,
 )
+from sendguard._bounces.classify import SENDER_REASONS
 from sendguard.config import from_env
 
 TABLE = tomllib.loads(
@@ -53,6 +54,19 @@ def test_each_published_reply_is_decided_by_a_provider_rule_or_agrees_without_it
     assert rule.matches(" ".join(text.split()), found.enhanced_code, found.reply_code), (
         f"{rule.name} does not match its own example {text!r}"
     )
+
+
+@pytest.mark.parametrize(("entry", "text"), EXAMPLES)
+def test_each_published_reply_gets_the_action_its_entry_implies(
+    entry: dict[str, object], text: str
+) -> None:
+    # A sender-side reason never suppresses the recipient; an entry with pauses = false (one
+    # mailbox's limit, one recipient's refusal of this sender) never pauses the sender.
+    found = classify(text)
+    if entry["reason"] in SENDER_REASONS:
+        assert found.action is not Action.SUPPRESS, (found.rule, text)
+    if entry.get("pauses") is False:
+        assert found.action in (Action.RETRY, Action.FAIL), (found.rule, text)
 
 
 def test_provider_rules_come_before_the_generic_ones() -> None:
