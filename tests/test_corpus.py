@@ -45,8 +45,12 @@ def test_user_unknown_without_a_stage_is_userunknown() -> None:
     # Sisimai labels some of these "filtered" (about 20 in lines.jsonl): it knew, from the whole
     # bounce, that the refusal came after DATA.  Given the line alone, "user unknown" means the
     # mailbox does not exist; the same line with a stage is classified as Sisimai does.
-    assert classify("550 : User unknown").reason == "userunknown"
-    assert classify("550 : User unknown (in reply to end of DATA command)").reason == "filtered"
+    assert classify("550 <kijitora@example.jp>: User unknown").reason == "userunknown"
+    assert classify("550 kijitora@example.jp... No such user").reason == "userunknown"
+    staged = "550 <kijitora@example.jp>: User unknown (in reply to end of DATA command)"
+    assert classify(staged).reason == "filtered"
+    # au (KDDI) names no address when the recipient's own filter refused the sender.
+    assert classify("550 : User unknown").reason == "filtered"
 
 
 def test_amavis_spam_reject_is_spamdetected() -> None:
