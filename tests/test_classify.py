@@ -604,3 +604,39 @@ def test_a_rule_that_does_not_pause_fails_or_retries() -> None:
     )
     with pytest.raises(ValueError, match="True or False"):
         Rule("blocked", r"x", pauses="no")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("text", "action"),
+    [
+        # A bounce's own words with no code at all: the reporter gave up, so they are final.
+        ("Mailbox quota exceeded for this recipient", Action.FAIL),
+        ("Die Mailbox ist voll: quota exceeded", Action.FAIL),
+        ("The message could not be delivered: routing loop detected", Action.FAIL),
+        ("Message rejected by the destination", Action.FAIL),
+        ("Recipient not reachable, delivery abandoned", Action.FAIL),
+        ("5.x.0 - Message bounced by administrator", Action.FAIL),
+        # ... unless they say the failure is temporary.
+        ("The mailbox is temporarily over quota", Action.RETRY),
+        ("Deferred: Connection refused by mx.example.net.", Action.RETRY),
+        ("connection with mx.example.org was lost", Action.RETRY),
+        ("connection with mx1.example.com is broken", Action.RETRY),
+        ("conversation with mx.example.com timed out while sending RCPT TO", Action.RETRY),
+        ("Recipient address rejected: Greylisted, try again later", Action.RETRY),
+        ("The quota is exceeded. Please resend the message later", Action.RETRY),
+        ("local error errno=28 writing the spool file", Action.RETRY),
+        # A dead address stays dead whatever advice follows ("check for typos and try again").
+        (
+            "Your message wasn't delivered because the address couldn't be found. Check for "
+            "typos or unnecessary spaces and try again.",
+            Action.SUPPRESS,
+        ),
+        # A code decides, not the finality of the words.
+        ("452 4.2.2 Mailbox quota exceeded", Action.RETRY),
+        ("550 5.2.2 Mailbox quota exceeded", Action.FAIL),
+    ],
+)
+def test_a_text_without_codes_is_final_unless_it_says_it_is_temporary(
+    text: str, action: Action
+) -> None:
+    assert classify(text).action is action

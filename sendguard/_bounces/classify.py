@@ -1135,6 +1135,15 @@ _EVIDENT = frozenset({"1.1", "1.2", "1.3", "1.6", "1.10", "1.351", "7.17", "7.18
 system, bad mailbox syntax, mailbox moved; Exchange's 5.1.10 and 5.1.351; RFC 7293's changed
 owners); the other recipient codes (5.1.0 other, 5.1.4 ambiguous, 5.3.2 not accepting, 5.4.4
 no route) do not."""
+_TEMPORARY = re.compile(
+    r"temporar|\bdefer|try (?:again|later)|retry later|will (?:be )?retr|will keep trying"
+    r"|\bdelayed\b|\bresend\b|gr[ea]y ?list|\btimed? ?out\b|no route to host"
+    r"|(?:lost|broken|closed|dropped) connection|closed (?:the )?connection|\berrno\b"
+    rf"|\bconnection\b{_NEAR}\b(?:refused|reset|lost|closed|dropped|died|broken)\b",
+    re.IGNORECASE,
+)
+"""Words that say a failure reported without any code is temporary (a delay notice, a lost
+connection, greylisting): without them such a text is final."""
 _BEFORE_CONTENT = frozenset({"suspend", "onhold", "policyviolation", "filtered", "spamdetected"})
 """Reasons that, given before any recipient or content was sent (at the greeting, EHLO or
 MAIL FROM), can only be about the sender."""
@@ -1305,7 +1314,9 @@ def classify(
     elif enhanced_code is not None and enhanced_code[0] in "45":
         permanent = enhanced_code[0] == "5"
     else:
-        permanent = reason in _PERMANENT_BY_DEFAULT
+        # No code at all: the text is the reporter's own word, and a reporter writes one when
+        # it gives up (a bounce), so it is final unless it says the failure is temporary.
+        permanent = reason in _PERMANENT_BY_DEFAULT or _TEMPORARY.search(folded) is None
     action = _action(reason, permanent)
     if reason == "suspend" and definite and permanent and action is Action.FAIL:
         action = Action.SUPPRESS
