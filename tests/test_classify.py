@@ -640,3 +640,76 @@ def test_a_text_without_codes_is_final_unless_it_says_it_is_temporary(
     text: str, action: Action
 ) -> None:
     assert classify(text).action is action
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "554 5.5.0 SMTP synchronization error",
+        "554 SMTP protocol synchronisation error (input sent without waiting for greeting)",
+        "503 5.5.0 <bob@example.org>: Recipient address rejected: Improper use of SMTP "
+        "command pipelining",
+        "550 5.5.1 Protocol violation",
+        "503 5.5.2 Send hello first",
+        "503 5.5.1 EHLO first, please",
+        "503 Bad sequence of commands",
+        "503 5.5.1 Error: commands out of sequence",
+        "554 You talked too soon",
+    ],
+)
+def test_a_client_that_breaks_the_protocol_pauses_the_sender(text: str) -> None:
+    found = classify(text)
+    assert (found.reason, found.action) == ("syntaxerror", Action.PAUSE_SENDER)
+
+
+@pytest.mark.parametrize(
+    ("text", "action"),
+    [
+        # Temporary: retried like any 4xx.
+        ("451 4.5.0 SMTP protocol violation, see RFC 2821", Action.RETRY),
+        # Refused recipients, then the client's DATA: not the client's protocol.
+        ("503 5.5.1 Error: need RCPT command", Action.FAIL),
+        ("503 All recipients are invalid", Action.FAIL),
+        # sendmail's prefix names no cause: what follows decides.
+        ("Remote protocol error: 550 5.1.1 <a@b.example>... User unknown", Action.SUPPRESS),
+        # RFC 5321's 555: a parameter this server does not know fails the message.
+        ("555 5.5.4 MAIL FROM/RCPT TO parameters not recognized or not implemented", Action.FAIL),
+        ("501 5.5.4 Syntax error in parameters or arguments", Action.FAIL),
+    ],
+)
+def test_what_is_not_the_clients_protocol(text: str, action: Action) -> None:
+    assert classify(text).action is action
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "535 5.7.1 Username and Password not accepted. Learn more at https://support.example",
+        "535 5.7.8 Error: authentication failed: Invalid user name or password",
+        "535 5.7.1 Application-specific password required",
+        "535 Incorrect authentication data",
+        "534 5.7.9 Please log in with your web browser and then try again",
+        "530 5.7.3 Cannot achieve Exchange Server authentication",
+        "530 5.7.0 Authentication required",
+        "554 5.7.0 Too many unauthenticated commands",
+        "550 5.7.1 Login incorrect",
+        "454 4.7.0 Too many unauthenticated connections, try again later",
+    ],
+)
+def test_the_clients_login_pauses_the_sender(text: str) -> None:
+    found = classify(text)
+    assert found.reason == "securityerror"
+    assert found.action is (Action.PAUSE_SENDER if found.permanent else Action.RETRY)
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        # A specific status code beside an AUTH reply still decides.
+        ("538 5.7.11 Encryption required for requested authentication mechanism", "failedstarttls"),
+        # Words of a dead address are not a login ("password" is nowhere).
+        ("550 5.1.1 <a@b.example>: Recipient address rejected: User unknown", "userunknown"),
+    ],
+)
+def test_a_specific_code_beside_an_auth_reply_still_decides(text: str, reason: str) -> None:
+    assert classify(text).reason == reason

@@ -379,6 +379,22 @@ which "command rejected for policy reasons" shares: evidence only without a poli
 # Order matters: sender-side and rate-limit phrases come first, since they are often sent with
 # recipient codes (550 5.1.1 "... has sent to too many recipients"); then the message-level
 # refusals; then the recipient's own state.
+# The sending client broke the protocol (spoke before its turn, pipelined where it may not,
+# skipped HELO): every message it sends fails the same way, so a permanent one pauses the
+# sender, though the reason stays syntaxerror.  Not "need RCPT" after refused recipients,
+# nor sendmail's "Remote protocol error:" prefix, which names no cause.
+_CLIENT_PROTOCOL: tuple[Rule, ...] = tuple(
+    replace(rule, name=f"{rule.name} (the client's protocol)")
+    for rule in _phrases(
+        "syntaxerror",
+        r"synchroni[sz]ation error",
+        r"\bpipelin(?:e|ed|ing)\b",
+        r"protocol violation",
+        r"send (?:helo|ehlo|hello|lhlo) first|(?:helo|ehlo) (?:first|required|expected)",
+        r"improper sequence|bad sequence of commands|out of sequence",
+        r"(?:talk(?:ing|ed)?|spoke|sent data) (?:too soon|too early|before (?:its|my|the) turn)",
+    )
+)
 # Greylisting is a temporary answer to every new sender, not a verdict on anyone.
 _GREYLISTING = Rule("onhold", r"gr[ea]y ?list", name="onhold: greylisting")
 _TEXT_RULES: list[Rule] = [
@@ -545,6 +561,23 @@ _TEXT_RULES: list[Rule] = [
         r"credentials",
         r"mechanism is too weak",
         r"not authori[sz]ed to (?:perform|send|use)",
+        # The client's login: "Username and Password not accepted", "Invalid password",
+        # "Application-specific password required", "Too many unauthenticated commands".
+        r"\b(?:user ?name|password|passphrase|login)s?\b(?: and password)? (?:is |are |was )?"
+        r"(?:not accepted|incorrect|invalid|wrong|rejected|expired|required)",
+        r"(?:invalid|incorrect|wrong|bad) (?:user ?name|password|login|credentials)",
+        r"(?:application|app)[- ]specific password",
+        r"unauthenticated (?:commands|connections?|sessions?|users?)",
+    ),
+    # RFC 4954's AUTH replies (530 authentication required, 534 mechanism too weak, 535
+    # credentials invalid, 538 encryption required) are about the client's login whatever
+    # generic status code (5.7.0, 5.7.1, the message's 5.7.3) comes with them; a specific one
+    # (5.7.11 encryption required, 5.7.57) still decides.
+    Rule(
+        "securityerror",
+        codes=("x.7.0", "x.7.1", "x.7.3", "x.7.9", "x.0.0"),
+        reply_codes=(530, 534, 535, 538),
+        name="securityerror: 53x (RFC 4954 AUTH) with a generic status code",
     ),
     # A refusal of the envelope sender (MAIL FROM) says nothing of the recipient, whatever
     # code comes with it (Exim's "550-Verification failed for <sender> ... 550 Sender verify
@@ -835,12 +868,11 @@ _TEXT_RULES: list[Rule] = [
     ),
     # A delay notice's own words: only when nothing more specific says why.
     *_phrases("expired", r"(?:still|remains?) undelivered after", r"will keep trying"),
+    *_CLIENT_PROTOCOL,
     *_phrases(
         "syntaxerror",
         r"syntax error",
-        r"improper sequence",
-        r"bad sequence of commands",
-        r"command (?:parameter )?not (?:implemented|recognized)",
+        r"(?:command|parameters?) (?:parameter )?not (?:implemented|recognized)",
         r"malformed address",
     ),
     *_phrases("vacation", r"out of (?:the )?office", r"auto-?reply", r"on vacation"),
@@ -1320,6 +1352,8 @@ def classify(
     action = _action(reason, permanent)
     if reason == "suspend" and definite and permanent and action is Action.FAIL:
         action = Action.SUPPRESS
+    elif action is Action.FAIL and rule in _CLIENT_PROTOCOL:
+        action = Action.PAUSE_SENDER
     elif action is Action.PAUSE_SENDER and rule is not None and not rule.pauses:
         action = Action.FAIL if permanent else Action.RETRY
     return Classification(
