@@ -569,16 +569,6 @@ _TEXT_RULES: list[Rule] = [
         r"(?:application|app)[- ]specific password",
         r"unauthenticated (?:commands|connections?|sessions?|users?)",
     ),
-    # RFC 4954's AUTH replies (530 authentication required, 534 mechanism too weak, 535
-    # credentials invalid, 538 encryption required) are about the client's login whatever
-    # generic status code (5.7.0, 5.7.1, the message's 5.7.3) comes with them; a specific one
-    # (5.7.11 encryption required, 5.7.57) still decides.
-    Rule(
-        "securityerror",
-        codes=("x.7.0", "x.7.1", "x.7.3", "x.7.9", "x.0.0"),
-        reply_codes=(530, 534, 535, 538),
-        name="securityerror: 53x (RFC 4954 AUTH) with a generic status code",
-    ),
     # A refusal of the envelope sender (MAIL FROM) says nothing of the recipient, whatever
     # code comes with it (Exim's "550-Verification failed for <sender> ... 550 Sender verify
     # failed", Postfix's "Sender address rejected: Domain not found"): before every phrase
@@ -931,6 +921,16 @@ _CODE_TABLE: list[tuple[str, tuple[str, ...]]] = [
     ("securityerror", ("x.7.8",)),
 ]
 _CODE_RULES = [
+    # RFC 4954's AUTH replies (530 authentication required, 534 mechanism too weak, 535
+    # credentials invalid, 538 encryption required) are about the client's login whatever
+    # generic status code (5.7.0, 5.7.1, the message's 5.7.3) comes with them; a specific one
+    # (5.7.11 encryption required, 5.7.57) still decides.
+    Rule(
+        "securityerror",
+        codes=("x.7.0", "x.7.1", "x.7.3", "x.7.9", "x.0.0"),
+        reply_codes=(530, 534, 535, 538),
+        name="securityerror: 53x (RFC 4954 AUTH) with a generic status code",
+    ),
     *(
         Rule(reason, codes=codes, name=f"{reason}: status {' '.join(codes)}")
         for reason, codes in _CODE_TABLE
