@@ -713,3 +713,47 @@ def test_the_clients_login_pauses_the_sender(text: str) -> None:
 )
 def test_a_specific_code_beside_an_auth_reply_still_decides(text: str, reason: str) -> None:
     assert classify(text).reason == reason
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "535 5.7.8 Your account has been disabled",
+        "535 Account disabled",
+        "534 5.7.9 Account suspended, log in with your web browser",
+        "550 5.7.1 Sender account disabled",
+        "554 5.7.1 Your account is disabled, contact support",
+        "550 5.7.1 Sender account is inactive",
+        "550 Your sending account has been suspended",
+        "553 sender mailbox disabled",
+        "550 5.7.1 The sender mailbox is disabled",
+        "550 Outgoing mail account temporarily locked",
+        "554 Your e-mail address has been deactivated for sending",
+    ],
+)
+def test_the_senders_own_account_is_never_the_recipients(text: str) -> None:
+    found = classify(text)
+    assert found.action is Action.PAUSE_SENDER
+    assert found.reason in SENDER_REASONS
+
+
+@pytest.mark.parametrize(
+    ("text", "action"),
+    [
+        ("User alice@example.net is disabled", Action.SUPPRESS),
+        (
+            "550 mailbox <bob@example.org> has been deactivated by the administrator",
+            Action.SUPPRESS,
+        ),
+        ("550 Recipient alice@example.net disabled", Action.SUPPRESS),
+        ("550 5.2.1 The email account that you tried to reach is disabled", Action.SUPPRESS),
+        # May come back: soft.
+        ("550 The user alice@example.net is currently locked", Action.FAIL),
+        ("User bob@example.org frozen by the administrator", Action.FAIL),
+        # Temporary or the sender's: never a suppression.
+        ("450 4.2.1 Mailbox alice@example.net disabled, try later", Action.RETRY),
+        ("550 Sender address alice@example.net disabled", Action.PAUSE_SENDER),
+    ],
+)
+def test_an_account_disabled_for_good_is_dead_one_held_is_not(text: str, action: Action) -> None:
+    assert classify(text).action is action

@@ -587,6 +587,12 @@ _TEXT_RULES: list[Rule] = [
         r"unroute?able sender",
         r"(?:rejected|refused|denied|invalid|bad|unknown) (?:envelope )?(?:sender|mail from)\b",
         r"(?:sender|mail from) (?:address )?(?:must be|is not) (?:a )?fully[- ]qualified",
+        # The sender's own account (the one it logs in or sends as) is disabled or held: said
+        # to the client ("your account"), or of the sender, it is never the recipient's.
+        r"(?<![\w@.-])(?:sender|sending|your|sender's|authenticated|smtp|outgoing|outbound)"
+        r"(?: e-?mail| mail| smtp)? (?:account|mailbox|user|login|address)(?: has been| is| was)?"
+        r" (?:now )?(?:temporarily )?(?:disabled|deactivated|suspended|inactive|closed|terminated"
+        r"|blocked|locked|frozen|expired|not activated)",
     ),
     *_phrases(
         "virusdetected",
@@ -951,7 +957,9 @@ _CODE_RULES = [
 # code.  The same order as the phrases: the sender, then the message, then the recipient.
 # Those that say the address is dead pass the same evidence check as any other.
 _NEAR = r"(?:[^:;.!?]|\.(?=\S)){0,40}?"
+_GONE = "disabled|deactivated"
 _HELD = "disabled|deactivated|suspended|inactive|frozen|locked"
+_GONE_CUE = rf"\b(?:account|mailbox|user|address|recipient)\b{_NEAR}\b(?:{_GONE})\b"
 """A short gap within one clause: no colon, semicolon or sentence end ("Remote host said:
 554 invalid ..." is not a host that is invalid)."""
 _CUE_TABLE: list[tuple[str, str]] = [
@@ -968,7 +976,8 @@ _CUE_TABLE: list[tuple[str, str]] = [
     (
         "rejected",
         rf"\b(?:sender|mail from|envelope from|return-path|from address)\b{_NEAR}"
-        r"\b(?:reject|invalid|denied|refused|unknown|not allowed|forbidden|bad)",
+        r"\b(?:reject|invalid|denied|refused|unknown|not allowed|forbidden|bad|disabled"
+        r"|deactivated|suspended|inactive|locked|frozen)",
     ),
     ("virusdetected", r"\bvirus|malware|\binfect|trojan"),
     ("spamdetected", r"spam|\bjunk\b|\bbulk\b|unsolicited"),
@@ -998,6 +1007,9 @@ _CUE_TABLE: list[tuple[str, str]] = [
         rf"\b(?:unknown|invalid|no such|nonexistent|non-existent)\b{_NEAR}"
         r"\b(?:user|recipient|mailbox|addressee|account|userid)\b",
     ),
+    # Disabled or deactivated is for good (a definite cue: it suppresses when permanent);
+    # suspended, inactive, frozen or locked may come back.
+    ("suspend", _GONE_CUE),
     (
         "suspend",
         rf"\b(?:account|mailbox|user|address|recipient)\b{_NEAR}\b(?:{_HELD})\b"
@@ -1016,7 +1028,8 @@ _CUE_TABLE: list[tuple[str, str]] = [
     ("filtered", r"\bfilter"),
 ]
 _CUE_RULES = [
-    Rule(reason, pattern, name=f"{reason}: cue /{pattern}/") for reason, pattern in _CUE_TABLE
+    Rule(reason, pattern, name=f"{reason}: cue /{pattern}/", definite=pattern == _GONE_CUE)
+    for reason, pattern in _CUE_TABLE
 ]
 
 # -- layer 3: reply codes -----------------------------------------------------------------------
@@ -1176,6 +1189,8 @@ _TEMPORARY = re.compile(
 )
 """Words that say a failure reported without any code is temporary (a delay notice, a lost
 connection, greylisting): without them such a text is final."""
+_AUTH_REPLIES = frozenset({530, 534, 535, 538})
+"""RFC 4954's reply codes to AUTH: about the client's login, never a recipient."""
 _BEFORE_CONTENT = frozenset({"suspend", "onhold", "policyviolation", "filtered", "spamdetected"})
 """Reasons that, given before any recipient or content was sent (at the greeting, EHLO or
 MAIL FROM), can only be about the sender."""
@@ -1291,6 +1306,9 @@ def _judge(
         and "recipient" not in folded.lower()
     ):
         # RFC 7372's 5.7.13 is the account the client authenticated as: the sender's.
+        return rule, "securityerror", reply_code, enhanced_code
+    if reply_code in _AUTH_REPLIES and reason in (*HARD_REASONS, "suspend"):
+        # An RFC 4954 AUTH reply: the account refused is the one the client logged in as.
         return rule, "securityerror", reply_code, enhanced_code
     if not _evidence(rule, folded, enhanced_code, reply_code) or (
         wrapper and reason in HARD_REASONS and not rule.definite
