@@ -195,7 +195,6 @@ def test_no_suppression_without_positive_evidence(text: str) -> None:
         ("540 5.7.1 <a@rambler.example>: recipient address rejected: Inactive", "suspend"),
         ("550 This account has been disabled or discontinued", "suspend"),
         ("550 unrouteable address", "userunknown"),
-        ("553 mailbox name not allowed", "userunknown"),
     ],
 )
 def test_positive_evidence_suppresses(text: str, reason: str) -> None:
@@ -757,3 +756,29 @@ def test_the_senders_own_account_is_never_the_recipients(text: str) -> None:
 )
 def test_an_account_disabled_for_good_is_dead_one_held_is_not(text: str, action: Action) -> None:
     assert classify(text).action is action
+
+
+@pytest.mark.parametrize(
+    ("text", "reason", "action"),
+    [
+        # The form of the address, with no code that says more: the message fails.
+        ("501 Bad address syntax", "syntaxerror", Action.FAIL),
+        ("553 5.0.0 Invalid address syntax: <a b@example.org>", "syntaxerror", Action.FAIL),
+        ("550 Syntax error in the recipient address", "syntaxerror", Action.FAIL),
+        ("553 Requested action not taken: mailbox name not allowed", "syntaxerror", Action.FAIL),
+        (
+            "501 5.1.6 Recipient addresses in single label domains not accepted",
+            "syntaxerror",
+            Action.FAIL,
+        ),
+        ("553 The address is syntactically invalid", "syntaxerror", Action.FAIL),
+        # RFC 3463's own code for a bad destination address syntax: never deliverable.
+        ("501 5.1.3 Bad destination mailbox address syntax", "userunknown", Action.SUPPRESS),
+        ("553 5.1.3 Recipient address syntax error", "userunknown", Action.SUPPRESS),
+        # A temporary refusal stays one.
+        ("451 4.1.3 Address syntax not accepted right now", "userunknown", Action.RETRY),
+    ],
+)
+def test_an_address_refused_for_its_form(text: str, reason: str, action: Action) -> None:
+    found = classify(text)
+    assert (found.reason, found.action) == (reason, action)

@@ -760,6 +760,23 @@ _TEXT_RULES: list[Rule] = [
         r"only accepting mail from specific",
         r"(?:rejected|blocked) by (?:the )?recipient(?! domain)",
     ),
+    # An address refused for its form (its syntax, a single-label domain, RFC 5321's 553
+    # "mailbox name not allowed"): the message fails, the address is not shown dead (the
+    # sender's software may have written it wrong).  With RFC 3463's 5.1.3 the server itself
+    # says "bad destination mailbox address syntax": an address that can never be delivered.
+    Rule(
+        "userunknown",
+        r"\bsyntax",
+        codes=("x.1.3",),
+        name="userunknown: bad mailbox address syntax (RFC 3463's 5.1.3)",
+    ),
+    *_phrases(
+        "syntaxerror",
+        r"address syntax|syntax (?:of|in) (?:the )?(?:recipient |e-?mail |mailbox )?address",
+        r"syntactically (?:invalid|incorrect)",
+        r"mailbox name not allowed",
+        r"single[- ]label domains?",
+    ),
     # Providers that refuse unknown users after DATA, in words that cannot mean a filter.
     *_phrases(
         "userunknown",
@@ -798,7 +815,6 @@ _TEXT_RULES: list[Rule] = [
         r"(?:пользовател|адрес|ящик|получател)\w{0,4}(?: \S+){0,2} не (?:существует|найден)"
         r"|нет такого (?:пользователя|адреса|ящика)",
         r"no mailbox here",
-        r"mailbox name not allowed",
         r"does not have an account here",
         r"unrouteable address",
         r"no valid recipients",
