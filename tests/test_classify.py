@@ -782,3 +782,36 @@ def test_an_account_disabled_for_good_is_dead_one_held_is_not(text: str, action:
 def test_an_address_refused_for_its_form(text: str, reason: str, action: Action) -> None:
     found = classify(text)
     assert (found.reason, found.action) == (reason, action)
+
+
+@pytest.mark.parametrize(
+    ("text", "action"),
+    [
+        ("554 RLY:B1 http://postmaster.example/errors/554rlyb1.html", Action.PAUSE_SENDER),
+        ("554- (RTR:BL) http://postmaster.example/errors/554rtrbl.html", Action.PAUSE_SENDER),
+        ("421 DYN:T1 dynamic IP, try later", Action.PAUSE_SENDER),
+        (
+            "421 4.7.0 [TS01] Messages from 192.0.2.1 deferred due to user complaints",
+            Action.PAUSE_SENDER,
+        ),
+        ("421 4.7.1 [TS03] All messages from 192.0.2.1 permanently deferred", Action.PAUSE_SENDER),
+        ("554 5.2.0 IP reputation ratelimit in effect", Action.PAUSE_SENDER),
+        (
+            "550 5.7.510 Access denied, example.com does not accept email over IPv6",
+            Action.PAUSE_SENDER,
+        ),
+        ("550 5.2.122 Recipient's per hour message receive limit exceeded", Action.FAIL),
+        (
+            "550 5.2.121 Recipient's per hour message receive limit from specific sender exceeded",
+            Action.PAUSE_SENDER,
+        ),
+        ("554 5.4.4 SMTPSEND.DNS.NonExistentDomain; nonexistent domain", Action.SUPPRESS),
+        ("550 Nonexistent sender domain", Action.PAUSE_SENDER),
+        ("all relevant MX records point to non-existent hosts", Action.FAIL),
+        ("retry timeout exceeded", Action.FAIL),
+        # Lower-case words are not AOL's codes.
+        ("550 con: rly unknown", Action.FAIL),
+    ],
+)
+def test_published_refusal_codes_reputation_and_whose_limit(text: str, action: Action) -> None:
+    assert classify(text).action is action

@@ -401,6 +401,8 @@ _TEXT_RULES: list[Rule] = [
     *_phrases(
         "badreputation",
         r"(?:poor|low|bad) (?:ip |domain |sender )?reputation",
+        r"\b(?:ip|sender|domain) reputation\b",
+        r"(?:user|spam|recipient|abuse) complaints|complaints (?:we )?(?:have )?received",
         r"due to ip reputation",
         r"rate limited due to (?:ip )?reputation",
     ),
@@ -410,6 +412,18 @@ _TEXT_RULES: list[Rule] = [
     # transaction; neither a rate of the sender nor a reason to pause it.
     Rule("ratelimited", r"too many recipients", codes=("x.5.3",), pauses=False),
     Rule("ratelimited", r"too many recipients", reply_codes=(452,), pauses=False),
+    # The recipient's own limit on what it receives (Exchange's 5.2.122, a mailbox receiving
+    # too fast): about one mailbox, not the sender, unless it names the sender.
+    Rule(
+        "ratelimited",
+        _then(
+            r"recipient'?s?\b",
+            r"\b(?:receiv\w*|inbound|incoming)\b(?: \w+){0,3} limit(?! from)",
+            r"[^.;:]",
+        ),
+        name="ratelimited: the recipient's receive limit (not the sender's)",
+        pauses=False,
+    ),
     *_phrases(
         "ratelimited",
         r"too many (?:invalid |unknown |bad |wrong )?(?:recipients|messages|connections|concurrent)",
@@ -513,7 +527,8 @@ _TEXT_RULES: list[Rule] = [
         r"|invalid|not valid|refused)",
         r"blocked for spam",
         r"refused to talk to me",
-        r"(?:messages|mail|connections?) from \[?[\d.:a-f]+\]? (?:weren't|were not|are not|is not)",
+        r"(?:messages|mail|connections?) from \[?[\d.:a-f]+\]? (?:weren't|were not|are not|is not"
+        r"|(?:will be )?permanently deferred)",
         r"on our block ?list",
         r"\bspam ?lists?\b",
         r"not (?:allowed|permitted|authori[sz]ed) to connect",
@@ -527,6 +542,13 @@ _TEXT_RULES: list[Rule] = [
         r"not allowed to send from",
         r"host network not allowed",
         r"block-send-?er",
+        # AOL's and Verizon Media's published refusal codes (RLY relaying, RTR reputation,
+        # CON connections, DYN dynamic IPs, HVU volume), written in capitals: all about the
+        # sending IP.
+        r"(?-i:\b(?:RLY|RTR|CON|DYN|HVU) ?: ?[A-Z]{1,2}\d{0,2}\b)",
+        # Microsoft's 5.7.510: mail over IPv6 not accepted from this sender.
+        r"(?:not accept(?:ing)?|refus(?:ed|es|ing)|reject(?:ed|s|ing)|not allowed|no) (?:e-?mail|mail|messages"
+        r"|connections?) over ipv6",
     ),
     *_phrases(
         "norelaying",
@@ -582,6 +604,8 @@ _TEXT_RULES: list[Rule] = [
         r"(?<![\w@.-])(?:sender|envelope[- ]from|envelope sender|mail from|return[- ]path)"
         r"(?: address)?:? (?:rejected|refused|denied|invalid|unknown|unverified|not verified"
         r"|not allowed|verification failed|domain (?:not found|does not exist|unknown))",
+        r"(?:non-?existent|non-?existing|unknown|invalid) (?:sender|envelope sender|mail from)"
+        r" domain",
         r"(?<![\w@.-])(?:sender|envelope sender)(?: address)?(?:'s)? domain (?:not found"
         r"|does not exist|doesn't exist|unknown|must exist|has no mx|not resolvable)",
         r"unroute?able sender",
@@ -737,6 +761,7 @@ _TEXT_RULES: list[Rule] = [
         "hostunknown",
         r"host(?: or domain name)? (?:unknown|not found)",
         r"(?:no such|unknown|invalid|bad|illegal) (?:host|domain)",
+        r"non-?exist(?:ent|ing) domain",
         r"domain (?:does not|doesn't) exist",
         r"domain (?:name )?not found",
         (r"(?:host|domain)", r" (?:does not|doesn't) exist", r"\S"),
@@ -1198,9 +1223,9 @@ owners); the other recipient codes (5.1.0 other, 5.1.4 ambiguous, 5.3.2 not acce
 no route) do not."""
 _TEMPORARY = re.compile(
     r"temporar|\bdefer|try (?:again|later)|retry later|will (?:be )?retr|will keep trying"
-    r"|\bdelayed\b|\bresend\b|gr[ea]y ?list|\btimed? ?out\b|no route to host"
+    r"|\bdelayed\b|\bresend\b|gr[ea]y ?list|\btimed out\b|no route to host"
     r"|(?:lost|broken|closed|dropped) connection|closed (?:the )?connection|\berrno\b"
-    rf"|\bconnection\b{_NEAR}\b(?:refused|reset|lost|closed|dropped|died|broken)\b",
+    rf"|\bconnection\b{_NEAR}\b(?:refused|reset|lost|closed|dropped|died|broken|timeout)\b",
     re.IGNORECASE,
 )
 """Words that say a failure reported without any code is temporary (a delay notice, a lost
