@@ -195,7 +195,6 @@ def test_no_suppression_without_positive_evidence(text: str) -> None:
         ("540 5.7.1 <a@rambler.example>: recipient address rejected: Inactive", "suspend"),
         ("550 This account has been disabled or discontinued", "suspend"),
         ("550 unrouteable address", "userunknown"),
-        ("553 mailbox name not allowed", "userunknown"),
     ],
 )
 def test_positive_evidence_suppresses(text: str, reason: str) -> None:
@@ -604,3 +603,215 @@ def test_a_rule_that_does_not_pause_fails_or_retries() -> None:
     )
     with pytest.raises(ValueError, match="True or False"):
         Rule("blocked", r"x", pauses="no")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("text", "action"),
+    [
+        # A bounce's own words with no code at all: the reporter gave up, so they are final.
+        ("Mailbox quota exceeded for this recipient", Action.FAIL),
+        ("Die Mailbox ist voll: quota exceeded", Action.FAIL),
+        ("The message could not be delivered: routing loop detected", Action.FAIL),
+        ("Message rejected by the destination", Action.FAIL),
+        ("Recipient not reachable, delivery abandoned", Action.FAIL),
+        ("5.x.0 - Message bounced by administrator", Action.FAIL),
+        # ... unless they say the failure is temporary.
+        ("The mailbox is temporarily over quota", Action.RETRY),
+        ("Deferred: Connection refused by mx.example.net.", Action.RETRY),
+        ("connection with mx.example.org was lost", Action.RETRY),
+        ("connection with mx1.example.com is broken", Action.RETRY),
+        ("conversation with mx.example.com timed out while sending RCPT TO", Action.RETRY),
+        ("Recipient address rejected: Greylisted, try again later", Action.RETRY),
+        ("The quota is exceeded. Please resend the message later", Action.RETRY),
+        ("local error errno=28 writing the spool file", Action.RETRY),
+        # A dead address stays dead whatever advice follows ("check for typos and try again").
+        (
+            "Your message wasn't delivered because the address couldn't be found. Check for "
+            "typos or unnecessary spaces and try again.",
+            Action.SUPPRESS,
+        ),
+        # A code decides, not the finality of the words.
+        ("452 4.2.2 Mailbox quota exceeded", Action.RETRY),
+        ("550 5.2.2 Mailbox quota exceeded", Action.FAIL),
+    ],
+)
+def test_a_text_without_codes_is_final_unless_it_says_it_is_temporary(
+    text: str, action: Action
+) -> None:
+    assert classify(text).action is action
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "554 5.5.0 SMTP synchronization error",
+        "554 SMTP protocol synchronisation error (input sent without waiting for greeting)",
+        "503 5.5.0 <bob@example.org>: Recipient address rejected: Improper use of SMTP "
+        "command pipelining",
+        "550 5.5.1 Protocol violation",
+        "503 5.5.2 Send hello first",
+        "503 5.5.1 EHLO first, please",
+        "503 Bad sequence of commands",
+        "503 5.5.1 Error: commands out of sequence",
+        "554 You talked too soon",
+    ],
+)
+def test_a_client_that_breaks_the_protocol_pauses_the_sender(text: str) -> None:
+    found = classify(text)
+    assert (found.reason, found.action) == ("syntaxerror", Action.PAUSE_SENDER)
+
+
+@pytest.mark.parametrize(
+    ("text", "action"),
+    [
+        # Temporary: retried like any 4xx.
+        ("451 4.5.0 SMTP protocol violation, see RFC 2821", Action.RETRY),
+        # Refused recipients, then the client's DATA: not the client's protocol.
+        ("503 5.5.1 Error: need RCPT command", Action.FAIL),
+        ("503 All recipients are invalid", Action.FAIL),
+        # sendmail's prefix names no cause: what follows decides.
+        ("Remote protocol error: 550 5.1.1 <a@b.example>... User unknown", Action.SUPPRESS),
+        # RFC 5321's 555: a parameter this server does not know fails the message.
+        ("555 5.5.4 MAIL FROM/RCPT TO parameters not recognized or not implemented", Action.FAIL),
+        ("501 5.5.4 Syntax error in parameters or arguments", Action.FAIL),
+    ],
+)
+def test_what_is_not_the_clients_protocol(text: str, action: Action) -> None:
+    assert classify(text).action is action
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "535 5.7.1 Username and Password not accepted. Learn more at https://support.example",
+        "535 5.7.8 Error: authentication failed: Invalid user name or password",
+        "535 5.7.1 Application-specific password required",
+        "535 Incorrect authentication data",
+        "534 5.7.9 Please log in with your web browser and then try again",
+        "530 5.7.3 Cannot achieve Exchange Server authentication",
+        "530 5.7.0 Authentication required",
+        "554 5.7.0 Too many unauthenticated commands",
+        "550 5.7.1 Login incorrect",
+        "454 4.7.0 Too many unauthenticated connections, try again later",
+    ],
+)
+def test_the_clients_login_pauses_the_sender(text: str) -> None:
+    found = classify(text)
+    assert found.reason == "securityerror"
+    assert found.action is (Action.PAUSE_SENDER if found.permanent else Action.RETRY)
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        # A specific status code beside an AUTH reply still decides.
+        ("538 5.7.11 Encryption required for requested authentication mechanism", "failedstarttls"),
+        # Words of a dead address are not a login ("password" is nowhere).
+        ("550 5.1.1 <a@b.example>: Recipient address rejected: User unknown", "userunknown"),
+    ],
+)
+def test_a_specific_code_beside_an_auth_reply_still_decides(text: str, reason: str) -> None:
+    assert classify(text).reason == reason
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "535 5.7.8 Your account has been disabled",
+        "535 Account disabled",
+        "534 5.7.9 Account suspended, log in with your web browser",
+        "550 5.7.1 Sender account disabled",
+        "554 5.7.1 Your account is disabled, contact support",
+        "550 5.7.1 Sender account is inactive",
+        "550 Your sending account has been suspended",
+        "553 sender mailbox disabled",
+        "550 5.7.1 The sender mailbox is disabled",
+        "550 Outgoing mail account temporarily locked",
+        "554 Your e-mail address has been deactivated for sending",
+    ],
+)
+def test_the_senders_own_account_is_never_the_recipients(text: str) -> None:
+    found = classify(text)
+    assert found.action is Action.PAUSE_SENDER
+    assert found.reason in SENDER_REASONS
+
+
+@pytest.mark.parametrize(
+    ("text", "action"),
+    [
+        ("User alice@example.net is disabled", Action.SUPPRESS),
+        (
+            "550 mailbox <bob@example.org> has been deactivated by the administrator",
+            Action.SUPPRESS,
+        ),
+        ("550 Recipient alice@example.net disabled", Action.SUPPRESS),
+        ("550 5.2.1 The email account that you tried to reach is disabled", Action.SUPPRESS),
+        # May come back: soft.
+        ("550 The user alice@example.net is currently locked", Action.FAIL),
+        ("User bob@example.org frozen by the administrator", Action.FAIL),
+        # Temporary or the sender's: never a suppression.
+        ("450 4.2.1 Mailbox alice@example.net disabled, try later", Action.RETRY),
+        ("550 Sender address alice@example.net disabled", Action.PAUSE_SENDER),
+    ],
+)
+def test_an_account_disabled_for_good_is_dead_one_held_is_not(text: str, action: Action) -> None:
+    assert classify(text).action is action
+
+
+@pytest.mark.parametrize(
+    ("text", "reason", "action"),
+    [
+        # The form of the address, with no code that says more: the message fails.
+        ("501 Bad address syntax", "syntaxerror", Action.FAIL),
+        ("553 5.0.0 Invalid address syntax: <a b@example.org>", "syntaxerror", Action.FAIL),
+        ("550 Syntax error in the recipient address", "syntaxerror", Action.FAIL),
+        ("553 Requested action not taken: mailbox name not allowed", "syntaxerror", Action.FAIL),
+        (
+            "501 5.1.6 Recipient addresses in single label domains not accepted",
+            "syntaxerror",
+            Action.FAIL,
+        ),
+        ("553 The address is syntactically invalid", "syntaxerror", Action.FAIL),
+        # RFC 3463's own code for a bad destination address syntax: never deliverable.
+        ("501 5.1.3 Bad destination mailbox address syntax", "userunknown", Action.SUPPRESS),
+        ("553 5.1.3 Recipient address syntax error", "userunknown", Action.SUPPRESS),
+        # A temporary refusal stays one.
+        ("451 4.1.3 Address syntax not accepted right now", "userunknown", Action.RETRY),
+    ],
+)
+def test_an_address_refused_for_its_form(text: str, reason: str, action: Action) -> None:
+    found = classify(text)
+    assert (found.reason, found.action) == (reason, action)
+
+
+@pytest.mark.parametrize(
+    ("text", "action"),
+    [
+        ("554 RLY:B1 http://postmaster.example/errors/554rlyb1.html", Action.PAUSE_SENDER),
+        ("554- (RTR:BL) http://postmaster.example/errors/554rtrbl.html", Action.PAUSE_SENDER),
+        ("421 DYN:T1 dynamic IP, try later", Action.PAUSE_SENDER),
+        (
+            "421 4.7.0 [TS01] Messages from 192.0.2.1 deferred due to user complaints",
+            Action.PAUSE_SENDER,
+        ),
+        ("421 4.7.1 [TS03] All messages from 192.0.2.1 permanently deferred", Action.PAUSE_SENDER),
+        ("554 5.2.0 IP reputation ratelimit in effect", Action.PAUSE_SENDER),
+        (
+            "550 5.7.510 Access denied, example.com does not accept email over IPv6",
+            Action.PAUSE_SENDER,
+        ),
+        ("550 5.2.122 Recipient's per hour message receive limit exceeded", Action.FAIL),
+        (
+            "550 5.2.121 Recipient's per hour message receive limit from specific sender exceeded",
+            Action.PAUSE_SENDER,
+        ),
+        ("554 5.4.4 SMTPSEND.DNS.NonExistentDomain; nonexistent domain", Action.SUPPRESS),
+        ("550 Nonexistent sender domain", Action.PAUSE_SENDER),
+        ("all relevant MX records point to non-existent hosts", Action.FAIL),
+        ("retry timeout exceeded", Action.FAIL),
+        # Lower-case words are not AOL's codes.
+        ("550 con: rly unknown", Action.FAIL),
+    ],
+)
+def test_published_refusal_codes_reputation_and_whose_limit(text: str, action: Action) -> None:
+    assert classify(text).action is action
