@@ -797,10 +797,8 @@ def test_an_address_refused_for_its_form(text: str, reason: str, action: Action)
         ("421 4.7.1 [TS03] All messages from 192.0.2.1 permanently deferred", Action.PAUSE_SENDER),
         ("554 5.2.0 IP reputation ratelimit in effect", Action.PAUSE_SENDER),
         (
-            # Microsoft's own entry (providers.toml): the IPv6 path is refused, the message
-            # fails and the sender is not paused (mail over IPv4 still goes).
             "550 5.7.510 Access denied, example.com does not accept email over IPv6",
-            Action.FAIL,
+            Action.PAUSE_SENDER,
         ),
         ("550 5.2.122 Recipient's per hour message receive limit exceeded", Action.FAIL),
         (
