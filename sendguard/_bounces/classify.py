@@ -379,30 +379,12 @@ which "command rejected for policy reasons" shares: evidence only without a poli
 # Order matters: sender-side and rate-limit phrases come first, since they are often sent with
 # recipient codes (550 5.1.1 "... has sent to too many recipients"); then the message-level
 # refusals; then the recipient's own state.
-# The sending client broke the protocol (spoke before its turn, pipelined where it may not,
-# skipped HELO): every message it sends fails the same way, so a permanent one pauses the
-# sender, though the reason stays syntaxerror.  Not "need RCPT" after refused recipients,
-# nor sendmail's "Remote protocol error:" prefix, which names no cause.
-_CLIENT_PROTOCOL: tuple[Rule, ...] = tuple(
-    replace(rule, name=f"{rule.name} (the client's protocol)")
-    for rule in _phrases(
-        "syntaxerror",
-        r"synchroni[sz]ation error",
-        r"\bpipelin(?:e|ed|ing)\b",
-        r"protocol violation",
-        r"send (?:helo|ehlo|hello|lhlo) first|(?:helo|ehlo) (?:first|required|expected)",
-        r"improper sequence|bad sequence of commands|out of sequence",
-        r"(?:talk(?:ing|ed)?|spoke|sent data) (?:too soon|too early|before (?:its|my|the) turn)",
-    )
-)
 # Greylisting is a temporary answer to every new sender, not a verdict on anyone.
 _GREYLISTING = Rule("onhold", r"gr[ea]y ?list", name="onhold: greylisting")
 _TEXT_RULES: list[Rule] = [
     *_phrases(
         "badreputation",
         r"(?:poor|low|bad) (?:ip |domain |sender )?reputation",
-        r"\b(?:ip|sender|domain) reputation\b",
-        r"(?:user|spam|recipient|abuse) complaints|complaints (?:we )?(?:have )?received",
         r"due to ip reputation",
         r"rate limited due to (?:ip )?reputation",
     ),
@@ -412,18 +394,6 @@ _TEXT_RULES: list[Rule] = [
     # transaction; neither a rate of the sender nor a reason to pause it.
     Rule("ratelimited", r"too many recipients", codes=("x.5.3",), pauses=False),
     Rule("ratelimited", r"too many recipients", reply_codes=(452,), pauses=False),
-    # The recipient's own limit on what it receives (Exchange's 5.2.122, a mailbox receiving
-    # too fast): about one mailbox, not the sender, unless it names the sender.
-    Rule(
-        "ratelimited",
-        _then(
-            r"recipient'?s?\b",
-            r"\b(?:receiv\w*|inbound|incoming)\b(?: \w+){0,3} limit(?! from)",
-            r"[^.;:]",
-        ),
-        name="ratelimited: the recipient's receive limit (not the sender's)",
-        pauses=False,
-    ),
     *_phrases(
         "ratelimited",
         r"too many (?:invalid |unknown |bad |wrong )?(?:recipients|messages|connections|concurrent)",
@@ -527,8 +497,7 @@ _TEXT_RULES: list[Rule] = [
         r"|invalid|not valid|refused)",
         r"blocked for spam",
         r"refused to talk to me",
-        r"(?:messages|mail|connections?) from \[?[\d.:a-f]+\]? (?:weren't|were not|are not|is not"
-        r"|(?:will be )?permanently deferred)",
+        r"(?:messages|mail|connections?) from \[?[\d.:a-f]+\]? (?:weren't|were not|are not|is not)",
         r"on our block ?list",
         r"\bspam ?lists?\b",
         r"not (?:allowed|permitted|authori[sz]ed) to connect",
@@ -542,13 +511,6 @@ _TEXT_RULES: list[Rule] = [
         r"not allowed to send from",
         r"host network not allowed",
         r"block-send-?er",
-        # AOL's and Verizon Media's published refusal codes (RLY relaying, RTR reputation,
-        # CON connections, DYN dynamic IPs, HVU volume), written in capitals: all about the
-        # sending IP.
-        r"(?-i:\b(?:RLY|RTR|CON|DYN|HVU) ?: ?[A-Z]{1,2}\d{0,2}\b)",
-        # Microsoft's 5.7.510: mail over IPv6 not accepted from this sender.
-        r"(?:not accept(?:ing)?|refus(?:ed|es|ing)|reject(?:ed|s|ing)|not allowed|no) (?:e-?mail|mail|messages"
-        r"|connections?) over ipv6",
     ),
     *_phrases(
         "norelaying",
@@ -583,13 +545,6 @@ _TEXT_RULES: list[Rule] = [
         r"credentials",
         r"mechanism is too weak",
         r"not authori[sz]ed to (?:perform|send|use)",
-        # The client's login: "Username and Password not accepted", "Invalid password",
-        # "Application-specific password required", "Too many unauthenticated commands".
-        r"\b(?:user ?name|password|passphrase|login)s?\b(?: and password)? (?:is |are |was )?"
-        r"(?:not accepted|incorrect|invalid|wrong|rejected|expired|required)",
-        r"(?:invalid|incorrect|wrong|bad) (?:user ?name|password|login|credentials)",
-        r"(?:application|app)[- ]specific password",
-        r"unauthenticated (?:commands|connections?|sessions?|users?)",
     ),
     # A refusal of the envelope sender (MAIL FROM) says nothing of the recipient, whatever
     # code comes with it (Exim's "550-Verification failed for <sender> ... 550 Sender verify
@@ -604,19 +559,11 @@ _TEXT_RULES: list[Rule] = [
         r"(?<![\w@.-])(?:sender|envelope[- ]from|envelope sender|mail from|return[- ]path)"
         r"(?: address)?:? (?:rejected|refused|denied|invalid|unknown|unverified|not verified"
         r"|not allowed|verification failed|domain (?:not found|does not exist|unknown))",
-        r"(?:non-?existent|non-?existing|unknown|invalid) (?:sender|envelope sender|mail from)"
-        r" domain",
         r"(?<![\w@.-])(?:sender|envelope sender)(?: address)?(?:'s)? domain (?:not found"
         r"|does not exist|doesn't exist|unknown|must exist|has no mx|not resolvable)",
         r"unroute?able sender",
         r"(?:rejected|refused|denied|invalid|bad|unknown) (?:envelope )?(?:sender|mail from)\b",
         r"(?:sender|mail from) (?:address )?(?:must be|is not) (?:a )?fully[- ]qualified",
-        # The sender's own account (the one it logs in or sends as) is disabled or held: said
-        # to the client ("your account"), or of the sender, it is never the recipient's.
-        r"(?<![\w@.-])(?:sender|sending|your|sender's|authenticated|smtp|outgoing|outbound)"
-        r"(?: e-?mail| mail| smtp)? (?:account|mailbox|user|login|address)(?: has been| is| was)?"
-        r" (?:now )?(?:temporarily )?(?:disabled|deactivated|suspended|inactive|closed|terminated"
-        r"|blocked|locked|frozen|expired|not activated)",
     ),
     *_phrases(
         "virusdetected",
@@ -761,7 +708,6 @@ _TEXT_RULES: list[Rule] = [
         "hostunknown",
         r"host(?: or domain name)? (?:unknown|not found)",
         r"(?:no such|unknown|invalid|bad|illegal) (?:host|domain)",
-        r"non-?exist(?:ent|ing) domain",
         r"domain (?:does not|doesn't) exist",
         r"domain (?:name )?not found",
         (r"(?:host|domain)", r" (?:does not|doesn't) exist", r"\S"),
@@ -784,23 +730,6 @@ _TEXT_RULES: list[Rule] = [
         r"message filtered",
         r"only accepting mail from specific",
         r"(?:rejected|blocked) by (?:the )?recipient(?! domain)",
-    ),
-    # An address refused for its form (its syntax, a single-label domain, RFC 5321's 553
-    # "mailbox name not allowed"): the message fails, the address is not shown dead (the
-    # sender's software may have written it wrong).  With RFC 3463's 5.1.3 the server itself
-    # says "bad destination mailbox address syntax": an address that can never be delivered.
-    Rule(
-        "userunknown",
-        r"\bsyntax",
-        codes=("x.1.3",),
-        name="userunknown: bad mailbox address syntax (RFC 3463's 5.1.3)",
-    ),
-    *_phrases(
-        "syntaxerror",
-        r"address syntax|syntax (?:of|in) (?:the )?(?:recipient |e-?mail |mailbox )?address",
-        r"syntactically (?:invalid|incorrect)",
-        r"mailbox name not allowed",
-        r"single[- ]label domains?",
     ),
     # Providers that refuse unknown users after DATA, in words that cannot mean a filter.
     *_phrases(
@@ -840,6 +769,7 @@ _TEXT_RULES: list[Rule] = [
         r"(?:пользовател|адрес|ящик|получател)\w{0,4}(?: \S+){0,2} не (?:существует|найден)"
         r"|нет такого (?:пользователя|адреса|ящика)",
         r"no mailbox here",
+        r"mailbox name not allowed",
         r"does not have an account here",
         r"unrouteable address",
         r"no valid recipients",
@@ -905,11 +835,12 @@ _TEXT_RULES: list[Rule] = [
     ),
     # A delay notice's own words: only when nothing more specific says why.
     *_phrases("expired", r"(?:still|remains?) undelivered after", r"will keep trying"),
-    *_CLIENT_PROTOCOL,
     *_phrases(
         "syntaxerror",
         r"syntax error",
-        r"(?:command|parameters?) (?:parameter )?not (?:implemented|recognized)",
+        r"improper sequence",
+        r"bad sequence of commands",
+        r"command (?:parameter )?not (?:implemented|recognized)",
         r"malformed address",
     ),
     *_phrases("vacation", r"out of (?:the )?office", r"auto-?reply", r"on vacation"),
@@ -968,16 +899,6 @@ _CODE_TABLE: list[tuple[str, tuple[str, ...]]] = [
     ("securityerror", ("x.7.8",)),
 ]
 _CODE_RULES = [
-    # RFC 4954's AUTH replies (530 authentication required, 534 mechanism too weak, 535
-    # credentials invalid, 538 encryption required) are about the client's login whatever
-    # generic status code (5.7.0, 5.7.1, the message's 5.7.3) comes with them; a specific one
-    # (5.7.11 encryption required, 5.7.57) still decides.
-    Rule(
-        "securityerror",
-        codes=("x.7.0", "x.7.1", "x.7.3", "x.7.9", "x.0.0"),
-        reply_codes=(530, 534, 535, 538),
-        name="securityerror: 53x (RFC 4954 AUTH) with a generic status code",
-    ),
     *(
         Rule(reason, codes=codes, name=f"{reason}: status {' '.join(codes)}")
         for reason, codes in _CODE_TABLE
@@ -998,9 +919,7 @@ _CODE_RULES = [
 # code.  The same order as the phrases: the sender, then the message, then the recipient.
 # Those that say the address is dead pass the same evidence check as any other.
 _NEAR = r"(?:[^:;.!?]|\.(?=\S)){0,40}?"
-_GONE = "disabled|deactivated"
 _HELD = "disabled|deactivated|suspended|inactive|frozen|locked"
-_GONE_CUE = rf"\b(?:account|mailbox|user|address|recipient)\b{_NEAR}\b(?:{_GONE})\b"
 """A short gap within one clause: no colon, semicolon or sentence end ("Remote host said:
 554 invalid ..." is not a host that is invalid)."""
 _CUE_TABLE: list[tuple[str, str]] = [
@@ -1017,8 +936,7 @@ _CUE_TABLE: list[tuple[str, str]] = [
     (
         "rejected",
         rf"\b(?:sender|mail from|envelope from|return-path|from address)\b{_NEAR}"
-        r"\b(?:reject|invalid|denied|refused|unknown|not allowed|forbidden|bad|disabled"
-        r"|deactivated|suspended|inactive|locked|frozen)",
+        r"\b(?:reject|invalid|denied|refused|unknown|not allowed|forbidden|bad)",
     ),
     ("virusdetected", r"\bvirus|malware|\binfect|trojan"),
     ("spamdetected", r"spam|\bjunk\b|\bbulk\b|unsolicited"),
@@ -1048,9 +966,6 @@ _CUE_TABLE: list[tuple[str, str]] = [
         rf"\b(?:unknown|invalid|no such|nonexistent|non-existent)\b{_NEAR}"
         r"\b(?:user|recipient|mailbox|addressee|account|userid)\b",
     ),
-    # Disabled or deactivated is for good (a definite cue: it suppresses when permanent);
-    # suspended, inactive, frozen or locked may come back.
-    ("suspend", _GONE_CUE),
     (
         "suspend",
         rf"\b(?:account|mailbox|user|address|recipient)\b{_NEAR}\b(?:{_HELD})\b"
@@ -1069,8 +984,7 @@ _CUE_TABLE: list[tuple[str, str]] = [
     ("filtered", r"\bfilter"),
 ]
 _CUE_RULES = [
-    Rule(reason, pattern, name=f"{reason}: cue /{pattern}/", definite=pattern == _GONE_CUE)
-    for reason, pattern in _CUE_TABLE
+    Rule(reason, pattern, name=f"{reason}: cue /{pattern}/") for reason, pattern in _CUE_TABLE
 ]
 
 # -- layer 3: reply codes -----------------------------------------------------------------------
@@ -1221,17 +1135,6 @@ _EVIDENT = frozenset({"1.1", "1.2", "1.3", "1.6", "1.10", "1.351", "7.17", "7.18
 system, bad mailbox syntax, mailbox moved; Exchange's 5.1.10 and 5.1.351; RFC 7293's changed
 owners); the other recipient codes (5.1.0 other, 5.1.4 ambiguous, 5.3.2 not accepting, 5.4.4
 no route) do not."""
-_TEMPORARY = re.compile(
-    r"temporar|\bdefer|try (?:again|later)|retry later|will (?:be )?retr|will keep trying"
-    r"|\bdelayed\b|\bresend\b|gr[ea]y ?list|\btimed out\b|no route to host"
-    r"|(?:lost|broken|closed|dropped) connection|closed (?:the )?connection|\berrno\b"
-    rf"|\bconnection\b{_NEAR}\b(?:refused|reset|lost|closed|dropped|died|broken|timeout)\b",
-    re.IGNORECASE,
-)
-"""Words that say a failure reported without any code is temporary (a delay notice, a lost
-connection, greylisting): without them such a text is final."""
-_AUTH_REPLIES = frozenset({530, 534, 535, 538})
-"""RFC 4954's reply codes to AUTH: about the client's login, never a recipient."""
 _BEFORE_CONTENT = frozenset({"suspend", "onhold", "policyviolation", "filtered", "spamdetected"})
 """Reasons that, given before any recipient or content was sent (at the greeting, EHLO or
 MAIL FROM), can only be about the sender."""
@@ -1348,9 +1251,6 @@ def _judge(
     ):
         # RFC 7372's 5.7.13 is the account the client authenticated as: the sender's.
         return rule, "securityerror", reply_code, enhanced_code
-    if reply_code in _AUTH_REPLIES and reason in (*HARD_REASONS, "suspend"):
-        # An RFC 4954 AUTH reply: the account refused is the one the client logged in as.
-        return rule, "securityerror", reply_code, enhanced_code
     if not _evidence(rule, folded, enhanced_code, reply_code) or (
         wrapper and reason in HARD_REASONS and not rule.definite
     ):
@@ -1405,14 +1305,10 @@ def classify(
     elif enhanced_code is not None and enhanced_code[0] in "45":
         permanent = enhanced_code[0] == "5"
     else:
-        # No code at all: the text is the reporter's own word, and a reporter writes one when
-        # it gives up (a bounce), so it is final unless it says the failure is temporary.
-        permanent = reason in _PERMANENT_BY_DEFAULT or _TEMPORARY.search(folded) is None
+        permanent = reason in _PERMANENT_BY_DEFAULT
     action = _action(reason, permanent)
     if reason == "suspend" and definite and permanent and action is Action.FAIL:
         action = Action.SUPPRESS
-    elif action is Action.FAIL and rule in _CLIENT_PROTOCOL:
-        action = Action.PAUSE_SENDER
     elif action is Action.PAUSE_SENDER and rule is not None and not rule.pauses:
         action = Action.FAIL if permanent else Action.RETRY
     return Classification(
